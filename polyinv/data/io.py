@@ -1,0 +1,100 @@
+"""Read the study's data files (.xlsx any sheet, .csv, .parquet) and validate them against the schema."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.errors import PolyinvError
+from polyinv.schema import MMD_COLUMNS, SHEET_COMPOSITE
+
+SUPPORTED = (".xlsx", ".xlsm", ".csv", ".parquet", ".pq")
+_MMD_NAME = re.compile(r"^MMD(\d+)$")
+
+
+def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
+    """Read a file into a DataFrame; return it with a short description of where it came from."""
+    if not path.exists():
+        raise PolyinvError(f"{path}: file not found")
+    if path.is_dir():
+        raise PolyinvError(f"{path}: is a folder, expected a .xlsx, .csv or .parquet file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise PolyinvError(f"{path}: unsupported file type {suffix!r}; use .xlsx, .csv or .parquet")
+    try:
+        if suffix in (".xlsx", ".xlsm"):
+            sheet = sheet or SHEET_COMPOSITE
+            with pd.ExcelFile(path, engine="openpyxl") as book:
+                if sheet not in book.sheet_names:
+                    raise PolyinvError(
+                        f"{path}: no sheet {sheet!r}; the file has sheets {', '.join(map(repr, book.sheet_names))}"
+                    )
+                frame = book.parse(sheet)
+            return frame, f"{path} [sheet {sheet}]"
+        if sheet:
+            raise PolyinvError(f"{path}: a sheet name ({sheet!r}) only applies to .xlsx files")
+        if suffix == ".csv":
+            return pd.read_csv(path), str(path)
+        return pd.read_parquet(path), str(path)
+    except PolyinvError:
+        raise
+    except Exception as exc:  # unreadable / corrupt file: one line, no traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolyinvError(f"{path}: cannot read file ({first})") from exc
+
+
+def _check_mmd_columns(frame: pd.DataFrame, where: str, mmd_columns: Sequence[str]) -> None:
+    found = sorted(int(m.group(1)) for c in frame.columns if (m := _MMD_NAME.match(str(c).strip())))
+    if len(found) != len(mmd_columns) or any(c not in frame.columns for c in mmd_columns):
+        expected = f"{mmd_columns[0]}..{mmd_columns[-1]} ({len(mmd_columns)} columns)"
+        if not found:
+            raise PolyinvError(f"{where}: no MMD columns found; expected {expected}")
+        missing = [c for c in mmd_columns if c not in frame.columns]
+        detail = f"missing {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}; " if missing else ""
+        raise PolyinvError(
+            f"{where}: the MMD has {len(found)} columns (MMD{found[0]}..MMD{found[-1]}); {detail}expected {expected}"
+        )
+
+
+def read_table(
+    path: str | Path,
+    columns: Sequence[str],
+    sheet: str | None = None,
+    mmd_columns: Sequence[str] = MMD_COLUMNS,
+) -> pd.DataFrame:
+    """Read ``path`` and return exactly ``columns`` as float64, validated.
+
+    Every problem raises :class:`PolyinvError` with a one-line message naming the file, sheet,
+    column, row and value: a missing file or sheet, a missing column, an MMD of the wrong length,
+    empty, non-numeric or non-finite cells. Row numbers are the file's own (header = row 1).
+    """
+    path = Path(path)
+    frame, where = _read_raw(path, sheet)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise PolyinvError(f"{where}: no data rows")
+    if any(c in columns for c in mmd_columns):
+        _check_mmd_columns(frame, where, mmd_columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PolyinvError(f"{where}: missing column(s) {', '.join(missing)}")
+    out = {}
+    for column in columns:
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.astype(float))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = raw.iloc[i]
+            what = "an empty cell" if pd.isna(shown) else f"the non-numeric value {shown!r}"
+            if not pd.isna(shown) and isinstance(shown, (int, float, np.number)):
+                what = f"the non-finite value {shown!r}"
+            raise PolyinvError(
+                f"{where}: column {column!r}, row {i + 2}: {what} ({int(bad.sum())} bad cell(s) in this column)"
+            )
+        out[column] = values.to_numpy(np.float64)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))

@@ -1,0 +1,216 @@
+"""LightningDataModule: read a study file, split it with a seed, fit scalers on the training split only.
+
+Batches are ``(mmd, side, targets)`` in *physical* units: ``mmd`` shaped (B, 1, 100) so a CNN sees
+the MMD as a one-channel signal, ``side`` (B, k) the scalar side inputs (k = 0 for the MMD-only
+feature set), ``targets`` (B, 4). Scaling happens inside the model, with the statistics this
+module fitted on the training rows (:meth:`scalers`), so it is applied exactly once and travels
+in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import KFold, train_test_split
+from torch.utils.data import DataLoader, TensorDataset
+
+from polyinv.errors import PolyinvError
+from polyinv.scaling import ColumnScaler
+from polyinv.schema import MMD_COLUMNS, TARGETS, feature_columns
+
+MIN_SPLIT_ROWS = 2  # R² needs two rows; fewer in any split is an error, not a silent NaN
+MMD_SCALINGS = ("column", "pooled")
+
+
+class PolyDataModule(L.LightningDataModule):
+    """Seeded train/validation/test split of one data file (optionally k-fold) with train-only scalers."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        sheet: str | None = None,
+        feature_set: str = "composite",
+        transforms: Mapping[str, str] | None = None,
+        mmd_scaling: str = "column",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        folds: int | None = None,
+        fold: int = 0,
+        seed: int = 42,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.sheet = sheet
+        self.side_columns, self.mmd_columns = feature_columns(feature_set)
+        self.feature_set = feature_set
+        self.target_columns = TARGETS
+        self.transforms = dict(transforms or {})
+        unknown = sorted(set(self.transforms) - set(self.side_columns) - set(self.mmd_columns) - set(TARGETS))
+        if unknown:
+            raise PolyinvError(f"data.transforms names unknown or unused column(s): {', '.join(unknown)}")
+        if mmd_scaling not in MMD_SCALINGS:
+            raise PolyinvError(f"data.mmd_scaling {mmd_scaling!r} unknown; choose one of {MMD_SCALINGS}")
+        self.mmd_scaling = mmd_scaling
+        if not 0 < test_fraction < 1:
+            raise PolyinvError(f"data.test_fraction must lie in (0, 1), got {test_fraction}")
+        if not 0 <= val_fraction < 1:
+            raise PolyinvError(f"data.val_fraction must lie in [0, 1), got {val_fraction}")
+        if folds is not None and (int(folds) < 2 or not 0 <= int(fold) < int(folds)):
+            raise PolyinvError(f"data.folds must be >= 2 and data.fold in 0..folds-1, got folds={folds}, fold={fold}")
+        self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
+        self.folds, self.fold = (int(folds) if folds is not None else None), int(fold)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.frame: pd.DataFrame | None = None
+        self.train_idx = self.val_idx = self.test_idx = np.empty(0, dtype=np.int64)
+        self._scalers: dict[str, ColumnScaler] | None = None
+
+    # ------------------------------------------------------------------ reading and splitting
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.target_columns) + tuple(self.side_columns) + tuple(self.mmd_columns)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read, validate and split once; later calls are no-ops."""
+        if self.frame is not None:
+            return
+        frame = read_frame(self.path, self.columns, self.sheet)
+        self.train_idx, self.val_idx, self.test_idx = split_indices(
+            len(frame), self.test_fraction, self.val_fraction, self.seed, self.folds, self.fold, where=str(self.path)
+        )
+        self.frame = frame
+        self._scalers = None
+
+    def _rows(self, idx: np.ndarray) -> pd.DataFrame:
+        if self.frame is None:
+            self.setup()
+        assert self.frame is not None
+        return self.frame.iloc[idx]
+
+    @property
+    def train_frame(self) -> pd.DataFrame:
+        return self._rows(self.train_idx)
+
+    @property
+    def val_frame(self) -> pd.DataFrame:
+        return self._rows(self.val_idx)
+
+    @property
+    def test_frame(self) -> pd.DataFrame:
+        return self._rows(self.test_idx)
+
+    # ------------------------------------------------------------------ scaling
+    def scalers(self) -> dict[str, ColumnScaler]:
+        """Scalers for ``mmd``, ``side`` and ``targets``, fitted on the training split only."""
+        if self._scalers is None:
+            train = self.train_frame
+            scalers = {
+                "mmd": ColumnScaler(self.mmd_columns, self.transforms, pooled=self.mmd_scaling == "pooled"),
+                "side": ColumnScaler(self.side_columns, self.transforms),
+                "targets": ColumnScaler(self.target_columns, self.transforms),
+            }
+            for name, cols in (("mmd", self.mmd_columns), ("side", self.side_columns), ("targets", self.target_columns)):
+                try:
+                    scalers[name].fit(train[list(cols)].to_numpy())
+                except PolyinvError as exc:
+                    raise PolyinvError(f"{self.path}: {exc}") from exc
+            self._scalers = scalers
+        return self._scalers
+
+    # ------------------------------------------------------------------ tensors and loaders
+    def tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mmd (N,1,L), side (N,k), targets (N,4)) as float32 physical values."""
+        return frame_to_tensors(frame, self.side_columns, self.mmd_columns, self.target_columns)
+
+    def _loader(self, frame: pd.DataFrame, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            TensorDataset(*self.tensors(frame)),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_frame, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_frame, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_frame, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+def read_frame(path: str | Path, columns: tuple[str, ...], sheet: str | None = None) -> pd.DataFrame:
+    """Read and validate ``columns`` of a data file (see :func:`polyinv.data.io.read_table`)."""
+    from polyinv.data.io import read_table
+
+    return read_table(path, columns, sheet=sheet, mmd_columns=MMD_COLUMNS)
+
+
+def frame_to_tensors(
+    frame: pd.DataFrame, side_columns, mmd_columns, target_columns=None
+) -> tuple[torch.Tensor, ...]:
+    """Turn a validated frame into model tensors; targets are omitted when ``target_columns`` is None."""
+    mmd = torch.tensor(frame[list(mmd_columns)].to_numpy(np.float32)).unsqueeze(1)
+    side = torch.tensor(frame[list(side_columns)].to_numpy(np.float32)).reshape(len(frame), len(side_columns))
+    if target_columns is None:
+        return mmd, side
+    targets = torch.tensor(frame[list(target_columns)].to_numpy(np.float32))
+    return mmd, side, targets
+
+
+def split_indices(
+    n_rows: int,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    folds: int | None = None,
+    fold: int = 0,
+    where: str = "data",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (train, val, test) row indices.
+
+    Without folds the test split is ``train_test_split(..., test_size=test_fraction,
+    random_state=seed)`` — with seed 42 exactly the study's split. With ``folds=k`` the test split
+    is fold ``fold`` of a shuffled, seeded k-fold. Validation is carved from the rest with the same seed.
+    """
+    rows = np.arange(n_rows)
+    n_val_min = MIN_SPLIT_ROWS if val_fraction > 0 else 0
+    need = MIN_SPLIT_ROWS * 2 + n_val_min
+    if folds is not None:
+        need = max(need, folds * MIN_SPLIT_ROWS)
+    if n_rows < need:
+        raise PolyinvError(
+            f"{where}: {n_rows} rows are too few for the split (test {test_fraction:g}, validation "
+            f"{val_fraction:g}{f', {folds} folds' if folds else ''}); need at least {need}"
+        )
+    if folds is not None:
+        train_val, test = list(KFold(folds, shuffle=True, random_state=seed).split(rows))[fold]
+    else:
+        train_val, test = train_test_split(rows, test_size=test_fraction, random_state=seed)
+    if val_fraction > 0:
+        train, val = train_test_split(train_val, test_size=val_fraction, random_state=seed)
+    else:
+        train, val = train_val, np.empty(0, dtype=np.int64)
+    for name, part in (("test", test), ("validation", val), ("training", train)):
+        if name == "validation" and val_fraction == 0:
+            continue
+        if len(part) < MIN_SPLIT_ROWS:
+            raise PolyinvError(
+                f"{where}: {n_rows} rows leave only {len(part)} in the {name} split; need at least {MIN_SPLIT_ROWS}"
+            )
+    return np.asarray(train), np.asarray(val), np.asarray(test)

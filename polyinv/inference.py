@@ -1,0 +1,44 @@
+"""Inference on new data with any saved polyinv model (MLP, CNN or random forest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.data.io import read_table
+from polyinv.errors import PolyinvError
+from polyinv.models import load_model
+
+
+def input_columns(model) -> list[str]:
+    """The input columns a model was trained on, in the order it reads them."""
+    return list(model.side_names) + list(model.mmd_names)
+
+
+def read_inputs(model, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+    """Read and validate an input file against the schema stored in the model's checkpoint."""
+    try:
+        return read_table(path, input_columns(model), sheet=sheet, mmd_columns=model.mmd_names)
+    except PolyinvError as exc:
+        side = ", ".join(model.side_names) or "no scalar inputs"
+        raise PolyinvError(
+            f"{exc} — the checkpoint expects {side} + {model.mmd_names[0]}..{model.mmd_names[-1]}"
+        ) from exc
+
+
+def predict_table(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``."""
+    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+    side = frame[list(model.side_names)].to_numpy(np.float64)
+    recipe = model.predict_arrays(mmd, side)
+    out = pd.DataFrame({"row": np.arange(len(frame))})
+    for j, name in enumerate(model.target_names):
+        out[name] = recipe[:, j]
+    return out
+
+
+def predict_file(ckpt: str | Path, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+    model = load_model(ckpt)
+    return predict_table(model, read_inputs(model, path, sheet))

@@ -1,0 +1,190 @@
+"""Shared base LightningModule: scaling, loss, metrics, logging and optimisers for every network.
+
+Subclasses only build their network (``build_network``). The model holds the column schema as
+hyper-parameters (primitive lists) and the train-split scaling statistics as buffers, so a
+checkpoint alone rebuilds a model that takes physical inputs and returns physical recipes.
+
+Convention: ``forward`` returns *scaled* targets (training space; the loss lives there);
+``predict_step`` and :meth:`predict_physical` return physical units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanAbsoluteError, R2Score
+
+from polyinv.errors import PolyinvError
+from polyinv.scaling import ColumnScaler
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "cosine", "plateau")
+LOSSES = {"mse": nn.MSELoss, "huber": nn.SmoothL1Loss}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise PolyinvError(f"model.activation {name!r} unknown; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class InverseRegressor(L.LightningModule):
+    """Multi-output regressor from (MMD, side inputs) to the recipe; base of MLP and CNN1D."""
+
+    kind = "base"
+
+    def __init__(
+        self,
+        targets: Sequence[str] = TARGETS,
+        side_inputs: Sequence[str] = SIDE_INPUTS,
+        mmd_columns: Sequence[str] = MMD_COLUMNS,
+        transforms: Mapping[str, str] | None = None,
+        mmd_scaling: str = "column",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adam",
+        scheduler: str = "none",
+        scheduler_patience: int = 20,
+        loss: str = "mse",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # collects the subclass's arguments too
+        for name, value, allowed in (
+            ("model.optimizer", optimizer, OPTIMIZERS),
+            ("model.scheduler", scheduler, SCHEDULERS),
+            ("model.loss", loss, tuple(LOSSES)),
+        ):
+            if value not in allowed:
+                raise PolyinvError(f"{name} {value!r} unknown; choose one of {allowed}")
+        self.target_names = list(targets)
+        self.side_names = list(side_inputs)
+        self.mmd_names = list(mmd_columns)
+        self.mmd_scaler = ColumnScaler(self.mmd_names, transforms, pooled=mmd_scaling == "pooled")
+        self.side_scaler = ColumnScaler(self.side_names, transforms)
+        self.target_scaler = ColumnScaler(self.target_names, transforms)
+        self.loss_fn = LOSSES[loss]()
+        self.val_r2 = nn.ModuleDict({t: R2Score() for t in self.target_names})
+        self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
+        self.val_r2_best = MaxMetric()
+
+    # ------------------------------------------------------------------ to be provided by subclasses
+    def build_network(self) -> nn.Module:
+        """Return a module mapping (scaled mmd (B,1,L), scaled side (B,k)) → scaled targets (B,T)."""
+        raise NotImplementedError
+
+    @property
+    def n_mmd(self) -> int:
+        return len(self.mmd_names)
+
+    @property
+    def n_side(self) -> int:
+        return len(self.side_names)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.target_names)
+
+    # ------------------------------------------------------------------ scaling
+    def set_scalers(self, scalers: Mapping[str, ColumnScaler]) -> None:
+        """Copy train-split statistics (from :meth:`PolyDataModule.scalers`) into this model's buffers."""
+        for name, own in (("mmd", self.mmd_scaler), ("side", self.side_scaler), ("targets", self.target_scaler)):
+            if list(scalers[name].columns) != list(own.columns):
+                raise PolyinvError(f"scaler {name!r} columns do not match the model's")
+            own.load_state_dict(scalers[name].state_dict())
+
+    def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        """Physical inputs → scaled targets."""
+        return self.network(self.mmd_scaler(mmd), self.side_scaler(side))
+
+    @torch.no_grad()
+    def predict_physical(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        """Physical inputs → physical recipe (float64), in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(mmd.to(self.device), side.to(self.device))
+            return self.target_scaler.inverse(out.double()).cpu()
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def training_step(self, batch, batch_idx):
+        mmd, side, targets = batch
+        loss = self.loss_fn(self(mmd, side), self.target_scaler(targets))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        mmd, side, targets = batch
+        scaled = self(mmd, side)
+        loss = self.loss_fn(scaled, self.target_scaler(targets))
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+        physical = self.target_scaler.inverse(scaled.double()).float()
+        for j, name in enumerate(self.target_names):
+            self.val_r2[name].update(physical[:, j], targets[:, j])
+            self.val_mae[name].update(physical[:, j], targets[:, j])
+
+    def on_train_start(self) -> None:
+        self.val_r2_best.reset()  # the sanity check must not count as a best value
+
+    def on_validation_epoch_end(self) -> None:
+        r2s = []
+        for name in self.target_names:
+            r2 = self.val_r2[name].compute()
+            r2s.append(r2)
+            self.log(f"val/r2/{name}", r2)
+            self.log(f"val/mae/{name}", self.val_mae[name].compute())
+            self.val_r2[name].reset()
+            self.val_mae[name].reset()
+        global_r2 = torch.stack(r2s).mean()
+        self.log("val/r2_global", global_r2, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_r2_best.update(global_r2)
+            self.log("val/r2_global_best", self.val_r2_best.compute())
+
+    def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
+        mmd, side = batch[0], batch[1]
+        return self.target_scaler.inverse(self(mmd, side).double())
+
+    def test_step(self, batch, batch_idx):
+        mmd, side, targets = batch
+        loss = self.loss_fn(self(mmd, side), self.target_scaler(targets))
+        self.log("test/loss", loss, batch_size=len(targets))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "cosine":
+            t_max = max(1, int(self.trainer.max_epochs or 1))
+            return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t_max)}
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=hp.scheduler_patience)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss"}}
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["polyinv_kind"] = self.kind
+
+    # ------------------------------------------------------------------ shared inference interface
+    def predict_arrays(self, mmd: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """(N,L) MMD and (N,k) side inputs in physical units → (N,T) physical recipe."""
+        outs = []
+        for start in range(0, len(mmd), batch_size):
+            m = torch.as_tensor(mmd[start : start + batch_size], dtype=torch.float32).unsqueeze(1)
+            s = torch.as_tensor(side[start : start + batch_size], dtype=torch.float32).reshape(len(m), self.n_side)
+            outs.append(self.predict_physical(m, s).numpy())
+        return np.concatenate(outs) if outs else np.empty((0, self.n_targets))

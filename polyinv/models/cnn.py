@@ -1,0 +1,61 @@
+"""1D CNN over the MMD signal; the pooled feature map is joined with the scalar side inputs in an MLP head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from polyinv.models.base import InverseRegressor, activation
+from polyinv.models.mlp import dense_stack
+
+
+class CNNNet(nn.Module):
+    def __init__(
+        self, n_mmd, n_side, n_out, channels, kernel_size, pool, act, head_widths, dropout, norm, batch_norm
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in, length = 1, n_mmd
+        for c in channels:
+            blocks.append(nn.Conv1d(c_in, int(c), int(kernel_size), padding=int(kernel_size) // 2))
+            if batch_norm:
+                blocks.append(nn.BatchNorm1d(int(c)))
+            blocks.append(activation(act))
+            if pool > 1 and length // pool >= 1:
+                blocks.append(nn.MaxPool1d(int(pool)))
+                length //= int(pool)
+            c_in = int(c)
+        self.conv = nn.Sequential(*blocks)
+        # flatten keeps where in the molar-mass grid a feature sits, which matters for the recipe
+        self.head_body, n_last = dense_stack(c_in * length + n_side, head_widths, act, dropout, norm)
+        self.head = nn.Linear(n_last, n_out)
+
+    def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        features = self.conv(mmd).flatten(1)
+        return self.head(self.head_body(torch.cat([features, side], dim=1)))
+
+
+class CNN1D(InverseRegressor):
+    """Conv blocks (conv → [batch norm] → activation → max-pool) over the (1, 100) MMD, then an MLP head."""
+
+    kind = "cnn"
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64),
+        kernel_size: int = 5,
+        pool: int = 2,
+        activation: str = "relu",
+        head_widths: Sequence[int] = (128, 64),
+        dropout: float | Sequence[float] = 0.0,
+        norm: str = "none",
+        batch_norm: bool = True,
+        **base,
+    ) -> None:
+        super().__init__(**base)
+        self.network = CNNNet(
+            self.n_mmd, self.n_side, self.n_targets, list(channels), kernel_size, pool, activation,
+            list(head_widths), dropout, norm, batch_norm,
+        )

@@ -1,0 +1,50 @@
+"""``python -m polyinv.predict --ckpt RUN_OR_CKPT --input FILE [--sheet S] [--output preds.csv]``.
+
+Loads any polyinv checkpoint (best.ckpt / last.ckpt of an MLP or CNN, model.joblib of a random
+forest, or a run folder) on CPU, validates the input's columns against the schema stored in it,
+and writes the predicted recipe (cBA_0, cAIBN_0, temp, time in physical units) per input row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from polyinv.errors import run_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m polyinv.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    parser.add_argument("--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns")
+    parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
+    parser.add_argument("--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)")
+    parser.add_argument("--show", type=int, default=10, help="rows of the table to print")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from polyinv.atomic import atomic_path
+        from polyinv.inference import predict_table, read_inputs
+        from polyinv.models import load_model, resolve_checkpoint
+
+        ckpt = resolve_checkpoint(args.ckpt)
+        model = load_model(ckpt)
+        frame = read_inputs(model, args.input, args.sheet)
+        table = predict_table(model, frame)
+        output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
+        with atomic_path(output) as tmp:
+            table.to_csv(tmp, index=False)
+        with_units = table.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.5g}")
+        print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")
+        print(with_units)
+        if len(table) > args.show:
+            print(f"... {len(table) - args.show} more rows")
+        print(f"wrote {output}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

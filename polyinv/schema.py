@@ -1,0 +1,53 @@
+"""The column schema of the study's data files: the one place that knows column names and ranges.
+
+Every reader, writer, model and metric refers to the names here, never to literals of its own.
+"""
+
+from __future__ import annotations
+
+N_MMD = 100
+
+#: Recipe columns: what the inverse model predicts (and what the simulator takes).
+TARGETS: tuple[str, ...] = ("cBA_0", "cAIBN_0", "temp", "time")
+#: Scalar outcome columns added to the MMD in the "composite" feature set.
+SIDE_INPUTS: tuple[str, ...] = ("cBA_time", "Mn", "Mw")
+#: The MMD vector, w(log10 M) on the fixed grid, MMD1..MMD100.
+MMD_COLUMNS: tuple[str, ...] = tuple(f"MMD{i}" for i in range(1, N_MMD + 1))
+
+#: Sheet names and column orders of the study's .xlsx (DOMAIN.md §2).
+SHEET_COMPOSITE = "compuesta"
+SHEET_MMD_RAW = "mmd_raw_data"
+SHEET_METADATA = "metadata"
+COMPOSITE_COLUMNS: tuple[str, ...] = TARGETS + SIDE_INPUTS + MMD_COLUMNS
+MMD_RAW_COLUMNS: tuple[str, ...] = TARGETS + MMD_COLUMNS
+
+#: Feature sets: which scalar side inputs accompany the MMD vector.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"mmd": (), "composite": SIDE_INPUTS}
+
+#: Nominal recipe ranges of the design (DOMAIN.md §1); relative MAE divides by their width.
+NOMINAL_RANGES: dict[str, tuple[float, float]] = {
+    "cBA_0": (0.5, 3.0),
+    "cAIBN_0": (0.0025, 0.02),
+    "temp": (60.0, 80.0),
+    "time": (0.0, 3600.0),
+}
+
+UNITS: dict[str, str] = {
+    "cBA_0": "mol/L",
+    "cAIBN_0": "mol/L",
+    "temp": "°C",
+    "time": "s",
+    "cBA_time": "mol/L",
+    "Mn": "g/mol",
+    "Mw": "g/mol",
+}
+
+#: Molar mass of n-butyl acrylate, g/mol.
+M_BA = 128.17
+
+
+def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return (side-input columns, MMD columns) of a feature set ('mmd' or 'composite')."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; choose one of {sorted(FEATURE_SETS)}")
+    return FEATURE_SETS[feature_set], MMD_COLUMNS

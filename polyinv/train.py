@@ -1,0 +1,230 @@
+"""Library side of ``polyinv.fit``: build data and model from a resolved config, train, evaluate, save.
+
+Every run gets its own folder ``<output.root>/<name>/version_N`` holding the resolved config,
+``best.ckpt``/``last.ckpt`` (networks) or ``model.joblib`` (forest), ``metrics.json``,
+``predictions_test.csv``, ``parity.png``, ``run.json`` and TensorBoard event files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+
+from polyinv.atomic import atomic_path
+from polyinv.config import data_path, dump
+from polyinv.data.module import PolyDataModule
+from polyinv.errors import PolyinvError
+from polyinv.metrics import evaluate, format_table, parity_figure, write_json
+from polyinv.models import NETWORKS, ForestModel, InverseRegressor
+from polyinv.models.forest import KIND as FOREST
+
+RUN_DIR_ENV = "POLYINV_RUN_DIR"  # hands the run folder to DDP worker processes
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    train_seconds: float
+    model: Any
+
+
+def build_datamodule(config: dict) -> PolyDataModule:
+    d = config["data"]
+    return PolyDataModule(
+        path=data_path(config), sheet=d["sheet"], feature_set=d["feature_set"], transforms=d["transforms"],
+        mmd_scaling=d["mmd_scaling"], test_fraction=d["test_fraction"], val_fraction=d["val_fraction"],
+        folds=d["folds"], fold=d["fold"], seed=config["seed"], batch_size=d["batch_size"],
+        num_workers=d["num_workers"],
+    )
+
+
+def _listify(value):
+    return [_listify(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | ForestModel:
+    """Instantiate the configured model with the data module's schema (bad settings → PolyinvError)."""
+    settings = {k: _listify(v) for k, v in config["model"].items() if k != "kind"}
+    kind = config["model"].get("kind", "mlp")
+    schema = {
+        "targets": list(dm.target_columns), "side_inputs": list(dm.side_columns),
+        "mmd_columns": list(dm.mmd_columns), "transforms": dict(dm.transforms),
+    }
+    try:
+        if kind == FOREST:
+            return ForestModel(**schema, random_state=config["seed"], **settings)
+        return NETWORKS[kind](**schema, mmd_scaling=dm.mmd_scaling, **settings)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, PolyinvError):
+            raise
+        raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """Create and return ``root/name/version_N`` with the next free N (never reuses a folder)."""
+    group = Path(root) / name
+    group.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.name.split("_", 1)[1]) for p in group.glob("version_*") if p.name.split("_", 1)[1].isdigit()]
+    n = max(existing, default=-1) + 1
+    while True:
+        candidate = group / f"version_{n}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def _tb_logger(run_dir: Path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
+
+
+def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
+    """Physical predictions for a validated frame holding the model's input columns."""
+    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+    side = frame[list(model.side_names)].to_numpy(np.float64)
+    return model.predict_arrays(mmd, side)
+
+
+def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict) -> dict:
+    """Evaluate on the test split through the one harness and write every run artefact."""
+    test = dm.test_frame
+    targets = list(dm.target_columns)
+    y_true = test[targets].to_numpy(np.float64)
+    y_pred = predict_frame(model, test)
+    metrics = evaluate(y_true, y_pred, targets)
+    write_json(metrics, run_dir / "metrics.json")
+    preds = pd.DataFrame({"row": dm.test_idx})
+    for j, t in enumerate(targets):
+        preds[f"{t}_true"] = y_true[:, j]
+        preds[f"{t}_pred"] = y_pred[:, j]
+    with atomic_path(run_dir / "predictions_test.csv") as tmp:
+        preds.to_csv(tmp, index=False)
+    fig = parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split")
+    with atomic_path(run_dir / "parity.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    if logger is not None:
+        for j, t in enumerate(targets):
+            single = parity_figure(y_true[:, [j]], y_pred[:, [j]], [t])
+            logger.experiment.add_figure(f"parity/{t}", single, close=True)
+        hp_metrics = {"hp/test_r2_global": metrics["global"]["r2"], "hp/test_mse_global": metrics["global"]["mse"]}
+        hp_metrics.update({f"hp/test_r2/{t}": m["r2"] for t, m in metrics["targets"].items()})
+        logger.log_hyperparams(_flat(config), metrics=hp_metrics)
+        logger.finalize("success")
+    info = {
+        "name": config["name"], "kind": config["model"].get("kind"), "seed": config["seed"],
+        "train_seconds": train_seconds, "rows": {"train": len(dm.train_idx), "val": len(dm.val_idx), "test": len(dm.test_idx)},
+        "data": str(dm.path), **extra,
+    }
+    write_json(info, run_dir / "run.json")
+    return metrics
+
+
+def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunResult | None:
+    """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0)."""
+    L.seed_everything(config["seed"], workers=True, verbose=False)
+    dm = build_datamodule(config)
+    dm.setup("fit")  # validates the data before any folder is made
+    model = build_model(config, dm)
+    kind = config["model"].get("kind", "mlp")
+
+    worker_dir = os.environ.get(RUN_DIR_ENV)
+    if resume is not None:
+        run_dir = resume
+    elif worker_dir and os.environ.get("LOCAL_RANK", "0") != "0":
+        run_dir = Path(worker_dir)
+    else:
+        run_dir = new_run_dir(config["output"]["root"], config["name"])
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+    is_worker = os.environ.get("LOCAL_RANK", "0") != "0"
+    if not is_worker:
+        _write_text(run_dir / "config.yaml", dump(config))
+
+    if kind == FOREST:
+        started = time.perf_counter()
+        fit_rows = np.concatenate([dm.train_idx, dm.val_idx])  # no early stopping: the forest uses train + val
+        frame = dm.frame.iloc[fit_rows]
+        model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
+        seconds = time.perf_counter() - started
+        model.save(run_dir / "model.joblib")
+        metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": model.best_params})
+        if verbose:
+            print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units"))
+        return RunResult(run_dir, metrics, seconds, model)
+
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    model.set_scalers(dm.scalers())
+    ckpt_cfg = config["checkpoint"]
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=run_dir, filename="best", monitor=ckpt_cfg["monitor"], mode=ckpt_cfg["mode"],
+            save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+        ),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if config.get("early_stopping") and config["early_stopping"].get("patience") is not None:
+        es = config["early_stopping"]
+        callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
+    logger = _tb_logger(run_dir)
+    trainer_cfg = dict(config["trainer"])
+    trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
+    ckpt_path = None
+    if resume is not None:
+        ckpt_path = resume / "last.ckpt"
+        if not ckpt_path.exists():
+            raise PolyinvError(f"{resume}: no last.ckpt to resume from")
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    seconds = time.perf_counter() - started
+    if trainer.global_rank != 0:
+        return None
+    best_path = run_dir / "best.ckpt"
+    best = type(model).load_from_checkpoint(best_path, map_location="cpu", weights_only=True) if best_path.exists() else model.cpu()
+    best.eval()
+    extra = {"epochs": int(trainer.current_epoch), "best_epoch": _best_epoch(trainer), "device": str(trainer.strategy.root_device)}
+    metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
+    if verbose:
+        print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
+    return RunResult(run_dir, metrics, seconds, best)
+
+
+def _best_epoch(trainer) -> int | None:
+    cb = trainer.checkpoint_callback
+    if cb is None or not cb.best_model_path:
+        return None
+    try:
+        import torch
+
+        return int(torch.load(cb.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:
+        return None

@@ -1,0 +1,48 @@
+"""Small synthetic data sets in the study's schema, made by the tests themselves (fast, offline).
+
+A crude closed-form stand-in for the kinetics: first-order monomer decay with an Arrhenius rate,
+a log-normal MMD centred on a kinetic-chain-length estimate. Good enough to exercise the pipeline
+and to be learnable; physics lives in ``polyinv.sim``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polyinv.schema import COMPOSITE_COLUMNS, M_BA, N_MMD
+
+LOG_M = np.linspace(2.5, 7.0, N_MMD)
+
+
+def synthetic_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    c0 = rng.uniform(0.5, 3.0, n)
+    i0 = rng.uniform(0.0025, 0.02, n)
+    temp = rng.uniform(60, 80, n)
+    k = 3e-4 * np.sqrt(i0 / 0.01) * np.exp(0.07 * (temp - 70))
+    t90 = np.log(10) / k
+    time = np.minimum(3600.0, t90)
+    cba_time = c0 * np.exp(-k * time)
+    chain = 400 * c0 / np.sqrt(i0 / 0.01) * np.exp(-0.03 * (temp - 70)) * (1 + 0.1 * (1 - np.exp(-k * time)))
+    mn = chain * M_BA
+    sigma = 0.25 + 0.02 * (temp - 60) / 20
+    mw = mn * np.exp((sigma * np.log(10)) ** 2)
+    centre = np.log10(mn) + 0.5 * sigma**2 * np.log(10) * 2
+    mmd = np.exp(-0.5 * ((LOG_M[None, :] - centre[:, None]) / sigma[:, None]) ** 2)
+    mmd /= mmd.sum(axis=1, keepdims=True) * (LOG_M[1] - LOG_M[0])
+    data = np.column_stack([c0, i0, temp, time, cba_time, mn, mw, mmd])
+    return pd.DataFrame(data, columns=list(COMPOSITE_COLUMNS))
+
+
+def write_synthetic(path, n: int = 120, seed: int = 0, sheet: str = "compuesta") -> pd.DataFrame:
+    frame = synthetic_frame(n, seed)
+    path = str(path)
+    if path.endswith(".xlsx"):
+        with pd.ExcelWriter(path, engine="openpyxl") as writer:
+            frame.to_excel(writer, sheet_name=sheet, index=False)
+    elif path.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return frame
