@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from polyinv.errors import PolyinvError
 from polyinv.scaling import ColumnScaler
-from polyinv.schema import MMD_COLUMNS, TARGETS, feature_columns
+from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS, TARGETS, feature_columns
 
 MIN_SPLIT_ROWS = 2  # R² needs two rows; fewer in any split is an error, not a silent NaN
 MMD_SCALINGS = ("column", "pooled")
@@ -51,10 +51,12 @@ class PolyDataModule(L.LightningDataModule):
         self.side_columns, self.mmd_columns = feature_columns(feature_set)
         self.feature_set = feature_set
         self.target_columns = TARGETS
-        self.transforms = dict(transforms or {})
-        unknown = sorted(set(self.transforms) - set(self.side_columns) - set(self.mmd_columns) - set(TARGETS))
+        transforms = dict(transforms or {})
+        unknown = sorted(set(transforms) - set(COMPOSITE_COLUMNS))
         if unknown:
-            raise PolyinvError(f"data.transforms names unknown or unused column(s): {', '.join(unknown)}")
+            raise PolyinvError(f"data.transforms names unknown column(s): {', '.join(unknown)}")
+        # a transform of a column this feature set does not use (e.g. Mn for 'mmd') is simply not needed
+        self.transforms = {c: t for c, t in transforms.items() if c in self.columns}
         if mmd_scaling not in MMD_SCALINGS:
             raise PolyinvError(f"data.mmd_scaling {mmd_scaling!r} unknown; choose one of {MMD_SCALINGS}")
         self.mmd_scaling = mmd_scaling
