@@ -1,0 +1,324 @@
+"""Deterministic forward model: QSSA radicals, ODE for [M], Hamielec's cumulative chain-length distribution.
+
+Method (DOMAIN.md §4), vectorised over recipes:
+
+* [I](t) = [I]0 exp(-kd t) (analytic); R_i = 2 f kd [I].
+* SPR (S) and MCR (T) concentrations from the quasi-steady-state balances
+  ``kbb S = T (kpt M + k_tr,S^MCR [S] + 2 kt_st S + 2 kt_tt T)`` and ``R_i = 2 kt_ss S^2 + 4 kt_st S T + 2 kt_tt T^2``,
+  solved at every evaluation by a safeguarded Newton iteration on S (T is explicit in S).
+* ``d ln[M]/dt = -(kp S + kpt T)``, classical RK4 on a uniform time grid; the run stops at ``t_max`` or
+  when conversion reaches ``x_stop``; the crossing time is found exactly (Newton on a partial RK4 step).
+* Every radical, SPR or MCR, belongs to a growing chain; backbiting (no β-scission) does not cut chains,
+  it only slows growth. Switching SPR <-> MCR (~1e2-1e3 1/s) is much faster than a chain's life, so all
+  radicals share one chain-length distribution, exponential with parameter
+  ``a = (radical loss by termination + transfer) / (propagation rate)``. Hamielec's instantaneous dead
+  polymer: chains from disproportionation and transfer ~ Exp(a) (tau part), chains from combination
+  ~ Gamma(2, a) (beta part), so the instantaneous Mw/Mn is 2 and 1.5 in the two pure limits.
+* The cumulative distribution and its moments are time integrals of the instantaneous ones weighted by
+  the rates of chain formation (trapezoid rule on the RK4 nodes plus the exact stop node). Mn and Mw come
+  from these moments, never from the 100 MMD points. M = chain length * M_BA (end groups neglected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyinv.schema import M_BA
+from polyinv.sim.grid import DELTA_LOG10M, log10m_grid
+from polyinv.sim.parameters import KineticParameters
+
+#: Default integration settings (convergence against a 10x finer grid is checked in tests/sim).
+DEFAULT_T_MAX = 3600.0
+DEFAULT_X_STOP = 0.9
+DEFAULT_N_STEPS = 240
+
+
+@dataclass
+class RecipeRates:
+    """Rate coefficients and initial state evaluated for a batch of recipes (arrays of shape (n,))."""
+
+    M0: np.ndarray
+    I0: np.ndarray
+    kd: np.ndarray
+    f: np.ndarray
+    kp: np.ndarray
+    kbb: np.ndarray
+    kpt: np.ndarray
+    kss: np.ndarray
+    kst: np.ndarray
+    ktt: np.ndarray
+    ktr_M: np.ndarray
+    ktr_S: np.ndarray
+    ktr_S_mcr: np.ndarray
+    solvent: np.ndarray
+    comb_ss: float
+    comb_st: float
+    comb_tt: float
+    initiator_consumption: bool
+
+    @classmethod
+    def build(cls, params: KineticParameters, cBA_0, cAIBN_0, temp) -> RecipeRates:
+        """Evaluate every coefficient at each recipe's temperature."""
+        temp = np.asarray(temp, dtype=float)
+        kp = params.kp.at(temp)
+        return cls(
+            M0=np.asarray(cBA_0, dtype=float), I0=np.asarray(cAIBN_0, dtype=float),
+            kd=params.kd.at(temp), f=params.efficiency(temp), kp=kp,
+            kbb=params.kbb.at(temp), kpt=params.kpt.at(temp),
+            kss=params.kt_ss.at(temp), kst=params.kt_st.at(temp), ktt=params.kt_tt.at(temp),
+            ktr_M=params.C_M * kp, ktr_S=params.C_S * kp, ktr_S_mcr=params.C_S_mcr * params.kpt.at(temp),
+            solvent=np.maximum(params.solvent_concentration(cBA_0), 0.0),
+            comb_ss=params.comb_ss, comb_st=params.comb_st, comb_tt=params.comb_tt,
+            initiator_consumption=params.initiator_consumption,
+        )
+
+    def initiator(self, t) -> np.ndarray:
+        """[I](t), mol/L."""
+        if not self.initiator_consumption:
+            return self.I0 * np.ones_like(np.asarray(t, dtype=float))
+        return self.I0 * np.exp(-self.kd * t)
+
+
+def _mcr_of_spr(r: RecipeRates, S: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """T solving the MCR balance ``2 ktt T^2 + (kpt M + 2 kst S) T - kbb S = 0`` (stable root)."""
+    b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * r.kst * S
+    return 2.0 * r.kbb * S / (b + np.sqrt(b * b + 8.0 * r.ktt * r.kbb * S))
+
+
+def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np.ndarray | None = None,
+               tol: float = 1e-12, max_iter: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Quasi-steady-state SPR and MCR concentrations (mol/L) for initiator and monomer concentrations."""
+    Ri = 2.0 * r.f * r.kd * initiator
+    # Bracket: T = 0 gives the upper bound of S; the MCR balance without MCR termination the lower one.
+    hi = np.sqrt(Ri / (2.0 * r.kss))
+    rho0 = r.kbb / (r.kpt * M + r.ktr_S_mcr * r.solvent)
+    lo = np.sqrt(Ri / (2.0 * r.kss + 4.0 * r.kst * rho0 + 2.0 * r.ktt * rho0 * rho0))
+    S = lo.copy() if S_guess is None else np.clip(S_guess, lo, hi)
+    for _ in range(max_iter):
+        T = _mcr_of_spr(r, S, M)
+        g = 2.0 * r.kss * S * S + 4.0 * r.kst * S * T + 2.0 * r.ktt * T * T - Ri
+        b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * r.kst * S
+        dT = (r.kbb - 2.0 * r.kst * T) / (4.0 * r.ktt * T + b)
+        dg = 4.0 * r.kss * S + 4.0 * r.kst * T + 4.0 * r.kst * S * dT + 4.0 * r.ktt * T * dT
+        lo = np.where(g < 0, S, lo)
+        hi = np.where(g > 0, S, hi)
+        step = g / dg
+        S_new = S - step
+        converged = np.abs(step) <= tol * S
+        outside = ~((S_new >= lo) & (S_new <= hi)) & ~converged
+        S = np.where(outside, 0.5 * (lo + hi), S_new)
+        if converged.all():
+            break
+    else:  # pragma: no cover - the bracketed Newton iteration always converges
+        raise RuntimeError("QSSA radical balance did not converge")
+    return S, _mcr_of_spr(r, S, M)
+
+
+@dataclass
+class Trajectory:
+    """Node values of a batch run: nodes 0..N of the time grid plus one stop node (index N+1)."""
+
+    t: np.ndarray  # (n, N+2)
+    M: np.ndarray
+    S: np.ndarray
+    T: np.ndarray
+    weights: np.ndarray  # trapezoid weights up to the stop time, (n, N+2)
+    stop_time: np.ndarray  # (n,)
+    reached: np.ndarray  # (n,) bool: stopped by the conversion limit
+
+
+def integrate(r: RecipeRates, t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP,
+              n_steps: int = DEFAULT_N_STEPS) -> Trajectory:
+    """RK4 for ln[M] on a uniform grid with QSSA radicals; stop at t_max or at conversion x_stop."""
+    n = r.M0.shape[0]
+    dt = t_max / n_steps
+    times = np.arange(n_steps + 1) * dt
+    lnM = np.empty((n, n_steps + 1))
+    S_nodes = np.empty((n, n_steps + 1))
+    T_nodes = np.empty((n, n_steps + 1))
+    y = np.log(r.M0)
+    target = np.log(r.M0 * (1.0 - x_stop))
+    S_guess = None
+
+    def rate(t, y_, guess):
+        M_ = np.exp(y_)
+        S_, T_ = solve_qssa(r, r.initiator(t), M_, guess)
+        return -monomer_consumption(r, M_, S_, T_), S_, T_
+
+    for k in range(n_steps + 1):
+        f1, S_k, T_k = rate(times[k], y, S_guess)
+        lnM[:, k], S_nodes[:, k], T_nodes[:, k] = y, S_k, T_k
+        if k == n_steps:
+            break
+        f2, s2, _ = rate(times[k] + dt / 2, y + dt / 2 * f1, S_k)
+        f3, _, _ = rate(times[k] + dt / 2, y + dt / 2 * f2, s2)
+        f4, S_guess, _ = rate(times[k] + dt, y + dt * f3, s2)
+        # Runs already past the conversion limit are frozen (their later nodes get zero weight).
+        y = np.where(y > target, y + dt / 6.0 * (f1 + 2.0 * f2 + 2.0 * f3 + f4), y)
+
+    below = lnM <= target[:, None]
+    reached = below.any(axis=1)
+    first = np.where(reached, below.argmax(axis=1), n_steps + 1)  # first node past the limit
+    k0 = np.where(reached, first - 1, n_steps)  # last full node before the stop
+
+    # Stop node: exact crossing by Newton on a single RK4 step of length h from node k0.
+    stop_time = np.full(n, float(t_max))
+    idx = np.nonzero(reached)[0]
+    M_stop = np.exp(lnM[np.arange(n), k0])
+    S_stop = S_nodes[np.arange(n), k0].copy()
+    T_stop = T_nodes[np.arange(n), k0].copy()
+    if idx.size:
+        sub = _subset(r, idx)
+        kk = k0[idx]
+        y0 = lnM[idx, kk]
+        y1 = lnM[idx, kk + 1]
+        t0 = times[kk]
+        h = dt * (y0 - target[idx]) / (y0 - y1)  # linear first guess
+        for _ in range(8):
+            y_h, S_h, T_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk])
+            slope = -monomer_consumption(sub, np.exp(y_h), S_h, T_h)
+            h = np.clip(h - (y_h - target[idx]) / slope, 0.0, dt)
+        y_h, S_h, T_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk])
+        stop_time[idx] = t0 + h
+        M_stop[idx], S_stop[idx], T_stop[idx] = np.exp(y_h), S_h, T_h
+
+    weights = np.zeros((n, n_steps + 2))
+    node = np.arange(n_steps + 1)[None, :]
+    weights[:, : n_steps + 1] = np.where(node <= k0[:, None], dt, 0.0)
+    weights[:, 0] = dt / 2
+    rows = np.arange(n)
+    weights[rows, k0] -= dt / 2
+    h_last = stop_time - times[k0]
+    weights[rows, k0] += h_last / 2
+    weights[:, -1] = h_last / 2
+
+    t_all = np.concatenate([np.broadcast_to(times, (n, n_steps + 1)), stop_time[:, None]], axis=1)
+    M_all = np.concatenate([np.exp(lnM), M_stop[:, None]], axis=1)
+    S_all = np.concatenate([S_nodes, S_stop[:, None]], axis=1)
+    T_all = np.concatenate([T_nodes, T_stop[:, None]], axis=1)
+    return Trajectory(t_all, M_all, S_all, T_all, weights, stop_time, reached)
+
+
+def _subset(r: RecipeRates, idx: np.ndarray) -> RecipeRates:
+    kw = {k: (v[idx] if isinstance(v, np.ndarray) else v) for k, v in vars(r).items()}
+    return RecipeRates(**kw)
+
+
+def _rk4_step(r: RecipeRates, t0, y0, h, S_guess):
+    """One RK4 step of length h (array) for ln[M]; returns ln[M], S, T at t0 + h."""
+    def rate(t, y_, guess):
+        M_ = np.exp(y_)
+        S_, T_ = solve_qssa(r, r.initiator(t), M_, guess)
+        return -monomer_consumption(r, M_, S_, T_), S_
+
+    f1, s1 = rate(t0, y0, S_guess)
+    f2, s2 = rate(t0 + h / 2, y0 + h / 2 * f1, s1)
+    f3, _ = rate(t0 + h / 2, y0 + h / 2 * f2, s2)
+    f4, _ = rate(t0 + h, y0 + h * f3, s2)
+    y = y0 + h / 6.0 * (f1 + 2.0 * f2 + 2.0 * f3 + f4)
+    S_h, T_h = solve_qssa(r, r.initiator(t0 + h), np.exp(y), s2)
+    return y, S_h, T_h
+
+
+def monomer_consumption(r: RecipeRates, M, S, T) -> np.ndarray:
+    """-d ln[M]/dt: propagation by SPR and MCR plus the monomer that starts each new chain.
+
+    Under QSSA chains start as often as they stop (termination + transfer), and every start adds one
+    monomer unit (initiator or transfer radical + M), so the dead polymer mass equals the monomer used.
+    """
+    ss, st, tt = 2.0 * r.kss * S * S, 4.0 * r.kst * S * T, 2.0 * r.ktt * T * T
+    transfer = (r.ktr_M * M + r.ktr_S * r.solvent) * S + r.ktr_S_mcr * r.solvent * T
+    return r.kp * S + r.kpt * T + (ss + st + tt + transfer) / M
+
+
+@dataclass
+class ChainRates:
+    """Instantaneous dead-polymer formation at every node (arrays (n, N+2))."""
+
+    propagation: np.ndarray  # propagation steps per L and s
+    chains_exp: np.ndarray  # dead chains per L and s from disproportionation + transfer, ~ geometric
+    chains_comb: np.ndarray  # dead chains per L and s from combination, ~ sum of two geometrics
+    a: np.ndarray  # stops per propagation step (tau + beta); P(radical propagates) = 1 / (1 + a)
+    tau: np.ndarray
+    beta: np.ndarray
+
+
+def chain_rates(r: RecipeRates, M, S, T) -> ChainRates:
+    """Hamielec's tau and beta and the chain formation rates from radical and monomer concentrations."""
+    col = (lambda v: v[:, None]) if np.ndim(M) == 2 else (lambda v: v)
+    kss, kst, ktt = col(r.kss), col(r.kst), col(r.ktt)
+    ss, st, tt = 2.0 * kss * S * S, 4.0 * kst * S * T, 2.0 * ktt * T * T  # radicals lost per L and s
+    loss_comb = r.comb_ss * ss + r.comb_st * st + r.comb_tt * tt
+    loss_disp = (1 - r.comb_ss) * ss + (1 - r.comb_st) * st + (1 - r.comb_tt) * tt
+    solvent = col(r.solvent)
+    transfer = (col(r.ktr_M) * M + col(r.ktr_S) * solvent) * S + col(r.ktr_S_mcr) * solvent * T
+    prop = (col(r.kp) * S + col(r.kpt) * T) * M
+    tau = (loss_disp + transfer) / prop
+    beta = loss_comb / prop
+    return ChainRates(prop, loss_disp + transfer, 0.5 * loss_comb, tau + beta, tau, beta)
+
+
+def _chain_moments(a):
+    """Per-chain moments (m1, m2) of the geometric (exp) and the combined (comb) chain lengths."""
+    m1_exp = (1.0 + a) / a
+    m2_exp = (2.0 + a) * (1.0 + a) / a**2
+    return m1_exp, m2_exp, 2.0 * m1_exp, (6.0 + 4.0 * a) * (1.0 + a) / a**2
+
+
+def instantaneous_moments(tau, beta) -> tuple[np.ndarray, np.ndarray]:
+    """Number- and weight-average chain length of the instantaneous dead polymer (Hamielec, discrete).
+
+    Mw/Mn tends to 2 for disproportionation/transfer only and to 1.5 for combination only.
+    """
+    tau, beta = np.asarray(tau, float), np.asarray(beta, float)
+    a = tau + beta
+    m1e, m2e, m1c, m2c = _chain_moments(a)
+    lam0 = tau + beta / 2.0
+    lam1 = tau * m1e + beta / 2.0 * m1c
+    lam2 = tau * m2e + beta / 2.0 * m2c
+    return lam1 / lam0, lam2 / lam1
+
+
+def cumulative_moments(cr: ChainRates, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time-integrated moments lambda0, lambda1, lambda2 (mol/L; chain length units) of the dead polymer."""
+    m1e, m2e, m1c, m2c = _chain_moments(cr.a)
+    lam0 = (weights * (cr.chains_exp + cr.chains_comb)).sum(axis=1)
+    lam1 = (weights * (cr.chains_exp * m1e + cr.chains_comb * m1c)).sum(axis=1)
+    lam2 = (weights * (cr.chains_exp * m2e + cr.chains_comb * m2c)).sum(axis=1)
+    return lam0, lam1, lam2
+
+
+def number_density(cr: ChainRates, weights: np.ndarray, chain_length: np.ndarray) -> np.ndarray:
+    """Cumulative dead chains per unit chain length, mol/L, shape (n, len(chain_length)).
+
+    At integer chain lengths this is the exact number of chains of that length. At real x it is the
+    continuous extension used for the MMD: the pmf formula with chain length r spread over
+    [r - 1/2, r + 1/2] (support x >= 1/2 for geometric chains, x >= 3/2 for combined ones), so that
+    integrals over x equal the sums over r to second order (midpoint rule).
+    """
+    x = np.asarray(chain_length, dtype=float)
+    a = cr.a
+    log_phi = -np.log1p(a)
+    p = a / (1.0 + a)
+    E = np.exp(log_phi[:, :, None] * (x[None, None, :] - 1.0))  # phi^(x-1)
+    c_exp = weights * cr.chains_exp * p
+    c_comb = weights * cr.chains_comb * p * p * (1.0 + a)  # (1-phi)^2 phi^(x-2) = p^2 / phi * phi^(x-1)
+    exp_part = np.einsum("nk,nkg->ng", c_exp, E) * (x >= 0.5)
+    comb_part = np.einsum("nk,nkg->ng", c_comb, E) * np.where(x >= 1.5, x - 1.0, 0.0)
+    return exp_part + comb_part
+
+
+def mmd_from_rates(cr: ChainRates, weights: np.ndarray, lam1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """100-point MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_BA), normalised, and its coverage.
+
+    Evaluated on the grid points from the continuous extension of the chain-length distribution (see
+    ``number_density``). Normalised so ``sum(w) * DELTA_LOG10M = 1``; coverage is that sum before
+    normalisation (~1 when the grid holds the whole distribution).
+    """
+    x = 10.0 ** log10m_grid() / M_BA
+    nd = number_density(cr, weights, x)
+    w = np.log(10.0) * x * x * nd / lam1[:, None]
+    coverage = w.sum(axis=1) * DELTA_LOG10M
+    return w / coverage[:, None], coverage

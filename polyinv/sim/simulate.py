@@ -1,0 +1,200 @@
+"""Public simulator API: ``simulate`` for one recipe, ``simulate_many`` for a design."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from polyinv.schema import COMPOSITE_COLUMNS, M_BA, MMD_COLUMNS
+from polyinv.sim.designs import RECIPE_FIELDS, validate_recipes
+from polyinv.sim.grid import LOG10M_MAX, log10m_grid
+from polyinv.sim.kinetics import (
+    DEFAULT_N_STEPS,
+    DEFAULT_T_MAX,
+    DEFAULT_X_STOP,
+    RecipeRates,
+    chain_rates,
+    cumulative_moments,
+    integrate,
+    mmd_from_rates,
+    number_density,
+)
+from polyinv.sim.noise import mmd_from_sample, sample_chain_lengths
+from polyinv.sim.parameters import DEFAULT_PARAMETERS, KineticParameters
+
+#: Extra columns ``simulate_many(..., extra_columns=True)`` appends after the compuesta columns.
+EXTRA_COLUMNS: tuple[str, ...] = ("conversion", "mcr_fraction", "mcr_fraction_stop", "reached_x_stop",
+                                  "mmd_coverage")
+MMD_CHUNK = 128  # recipes per block when evaluating distributions (bounds memory to ~30 MB)
+
+
+@dataclass
+class SimulationResult:
+    """Outcome of one run. Concentrations mol/L, times s, molar masses g/mol.
+
+    ``chain_length``/``number_fraction``/``weight_fraction``: the full cumulative dead-polymer
+    distribution (noise-free) per unit chain length on a fine grid. ``mmd`` is w(log10 M) on
+    ``log10m`` (sum * Δlog10M = 1). With ``noise_chains`` set, ``Mn``, ``Mw`` and ``mmd`` come from the
+    chain sample; ``Mn_exact``/``Mw_exact`` keep the noise-free values.
+    """
+
+    recipe: dict[str, float]
+    stop_time: float
+    cBA_time: float
+    conversion: float
+    Mn: float
+    Mw: float
+    mcr_fraction: float  # MCR / (SPR + MCR) at the start of the run (low conversion, as measured by EPR)
+    mcr_fraction_stop: float  # the same at the stop time
+    reached_x_stop: bool
+    log10m: np.ndarray
+    mmd: np.ndarray
+    mmd_coverage: float
+    chain_length: np.ndarray
+    number_fraction: np.ndarray
+    weight_fraction: np.ndarray
+    times: np.ndarray
+    conversion_profile: np.ndarray
+    Mn_exact: float = 0.0
+    Mw_exact: float = 0.0
+    noise_chains: int | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dispersity(self) -> float:
+        """Mw / Mn."""
+        return self.Mw / self.Mn
+
+
+def _check_settings(t_max: float, x_stop: float, n_steps: int, noise_chains: int | None) -> None:
+    if not (isinstance(t_max, (int, float)) and np.isfinite(t_max) and t_max > 0):
+        raise ValueError(f"t_max must be a positive number of seconds, got {t_max!r}")
+    if not (isinstance(x_stop, (int, float)) and 0 < x_stop < 1):
+        raise ValueError(f"x_stop must be a conversion between 0 and 1 (exclusive), got {x_stop!r}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
+        raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
+    if noise_chains is not None and (isinstance(noise_chains, bool) or not isinstance(noise_chains, (int, np.integer))
+                                     or noise_chains < 1):
+        raise ValueError(f"noise_chains must be a positive integer, got {noise_chains!r}")
+
+
+def _run_block(params: KineticParameters, recipes: np.ndarray, t_max: float, x_stop: float, n_steps: int,
+               noise_chains: int | None, seeds: list[np.random.SeedSequence] | None) -> dict[str, np.ndarray]:
+    """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
+    rates = RecipeRates.build(params, recipes[:, 0], recipes[:, 1], recipes[:, 2])
+    traj = integrate(rates, t_max=t_max, x_stop=x_stop, n_steps=n_steps)
+    cr = chain_rates(rates, traj.M, traj.S, traj.T)
+    lam0, lam1, lam2 = cumulative_moments(cr, traj.weights)
+    n = recipes.shape[0]
+    mmd = np.empty((n, len(MMD_COLUMNS)))
+    coverage = np.empty(n)
+    for start in range(0, n, MMD_CHUNK):
+        sl = slice(start, start + MMD_CHUNK)
+        sub = _slice_rates(cr, sl)
+        mmd[sl], coverage[sl] = mmd_from_rates(sub, traj.weights[sl], lam1[sl])
+    mn = M_BA * lam1 / lam0
+    mw = M_BA * lam2 / lam1
+    out = {
+        "time": traj.stop_time, "cBA_time": traj.M[:, -1], "Mn": mn, "Mw": mw, "mmd": mmd,
+        "Mn_exact": mn.copy(), "Mw_exact": mw.copy(),
+        "conversion": 1.0 - traj.M[:, -1] / rates.M0,
+        "mcr_fraction": traj.T[:, 0] / (traj.S[:, 0] + traj.T[:, 0]),
+        "mcr_fraction_stop": traj.T[:, -1] / (traj.S[:, -1] + traj.T[:, -1]),
+        "reached_x_stop": traj.reached, "mmd_coverage": coverage,
+    }
+    if noise_chains is not None:
+        assert seeds is not None
+        for i in range(n):
+            rng = np.random.default_rng(seeds[i])
+            lengths = sample_chain_lengths(cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i],
+                                           int(noise_chains), rng)
+            out["mmd"][i], out["Mn"][i], out["Mw"][i] = mmd_from_sample(lengths, rng)
+    out["_traj"], out["_cr"], out["_lam"] = traj, cr, (lam0, lam1, lam2)
+    return out
+
+
+def _slice_rates(cr, sl):
+    return type(cr)(**{k: v[sl] for k, v in vars(cr).items()})
+
+
+def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PARAMETERS, *,
+             t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS,
+             noise_chains: int | None = None, seed: int = 0, n_fine: int = 2000) -> SimulationResult:
+    """Simulate one recipe ``{"cBA_0": mol/L, "cAIBN_0": mol/L, "temp": °C}`` until t_max or x_stop."""
+    _check_settings(t_max, x_stop, n_steps, noise_chains)
+    frame = validate_recipes(dict(recipe) if isinstance(recipe, Mapping) else recipe, params.max_cBA)
+    if len(frame) != 1:
+        raise ValueError(f"simulate takes one recipe, got {len(frame)}; use simulate_many")
+    seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
+    out = _run_block(params, frame.to_numpy(), float(t_max), float(x_stop), int(n_steps), noise_chains, seeds)
+    traj, cr, (lam0, lam1, _) = out["_traj"], out["_cr"], out["_lam"]
+    r_max = 10.0 ** (LOG10M_MAX + 0.5) / M_BA
+    chain_length = np.unique(np.rint(np.logspace(0.0, np.log10(r_max), n_fine)))
+    nd = number_density(cr, traj.weights, chain_length)[0]
+    live = traj.weights[0] > 0
+    live[0] = True
+    times = traj.t[0][live]
+    order = np.argsort(times, kind="stable")
+    conv = (1.0 - traj.M[0] / frame["cBA_0"].iloc[0])[live]
+    return SimulationResult(
+        recipe={k: float(frame[k].iloc[0]) for k in RECIPE_FIELDS},
+        stop_time=float(out["time"][0]), cBA_time=float(out["cBA_time"][0]),
+        conversion=float(out["conversion"][0]), Mn=float(out["Mn"][0]), Mw=float(out["Mw"][0]),
+        mcr_fraction=float(out["mcr_fraction"][0]), mcr_fraction_stop=float(out["mcr_fraction_stop"][0]),
+        reached_x_stop=bool(out["reached_x_stop"][0]), log10m=log10m_grid(), mmd=out["mmd"][0],
+        mmd_coverage=float(out["mmd_coverage"][0]), chain_length=chain_length,
+        number_fraction=nd / lam0[0], weight_fraction=chain_length * nd / lam1[0],
+        times=times[order], conversion_profile=conv[order],
+        Mn_exact=float(out["Mn_exact"][0]), Mw_exact=float(out["Mw_exact"][0]), noise_chains=noise_chains,
+    )
+
+
+def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_max: float = DEFAULT_T_MAX,
+                  x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS, noise_chains: int | None = None,
+                  seed: int = 0, chunk_size: int = 1000, n_jobs: int = 1, progress: bool = True,
+                  extra_columns: bool = False) -> pd.DataFrame:
+    """Simulate many recipes (DataFrame with cBA_0, cAIBN_0, temp, or an (n, 3) array).
+
+    Returns a DataFrame with exactly ``schema.COMPOSITE_COLUMNS`` (``time`` = stop time), plus
+    ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size`` or ``n_jobs``; with
+    ``noise_chains`` every recipe draws from its own generator spawned from ``seed``.
+    """
+    _check_settings(t_max, x_stop, n_steps, noise_chains)
+    frame = validate_recipes(recipes, params.max_cBA)
+    values = frame.to_numpy()
+    n = len(values)
+    seeds = np.random.SeedSequence(seed).spawn(n) if noise_chains is not None else None
+    blocks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+
+    def job(lo: int, hi: int) -> dict[str, np.ndarray]:
+        res = _run_block(params, values[lo:hi], float(t_max), float(x_stop), int(n_steps), noise_chains,
+                         None if seeds is None else seeds[lo:hi])
+        return {k: v for k, v in res.items() if not k.startswith("_")}
+
+    bar = tqdm(total=n, desc="simulating", unit="recipe", disable=not progress)
+    results = []
+    if n_jobs == 1 or len(blocks) == 1:
+        for lo, hi in blocks:
+            results.append(job(lo, hi))
+            bar.update(hi - lo)
+    else:
+        from joblib import Parallel, delayed
+
+        gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(job)(lo, hi) for lo, hi in blocks)
+        for (lo, hi), res in zip(blocks, gen, strict=True):
+            results.append(res)
+            bar.update(hi - lo)
+    bar.close()
+    merged = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+    data = {f: values[:, i] for i, f in enumerate(RECIPE_FIELDS)}
+    data.update({k: merged[k] for k in ("time", "cBA_time", "Mn", "Mw")})
+    data.update(dict(zip(MMD_COLUMNS, merged["mmd"].T, strict=True)))
+    df = pd.DataFrame(data, columns=list(COMPOSITE_COLUMNS))
+    if extra_columns:
+        for k in EXTRA_COLUMNS:
+            df[k] = merged[k]
+    return df
