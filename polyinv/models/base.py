@@ -124,7 +124,7 @@ class InverseRegressor(L.LightningModule):
     def training_step(self, batch, batch_idx):
         mmd, side, targets = batch
         loss = self.loss_fn(self(mmd, side), self.target_scaler(targets))
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -139,21 +139,25 @@ class InverseRegressor(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_r2_best.reset()  # the sanity check must not count as a best value
+        resumed_best = getattr(self, "_resumed_r2_best", None)
+        if resumed_best is not None:  # a resumed run keeps the best value of the epochs before it
+            self.val_r2_best.update(resumed_best)
 
     def on_validation_epoch_end(self) -> None:
+        # metric.compute() already syncs across DDP ranks; sync_dist only averages identical values
         r2s = []
         for name in self.target_names:
             r2 = self.val_r2[name].compute()
             r2s.append(r2)
-            self.log(f"val/r2/{name}", r2)
-            self.log(f"val/mae/{name}", self.val_mae[name].compute())
+            self.log(f"val/r2/{name}", r2, sync_dist=True)
+            self.log(f"val/mae/{name}", self.val_mae[name].compute(), sync_dist=True)
             self.val_r2[name].reset()
             self.val_mae[name].reset()
         global_r2 = torch.stack(r2s).mean()
-        self.log("val/r2_global", global_r2, prog_bar=True)
+        self.log("val/r2_global", global_r2, prog_bar=True, sync_dist=True)
         if not self.trainer.sanity_checking:
             self.val_r2_best.update(global_r2)
-            self.log("val/r2_global_best", self.val_r2_best.compute())
+            self.log("val/r2_global_best", self.val_r2_best.compute(), sync_dist=True)
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
         mmd, side = batch[0], batch[1]
@@ -178,6 +182,12 @@ class InverseRegressor(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["polyinv_kind"] = self.kind
+        best = float(self.val_r2_best.max_value)  # the state itself: no collective inside a checkpoint hook
+        if np.isfinite(best):
+            checkpoint["polyinv_val_r2_global_best"] = best
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_r2_best = checkpoint.get("polyinv_val_r2_global_best")
 
     # ------------------------------------------------------------------ shared inference interface
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
