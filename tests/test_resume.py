@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -143,10 +145,6 @@ def test_best_checkpoint_reproduces_metrics_in_fresh_process(resumed, synthetic_
             assert again["metrics"]["targets"][target][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (target, key)
     for key, value in saved["global"].items():
         assert again["metrics"]["global"][key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
-
-    import numpy as np
-    import pandas as pd
-
     table = pd.read_csv(run_dir / "predictions_test.csv")
     expected = table[[f"{t}_pred" for t in again["targets"]]].to_numpy()
     np.testing.assert_allclose(np.asarray(again["pred"]), expected, rtol=1e-5, atol=1e-12)
