@@ -10,10 +10,12 @@ from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseRegressor
 from polyinv.models.cnn import CNN1D
 from polyinv.models.forest import ForestModel
+from polyinv.models.gp import GPModel
 from polyinv.models.mlp import MLP
 
 NETWORKS: dict[str, type[InverseRegressor]] = {"mlp": MLP, "cnn": CNN1D}
-KINDS = (*NETWORKS, ForestModel.kind)
+CLASSICAL = {ForestModel.kind: ForestModel, GPModel.kind: GPModel}
+KINDS = (*NETWORKS, *CLASSICAL)
 FOREST_FILE = "model.joblib"
 
 
@@ -34,7 +36,15 @@ def load_model(path: str | Path) -> InverseRegressor | ForestModel:
     """Load any polyinv checkpoint on CPU, without the training config."""
     path = resolve_checkpoint(path)
     if path.suffix == ".joblib":
-        return ForestModel.load(path)
+        import joblib
+
+        try:
+            kind = joblib.load(path).get("polyinv_kind")
+        except Exception as exc:
+            raise PolyinvError(f"{path}: cannot read model file ({type(exc).__name__})") from exc
+        if kind not in CLASSICAL:
+            raise PolyinvError(f"{path}: not a polyinv model file (kind {kind!r})")
+        return CLASSICAL[kind].load(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -47,4 +57,4 @@ def load_model(path: str | Path) -> InverseRegressor | ForestModel:
     return model
 
 
-__all__ = ["CNN1D", "MLP", "ForestModel", "InverseRegressor", "NETWORKS", "KINDS", "load_model", "resolve_checkpoint"]
+__all__ = ["CNN1D", "MLP", "ForestModel", "GPModel", "CLASSICAL", "InverseRegressor", "NETWORKS", "KINDS", "load_model", "resolve_checkpoint"]
