@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import lightning as L
 import yaml
 
 from polyinv.errors import PolyinvError
+from polyinv.schema import FEATURE_SETS, TARGETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "data/ba_aibn_grid432.xlsx"
@@ -46,13 +48,52 @@ DEFAULTS: dict[str, Any] = {
     "output": {"root": "checkpoints"},
 }
 
+#: Types of the settings outside ``model`` and ``trainer`` (those two are checked against their constructors).
+SETTING_TYPES: dict[str, str] = {
+    "name": "str | None",
+    "seed": "int",
+    "data.path": "str",
+    "data.sheet": "str | None",
+    "data.feature_set": "str",
+    "data.mmd_scaling": "str",
+    "data.test_fraction": "float",
+    "data.val_fraction": "float",
+    "data.folds": "int | None",
+    "data.fold": "int",
+    "data.batch_size": "int",
+    "data.num_workers": "int",
+    "early_stopping.monitor": "str",
+    "early_stopping.mode": "str",
+    "early_stopping.patience": "int | None",
+    "early_stopping.min_delta": "float",
+    "checkpoint.monitor": "str",
+    "checkpoint.mode": "str",
+    "output.root": "str",
+}
+#: Settings that name a file, sheet or folder: a YAML number there (``--data.sheet 2024``) means its text.
+_TEXT_KEYS = ("name", "data.path", "data.sheet", "output.root")
+#: The metrics the networks log (polyinv.models.base), i.e. what checkpointing and early stopping can monitor.
+MONITORS: tuple[str, ...] = (
+    "val/loss", "train/loss", "val/r2_global", "val/r2_global_best",
+    *(f"val/{metric}/{t}" for metric in ("r2", "mae") for t in TARGETS),
+)
+CHOICES: dict[str, tuple] = {
+    "data.feature_set": tuple(FEATURE_SETS),
+    "data.mmd_scaling": ("column", "pooled"),
+    "early_stopping.mode": ("min", "max"),
+    "checkpoint.mode": ("min", "max"),
+    "early_stopping.monitor": MONITORS,
+    "checkpoint.monitor": MONITORS,
+}
+_KNOWN_TYPES = {"int", "float", "bool", "str", "None", "NoneType", "Optional", "Union"}
+
 # schema keys are not user settings: they come from the data's feature set
 _SCHEMA_ARGS = {"self", "targets", "side_inputs", "mmd_columns", "transforms", "mmd_scaling", "base", "random_state"}
 
 
 def model_keys(kind: str) -> set[str]:
     """The settable ``model.*`` keys of a model kind (its constructor's arguments)."""
-    from polyinv.models import KINDS, NETWORKS, ForestModel, InverseRegressor
+    from polyinv.models import CLASSICAL, KINDS, NETWORKS, InverseRegressor
 
     if kind not in KINDS:
         raise PolyinvError(f"model.kind {kind!r} unknown; choose one of {', '.join(KINDS)}")
@@ -60,12 +101,57 @@ def model_keys(kind: str) -> set[str]:
         params = set(inspect.signature(NETWORKS[kind].__init__).parameters)
         params |= set(inspect.signature(InverseRegressor.__init__).parameters)
     else:
-        params = set(inspect.signature(ForestModel.__init__).parameters)
+        params = set(inspect.signature(CLASSICAL[kind].__init__).parameters)
     return (params - _SCHEMA_ARGS) | {"kind"}
 
 
 def _trainer_keys() -> set[str]:
     return set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "default_root_dir"}
+
+
+def _annotation(*constructors, key: str) -> str | None:
+    """The type annotation of constructor argument ``key`` as text (first constructor that has it)."""
+    for constructor in constructors:
+        param = inspect.signature(constructor).parameters.get(key)
+        if param is not None and param.annotation is not inspect.Parameter.empty:
+            ann = param.annotation
+            return ann.__name__ if isinstance(ann, type) else str(ann)
+    return None
+
+
+def type_problem(value: Any, annotation: str | None) -> str | None:
+    """What ``value`` should have been if it does not fit a simple annotation (int/float/bool/str/None).
+
+    Annotations with anything else in them (sequences, Literal, classes) are not checked here.
+    """
+    if annotation is None:
+        return None
+    tokens = {t.rsplit(".", 1)[-1] for t in re.findall(r"[A-Za-z_][\w.]*", annotation)}
+    if not tokens or not tokens <= _KNOWN_TYPES:
+        return None
+    ok = (
+        (value is None and bool(tokens & {"None", "NoneType", "Optional"}))
+        or (isinstance(value, bool) and "bool" in tokens)
+        or (isinstance(value, int) and not isinstance(value, bool) and bool(tokens & {"int", "float"}))
+        or (isinstance(value, float) and "float" in tokens)
+        or (isinstance(value, str) and "str" in tokens)
+    )
+    if ok:
+        return None
+    names = {"bool": "true/false", "int": "an integer", "float": "a number", "str": "text"}
+    wanted = [names[t] for t in ("bool", "int", "float", "str") if t in tokens]
+    if "int" in tokens and "float" in tokens:
+        wanted.remove("an integer")
+    if tokens & {"None", "NoneType", "Optional"}:
+        wanted.append("null")
+    return " or ".join(wanted)
+
+
+def _get(config: Mapping, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
 
 
 def merge(base: Mapping, update: Mapping) -> dict:
@@ -135,12 +221,14 @@ def validate(config: Mapping, origin: str = "config") -> None:
     for key in config:
         if key not in sections:
             raise PolyinvError(f"{origin}: unknown config key {key!r}")
-    for section in ("data", "early_stopping", "checkpoint", "output"):
+    for section in ("data", "early_stopping", "checkpoint", "output", "model", "trainer"):
         value = config.get(section)
         if value is None and section == "early_stopping":
             continue
         if not isinstance(value, Mapping):
-            raise PolyinvError(f"{origin}: section {section!r} must be a mapping")
+            raise PolyinvError(f"{origin}: section {section!r} must be a mapping, got {value!r}")
+        if section in ("model", "trainer"):
+            continue
         for key in value:
             if key not in DEFAULTS[section]:
                 raise PolyinvError(f"{origin}: unknown config key '{section}.{key}'")
@@ -155,6 +243,50 @@ def validate(config: Mapping, origin: str = "config") -> None:
             raise PolyinvError(f"{origin}: unknown config key 'trainer.{key}'")
     if not isinstance(config["data"].get("transforms") or {}, Mapping):
         raise PolyinvError(f"{origin}: data.transforms must map column names to 'log' or 'none'")
+    _validate_values(config, origin, kind)
+
+
+def _validate_values(config: Mapping, origin: str, kind: str) -> None:
+    """Types and choices of the values, so that a bad one fails before any run folder exists."""
+    from polyinv.models import CLASSICAL, NETWORKS, InverseRegressor
+
+    checks: list[tuple[str, Any, str | None]] = [
+        (key, _get(config, key), SETTING_TYPES[key])
+        for key in SETTING_TYPES
+        if key.split(".")[0] != "early_stopping" or config.get("early_stopping") is not None
+    ]
+    constructors = (NETWORKS[kind].__init__, InverseRegressor.__init__) if kind in NETWORKS else (CLASSICAL[kind].__init__,)
+    checks += [(f"model.{k}", v, _annotation(*constructors, key=k)) for k, v in config["model"].items() if k != "kind"]
+    checks += [(f"trainer.{k}", v, _annotation(L.Trainer.__init__, key=k)) for k, v in config["trainer"].items()]
+    for key, value, annotation in checks:
+        wanted = type_problem(value, annotation)
+        if wanted:
+            raise PolyinvError(f"{origin}: {key} must be {wanted}, got {value!r}")
+        choices = CHOICES.get(key)
+        if choices is not None and value not in choices:
+            raise PolyinvError(f"{origin}: {key} {value!r} unknown; choose one of {', '.join(map(str, choices))}")
+    if kind in NETWORKS and not config["data"]["val_fraction"]:
+        monitored = [config["checkpoint"]["monitor"]]
+        if config.get("early_stopping") and config["early_stopping"].get("patience") is not None:
+            monitored.append(config["early_stopping"]["monitor"])
+        if config["model"].get("scheduler") == "plateau":
+            monitored.append("val/loss")
+        if any(str(m).startswith("val/") for m in monitored):
+            raise PolyinvError(
+                f"{origin}: data.val_fraction is 0, so there is no validation split for {kind!r} to monitor "
+                f"({', '.join(sorted(set(monitored)))}); set data.val_fraction > 0"
+            )
+
+
+def _text_keys_as_text(config: dict) -> dict:
+    """``--data.sheet 2024`` names the sheet "2024": YAML numbers in file/sheet/folder keys become text."""
+    for dotted in _TEXT_KEYS:
+        section, _, key = dotted.rpartition(".")
+        node = config.get(section) if section else config
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            node[key] = str(value)
+    return config
 
 
 def resolve(config_path: str | Path | None, overrides: Mapping[str, Any], base: Mapping | None = None) -> dict:
@@ -165,12 +297,12 @@ def resolve(config_path: str | Path | None, overrides: Mapping[str, Any], base: 
     else:
         assert config_path is not None
         raw = load_yaml(config_path)
-        config = merge(DEFAULTS, raw)
+        config = _text_keys_as_text(merge(DEFAULTS, raw))
         origin = str(config_path)
         validate(config, origin)
         if config.get("name") is None:
             config["name"] = Path(config_path).stem
-    config = apply_overrides(config, overrides)
+    config = _text_keys_as_text(apply_overrides(config, overrides))
     validate(config, "command line" if overrides else origin)
     if config["seed"] is None or not isinstance(config["seed"], int):
         raise PolyinvError(f"seed must be an integer, got {config['seed']!r}")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
 
 class PolyinvError(ValueError):
     """A problem with the user's input; its message is one line that names the culprit."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as a PolyinvError (one line) instead of usage + exit."""
+
+    def error(self, message: str):
+        raise PolyinvError(f"{message} (see {self.prog} --help)")
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
@@ -17,6 +25,8 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except PolyinvError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

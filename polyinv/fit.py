@@ -6,20 +6,19 @@ and, as the last line, ``run: <run folder>``. Any config key can be overridden o
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from polyinv.errors import PolyinvError, run_cli
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m polyinv.fit", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m polyinv.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config (configs/mlp.yaml, cnn.yaml, rf.yaml, rf_mmd.yaml)")
     parser.add_argument("--resume", help="run folder to continue from its last.ckpt (uses its saved config)")
-    args, rest = parser.parse_known_args(argv)
 
     def body() -> int:
+        args, rest = parser.parse_known_args(argv)
         from polyinv import config as cfg
         from polyinv.train import run
 

@@ -7,23 +7,22 @@ and writes the predicted recipe (cBA_0, cAIBN_0, temp, time in physical units) p
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from polyinv.errors import run_cli
+from polyinv.errors import ArgumentParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m polyinv.predict", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m polyinv.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     parser.add_argument("--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns")
     parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
     parser.add_argument("--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)")
     parser.add_argument("--show", type=int, default=10, help="rows of the table to print")
-    args = parser.parse_args(argv)
 
     def body() -> int:
+        args = parser.parse_args(argv)
         from polyinv.atomic import atomic_path
         from polyinv.inference import predict_table, read_inputs
         from polyinv.models import load_model, resolve_checkpoint

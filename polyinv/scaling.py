@@ -51,7 +51,7 @@ class ColumnScaler(nn.Module):
 
     def fit(self, values: np.ndarray | torch.Tensor) -> ColumnScaler:
         """Fit mean and spread on ``values`` (rows x columns, physical units); returns self."""
-        x = torch.as_tensor(np.asarray(values), dtype=torch.float64)
+        x = torch.as_tensor(np.array(values, dtype=np.float64))  # a copy: pandas may hand out read-only arrays
         if x.ndim != 2 or x.shape[1] != len(self.columns):
             raise ValueError(f"expected an array with {len(self.columns)} columns, got shape {tuple(x.shape)}")
         if len(self.columns) == 0:

@@ -8,6 +8,7 @@ Every run gets its own folder ``<output.root>/<name>/version_N`` holding the res
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from polyinv.atomic import atomic_path
 from polyinv.config import data_path, dump
@@ -158,6 +160,7 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
     kind = config["model"].get("kind", "mlp")
 
     worker_dir = os.environ.get(RUN_DIR_ENV)
+    fresh = False
     if resume is not None:
         run_dir = resume
     elif worker_dir and os.environ.get("LOCAL_RANK", "0") != "0":
@@ -165,6 +168,23 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
     else:
         run_dir = new_run_dir(config["output"]["root"], config["name"])
         os.environ[RUN_DIR_ENV] = str(run_dir)
+        fresh = True
+    try:
+        return _train(config, dm, model, kind, run_dir, resume, verbose)
+    except BaseException:
+        if fresh:
+            _discard_unfinished(run_dir)
+        raise
+
+
+def _discard_unfinished(run_dir: Path) -> None:
+    """Remove a run folder this run created if it failed before saving any model (nothing to resume)."""
+    if not any((run_dir / name).exists() for name in ("best.ckpt", "last.ckpt", "model.joblib")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, resume: Path | None, verbose: bool) -> RunResult | None:
+    """Train and evaluate into ``run_dir`` (see :func:`run`)."""
     is_worker = os.environ.get("LOCAL_RANK", "0") != "0"
     if not is_worker:
         _write_text(run_dir / "config.yaml", dump(config))
@@ -197,7 +217,10 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
         callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
     logger = _tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
-    trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
+    try:
+        trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
+    except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
+        raise PolyinvError(f"trainer settings: {str(exc).strip().splitlines()[0]}") from exc
     ckpt_path = None
     if resume is not None:
         ckpt_path = resume / "last.ckpt"

@@ -37,8 +37,8 @@ def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
             return frame, f"{path} [sheet {sheet}]"
         if sheet:
             raise PolyinvError(f"{path}: a sheet name ({sheet!r}) only applies to .xlsx files")
-        if suffix == ".csv":
-            return pd.read_csv(path), str(path)
+        if suffix == ".csv":  # only a truly empty cell is missing; 'n/a', 'NA', '-' are reported as text
+            return pd.read_csv(path, keep_default_na=False, na_values=[""]), str(path)
         return pd.read_parquet(path), str(path)
     except PolyinvError:
         raise
