@@ -24,8 +24,8 @@ from polyinv.config import data_path, dump
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
-from polyinv.models import NETWORKS, ForestModel, InverseRegressor
-from polyinv.models.forest import KIND as FOREST
+from polyinv.models import CLASSICAL, NETWORKS, InverseRegressor
+from polyinv.models.classical import ClassicalModel
 
 RUN_DIR_ENV = "POLYINV_RUN_DIR"  # hands the run folder to DDP worker processes
 
@@ -52,7 +52,7 @@ def _listify(value):
     return [_listify(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | ForestModel:
+def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | ClassicalModel:
     """Instantiate the configured model with the data module's schema (bad settings → PolyinvError)."""
     settings = {k: _listify(v) for k, v in config["model"].items() if k != "kind"}
     kind = config["model"].get("kind", "mlp")
@@ -61,8 +61,8 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | ForestMo
         "mmd_columns": list(dm.mmd_columns), "transforms": dict(dm.transforms),
     }
     try:
-        if kind == FOREST:
-            return ForestModel(**schema, random_state=config["seed"], **settings)
+        if kind in CLASSICAL:
+            return CLASSICAL[kind](**schema, random_state=config["seed"], **settings)
         return NETWORKS[kind](**schema, mmd_scaling=dm.mmd_scaling, **settings)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, PolyinvError):
@@ -189,14 +189,14 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if not is_worker:
         _write_text(run_dir / "config.yaml", dump(config))
 
-    if kind == FOREST:
+    if kind in CLASSICAL:
         started = time.perf_counter()
-        fit_rows = np.concatenate([dm.train_idx, dm.val_idx])  # no early stopping: the forest uses train + val
+        fit_rows = np.concatenate([dm.train_idx, dm.val_idx])  # no early stopping: classical models use train + val
         frame = dm.frame.iloc[fit_rows]
         model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
         seconds = time.perf_counter() - started
         model.save(run_dir / "model.joblib")
-        metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": model.best_params})
+        metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": getattr(model, "best_params", None)})
         if verbose:
             print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units"))
         return RunResult(run_dir, metrics, seconds, model)
