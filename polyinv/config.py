@@ -21,6 +21,7 @@ DEFAULT_DATA = "data/ba_aibn_grid432.xlsx"
 DEFAULTS: dict[str, Any] = {
     "name": None,  # run group under output.root; defaults to the config file's stem
     "seed": 42,
+    "model_seed": None,  # initialisation seed of the model; None = seed (the data split always uses seed)
     "data": {
         "path": DEFAULT_DATA,
         "sheet": None,
@@ -52,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
 SETTING_TYPES: dict[str, str] = {
     "name": "str | None",
     "seed": "int",
+    "model_seed": "int | None",
     "data.path": "str",
     "data.sheet": "str | None",
     "data.feature_set": "str",

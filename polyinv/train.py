@@ -153,10 +153,14 @@ def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, t
 
 def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunResult | None:
     """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0)."""
-    L.seed_everything(config["seed"], workers=True, verbose=False)
+    model_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
+    L.seed_everything(model_seed, workers=True, verbose=False)  # the split keeps config["seed"]
     dm = build_datamodule(config)
     dm.setup("fit")  # validates the data before any folder is made
     model = build_model(config, dm)
+    from polyinv.trust.domain import fit_domain
+
+    model.domain = fit_domain(dm).to_dict()  # applicability domain of the training rows, saved with the model
     kind = config["model"].get("kind", "mlp")
 
     worker_dir = os.environ.get(RUN_DIR_ENV)

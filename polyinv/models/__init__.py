@@ -23,7 +23,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder resolves to its best.ckpt (networks) or model.joblib (forest)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.ckpt", FOREST_FILE, "last.ckpt"):
+        for name in ("ensemble.json", "best.ckpt", FOREST_FILE, "last.ckpt"):
             if (path / name).exists():
                 return path / name
         raise PolyinvError(f"{path}: no best.ckpt, {FOREST_FILE} or last.ckpt in this folder")
@@ -35,6 +35,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_model(path: str | Path) -> InverseRegressor | ForestModel:
     """Load any polyinv checkpoint on CPU, without the training config."""
     path = resolve_checkpoint(path)
+    if path.name == "ensemble.json":  # a deep ensemble folder (polyinv.trust.ensemble)
+        from polyinv.trust.ensemble import EnsembleModel
+
+        return EnsembleModel.load(path.parent)
     if path.suffix == ".joblib":
         import joblib
 

@@ -33,6 +33,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "plateau")
 LOSSES = {"mse": nn.MSELoss, "huber": nn.SmoothL1Loss}
+TIME_MODELS = ("plain", "censored")
 
 
 def activation(name: str) -> nn.Module:
@@ -59,6 +60,7 @@ class InverseRegressor(L.LightningModule):
         scheduler: str = "none",
         scheduler_patience: int = 20,
         loss: str = "mse",
+        time_model: str = "plain",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
@@ -66,6 +68,7 @@ class InverseRegressor(L.LightningModule):
             ("model.optimizer", optimizer, OPTIMIZERS),
             ("model.scheduler", scheduler, SCHEDULERS),
             ("model.loss", loss, tuple(LOSSES)),
+            ("model.time_model", time_model, TIME_MODELS),
         ):
             if value not in allowed:
                 raise PolyinvError(f"{name} {value!r} unknown; choose one of {allowed}")
@@ -76,6 +79,13 @@ class InverseRegressor(L.LightningModule):
         self.side_scaler = ColumnScaler(self.side_names, transforms)
         self.target_scaler = ColumnScaler(self.target_names, transforms)
         self.loss_fn = LOSSES[loss]()
+        # time censored by the run protocol (stop at t_max or at the conversion limit): one extra output,
+        # the logit of "stopped early"; the time output is then standardised log(time) of early rows
+        self.censored = time_model == "censored" and "time" in self.target_names
+        self.time_index = self.target_names.index("time") if "time" in self.target_names else -1
+        self.register_buffer("t_max", torch.tensor(float("nan"), dtype=torch.float64))
+        self.register_buffer("log_t_mean", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("log_t_std", torch.tensor(1.0, dtype=torch.float64))
         self.val_r2 = nn.ModuleDict({t: R2Score() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
@@ -97,6 +107,11 @@ class InverseRegressor(L.LightningModule):
     def n_targets(self) -> int:
         return len(self.target_names)
 
+    @property
+    def n_outputs(self) -> int:
+        """Network outputs: one per target, plus the stopped-early logit when time is censored."""
+        return self.n_targets + int(self.censored)
+
     # ------------------------------------------------------------------ scaling
     def set_scalers(self, scalers: Mapping[str, ColumnScaler]) -> None:
         """Copy train-split statistics (from :meth:`PolyDataModule.scalers`) into this model's buffers."""
@@ -104,6 +119,45 @@ class InverseRegressor(L.LightningModule):
             if list(scalers[name].columns) != list(own.columns):
                 raise PolyinvError(f"scaler {name!r} columns do not match the model's")
             own.load_state_dict(scalers[name].state_dict())
+
+    def set_censoring(self, times: np.ndarray) -> None:
+        """Fit the censored-time statistics on the training rows' times (physical seconds)."""
+        times = np.asarray(times, dtype=np.float64)
+        t_max = float(times.max())
+        early = times < t_max * (1 - 1e-9)
+        if early.sum() < 2:
+            raise PolyinvError("model.time_model 'censored' needs stopped-early runs (time < max) in the training rows")
+        log_t = np.log(times[early])
+        self.t_max.fill_(t_max)
+        self.log_t_mean.fill_(float(log_t.mean()))
+        self.log_t_std.fill_(max(float(log_t.std()), 1e-8))
+
+    def to_physical(self, out: torch.Tensor) -> torch.Tensor:
+        """Network outputs (model space) → physical recipe (float64)."""
+        out = out.double()
+        physical = self.target_scaler.inverse(out[:, : self.n_targets])
+        if self.censored:
+            log_t = out[:, self.time_index] * self.log_t_std + self.log_t_mean
+            early = out[:, -1] > 0
+            t = torch.where(early, torch.minimum(torch.exp(log_t), self.t_max), self.t_max)
+            physical = physical.clone()
+            physical[:, self.time_index] = t
+        return physical
+
+    def compute_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss in model space (standardised targets; censored time: masked log-time MSE + early-stop BCE)."""
+        scaled = self.target_scaler(targets)
+        if not self.censored:
+            return self.loss_fn(out, scaled)
+        keep = [j for j in range(self.n_targets) if j != self.time_index]
+        loss = self.loss_fn(out[:, keep], scaled[:, keep]) * len(keep)
+        time = targets[:, self.time_index].double()
+        early = time < self.t_max * (1 - 1e-9)
+        if bool(early.any()):
+            z = ((torch.log(time[early]) - self.log_t_mean) / self.log_t_std).to(out.dtype)
+            loss = loss + self.loss_fn(out[early, self.time_index], z) * early.float().mean()
+        bce = nn.functional.binary_cross_entropy_with_logits(out[:, -1], early.to(out.dtype))
+        return (loss + bce) / self.n_targets
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """Physical inputs → scaled targets."""
@@ -116,23 +170,23 @@ class InverseRegressor(L.LightningModule):
         self.eval()
         try:
             out = self(mmd.to(self.device), side.to(self.device))
-            return self.target_scaler.inverse(out.double()).cpu()
+            return self.to_physical(out).cpu()
         finally:
             self.train(was_training)
 
     # ------------------------------------------------------------------ Lightning hooks
     def training_step(self, batch, batch_idx):
         mmd, side, targets = batch
-        loss = self.loss_fn(self(mmd, side), self.target_scaler(targets))
+        loss = self.compute_loss(self(mmd, side), targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         mmd, side, targets = batch
         scaled = self(mmd, side)
-        loss = self.loss_fn(scaled, self.target_scaler(targets))
+        loss = self.compute_loss(scaled, targets)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
-        physical = self.target_scaler.inverse(scaled.double()).float()
+        physical = self.to_physical(scaled).float()
         for j, name in enumerate(self.target_names):
             self.val_r2[name].update(physical[:, j], targets[:, j])
             self.val_mae[name].update(physical[:, j], targets[:, j])
@@ -161,11 +215,11 @@ class InverseRegressor(L.LightningModule):
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
         mmd, side = batch[0], batch[1]
-        return self.target_scaler.inverse(self(mmd, side).double())
+        return self.to_physical(self(mmd, side))
 
     def test_step(self, batch, batch_idx):
         mmd, side, targets = batch
-        loss = self.loss_fn(self(mmd, side), self.target_scaler(targets))
+        loss = self.compute_loss(self(mmd, side), targets)
         self.log("test/loss", loss, batch_size=len(targets))
 
     def configure_optimizers(self):
@@ -185,9 +239,12 @@ class InverseRegressor(L.LightningModule):
         best = float(self.val_r2_best.max_value)  # the state itself: no collective inside a checkpoint hook
         if np.isfinite(best):
             checkpoint["polyinv_val_r2_global_best"] = best
+        if getattr(self, "domain", None):  # applicability domain (polyinv.trust.domain): plain lists
+            checkpoint["polyinv_domain"] = self.domain
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_r2_best = checkpoint.get("polyinv_val_r2_global_best")
+        self.domain = checkpoint.get("polyinv_domain")
 
     # ------------------------------------------------------------------ shared inference interface
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:

@@ -83,6 +83,7 @@ class ClassicalModel:
         payload = {
             "polyinv_kind": self.kind, "polyinv_version": __version__, "hparams": self.hparams,
             "target_scaler": self.target_scaler.state_dict(), "state": self.state,
+            "polyinv_domain": getattr(self, "domain", None),  # applicability domain (polyinv.trust.domain)
         }
         with atomic_path(path) as tmp:
             joblib.dump(payload, tmp, compress=3)
@@ -98,4 +99,5 @@ class ClassicalModel:
         model = cls(**payload["hparams"])
         model.target_scaler.load_state_dict(payload["target_scaler"])
         model.state = payload["state"]
+        model.domain = payload.get("polyinv_domain")
         return model

@@ -1,0 +1,1 @@
+"""Trustworthy answers: applicability domain, forward verification, intervals (ensembles, calibration), explanations."""
