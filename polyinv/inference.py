@@ -28,15 +28,23 @@ def read_inputs(model, path: str | Path, sheet: str | None = None) -> pd.DataFra
         ) from exc
 
 
-def predict_table(model, frame: pd.DataFrame) -> pd.DataFrame:
-    """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``."""
+def predict_table(model, frame: pd.DataFrame, interval: float | None = None) -> pd.DataFrame:
+    """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``.
+
+    With ``interval`` (e.g. 0.9) adds ``<target>_lo``/``<target>_hi`` (models with ``predict_interval``).
+    Models saved with an applicability domain add ``in_domain``, ``domain_score`` and ``domain_note``.
+    """
+    from polyinv.trust.report import domain_columns, interval_columns
+
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     side = frame[list(model.side_names)].to_numpy(np.float64)
     recipe = model.predict_arrays(mmd, side)
     out = pd.DataFrame({"row": np.arange(len(frame))})
     for j, name in enumerate(model.target_names):
         out[name] = recipe[:, j]
-    return out
+    if interval is not None:
+        out = pd.concat([out, interval_columns(model, mmd, side, interval)], axis=1)
+    return pd.concat([out, domain_columns(model, frame, recipe)], axis=1)
 
 
 def predict_file(ckpt: str | Path, path: str | Path, sheet: str | None = None) -> pd.DataFrame:

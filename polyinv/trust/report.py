@@ -1,0 +1,76 @@
+"""The trust columns that inference adds to a prediction table: intervals, applicability domain, verification."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.errors import PolyinvError
+from polyinv.schema import SIDE_INPUTS, TARGETS
+from polyinv.trust.domain import model_domain
+
+
+def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
+    """``<target>_lo`` / ``<target>_hi`` of the central ``level`` interval (physical units)."""
+    if not 0 < level < 1:
+        raise PolyinvError(f"--interval must lie between 0 and 1 (e.g. 0.9), got {level}")
+    if not hasattr(model, "predict_interval"):
+        raise PolyinvError(
+            f"a {model.kind} model gives no intervals; use a Gaussian process or a deep ensemble (python -m polyinv.ensemble)"
+        )
+    _, low, high = model.predict_interval(mmd, side, level)
+    out = pd.DataFrame(index=range(len(mmd)))
+    for j, name in enumerate(model.target_names):
+        out[f"{name}_lo"], out[f"{name}_hi"] = low[:, j], high[:, j]
+    return out
+
+
+def domain_columns(model, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFrame:
+    """``in_domain``, ``domain_score`` (kNN distance / threshold) and ``domain_note``; empty without a stored domain."""
+    domain = model_domain(model)
+    if domain is None:
+        return pd.DataFrame(index=range(len(frame)))
+    result = domain.check(frame.reset_index(drop=True), recipe)
+    return pd.DataFrame({"in_domain": result.in_domain, "domain_score": result.score, "domain_note": result.reasons})
+
+
+def warn_outside(table: pd.DataFrame, stream=None) -> None:
+    """One warning line on stderr naming the rows outside the applicability domain."""
+    if "in_domain" not in table.columns or table["in_domain"].all():
+        return
+    rows = table.loc[~table["in_domain"].astype(bool), "row"].tolist()
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+    print(f"warning: {len(rows)} of {len(table)} rows lie outside the model's applicability domain "
+          f"(rows {shown}); see the domain_note column", file=stream or sys.stderr)
+
+
+def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFrame | None:
+    """The given columns of an input file when it holds them all (validated), else None."""
+    from polyinv.data.io import read_table
+
+    try:
+        return read_table(path, list(columns), sheet=sheet)
+    except PolyinvError:
+        return None
+
+
+def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Path, sheet: str | None,
+                 plot_dir: str | Path | None = None) -> pd.DataFrame:
+    """Append forward-verification columns (and write per-row plots) for a prediction table."""
+    from polyinv.trust.verify import plot_rows, verify
+
+    missing = [t for t in TARGETS if t not in table.columns]
+    if missing:
+        raise PolyinvError(f"--verify needs a model that predicts {', '.join(TARGETS)}")
+    requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
+    requested = pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1) \
+        if requested is not None else frame[list(model.side_names)].reset_index(drop=True)
+    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+    checks, sim = verify(mmd, table[list(TARGETS)], requested)
+    if plot_dir is not None:
+        true = optional_columns(path, sheet, TARGETS)
+        plot_rows(plot_dir, mmd, sim, table, checks, true)
+    return pd.concat([table, checks], axis=1)
