@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "path": DEFAULT_DATA,
         "sheet": None,
+        "test_path": None,  # a separate file to test on (all its rows); then no test split is cut from data.path
         "feature_set": "composite",
         "transforms": {},
         "mmd_scaling": "column",
@@ -41,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "accelerator": "auto",
         "devices": "auto",
         "strategy": "auto",
-        "log_every_n_steps": 1,
+        "log_every_n_steps": 50,  # metrics are epoch-level; per-step logging costs time
         "enable_progress_bar": True,
     },
     "early_stopping": {"monitor": "val/loss", "mode": "min", "patience": 50, "min_delta": 0.0},
@@ -56,6 +57,7 @@ SETTING_TYPES: dict[str, str] = {
     "model_seed": "int | None",
     "data.path": "str",
     "data.sheet": "str | None",
+    "data.test_path": "str | None",
     "data.feature_set": "str",
     "data.mmd_scaling": "str",
     "data.test_fraction": "float",
@@ -73,7 +75,7 @@ SETTING_TYPES: dict[str, str] = {
     "output.root": "str",
 }
 #: Settings that name a file, sheet or folder: a YAML number there (``--data.sheet 2024``) means its text.
-_TEXT_KEYS = ("name", "data.path", "data.sheet", "output.root")
+_TEXT_KEYS = ("name", "data.path", "data.sheet", "data.test_path", "output.root")
 #: The metrics the networks log (polyinv.models.base), i.e. what checkpointing and early stopping can monitor.
 MONITORS: tuple[str, ...] = (
     "val/loss", "train/loss", "val/r2_global", "val/r2_global_best",

@@ -41,7 +41,7 @@ class RunResult:
 def build_datamodule(config: dict) -> PolyDataModule:
     d = config["data"]
     return PolyDataModule(
-        path=data_path(config), sheet=d["sheet"], feature_set=d["feature_set"], transforms=d["transforms"],
+        path=data_path(config), sheet=d["sheet"], test_path=d["test_path"], feature_set=d["feature_set"], transforms=d["transforms"],
         mmd_scaling=d["mmd_scaling"], test_fraction=d["test_fraction"], val_fraction=d["val_fraction"],
         folds=d["folds"], fold=d["fold"], seed=config["seed"], batch_size=d["batch_size"],
         num_workers=d["num_workers"],
@@ -208,6 +208,11 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     model.set_scalers(dm.scalers())
+    if model.censored:
+        try:
+            model.set_censoring(dm.train_frame["time"].to_numpy())
+        except PolyinvError as exc:
+            raise PolyinvError(f"{dm.path}: {exc}") from exc
     ckpt_cfg = config["checkpoint"]
     callbacks = [
         ModelCheckpoint(

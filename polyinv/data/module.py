@@ -35,6 +35,7 @@ class PolyDataModule(L.LightningDataModule):
         path: str | Path,
         sheet: str | None = None,
         feature_set: str = "composite",
+        test_path: str | Path | None = None,
         transforms: Mapping[str, str] | None = None,
         mmd_scaling: str = "column",
         test_fraction: float = 0.2,
@@ -48,6 +49,7 @@ class PolyDataModule(L.LightningDataModule):
         super().__init__()
         self.path = Path(path)
         self.sheet = sheet
+        self.test_path = Path(test_path) if test_path else None
         self.side_columns, self.mmd_columns = feature_columns(feature_set)
         self.feature_set = feature_set
         self.target_columns = TARGETS
@@ -85,9 +87,19 @@ class PolyDataModule(L.LightningDataModule):
         if self.frame is not None:
             return
         frame = read_frame(self.path, self.columns, self.sheet)
-        self.train_idx, self.val_idx, self.test_idx = split_indices(
-            len(frame), self.test_fraction, self.val_fraction, self.seed, self.folds, self.fold, where=str(self.path)
-        )
+        if self.test_path is not None:
+            # a fixed external test set: every row of test_path; train/validation from path
+            test = read_frame(self.test_path, self.columns, self.sheet if self.test_path.suffix.startswith(".xls") else None)
+            if len(test) < MIN_SPLIT_ROWS:
+                raise PolyinvError(f"{self.test_path}: {len(test)} rows are too few for a test set")
+            train, val = split_train_val(np.arange(len(frame)), self.val_fraction, self.seed, str(self.path))
+            frame = pd.concat([frame, test], ignore_index=True)
+            self.train_idx, self.val_idx = train, val
+            self.test_idx = np.arange(len(frame) - len(test), len(frame))
+        else:
+            self.train_idx, self.val_idx, self.test_idx = split_indices(
+                len(frame), self.test_fraction, self.val_fraction, self.seed, self.folds, self.fold, where=str(self.path)
+            )
         self.frame = frame
         self._scalers = None
 
@@ -204,15 +216,26 @@ def split_indices(
         train_val, test = list(KFold(folds, shuffle=True, random_state=seed).split(rows))[fold]
     else:
         train_val, test = train_test_split(rows, test_size=test_fraction, random_state=seed)
+    if len(test) < MIN_SPLIT_ROWS:
+        raise PolyinvError(f"{where}: {n_rows} rows leave only {len(test)} in the test split; need at least {MIN_SPLIT_ROWS}")
+    train, val = split_train_val(train_val, val_fraction, seed, where, n_rows)
+    return train, val, np.asarray(test)
+
+
+def split_train_val(rows: np.ndarray, val_fraction: float, seed: int, where: str, n_rows: int | None = None):
+    """Carve a seeded validation split from ``rows``; both parts must keep at least MIN_SPLIT_ROWS rows."""
+    n_rows = len(rows) if n_rows is None else n_rows
     if val_fraction > 0:
-        train, val = train_test_split(train_val, test_size=val_fraction, random_state=seed)
+        if len(rows) < 2 * MIN_SPLIT_ROWS:
+            raise PolyinvError(f"{where}: {n_rows} rows are too few for a training and a validation split")
+        train, val = train_test_split(rows, test_size=val_fraction, random_state=seed)
     else:
-        train, val = train_val, np.empty(0, dtype=np.int64)
-    for name, part in (("test", test), ("validation", val), ("training", train)):
+        train, val = rows, np.empty(0, dtype=np.int64)
+    for name, part in (("validation", val), ("training", train)):
         if name == "validation" and val_fraction == 0:
             continue
         if len(part) < MIN_SPLIT_ROWS:
             raise PolyinvError(
                 f"{where}: {n_rows} rows leave only {len(part)} in the {name} split; need at least {MIN_SPLIT_ROWS}"
             )
-    return np.asarray(train), np.asarray(val), np.asarray(test)
+    return np.asarray(train), np.asarray(val)

@@ -56,6 +56,6 @@ class CNN1D(InverseRegressor):
     ) -> None:
         super().__init__(**base)
         self.network = CNNNet(
-            self.n_mmd, self.n_side, self.n_targets, list(channels), kernel_size, pool, activation,
+            self.n_mmd, self.n_side, self.n_outputs, list(channels), kernel_size, pool, activation,
             list(head_widths), dropout, norm, batch_norm,
         )

@@ -1,0 +1,221 @@
+"""Benchmark harness: the study's protocols and polyinv's models side by side, over several seeds.
+
+Every (model, seed) is one ordinary ``polyinv.train.run`` of a shipped config, so the numbers come
+from the same data module, split and evaluation harness as any user run. Results are cached per
+(model, seed) as JSON so an interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.atomic import atomic_path
+from polyinv.config import REPO_ROOT, resolve
+from polyinv.metrics import write_json
+from polyinv.schema import TARGETS
+
+#: Benchmark name → config file. rf_mmd / rf / study_mlp are the study's protocols.
+MODELS: dict[str, str] = {
+    "rf_mmd": "configs/rf_mmd.yaml",
+    "rf": "configs/rf.yaml",
+    "study_mlp": "configs/study_mlp.yaml",
+    "mlp": "configs/mlp.yaml",
+    "cnn": "configs/cnn.yaml",
+    "gp": "configs/gp.yaml",
+}
+DESCRIPTIONS = {
+    "rf_mmd": "study RF, MMD only (randomized search)",
+    "rf": "study RF, composite (randomized search)",
+    "study_mlp": "study MLP 256-128-64, composite, no transforms",
+    "mlp": "polyinv MLP (configs/mlp.yaml)",
+    "cnn": "polyinv 1D-CNN (configs/cnn.yaml)",
+    "gp": "polyinv GP on MMD PCs, censored time (configs/gp.yaml)",
+}
+#: The study's single-split numbers (DOMAIN.md §3), shown beside ours for reference.
+STUDY = {
+    "study RF, MMD only (paper)": {"cBA_0": 0.9445, "cAIBN_0": 0.1851, "temp": 0.5685, "time": 0.5999, "global_r2": 0.5745, "global_mse": 113545.6},
+    "study RF, composite (paper)": {"cBA_0": 0.9869, "cAIBN_0": 0.2386, "temp": 0.8997, "time": 0.8562, "global_r2": 0.7454, "global_mse": 40822.8},
+    "study Keras MLP (paper)": {"cBA_0": 0.9940, "cAIBN_0": 0.5927, "temp": 0.9754, "time": 0.9193, "global_r2": 0.8703, "global_mse": 22916.6},
+}
+QUICK = {"trainer.max_epochs": 2, "model.search": False, "model.n_estimators": 20, "model.n_restarts": 0}
+
+
+def _config_path(model: str) -> Path:
+    return REPO_ROOT / MODELS[model]
+
+
+def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mapping | None = None,
+            test_path: str | Path | None = None, force: bool = False, quick: bool = False) -> dict:
+    """Train/evaluate ``model`` with ``seed`` (split and initialisation) on ``data``; cached in ``out/records``."""
+    from polyinv.train import run
+
+    record_path = out / "records" / f"{model}_seed{seed}.json"
+    if record_path.exists() and not force:
+        return json.loads(record_path.read_text())
+    cfg_path = _config_path(model)
+    base = {"data.path": str(data), "seed": int(seed), "output.root": str(out / "runs"), "name": model,
+            "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
+    if Path(data).suffix.lower() not in (".xlsx", ".xlsm"):
+        base["data.sheet"] = None
+    if test_path is not None:
+        base["data.test_path"] = str(test_path)
+    kind = resolve(cfg_path, {})["model"]["kind"]
+    extra = dict(overrides or {})
+    if quick:
+        extra.update({k: v for k, v in QUICK.items() if _applies(k, kind)})
+    config = resolve(cfg_path, {**base, **{k: v for k, v in extra.items() if _applies(k, kind)}})
+    result = run(config, verbose=False)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    record = {"model": model, "seed": int(seed), "data": str(data), "run_dir": str(result.run_dir),
+              "train_seconds": result.train_seconds, "metrics": result.metrics, "rows": info.get("rows")}
+    write_json(record, record_path)
+    return record
+
+
+def _applies(key: str, kind: str) -> bool:
+    """Whether an override key fits a model kind (trainer.* only for networks, etc.)."""
+    from polyinv.config import model_keys
+
+    if key.startswith("model."):
+        return key.split(".", 1)[1] in model_keys(kind)
+    if key.startswith(("trainer.", "early_stopping.", "checkpoint.")):
+        return kind in ("mlp", "cnn")
+    return True
+
+
+def records_frame(records: Sequence[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        row = {"model": r["model"], "seed": r["seed"], "train_seconds": r["train_seconds"],
+               "global_r2": m["global"]["r2"], "global_mse": m["global"]["mse"]}
+        for t in TARGETS:
+            row[f"r2_{t}"] = m["targets"][t]["r2"]
+            row[f"rel_mae_{t}"] = m["targets"][t]["rel_mae_pct"]
+        if "train_rows" in r:
+            row["train_rows"] = r["train_rows"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pm(values: pd.Series, digits: int) -> str:
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
+
+
+def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_study: bool = True) -> str:
+    """Mean ± std over seeds of per-target R² and relative MAE, global R², global MSE, training time."""
+    head = ["model", "seeds", *(f"R² {t}" for t in TARGETS), "global R²", "global MSE",
+            *(f"rel. MAE % {t}" for t in TARGETS), "train s"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in order:
+        sub = frame[frame.model == model]
+        if sub.empty:
+            continue
+        cells = [DESCRIPTIONS.get(model, model), str(len(sub))]
+        cells += [_pm(sub[f"r2_{t}"], 4) for t in TARGETS]
+        cells += [_pm(sub.global_r2, 4), f"{sub.global_mse.mean():.4g} ± {sub.global_mse.std(ddof=1) if len(sub) > 1 else 0:.2g}"]
+        cells += [_pm(sub[f"rel_mae_{t}"], 2) for t in TARGETS]
+        cells += [f"{sub.train_seconds.median():.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if with_study:
+        for name, s in STUDY.items():
+            cells = [name, "1 (seed 42)", *(f"{s[t]:.4f}" for t in TARGETS), f"{s['global_r2']:.4f}", f"{s['global_mse']:.1f}",
+                     *("" for _ in TARGETS), ""]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: str | Path, title: str,
+          overrides: Mapping | None = None, force: bool = False, quick: bool = False, progress=print) -> pd.DataFrame:
+    """Run every model × seed on ``data``; write ``records.csv``, ``benchmark.md`` and parity plots into ``out``."""
+    out = Path(out)
+    records = []
+    for model in models:
+        for seed in seeds:
+            rec = run_one(model, seed, data, out, overrides, force=force, quick=quick)
+            progress(f"{model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f} ({rec['train_seconds']:.1f} s)")
+            records.append(rec)
+        parity = Path(next(r for r in records if r["model"] == model)["run_dir"]) / "parity.png"
+        if parity.exists():
+            with atomic_path(out / f"parity_{model}.png") as tmp:
+                shutil.copyfile(parity, tmp)
+    frame = records_frame(records)
+    with atomic_path(out / "records.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    text = markdown_table(frame, list(models), title)
+    text += "\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (each seed sets the split and the initialisation). "
+    text += "Training time: median seconds per run on this machine. Parity plots (first seed): "
+    text += ", ".join(f"[{m}](parity_{m}.png)" for m in models) + ".\n"
+    with atomic_path(out / "benchmark.md") as tmp:
+        tmp.write_text(text)
+    return frame
+
+
+def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], out: str | Path,
+                   test_size: int = 1000, overrides: Mapping | None = None, quick: bool = False, progress=print) -> pd.DataFrame:
+    """Train on n Latin-hypercube recipes (n in ``sizes``), test on one fixed held-out LHS set."""
+    from polyinv.sim import lhs_design, simulate_many
+    from polyinv.sim.io import write_dataset
+
+    out = Path(out)
+    data_dir = out / "data"
+    test_file = data_dir / f"test_lhs{test_size}.parquet"
+    if not test_file.exists():
+        write_dataset(simulate_many(lhs_design(test_size, seed=1_000_003), progress=False), test_file, metadata=[("design", "lhs"), ("n", str(test_size)), ("seed", "1000003")])
+    records = []
+    for n in sizes:
+        train_file = data_dir / f"train_lhs{n}.parquet"
+        if not train_file.exists():
+            write_dataset(simulate_many(lhs_design(n, seed=n), progress=False), train_file, metadata=[("design", "lhs"), ("n", str(n)), ("seed", str(n))])
+        for model in models:
+            for seed in seeds:
+                sub = out / f"n{n}"
+                rec = run_one(model, seed, train_file, sub, overrides, test_path=test_file, quick=quick)
+                rec["train_rows"] = n
+                progress(f"n={n:>5} {model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f}")
+                records.append(rec)
+    frame = records_frame(records)
+    with atomic_path(out / "records.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    _plot_curve(frame, out / "learning_curve.png")
+    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes)", "",
+             "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
+             "|" + "---|" * (4 + len(TARGETS))]
+    for model in models:
+        for n in sizes:
+            sub = frame[(frame.model == model) & (frame.train_rows == n)]
+            if len(sub):
+                lines.append(f"| {model} | {n} | {len(sub)} | {_pm(sub.global_r2, 4)} | " + " | ".join(_pm(sub[f'r2_{t}'], 4) for t in TARGETS) + " |")
+    with atomic_path(out / "learning_curve.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n\n![learning curve](learning_curve.png)\n")
+    return frame
+
+
+def _plot_curve(frame: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["global_r2", *(f"r2_{t}" for t in TARGETS)]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), sharex=True)
+    for ax, col in zip(axes, cols, strict=True):
+        for model, sub in frame.groupby("model"):
+            g = sub.groupby("train_rows")[col]
+            x = np.array(sorted(g.groups))
+            ax.errorbar(x, g.mean().loc[x], yerr=g.std(ddof=1).fillna(0).loc[x], marker="o", ms=3, label=model, capsize=2)
+        ax.set_xscale("log")
+        ax.set_title(col.replace("r2_", "R² ").replace("global_r2", "global R²"), fontsize=9)
+        ax.set_xlabel("training recipes", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

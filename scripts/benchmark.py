@@ -1,0 +1,80 @@
+"""Benchmark polyinv against the study's protocols (thin front-end over ``polyinv.benchmark``).
+
+  python scripts/benchmark.py table [--data FILE] [--models ...] [--seeds 0 1 2 3 4] [--out results/grid432]
+  python scripts/benchmark.py table --noise-chains 20000 --out results/noisy20000
+  python scripts/benchmark.py learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
+
+Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    from polyinv import benchmark as bm
+
+    parser = ArgumentParser(prog="scripts/benchmark.py", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("mode", choices=["table", "learning-curve"])
+    parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
+    parser.add_argument("--models", nargs="+", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--noise-chains", type=int, default=None, help="table on the grid simulated with KMC-like noise")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every model")
+    parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
+            overrides[key] = yaml.safe_load(value)
+        if args.mode == "learning-curve":
+            models = args.models or ["rf", "mlp", "gp"]
+            out = Path(args.out or "results/learning_curve")
+            bm.learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides, quick=args.quick)
+            print(f"wrote {out / 'learning_curve.md'}")
+            return 0
+        models = args.models or list(bm.MODELS)
+        unknown = [m for m in models if m not in bm.MODELS]
+        if unknown:
+            raise PolyinvError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(bm.MODELS)}")
+        data = Path(args.data)
+        title = f"{data.name}, 80/20 split"
+        if args.noise_chains:
+            from polyinv.sim import grid_design, simulate_many
+            from polyinv.sim.io import write_dataset
+
+            out = Path(args.out or f"results/noisy{args.noise_chains}")
+            data = out / f"grid432_noise{args.noise_chains}.xlsx"
+            if not data.exists():
+                frame = simulate_many(grid_design(), noise_chains=args.noise_chains, seed=0, progress=False)
+                write_dataset(frame, data, metadata=[("design", "grid"), ("noise_chains", str(args.noise_chains)), ("seed", "0")])
+            title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
+        else:
+            out = Path(args.out or "results/grid432")
+        bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
+        print(f"wrote {out / 'benchmark.md'}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
