@@ -47,7 +47,9 @@ class ColumnScaler(nn.Module):
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         if not bool(self.log_mask.any()):
             return x
-        return torch.where(self.log_mask, torch.log(torch.clamp(x, min=torch.finfo(x.dtype).tiny)), x)
+        # the masked-out branch must stay finite too, or its gradient turns into NaN (inf · 0)
+        safe = torch.where(self.log_mask, torch.clamp(x, min=torch.finfo(x.dtype).tiny), torch.ones_like(x))
+        return torch.where(self.log_mask, torch.log(safe), x)
 
     def fit(self, values: np.ndarray | torch.Tensor) -> ColumnScaler:
         """Fit mean and spread on ``values`` (rows x columns, physical units); returns self."""
@@ -81,7 +83,7 @@ class ColumnScaler(nn.Module):
         """Model space → physical units."""
         x = z * self.std.to(z.dtype) + self.mean.to(z.dtype)
         if bool(self.log_mask.any()):
-            x = torch.where(self.log_mask, torch.exp(x), x)
+            x = torch.where(self.log_mask, torch.exp(torch.where(self.log_mask, x, torch.zeros_like(x))), x)
         return x
 
     def extra_repr(self) -> str:

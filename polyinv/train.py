@@ -208,9 +208,16 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     model.set_scalers(dm.scalers())
+    if model.mmd_pcs:
+        model.set_pca(dm.train_frame[list(dm.mmd_columns)].to_numpy())
     if model.censored:
         try:
-            model.set_censoring(dm.train_frame["time"].to_numpy())
+            train = dm.train_frame
+            model.set_censoring(
+                train["time"].to_numpy(),
+                train["cBA_time"].to_numpy() if "cBA_time" in train else None,
+                train["cBA_0"].to_numpy(),
+            )
         except PolyinvError as exc:
             raise PolyinvError(f"{dm.path}: {exc}") from exc
     ckpt_cfg = config["checkpoint"]

@@ -61,6 +61,7 @@ class InverseRegressor(L.LightningModule):
         scheduler_patience: int = 20,
         loss: str = "mse",
         time_model: str = "plain",
+        mmd_pcs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
@@ -83,9 +84,21 @@ class InverseRegressor(L.LightningModule):
         # the logit of "stopped early"; the time output is then standardised log(time) of early rows
         self.censored = time_model == "censored" and "time" in self.target_names
         self.time_index = self.target_names.index("time") if "time" in self.target_names else -1
+        # optional projection of the MMD on its first mmd_pcs principal components (training rows only)
+        self.mmd_pcs = int(mmd_pcs)
+        if not 0 <= self.mmd_pcs <= len(self.mmd_names):
+            raise PolyinvError(f"model.mmd_pcs must lie in 0..{len(self.mmd_names)}, got {mmd_pcs}")
+        self.register_buffer("pca_mean", torch.zeros(len(self.mmd_names), dtype=torch.float64))
+        self.register_buffer("pca_components", torch.zeros(self.mmd_pcs, len(self.mmd_names), dtype=torch.float64))
+        self.register_buffer("pca_std", torch.ones(self.mmd_pcs, dtype=torch.float64))
         self.register_buffer("t_max", torch.tensor(float("nan"), dtype=torch.float64))
         self.register_buffer("log_t_mean", torch.tensor(0.0, dtype=torch.float64))
         self.register_buffer("log_t_std", torch.tensor(1.0, dtype=torch.float64))
+        # with composite inputs the early-stop logit also sees the conversion implied by the measured
+        # cBA_time and the model's own cBA_0 prediction: logit += k·(b − log(cBA_time / cBA_0_pred))
+        self.conversion_aware = self.censored and "cBA_time" in self.side_names and "cBA_0" in self.target_names
+        self.register_buffer("log_ratio_threshold", torch.tensor(0.0, dtype=torch.float64))
+        self.conversion_gain = nn.Parameter(torch.tensor(3.0))  # softplus → about 3 at the start
         self.val_r2 = nn.ModuleDict({t: R2Score() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
@@ -98,6 +111,11 @@ class InverseRegressor(L.LightningModule):
     @property
     def n_mmd(self) -> int:
         return len(self.mmd_names)
+
+    @property
+    def n_mmd_features(self) -> int:
+        """Length of the MMD representation the network sees: the grid, or its principal components."""
+        return self.mmd_pcs or self.n_mmd
 
     @property
     def n_side(self) -> int:
@@ -120,7 +138,25 @@ class InverseRegressor(L.LightningModule):
                 raise PolyinvError(f"scaler {name!r} columns do not match the model's")
             own.load_state_dict(scalers[name].state_dict())
 
-    def set_censoring(self, times: np.ndarray) -> None:
+    def set_pca(self, mmd: np.ndarray) -> None:
+        """Fit the MMD principal components (``mmd_pcs`` > 0) on the training rows' MMDs (N, L)."""
+        x = np.asarray(mmd, dtype=np.float64)
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        components = vt[: self.mmd_pcs]
+        scores = (x - mean) @ components.T
+        self.pca_mean.copy_(torch.as_tensor(mean))
+        self.pca_components.copy_(torch.as_tensor(components))
+        self.pca_std.copy_(torch.as_tensor(np.maximum(scores.std(axis=0), 1e-12)))
+
+    def encode_mmd(self, mmd: torch.Tensor) -> torch.Tensor:
+        """Physical MMD (B, 1, L) → what the network sees: scaled grid values, or standardised PC scores."""
+        if not self.mmd_pcs:
+            return self.mmd_scaler(mmd)
+        flat = mmd.flatten(1).double() - self.pca_mean
+        return ((flat @ self.pca_components.T) / self.pca_std).to(mmd.dtype).unsqueeze(1)
+
+    def set_censoring(self, times: np.ndarray, cba_time: np.ndarray | None = None, cba0: np.ndarray | None = None) -> None:
         """Fit the censored-time statistics on the training rows' times (physical seconds)."""
         times = np.asarray(times, dtype=np.float64)
         t_max = float(times.max())
@@ -128,6 +164,9 @@ class InverseRegressor(L.LightningModule):
         if early.sum() < 2:
             raise PolyinvError("model.time_model 'censored' needs stopped-early runs (time < max) in the training rows")
         log_t = np.log(times[early])
+        if self.conversion_aware and cba_time is not None and cba0 is not None:
+            log_ratio = np.log(np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64))
+            self.log_ratio_threshold.fill_(0.5 * float(log_ratio[early].max() + log_ratio[~early].min()))
         self.t_max.fill_(t_max)
         self.log_t_mean.fill_(float(log_t.mean()))
         self.log_t_std.fill_(max(float(log_t.std()), 1e-8))
@@ -161,7 +200,15 @@ class InverseRegressor(L.LightningModule):
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """Physical inputs → scaled targets."""
-        return self.network(self.mmd_scaler(mmd), self.side_scaler(side))
+        out = self.network(self.encode_mmd(mmd), self.side_scaler(side))
+        if self.conversion_aware:
+            cba0 = self.target_scaler.inverse(out[:, : self.n_targets].double())[:, self.target_names.index("cBA_0")]
+            cba_time = side[:, self.side_names.index("cBA_time")].double()
+            log_ratio = torch.log(cba_time.clamp_min(1e-12)) - torch.log(cba0.clamp_min(1e-6))
+            gain = nn.functional.softplus(self.conversion_gain).double()
+            logit = out[:, -1].double() + gain * 10.0 * (self.log_ratio_threshold - log_ratio)
+            out = torch.cat([out[:, :-1], logit.to(out.dtype).unsqueeze(1)], dim=1)
+        return out
 
     @torch.no_grad()
     def predict_physical(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseRegressor, activation
 from polyinv.models.mlp import dense_stack
 
@@ -55,6 +56,8 @@ class CNN1D(InverseRegressor):
         **base,
     ) -> None:
         super().__init__(**base)
+        if self.mmd_pcs:
+            raise PolyinvError("model.mmd_pcs does not apply to the CNN: it convolves the MMD grid itself")
         self.network = CNNNet(
             self.n_mmd, self.n_side, self.n_outputs, list(channels), kernel_size, pool, activation,
             list(head_widths), dropout, norm, batch_norm,
