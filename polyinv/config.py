@@ -209,9 +209,12 @@ def apply_overrides(config: dict, overrides: Mapping[str, Any]) -> dict:
     for dotted, value in overrides.items():
         node = config
         parts = dotted.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             if not isinstance(node.get(part), dict):
-                node[part] = {} if node.get(part) is None else node[part]
+                # a section switched off with null (e.g. early_stopping: null) comes back with its defaults
+                default = DEFAULTS.get(part) if depth == 0 else None
+                fresh = copy.deepcopy(default) if isinstance(default, dict) else {}
+                node[part] = fresh if node.get(part) is None else node[part]
                 if not isinstance(node[part], dict):
                     raise PolyinvError(f"unknown config key {dotted!r}")
             node = node[part]

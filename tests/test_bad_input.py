@@ -8,6 +8,7 @@ under the output root, no predictions file.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_unknown_key_on_command_line(tmp_path, capsys, data_csv):
 
 def test_unknown_key_in_yaml(tmp_path, capsys, data_csv):
     config = tmp_path / "typo.yaml"
-    config.write_text((REPO / "configs" / "mlp.yaml").read_text().replace("  max_epochs: 400", "  max_epoch: 400"))
+    config.write_text(re.sub(r"(?m)^  max_epochs:", "  max_epoch:", (REPO / "configs" / "mlp.yaml").read_text()))
     assert "max_epoch:" in config.read_text()
     line = fit_fails(capsys, fit_args(data_csv, tmp_path / "out", config=str(config)))
     assert "typo.yaml" in line and "unknown config key" in line and "'trainer.max_epoch'" in line

@@ -161,12 +161,14 @@ class InverseRegressor(L.LightningModule):
         times = np.asarray(times, dtype=np.float64)
         t_max = float(times.max())
         early = times < t_max * (1 - 1e-9)
-        if early.sum() < 2:
-            raise PolyinvError("model.time_model 'censored' needs stopped-early runs (time < max) in the training rows")
-        log_t = np.log(times[early])
-        if self.conversion_aware and cba_time is not None and cba0 is not None:
+        # with no stopped-early run time is the constant t_max: log-time statistics are then moot and the
+        # conversion threshold sits far below any ratio, so the early logit says "no"
+        log_t = np.log(times[early]) if early.any() else np.array([np.log(t_max)])
+        threshold = -50.0
+        if self.conversion_aware and cba_time is not None and cba0 is not None and early.any() and (~early).any():
             log_ratio = np.log(np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64))
-            self.log_ratio_threshold.fill_(0.5 * float(log_ratio[early].max() + log_ratio[~early].min()))
+            threshold = 0.5 * float(log_ratio[early].max() + log_ratio[~early].min())
+        self.log_ratio_threshold.fill_(threshold)
         self.t_max.fill_(t_max)
         self.log_t_mean.fill_(float(log_t.mean()))
         self.log_t_std.fill_(max(float(log_t.std()), 1e-8))
