@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
     logger = _tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
+    # the run folder already holds config.yaml by design; Lightning's notice about it is noise
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     try:
         trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
