@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
         else:
             out = Path(args.out or "results/grid432")
+        if overrides:
+            title += " — overrides for every model: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
         bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
         print(f"wrote {out / 'benchmark.md'}")
         return 0
