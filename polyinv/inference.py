@@ -28,6 +28,13 @@ def read_inputs(model, path: str | Path, sheet: str | None = None) -> pd.DataFra
         ) from exc
 
 
+def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
+    """Physical recipe (N, T) for a validated frame holding the model's input columns."""
+    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+    side = frame[list(model.side_names)].to_numpy(np.float64)
+    return model.predict_arrays(mmd, side)
+
+
 def predict_table(model, frame: pd.DataFrame, interval: float | None = None) -> pd.DataFrame:
     """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``.
 
@@ -36,13 +43,13 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None) -> 
     """
     from polyinv.trust.report import domain_columns, interval_columns
 
-    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
-    side = frame[list(model.side_names)].to_numpy(np.float64)
-    recipe = model.predict_arrays(mmd, side)
+    recipe = predict_frame(model, frame)
     out = pd.DataFrame({"row": np.arange(len(frame))})
     for j, name in enumerate(model.target_names):
         out[name] = recipe[:, j]
     if interval is not None:
+        mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+        side = frame[list(model.side_names)].to_numpy(np.float64)
         out = pd.concat([out, interval_columns(model, mmd, side, interval)], axis=1)
     return pd.concat([out, domain_columns(model, frame, recipe)], axis=1)
 

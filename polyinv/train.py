@@ -24,6 +24,7 @@ from polyinv.atomic import atomic_path
 from polyinv.config import data_path, dump
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
+from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
 from polyinv.models import CLASSICAL, NETWORKS, InverseRegressor
 from polyinv.models.classical import ClassicalModel
@@ -106,13 +107,6 @@ def _tb_logger(run_dir: Path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(run_dir), name="", version="tensorboard", default_hp_metric=False)
-
-
-def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
-    """Physical predictions for a validated frame holding the model's input columns."""
-    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
-    side = frame[list(model.side_names)].to_numpy(np.float64)
-    return model.predict_arrays(mmd, side)
 
 
 def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict) -> dict:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
+from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
 
 
@@ -31,11 +32,6 @@ def column_groups(model, block: int = 10) -> dict[str, list[str]]:
         part = names[start : start + block]
         groups[f"{part[0]}-{part[-1].removeprefix('MMD')}" if len(part) > 1 else part[0]] = part
     return groups
-
-
-def _predict(model, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict_arrays(frame[list(model.mmd_names)].to_numpy(np.float64),
-                                frame[list(model.side_names)].to_numpy(np.float64))
 
 
 def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequence[str]] | None = None,
@@ -52,7 +48,7 @@ def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequ
     groups = dict(groups or column_groups(model))
     frame = frame.reset_index(drop=True)
     y = frame[targets].to_numpy(np.float64)
-    base = evaluate(y, _predict(model, frame), targets)["targets"]
+    base = evaluate(y, predict_frame(model, frame), targets)["targets"]
     rng = np.random.default_rng(seed)
     rows = []
     for group, columns in groups.items():
@@ -61,7 +57,7 @@ def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequ
             shuffled = frame.copy()
             order = rng.permutation(len(frame))
             shuffled[list(columns)] = frame[list(columns)].to_numpy()[order]
-            scores = evaluate(y, _predict(model, shuffled), targets)["targets"]
+            scores = evaluate(y, predict_frame(model, shuffled), targets)["targets"]
             drops[r] = [base[t]["r2"] - scores[t]["r2"] for t in targets]
         for j, t in enumerate(targets):
             rows.append({"group": group, "target": t, "r2_drop": float(drops[:, j].mean()),
