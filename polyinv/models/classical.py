@@ -29,21 +29,22 @@ class ClassicalModel:
 
     def __init__(
         self,
-        targets: Sequence[str] = TARGETS,
-        side_inputs: Sequence[str] = SIDE_INPUTS,
-        mmd_columns: Sequence[str] = MMD_COLUMNS,
+        targets: Sequence[str] | None = None,
+        side_inputs: Sequence[str] | None = None,
+        mmd_columns: Sequence[str] | None = None,
         transforms: Mapping[str, str] | None = None,
         **settings: Any,
     ) -> None:
-        self.target_names = list(targets)
-        self.side_names = list(side_inputs)
-        self.mmd_names = list(mmd_columns)
+        """Schema arguments left at None take the study's columns (``polyinv.schema``)."""
+        self.target_names = list(TARGETS if targets is None else targets)
+        self.side_names = list(SIDE_INPUTS if side_inputs is None else side_inputs)
+        self.mmd_names = list(MMD_COLUMNS if mmd_columns is None else mmd_columns)
         self.transforms = dict(transforms or {})
         self.hparams = {
             "targets": self.target_names, "side_inputs": self.side_names, "mmd_columns": self.mmd_names,
             "transforms": self.transforms, **settings,
         }
-        self.target_scaler = ColumnScaler(self.target_names, {k: v for k, v in self.transforms.items() if k in targets})
+        self.target_scaler = ColumnScaler(self.target_names, {k: v for k, v in self.transforms.items() if k in self.target_names})
         self.state: dict[str, Any] = {}  # fitted estimators and preprocessing, saved with the model
 
     @property

@@ -45,9 +45,8 @@ class ForestModel(ClassicalModel):
         n_jobs: int = -1,
         random_state: int = 42,
     ) -> None:
-        schema = {k: v for k, v in (("targets", targets), ("side_inputs", side_inputs), ("mmd_columns", mmd_columns)) if v is not None}
         super().__init__(
-            **schema, transforms=transforms, n_estimators=int(n_estimators), max_depth=max_depth,
+            targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_estimators=int(n_estimators), max_depth=max_depth,
             min_samples_split=int(min_samples_split), min_samples_leaf=int(min_samples_leaf),
             max_features=max_features, search=bool(search), search_iter=int(search_iter),
             search_cv=int(search_cv), n_jobs=int(n_jobs), random_state=int(random_state),

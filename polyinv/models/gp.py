@@ -55,9 +55,8 @@ class GPModel(ClassicalModel):
     ) -> None:
         if time_model not in TIME_MODELS:
             raise PolyinvError(f"model.time_model {time_model!r} unknown; choose one of {TIME_MODELS}")
-        schema = {k: v for k, v in (("targets", targets), ("side_inputs", side_inputs), ("mmd_columns", mmd_columns)) if v is not None}
         super().__init__(
-            **schema, transforms=transforms, n_components=int(n_components), nu=float(nu),
+            targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_components=int(n_components), nu=float(nu),
             n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model,
             n_jobs=int(n_jobs), random_state=int(random_state),
         )
