@@ -60,3 +60,28 @@ def test_table_names_targets():
     for t in TARGETS:
         assert t in text
     assert "global" in text
+
+
+def test_r2_is_exact_for_small_unit_targets():
+    """cAIBN_0 lives near 0.01 mol/L: RSS < 1e-4 must not be read as a perfect fit (torchmetrics does)."""
+    rng = np.random.default_rng(3)
+    true = rng.uniform(0.0025, 0.02, size=(87, 4))
+    pred = true + rng.normal(0, 1e-3, size=true.shape)  # R² about 0.97, RSS about 9e-5
+    m = evaluate(true, pred, TARGETS)
+    for j, t in enumerate(TARGETS):
+        assert m["targets"][t]["r2"] == pytest.approx(r2_score(true[:, j], pred[:, j]), abs=1e-12)
+        assert m["targets"][t]["r2"] < 0.99
+
+
+def test_streaming_validation_r2_matches_sklearn():
+    import torch
+
+    from polyinv.metrics import ExactR2
+
+    rng = np.random.default_rng(4)
+    true = rng.uniform(0.0025, 0.02, size=50)
+    pred = true + rng.normal(0, 1e-3, size=50)
+    metric = ExactR2()
+    metric.update(torch.as_tensor(pred[:20]), torch.as_tensor(true[:20]))
+    metric.update(torch.as_tensor(pred[20:]), torch.as_tensor(true[20:]))
+    assert float(metric.compute()) == pytest.approx(r2_score(true, pred), abs=1e-10)

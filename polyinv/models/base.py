@@ -16,9 +16,10 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MeanAbsoluteError, R2Score
+from torchmetrics import MaxMetric, MeanAbsoluteError
 
 from polyinv.errors import PolyinvError
+from polyinv.metrics import ExactR2
 from polyinv.scaling import ColumnScaler
 from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 
@@ -99,7 +100,7 @@ class InverseRegressor(L.LightningModule):
         self.conversion_aware = self.censored and "cBA_time" in self.side_names and "cBA_0" in self.target_names
         self.register_buffer("log_ratio_threshold", torch.tensor(0.0, dtype=torch.float64))
         self.conversion_gain = nn.Parameter(torch.tensor(3.0))  # softplus → about 3 at the start
-        self.val_r2 = nn.ModuleDict({t: R2Score() for t in self.target_names})
+        self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
 
