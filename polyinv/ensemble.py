@@ -52,6 +52,10 @@ def train_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool
                 frame[list(dm.target_columns)].to_numpy(np.float64))
 
     model.calibrate(*arrays(dm.val_frame))
+    from polyinv.trust.domain import fit_model_consistency
+
+    fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+    model.domain = fit_model_consistency(model, model.domain, fit_rows)  # thresholds of the ensemble's own recipes
     mmd, side, y = arrays(dm.test_frame)
     mean, low, high = model.predict_interval(mmd, side, level)
     metrics = evaluate(y, mean, list(dm.target_columns))

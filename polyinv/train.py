@@ -28,6 +28,7 @@ from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
 from polyinv.models import CLASSICAL, NETWORKS, InverseRegressor
 from polyinv.models.classical import ClassicalModel
+from polyinv.trust.domain import fit_model_consistency
 
 RUN_DIR_ENV = "POLYINV_RUN_DIR"  # hands the run folder to DDP worker processes
 
@@ -194,6 +195,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         frame = dm.frame.iloc[fit_rows]
         model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
         seconds = time.perf_counter() - started
+        model.domain = fit_model_consistency(model, model.domain, frame)  # forward-consistency thresholds
         model.save(run_dir / "model.joblib")
         metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": getattr(model, "best_params", None)})
         if verbose:
@@ -247,11 +249,29 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     best_path = run_dir / "best.ckpt"
     best = type(model).load_from_checkpoint(best_path, map_location="cpu", weights_only=True) if best_path.exists() else model.cpu()
     best.eval()
+    # forward-consistency thresholds of the applicability domain need the trained model: fit them on the
+    # non-test rows (training + validation) and store them in both checkpoints
+    fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+    best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows)
+    for name in ("best.ckpt", "last.ckpt"):
+        store_domain(run_dir / name, best.domain)
     extra = {"epochs": int(trainer.current_epoch), "best_epoch": _best_epoch(trainer), "device": str(trainer.strategy.root_device)}
     metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
     return RunResult(run_dir, metrics, seconds, best)
+
+
+def store_domain(path: Path, domain: dict | None) -> None:
+    """Replace the applicability domain stored in a Lightning checkpoint (atomic rewrite)."""
+    import torch
+
+    if domain is None or not path.exists():
+        return
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint["polyinv_domain"] = domain
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def _best_epoch(trainer) -> int | None:

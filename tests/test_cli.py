@@ -168,7 +168,7 @@ def test_fit_reads_xlsx_and_parquet(tmp_path, capsys, fmt):
 # ---------------------------------------------------------------------------------------------- predict
 def check_prediction_file(path: Path, n_rows: int) -> pd.DataFrame:
     table = pd.read_csv(path)
-    assert list(table.columns) == ["row", *TARGETS, "in_domain", "domain_score", "domain_note"]  # polyinv.trust
+    assert list(table.columns) == ["row", *TARGETS, "in_domain", "domain_score", "consistency_score", "domain_note"]  # polyinv.trust
     assert table["row"].tolist() == list(range(n_rows))
     assert np.isfinite(table[list(TARGETS)].to_numpy()).all()
     return table

@@ -11,8 +11,17 @@ smooth function of the recipe for the rest. With ``time_model: censored`` (defau
 inputs) the model estimates the conversion from the measured ``cBA_time`` and its own ``cBA_0``
 prediction, learns the conversion threshold that separates stopped-early runs in the training
 rows, and regresses log(time) with a GP fitted on the stopped-early rows only. Otherwise ``time``
-is one more smooth target. The GP's predictive standard deviation gives intervals in physical
-units (the transforms are monotone, so quantiles map).
+is one more smooth target.
+
+Intervals: ``mean ± m·sd`` in the GP's own (transformed, standardised) target space, mapped to
+physical units (the transforms are monotone, so quantiles map). The half-width multiplier ``m`` of
+each target is calibrated at fit time on the training rows only: it is the conformal quantile of
+the exact leave-one-out |residual| / sd of that target's GP (:func:`polyinv.trust.calibration.gp_loo_abs_z`;
+closed form, no refits), instead of the Gaussian z. Censored time: rows whose estimated conversion
+lies below the stop threshold get the point [t_max, t_max]; rows above it get the calibrated interval
+of the stopped-early log(time) GP (its own leave-one-out calibration), capped at t_max; and rows where
+the calibrated ``cBA_0`` interval makes the conversion straddle the threshold (the model cannot tell
+whether the run stopped early) get an interval reaching from the early-time lower end to t_max.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from scipy.stats import norm
+from scipy.linalg import cho_solve
 from sklearn.decomposition import PCA
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -28,6 +37,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from polyinv.errors import PolyinvError
 from polyinv.models.classical import ClassicalModel
 from polyinv.scaling import ColumnScaler
+from polyinv.trust.calibration import gp_loo_abs_z, half_width_multiplier
 
 KIND = "gaussian_process"
 TIME_MODELS = ("censored", "plain")
@@ -103,6 +113,8 @@ class GPModel(ClassicalModel):
                 return self._gp(x.shape[1], hp["random_state"] + j).fit(x, y[:, j])
 
         self.state["gps"] = Parallel(n_jobs=hp["n_jobs"])(delayed(fit_one)(j) for j in range(y.shape[1]))
+        # interval calibration from the exact leave-one-out residuals of the training rows (sorted |z|)
+        self.state["calibration"] = {t: gp_loo_abs_z(gp).tolist() for t, gp in zip(self.target_names, self.state["gps"], strict=True)}
         self.state["censored"] = None
         if self._censoring_usable():
             self._fit_censored_time(mmd, side, x)
@@ -139,7 +151,7 @@ class GPModel(ClassicalModel):
             gp = self._gp(xe.shape[1], self.hparams["random_state"] + 100 + jt).fit(xe, (log_t - mean) / std)
         self.state["censored"] = {
             "t_max": t_max, "threshold": float(threshold), "gp": gp, "mean": float(mean), "std": float(std),
-            "n_early": int(early.sum()),
+            "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(),
         }
 
     def fit(self, mmd, side, targets):
@@ -167,19 +179,56 @@ class GPModel(ClassicalModel):
             scaled = self.target_scaler(torch.as_tensor(physical, dtype=torch.float64)).numpy()
         return scaled
 
-    def predict_interval(self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mean, lower, upper) of the central ``level`` predictive interval, physical units."""
+    def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Exact leave-one-out recipes (N, T), physical units, for the rows this model was fitted on.
+
+        Each target GP's LOO mean ``y_i - [K⁻¹y]_i / [K⁻¹]_ii`` (kernel fixed); ``time`` with the censored
+        model stays the in-sample prediction. Rows other than the fit rows (same order) are an error.
+        """
         mmd, side = self._arrays(mmd, side)
         x = self._features(mmd, side)
-        z = norm.ppf(0.5 + level / 2)
-        mu, sd = zip(*(gp.predict(x, return_std=True) for gp in self.state["gps"]), strict=True)
-        mu, sd = np.column_stack(mu), np.column_stack(sd)
-        mean, low, high = (self._physical_targets(a) for a in (mu, mu - z * sd, mu + z * sd))
+        gps = self.state["gps"]
+        if x.shape != gps[0].X_train_.shape or not np.allclose(x, gps[0].X_train_):
+            raise PolyinvError("leave-one-out predictions need exactly the rows the GP was fitted on, in order")
+        y = self.target_scaler(torch.as_tensor(np.asarray(targets, dtype=np.float64))).numpy()
+        scaled = np.empty_like(y)
+        for j, gp in enumerate(gps):
+            inv_diag = np.diag(cho_solve((gp.L_, True), np.eye(len(x))))
+            scaled[:, j] = y[:, j] - np.asarray(gp.alpha_).reshape(-1) / np.clip(inv_diag, 1e-300, None)
+        physical = self._physical_targets(scaled)
         if self.state.get("censored"):
             jt = self.target_names.index("time")
+            physical[:, jt] = self._time_censored(side, x)
+        return physical
+
+    def multipliers(self, level: float) -> np.ndarray:
+        """Per-target half-width multipliers of sd for a central ``level`` interval (calibrated when stored)."""
+        calibration = self.state.get("calibration") or {}
+        return np.array([half_width_multiplier(calibration.get(t), level) for t in self.target_names])
+
+    def predict_interval(self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, lower, upper) of the calibrated central ``level`` interval, physical units."""
+        mmd, side = self._arrays(mmd, side)
+        x = self._features(mmd, side)
+        mult = self.multipliers(level)
+        mu, sd = zip(*(gp.predict(x, return_std=True) for gp in self.state["gps"]), strict=True)
+        mu, sd = np.column_stack(mu), np.column_stack(sd)
+        mean, low, high = (self._physical_targets(a) for a in (mu, mu - mult * sd, mu + mult * sd))
+        if self.state.get("censored"):
+            c = self.state["censored"]
+            jt, jc = self.target_names.index("time"), self.target_names.index("cBA_0")
             t, early, log_t, log_sd = self._time_censored(side, x, with_std=True)
-            t_max = self.state["censored"]["t_max"]
+            m_t = half_width_multiplier(c.get("calibration"), level)
+            t_max = c["t_max"]
+            early_low = np.minimum(np.exp(log_t - m_t * log_sd), t_max)
+            early_high = np.minimum(np.exp(log_t + m_t * log_sd), t_max)
+            # conversion implied by the ends of the cBA_0 interval: does it straddle the stop threshold?
+            left = side[:, self.side_names.index("cBA_time")]
+            conv_a = 1.0 - left / np.maximum(low[:, jc], 1e-12)
+            conv_b = 1.0 - left / np.maximum(high[:, jc], 1e-12)
+            maybe_early = np.maximum(conv_a, conv_b) >= c["threshold"]
+            maybe_full = np.minimum(conv_a, conv_b) < c["threshold"]
             mean[:, jt] = t
-            low[:, jt] = np.where(early, np.minimum(np.exp(log_t - z * log_sd), t_max), t_max)
-            high[:, jt] = np.where(early, np.minimum(np.exp(log_t + z * log_sd), t_max), t_max)
+            low[:, jt] = np.where(maybe_early, early_low, t_max)
+            high[:, jt] = np.where(maybe_full, t_max, early_high)
         return mean, low, high

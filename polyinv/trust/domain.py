@@ -11,8 +11,25 @@ Feature space (fitted on the training rows only):
 Score of a row = mean Euclidean distance to its ``k`` nearest training rows in that space.
 Threshold = the ``quantile`` (default 99 %) of the training rows' own leave-one-out scores, so about
 1 % of training-like rows sit above it. ``domain_score`` is reported as score / threshold (> 1 means
-far from the training data). Independently, the predicted recipe must lie inside the training
-range of every target widened by ``range_tolerance`` (default 5 %) of that range's width.
+far from the training data); a row is in domain up to ``knn_margin`` (default 1.25) times the
+threshold: recipes between the points of a grid design sit farther from their neighbours than grid
+rows do from each other (measured: 96-98 % of in-range Latin-hypercube rows within 1.0x for the GP of
+configs/gp.yaml, 99-100 % within 1.25x, while 4-5 mol/L monomer stays 100 % flagged).
+Independently, the predicted recipe must lie inside the training range of every target widened by
+``range_tolerance`` (default 5 %) of that range's width.
+
+Forward consistency (optional, :meth:`ApplicabilityDomain.fit_consistency`, fitted once the model is
+trained): the predicted recipe (``cBA_0``, ``cAIBN_0``, ``temp``) is simulated again with
+:mod:`polyinv.sim` under the run protocol (stop at the training data's longest time or at 90 %
+conversion) and compared with the input: Hellinger distance between the MMDs and |log(simulated /
+input)| (≈ relative error) of each scalar side input the model reads (``Mn``, ``Mw``, ``cBA_time``).
+Each statistic has its own threshold: ``consistency_margin`` × its ``consistency_quantile`` over
+training rows (held-out predictions where the model gives them, e.g. the GP's leave-one-out
+recipes). A row whose statistics exceed any threshold is outside the domain: an MMD that no recipe
+the model would predict can produce (e.g. from 0.05 mol/L AIBN, far outside the training recipes
+yet with inputs near training rows) is caught here. ``consistency_score`` = max over the
+statistics of value / threshold. Cost: one simulation per row (``simulate_many``, a few hundred to
+about a thousand rows per second on one core, with ``n_steps`` time steps).
 
 The fitted domain is plain lists and numbers (:meth:`ApplicabilityDomain.to_dict`), so it is stored
 inside a Lightning checkpoint (loadable with ``torch.load(weights_only=True)``) or a joblib model file.
@@ -30,6 +47,9 @@ from polyinv.errors import PolyinvError
 
 VERSION = 1
 TINY = 1e-300
+KNN_MARGIN = 1.25  # in domain up to this multiple of the kNN threshold (grid-trained models: LHS rows between grid points)
+CONSISTENCY_SIDE = ("cBA_time", "Mn", "Mw")  # side inputs the forward-consistency check compares
+CONSISTENCY_STEPS = 240  # simulator time steps of the check (the simulator's default)
 
 
 @dataclass
@@ -41,15 +61,19 @@ class DomainResult:
     inputs_ok: np.ndarray
     recipe_ok: np.ndarray
     reasons: list[str]
+    consistency: np.ndarray | None = None  # max statistic / threshold per row; None without the check
 
 
 class ApplicabilityDomain:
     """kNN distance in a standardised (log side inputs + MMD principal components) space, plus recipe ranges."""
 
     def __init__(self, side_names: Sequence[str], mmd_names: Sequence[str], target_names: Sequence[str],
-                 k: int = 5, quantile: float = 0.99, n_components: int = 6, range_tolerance: float = 0.05) -> None:
+                 k: int = 5, quantile: float = 0.99, n_components: int = 6, range_tolerance: float = 0.05,
+                 knn_margin: float = KNN_MARGIN) -> None:
         if not 0 < quantile <= 1:
             raise PolyinvError(f"domain quantile must lie in (0, 1], got {quantile}")
+        if not knn_margin > 0:
+            raise PolyinvError(f"domain knn_margin must be positive, got {knn_margin}")
         self.side_names = list(side_names)
         self.mmd_names = list(mmd_names)
         self.target_names = list(target_names)
@@ -57,6 +81,8 @@ class ApplicabilityDomain:
         self.quantile = float(quantile)
         self.n_components = int(n_components)
         self.range_tolerance = float(range_tolerance)
+        self.knn_margin = float(knn_margin)
+        self.consistency: dict | None = None
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self.threshold = float("nan")
         self.target_low = self.target_high = None
@@ -116,21 +142,91 @@ class ApplicabilityDomain:
         recipe = np.asarray(recipe, dtype=np.float64).reshape(-1, len(self.target_names))
         return (recipe >= self.target_low - pad) & (recipe <= self.target_high + pad)
 
+    # ------------------------------------------------------------------ forward consistency
+    def consistency_names(self) -> list[str]:
+        """The statistics of the forward-consistency check this domain can compute."""
+        return ["hellinger", *(c for c in CONSISTENCY_SIDE if c in self.side_names)]
+
+    def _consistency_usable(self) -> bool:
+        from polyinv.schema import N_MMD
+        from polyinv.sim import RECIPE_FIELDS
+
+        return len(self.mmd_names) == N_MMD and all(t in self.target_names for t in RECIPE_FIELDS)
+
+    def consistency_stats(self, frame: pd.DataFrame, recipe: np.ndarray, t_max: float | None = None,
+                          n_steps: int | None = None) -> np.ndarray:
+        """(N, S) forward-consistency statistics (:meth:`consistency_names`) of predicted recipes (N, T)."""
+        from polyinv.sim import RECIPE_FIELDS, simulate_many
+        from polyinv.trust.verify import clip_recipes, hellinger
+
+        settings = self.consistency or {}
+        t_max = float(settings.get("t_max", 3600.0) if t_max is None else t_max)
+        n_steps = int(settings.get("n_steps", CONSISTENCY_STEPS) if n_steps is None else n_steps)
+        recipe = np.asarray(recipe, dtype=np.float64).reshape(len(frame), len(self.target_names))
+        recipes = pd.DataFrame({t: recipe[:, self.target_names.index(t)] for t in RECIPE_FIELDS})
+        recipes["time"] = t_max
+        clipped, _ = clip_recipes(recipes)
+        with np.errstate(all="ignore"):  # absurd recipes give NaN outcomes, judged inconsistent below
+            sim = simulate_many(clipped[list(RECIPE_FIELDS)], t_max=t_max, n_steps=n_steps, progress=False)
+        sim_mmd = sim[[f"MMD{i}" for i in range(1, len(self.mmd_names) + 1)]].to_numpy()
+        stats = [hellinger(frame[self.mmd_names].to_numpy(np.float64), sim_mmd)]
+        for column in self.consistency_names()[1:]:
+            want = np.clip(frame[column].to_numpy(np.float64), TINY, None)
+            stats.append(np.abs(np.log(np.clip(sim[column].to_numpy(np.float64), TINY, None) / want)))
+        return np.column_stack(stats)
+
+    def fit_consistency(self, frame: pd.DataFrame, recipe: np.ndarray, quantile: float = 0.99,
+                        margin: float = 2.0, n_steps: int = CONSISTENCY_STEPS) -> ApplicabilityDomain:
+        """Fit the forward-consistency thresholds on training rows and the model's recipes for them.
+
+        Skipped (no check) when the MMD is not the simulator's grid or a recipe field is not predicted.
+        """
+        if not self._consistency_usable():
+            self.consistency = None
+            return self
+        t_max = float(self.target_high[self.target_names.index("time")]) if "time" in self.target_names else 3600.0
+        stats = self.consistency_stats(frame, recipe, t_max=t_max, n_steps=n_steps)
+        finite = np.where(np.isfinite(stats), stats, np.nan)
+        base = np.nanquantile(finite, quantile, axis=0)
+        self.consistency = {
+            "names": self.consistency_names(), "threshold": (margin * np.maximum(base, 1e-6)).tolist(),
+            "quantile": float(quantile), "margin": float(margin), "t_max": t_max, "n_steps": int(n_steps),
+            "train_rows": int(len(frame)),
+        }
+        return self
+
+    def consistency_ratio(self, frame: pd.DataFrame, recipe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) max statistic / threshold, and (N, S) the per-statistic ratios."""
+        stats = self.consistency_stats(frame, recipe)
+        ratios = stats / np.asarray(self.consistency["threshold"])
+        ratios = np.where(np.isfinite(ratios), ratios, np.inf)
+        return ratios.max(axis=1), ratios
+
+    # ------------------------------------------------------------------ judging
     def check(self, frame: pd.DataFrame, recipe: np.ndarray | None = None) -> DomainResult:
         """Judge rows (model input columns) and, when given, their predicted recipes (N, T)."""
         score = self.score(frame)
-        inputs_ok = score <= 1.0
+        inputs_ok = score <= self.knn_margin
         if recipe is None:
             inside = np.ones((len(frame), len(self.target_names)), dtype=bool)
         else:
             inside = self.recipe_inside(recipe)
         recipe_ok = inside.all(axis=1)
+        consistency = ratios = None
+        consistent = np.ones(len(frame), dtype=bool)
+        if self.consistency and recipe is not None and len(frame):
+            consistency, ratios = self.consistency_ratio(frame, recipe)
+            consistent = consistency <= 1.0
+        names = (self.consistency or {}).get("names", [])
         reasons = []
         for i in range(len(frame)):
             why = [] if inputs_ok[i] else [f"inputs far from training data ({score[i]:.2f}x threshold)"]
             why += [f"{t} outside training range" for j, t in enumerate(self.target_names) if not inside[i, j]]
+            if not consistent[i]:
+                worst = [f"{n} {r:.1f}x" for n, r in zip(names, ratios[i], strict=True) if r > 1.0]
+                why.append(f"predicted recipe does not reproduce the input when simulated ({', '.join(worst)} threshold)")
             reasons.append("; ".join(why))
-        return DomainResult(inputs_ok & recipe_ok, score, inputs_ok, recipe_ok, reasons)
+        return DomainResult(inputs_ok & recipe_ok & consistent, score, inputs_ok, recipe_ok, reasons, consistency)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -143,7 +239,7 @@ class ApplicabilityDomain:
             "threshold": self.threshold, "mmd_mean": as_list(self.mmd_mean), "components": as_list(self.components),
             "feat_mean": as_list(self.feat_mean), "feat_std": as_list(self.feat_std),
             "train_features": as_list(self.train_features), "target_low": as_list(self.target_low),
-            "target_high": as_list(self.target_high),
+            "target_high": as_list(self.target_high), "knn_margin": self.knn_margin, "consistency": self.consistency,
         }
 
     @classmethod
@@ -151,7 +247,9 @@ class ApplicabilityDomain:
         if not isinstance(data, Mapping) or data.get("version") != VERSION:
             raise PolyinvError("the stored applicability domain has an unknown format")
         dom = cls(data["side_names"], data["mmd_names"], data["target_names"], k=data["k"], quantile=data["quantile"],
-                  n_components=data["n_components"], range_tolerance=data["range_tolerance"])
+                  n_components=data["n_components"], range_tolerance=data["range_tolerance"],
+                  knn_margin=data.get("knn_margin", 1.0))
+        dom.consistency = data.get("consistency")
         dom.threshold = float(data["threshold"])
         for key in ("mmd_mean", "components", "feat_mean", "feat_std", "train_features", "target_low", "target_high"):
             setattr(dom, key, np.asarray(data[key], dtype=np.float64))
@@ -163,6 +261,23 @@ class ApplicabilityDomain:
 def fit_domain(dm) -> ApplicabilityDomain:
     """The domain of a set-up :class:`~polyinv.data.module.PolyDataModule`, from its training rows only."""
     return ApplicabilityDomain.fit(dm.train_frame, dm.side_columns, dm.mmd_columns, dm.target_columns)
+
+
+def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
+    """The model's recipes (N, T) for its own training rows: held-out (leave-one-out) where it offers them."""
+    mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
+    side = frame[list(model.side_names)].to_numpy(np.float64)
+    if hasattr(model, "loo_predict_arrays"):
+        return model.loo_predict_arrays(mmd, side, frame[list(model.target_names)].to_numpy(np.float64))
+    return model.predict_arrays(mmd, side)
+
+
+def fit_model_consistency(model, domain: Mapping | None, frame: pd.DataFrame) -> dict | None:
+    """``domain`` (a stored dict) with forward-consistency thresholds fitted on the model's training rows."""
+    if not domain:
+        return domain
+    dom = ApplicabilityDomain.from_dict(domain)
+    return dom.fit_consistency(frame, heldout_recipes(model, frame)).to_dict()
 
 
 def model_domain(model) -> ApplicabilityDomain | None:

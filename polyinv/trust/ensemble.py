@@ -31,7 +31,7 @@ class EnsembleModel:
 
     kind = KIND
 
-    def __init__(self, members: list, calibration: dict[str, list[float]] | None = None) -> None:
+    def __init__(self, members: list, calibration: dict[str, list[float]] | None = None, domain: dict | None = None) -> None:
         if not members:
             raise PolyinvError("an ensemble needs at least one member")
         first = members[0]
@@ -42,7 +42,7 @@ class EnsembleModel:
         self.target_names = list(first.target_names)
         self.side_names = list(first.side_names)
         self.mmd_names = list(first.mmd_names)
-        self.domain = getattr(first, "domain", None)
+        self.domain = domain or getattr(first, "domain", None)  # the ensemble's own (with consistency) when saved
         self.calibration = dict(calibration or {})
 
     @property
@@ -88,7 +88,8 @@ class EnsembleModel:
     # ------------------------------------------------------------------ saving and loading
     def save(self, folder: str | Path, member_files: list[str], extra: dict | None = None) -> Path:
         """Write ``ensemble.json`` into ``folder`` (member files already there)."""
-        manifest = {"polyinv_kind": KIND, "members": member_files, "calibration": self.calibration, **(extra or {})}
+        manifest = {"polyinv_kind": KIND, "members": member_files, "calibration": self.calibration,
+                    "domain": self.domain, **(extra or {})}
         path = Path(folder) / MANIFEST
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -112,4 +113,4 @@ class EnsembleModel:
         if manifest.get("polyinv_kind") != KIND or not manifest.get("members"):
             raise PolyinvError(f"{folder / MANIFEST}: not a polyinv ensemble manifest")
         members = [load_model(folder / name) for name in manifest["members"]]
-        return cls(members, manifest.get("calibration"))
+        return cls(members, manifest.get("calibration"), manifest.get("domain"))

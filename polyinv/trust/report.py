@@ -29,12 +29,17 @@ def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> 
 
 
 def domain_columns(model, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFrame:
-    """``in_domain``, ``domain_score`` (kNN distance / threshold) and ``domain_note``; empty without a stored domain."""
+    """``in_domain``, ``domain_score`` (kNN distance / threshold), ``consistency_score`` (forward re-simulation
+    statistic / threshold, models saved with that check) and ``domain_note``; empty without a stored domain."""
     domain = model_domain(model)
     if domain is None:
         return pd.DataFrame(index=range(len(frame)))
     result = domain.check(frame.reset_index(drop=True), recipe)
-    return pd.DataFrame({"in_domain": result.in_domain, "domain_score": result.score, "domain_note": result.reasons})
+    out = pd.DataFrame({"in_domain": result.in_domain, "domain_score": result.score})
+    if result.consistency is not None:  # forward-consistency check stored with the model
+        out["consistency_score"] = result.consistency
+    out["domain_note"] = result.reasons
+    return out
 
 
 def warn_outside(table: pd.DataFrame, stream=None) -> None:
