@@ -1,0 +1,57 @@
+"""The deep-ensemble CLI end to end: train members, save one folder, load it, predict with intervals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv import ensemble, predict
+from polyinv.models import load_model
+from polyinv.schema import TARGETS
+from polyinv.trust.ensemble import EnsembleModel
+
+from conftest import REPO, fast_overrides
+
+MLP_CONFIG = str(REPO / "configs" / "mlp.yaml")
+
+
+def test_ensemble_cli_trains_saves_loads_and_predicts_intervals(synthetic_csv, tmp_path, capsys):
+    rc = ensemble.main(["--config", MLP_CONFIG, "--members", "2", *fast_overrides(synthetic_csv, tmp_path, epochs=3)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    folder = Path(out.strip().splitlines()[-1].removeprefix("run: "))
+    assert sorted(p.name for p in folder.iterdir()) == ["ensemble.json", "member_00.ckpt", "member_01.ckpt", "metrics.json"]
+
+    model = load_model(folder)
+    assert isinstance(model, EnsembleModel) and len(model.members) == 2
+    manifest = json.loads((folder / "ensemble.json").read_text())
+    n_val = len(manifest["calibration"]["cBA_0"])
+    assert set(manifest["calibration"]) == set(TARGETS) and 0 < n_val < 160 * 0.2  # validation rows only
+    assert manifest["domain"]["consistency"] is not None  # the ensemble's own forward-consistency thresholds
+    members = [m.predict_arrays(np.zeros((1, 100)) + 0.01, np.ones((1, 3))) for m in model.members]
+    assert not np.allclose(members[0], members[1])  # members differ in their initialisation
+    coverage = json.loads((folder / "metrics.json").read_text())["interval"]["coverage"]
+    assert set(coverage) == set(TARGETS) and all(0 <= c <= 1 for c in coverage.values())
+
+    output = tmp_path / "preds.csv"
+    rc = predict.main(["--ckpt", str(folder), "--input", str(synthetic_csv), "--interval", "0.9", "--output", str(output)])
+    _, err = capsys.readouterr()
+    assert rc == 0, err
+    table = pd.read_csv(output)
+    assert len(table) == 160 and {"in_domain", "consistency_score"} <= set(table.columns)
+    for t in TARGETS:
+        low, mid, high = table[f"{t}_lo"], table[t], table[f"{t}_hi"]
+        assert np.all(low <= mid + 1e-9 * np.abs(mid)) and np.all(mid <= high + 1e-9 * np.abs(mid))
+    assert (table["cBA_0_hi"] > table["cBA_0_lo"]).all()
+
+
+def test_ensemble_cli_bad_input_is_one_line(synthetic_csv, tmp_path, capsys):
+    for extra, message in ((["--members", "1"], "--members must be at least 2"),
+                           (["--members", "2", "--data.val_fraction", "0.0"], "validation split")):
+        rc = ensemble.main(["--config", MLP_CONFIG, *extra, *fast_overrides(synthetic_csv, tmp_path, epochs=1)])
+        _, err = capsys.readouterr()
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "mlp_ensemble").exists() or not any((tmp_path / "mlp_ensemble").iterdir())
