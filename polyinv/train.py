@@ -217,6 +217,10 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
             )
         except PolyinvError as exc:
             raise PolyinvError(f"{dm.path}: {exc}") from exc
+    if model.stop_rule:
+        train = dm.train_frame
+        model.set_stop_rule(train["time"].to_numpy(), train["cBA_time"].to_numpy(), train["cBA_0"].to_numpy())
+    model.set_bounds(dm.train_frame[list(dm.target_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
     callbacks = [
         ModelCheckpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,33 @@ def test_hparams_are_primitive_and_checkpoint_self_contained(tmp_path):
     assert loaded.side_names == list(SIDE_INPUTS)
     for name in ("mean", "std", "log_mask"):
         assert torch.equal(getattr(loaded.target_scaler, name), getattr(model.target_scaler, name))
+
+
+def test_stop_rule_holds_low_conversion_runs_at_t_max():
+    """time_model stop_rule: only runs near the conversion limit may stop early; time never exceeds t_max."""
+    model = MLP(time_model="stop_rule")
+    times = torch.tensor([3600.0, 3600.0, 2000.0, 2500.0]).numpy()
+    cba0 = torch.tensor([1.0, 2.0, 1.0, 2.0]).numpy()
+    cba_time = torch.tensor([0.5, 1.2, 0.1, 0.2]).numpy()  # conversions 0.5, 0.4, 0.9, 0.9
+    model.set_stop_rule(times, cba_time, cba0)
+    assert float(model.t_max) == 3600.0 and float(model.stop_conversion) == pytest.approx(0.8)
+    # recipe rows (cBA_0, cAIBN_0, temp, time) and side rows (cBA_time, Mn, Mw)
+    physical = torch.tensor([[1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 4000.0]], dtype=torch.float64)
+    side = torch.tensor([[0.6, 1e4, 2e4], [0.1, 1e4, 2e4], [0.1, 1e4, 2e4]], dtype=torch.float64)
+    out = model.apply_stop_rule(physical, side)
+    assert out[:, 3].tolist() == [3600.0, 1500.0, 3600.0]  # 40 % conversion → full run; cap at t_max
+    assert torch.equal(out[:, :3], physical[:, :3])
+
+
+def test_stop_rule_needs_cba_time_and_clip_outputs_bounds_predictions():
+    from polyinv.errors import PolyinvError
+
+    with pytest.raises(PolyinvError, match="stop_rule"):
+        MLP(time_model="stop_rule", side_inputs=[])
+    model = MLP(clip_outputs=True)
+    model.set_bounds(np.array([[0.5, 0.0025, 60.0, 100.0], [3.0, 0.02, 80.0, 3600.0]]))
+    out = torch.tensor([[9.0, -3.0, 0.5, 1.0]])
+    model.target_scaler.mean.zero_()  # identity scaling: the output is the physical value
+    model.target_scaler.std.fill_(1.0)
+    model.target_scaler.log_mask.zero_()
+    assert model.to_physical(out).tolist() == [[3.0, 0.0025, 60.0, 100.0]]

@@ -34,7 +34,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "plateau")
 LOSSES = {"mse": nn.MSELoss, "huber": nn.SmoothL1Loss}
-TIME_MODELS = ("plain", "censored")
+TIME_MODELS = ("plain", "censored", "stop_rule")
+#: stop_rule: a run whose implied conversion is this far below the stopped-early training runs ran to t_max
+STOP_RULE_MARGIN = 0.1
 
 
 def activation(name: str) -> nn.Module:
@@ -63,6 +65,7 @@ class InverseRegressor(L.LightningModule):
         loss: str = "mse",
         time_model: str = "plain",
         mmd_pcs: int = 0,
+        clip_outputs: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
@@ -99,6 +102,17 @@ class InverseRegressor(L.LightningModule):
         # cBA_time and the model's own cBA_0 prediction: logit += k·(b − log(cBA_time / cBA_0_pred))
         self.conversion_aware = self.censored and "cBA_time" in self.side_names and "cBA_0" in self.target_names
         self.register_buffer("log_ratio_threshold", torch.tensor(0.0, dtype=torch.float64))
+        # time_model stop_rule: time is regressed like any target, then set to t_max where the conversion
+        # implied by the measured cBA_time and the predicted cBA_0 is below stop_conversion (runs stop early
+        # only at the conversion limit), and capped at t_max
+        self.stop_rule = time_model == "stop_rule" and "time" in self.target_names
+        if self.stop_rule and not ("cBA_time" in self.side_names and "cBA_0" in self.target_names):
+            raise PolyinvError("model.time_model 'stop_rule' needs the side input cBA_time and the target cBA_0")
+        self.register_buffer("stop_conversion", torch.tensor(float("-inf"), dtype=torch.float64))
+        # clip_outputs: predictions are held inside the training rows' range of every target
+        self.clip_outputs = bool(clip_outputs)
+        self.register_buffer("target_low", torch.full((len(self.target_names),), float("-inf"), dtype=torch.float64))
+        self.register_buffer("target_high", torch.full((len(self.target_names),), float("inf"), dtype=torch.float64))
         self.conversion_gain = nn.Parameter(torch.tensor(3.0))  # softplus → about 3 at the start
         self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
@@ -157,6 +171,23 @@ class InverseRegressor(L.LightningModule):
         flat = mmd.flatten(1).double() - self.pca_mean
         return ((flat @ self.pca_components.T) / self.pca_std).to(mmd.dtype).unsqueeze(1)
 
+    def set_bounds(self, targets: np.ndarray) -> None:
+        """Store the training rows' range of every target (physical units, (N, T)) for ``clip_outputs``."""
+        y = np.asarray(targets, dtype=np.float64)
+        self.target_low.copy_(torch.as_tensor(y.min(axis=0)))
+        self.target_high.copy_(torch.as_tensor(y.max(axis=0)))
+
+    def set_stop_rule(self, times: np.ndarray, cba_time: np.ndarray, cba0: np.ndarray) -> None:
+        """Fit t_max and the stop-rule conversion gate on the training rows (physical units)."""
+        times = np.asarray(times, dtype=np.float64)
+        t_max = float(times.max())
+        early = times < t_max * (1 - 1e-9)
+        conversion = 1.0 - np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64)
+        # no stopped-early training run: every run went to t_max, so every prediction does
+        gate = float(conversion[early].min()) - STOP_RULE_MARGIN if early.any() else float("inf")
+        self.t_max.fill_(t_max)
+        self.stop_conversion.fill_(gate)
+
     def set_censoring(self, times: np.ndarray, cba_time: np.ndarray | None = None, cba0: np.ndarray | None = None) -> None:
         """Fit the censored-time statistics on the training rows' times (physical seconds)."""
         times = np.asarray(times, dtype=np.float64)
@@ -184,6 +215,20 @@ class InverseRegressor(L.LightningModule):
             t = torch.where(early, torch.minimum(torch.exp(log_t), self.t_max), self.t_max)
             physical = physical.clone()
             physical[:, self.time_index] = t
+        if self.clip_outputs:
+            physical = torch.maximum(torch.minimum(physical, self.target_high), self.target_low)
+        return physical
+
+    def apply_stop_rule(self, physical: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        """time_model stop_rule on a physical recipe (B, T) given the physical side inputs (B, k)."""
+        if not self.stop_rule:
+            return physical
+        cba0 = physical[:, self.target_names.index("cBA_0")]
+        cba_time = side[:, self.side_names.index("cBA_time")].to(physical.dtype)
+        conversion = 1.0 - cba_time / cba0.clamp_min(1e-12)
+        t = torch.minimum(physical[:, self.time_index], self.t_max)
+        physical = physical.clone()
+        physical[:, self.time_index] = torch.where(conversion < self.stop_conversion, self.t_max, t)
         return physical
 
     def compute_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -220,7 +265,7 @@ class InverseRegressor(L.LightningModule):
         self.eval()
         try:
             out = self(mmd.to(self.device), side.to(self.device))
-            return self.to_physical(out).cpu()
+            return self.apply_stop_rule(self.to_physical(out), side.to(self.device)).cpu()
         finally:
             self.train(was_training)
 
@@ -236,7 +281,7 @@ class InverseRegressor(L.LightningModule):
         scaled = self(mmd, side)
         loss = self.compute_loss(scaled, targets)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
-        physical = self.to_physical(scaled).float()
+        physical = self.apply_stop_rule(self.to_physical(scaled), side).float()
         for j, name in enumerate(self.target_names):
             self.val_r2[name].update(physical[:, j], targets[:, j])
             self.val_mae[name].update(physical[:, j], targets[:, j])
@@ -265,7 +310,7 @@ class InverseRegressor(L.LightningModule):
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
         mmd, side = batch[0], batch[1]
-        return self.to_physical(self(mmd, side))
+        return self.apply_stop_rule(self.to_physical(self(mmd, side)), side)
 
     def test_step(self, batch, batch_idx):
         mmd, side, targets = batch

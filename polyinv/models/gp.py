@@ -60,6 +60,7 @@ class GPModel(ClassicalModel):
         n_restarts: int = 1,
         noise_floor: float = 1e-9,
         time_model: str = "censored",
+        max_opt_rows: int = 1000,
         n_jobs: int = 1,
         random_state: int = 42,
     ) -> None:
@@ -68,7 +69,7 @@ class GPModel(ClassicalModel):
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_components=int(n_components), nu=float(nu),
             n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model,
-            n_jobs=int(n_jobs), random_state=int(random_state),
+            max_opt_rows=int(max_opt_rows), n_jobs=int(n_jobs), random_state=int(random_state),
         )
 
     # ------------------------------------------------------------------ features
@@ -84,6 +85,23 @@ class GPModel(ClassicalModel):
         ) + WhiteKernel(1e-4, (hp["noise_floor"], 1.0))
         return GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=hp["n_restarts"], random_state=seed)
 
+    def _fit_gp(self, x: np.ndarray, y: np.ndarray, seed: int) -> GaussianProcessRegressor:
+        """Fit one target's GP. Above ``max_opt_rows`` rows the kernel hyper-parameters are optimised on a
+        seeded random subset of that size (the cost grows as n³ per optimiser step), then the GP is
+        fitted on all rows with that kernel held fixed."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        limit = self.hparams["max_opt_rows"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if limit <= 0 or len(x) <= limit:
+                return self._gp(x.shape[1], seed).fit(x, y)
+            subset = np.random.default_rng(seed).choice(len(x), size=limit, replace=False)
+            kernel = self._gp(x.shape[1], seed).fit(x[subset], y[subset]).kernel_
+            return GaussianProcessRegressor(kernel, normalize_y=False, optimizer=None).fit(x, y)
+
     def _censoring_usable(self) -> bool:
         names = self.target_names
         return (
@@ -93,10 +111,6 @@ class GPModel(ClassicalModel):
 
     # ------------------------------------------------------------------ fit / predict
     def _fit(self, mmd, side, y) -> None:
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
         hp = self.hparams
         side_scaler = ColumnScaler(self.side_names, {k: v for k, v in self.transforms.items() if k in self.side_names})
         side_scaler.fit(side)
@@ -108,9 +122,7 @@ class GPModel(ClassicalModel):
         x = self._features(mmd, side)
 
         def fit_one(j: int) -> GaussianProcessRegressor:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                return self._gp(x.shape[1], hp["random_state"] + j).fit(x, y[:, j])
+            return self._fit_gp(x, y[:, j], hp["random_state"] + j)
 
         self.state["gps"] = Parallel(n_jobs=hp["n_jobs"])(delayed(fit_one)(j) for j in range(y.shape[1]))
         # interval calibration from the exact leave-one-out residuals of the training rows (sorted |z|)
@@ -130,10 +142,6 @@ class GPModel(ClassicalModel):
         return 1.0 - side[:, self.side_names.index("cBA_time")] / np.maximum(cba0, 1e-12)
 
     def _fit_censored_time(self, mmd, side, x) -> None:
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
         # the physical times of the training rows, recovered from the fitted target scaler
         jt = self.target_names.index("time")
         times = self._train_times
@@ -146,9 +154,7 @@ class GPModel(ClassicalModel):
         xe = np.hstack([x, conv[:, None]])[early]
         log_t = np.log(times[early])
         mean, std = log_t.mean(), max(log_t.std(), 1e-12)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp = self._gp(xe.shape[1], self.hparams["random_state"] + 100 + jt).fit(xe, (log_t - mean) / std)
+        gp = self._fit_gp(xe, (log_t - mean) / std, self.hparams["random_state"] + 100 + jt)
         self.state["censored"] = {
             "t_max": t_max, "threshold": float(threshold), "gp": gp, "mean": float(mean), "std": float(std),
             "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(),
