@@ -30,7 +30,7 @@ def train_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool
     if config["model"].get("kind", "mlp") not in NETWORKS:
         raise PolyinvError(f"ensembles are built from networks ({', '.join(NETWORKS)}), not {config['model'].get('kind')!r}")
     if not config["data"]["val_fraction"]:
-        raise PolyinvError("an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0")
+        raise PolyinvError("an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0 (e.g. --data.val_fraction 0.1)")
     base_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
     folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
     files, runs = [], []

@@ -219,7 +219,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
             raise PolyinvError(f"{dm.path}: {exc}") from exc
     if model.stop_rule:
         train = dm.train_frame
-        model.set_stop_rule(train["time"].to_numpy(), train["cBA_time"].to_numpy(), train["cBA_0"].to_numpy())
+        model.set_stop_rule(train["time"].to_numpy(), *((train["cBA_time"].to_numpy(), train["cBA_0"].to_numpy()) if model.stop_gate else (None, None)))
     model.set_bounds(dm.train_frame[list(dm.target_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
     callbacks = [
@@ -236,6 +236,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     trainer_cfg = dict(config["trainer"])
     # the run folder already holds config.yaml by design; Lightning's notice about it is noise
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    if not len(dm.val_idx):  # data.val_fraction 0 is a choice, not a mistake to warn about
+        warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks is zero.*")
     try:
         trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line

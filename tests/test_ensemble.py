@@ -19,7 +19,7 @@ MLP_CONFIG = str(REPO / "configs" / "mlp.yaml")
 
 
 def test_ensemble_cli_trains_saves_loads_and_predicts_intervals(synthetic_csv, tmp_path, capsys):
-    rc = ensemble.main(["--config", MLP_CONFIG, "--members", "2", *fast_overrides(synthetic_csv, tmp_path, epochs=3)])
+    rc = ensemble.main(["--config", MLP_CONFIG, "--members", "2", "--data.val_fraction", "0.1", *fast_overrides(synthetic_csv, tmp_path, epochs=3)])
     out, err = capsys.readouterr()
     assert rc == 0, err
     folder = Path(out.strip().splitlines()[-1].removeprefix("run: "))

@@ -62,11 +62,11 @@ def test_stop_rule_holds_low_conversion_runs_at_t_max():
     assert torch.equal(out[:, :3], physical[:, :3])
 
 
-def test_stop_rule_needs_cba_time_and_clip_outputs_bounds_predictions():
-    from polyinv.errors import PolyinvError
-
-    with pytest.raises(PolyinvError, match="stop_rule"):
-        MLP(time_model="stop_rule", side_inputs=[])
+def test_stop_rule_without_cba_time_only_caps_and_clip_outputs_bounds_predictions():
+    mmd_only = MLP(time_model="stop_rule", side_inputs=[])
+    mmd_only.set_stop_rule(np.array([3600.0, 1000.0]), None, None)
+    capped = mmd_only.apply_stop_rule(torch.tensor([[1.0, 0.01, 70.0, 5000.0], [1.0, 0.01, 70.0, 20.0]], dtype=torch.float64), torch.zeros(2, 0))
+    assert capped[:, 3].tolist() == [3600.0, 20.0]
     model = MLP(clip_outputs=True)
     model.set_bounds(np.array([[0.5, 0.0025, 60.0, 100.0], [3.0, 0.02, 80.0, 3600.0]]))
     out = torch.tensor([[9.0, -3.0, 0.5, 1.0]])

@@ -29,7 +29,8 @@ EPOCHS = 2
 def tb_run(synthetic_csv, tmp_path_factory):
     """One short MLP run; returns (output root, run folder, accumulator over its event files)."""
     root = tmp_path_factory.mktemp("tb")
-    assert main(["--config", str(REPO / "configs/mlp.yaml"), *fast_overrides(synthetic_csv, root, epochs=EPOCHS)]) == 0
+    args = [*fast_overrides(synthetic_csv, root, epochs=EPOCHS), "--data.val_fraction", "0.1"]  # validation scalars too
+    assert main(["--config", str(REPO / "configs/mlp.yaml"), *args]) == 0
     run_dir = root / "mlp" / "version_0"
     acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()

@@ -105,9 +105,9 @@ class InverseRegressor(L.LightningModule):
         # time_model stop_rule: time is regressed like any target, then set to t_max where the conversion
         # implied by the measured cBA_time and the predicted cBA_0 is below stop_conversion (runs stop early
         # only at the conversion limit), and capped at t_max
+        # (without the cBA_time input or the cBA_0 target only the cap at t_max applies)
         self.stop_rule = time_model == "stop_rule" and "time" in self.target_names
-        if self.stop_rule and not ("cBA_time" in self.side_names and "cBA_0" in self.target_names):
-            raise PolyinvError("model.time_model 'stop_rule' needs the side input cBA_time and the target cBA_0")
+        self.stop_gate = self.stop_rule and "cBA_time" in self.side_names and "cBA_0" in self.target_names
         self.register_buffer("stop_conversion", torch.tensor(float("-inf"), dtype=torch.float64))
         # clip_outputs: predictions are held inside the training rows' range of every target
         self.clip_outputs = bool(clip_outputs)
@@ -177,15 +177,17 @@ class InverseRegressor(L.LightningModule):
         self.target_low.copy_(torch.as_tensor(y.min(axis=0)))
         self.target_high.copy_(torch.as_tensor(y.max(axis=0)))
 
-    def set_stop_rule(self, times: np.ndarray, cba_time: np.ndarray, cba0: np.ndarray) -> None:
+    def set_stop_rule(self, times: np.ndarray, cba_time: np.ndarray | None, cba0: np.ndarray | None) -> None:
         """Fit t_max and the stop-rule conversion gate on the training rows (physical units)."""
         times = np.asarray(times, dtype=np.float64)
         t_max = float(times.max())
+        self.t_max.fill_(t_max)
+        if cba_time is None or cba0 is None:
+            return
         early = times < t_max * (1 - 1e-9)
         conversion = 1.0 - np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64)
         # no stopped-early training run: every run went to t_max, so every prediction does
         gate = float(conversion[early].min()) - STOP_RULE_MARGIN if early.any() else float("inf")
-        self.t_max.fill_(t_max)
         self.stop_conversion.fill_(gate)
 
     def set_censoring(self, times: np.ndarray, cba_time: np.ndarray | None = None, cba0: np.ndarray | None = None) -> None:
@@ -223,11 +225,14 @@ class InverseRegressor(L.LightningModule):
         """time_model stop_rule on a physical recipe (B, T) given the physical side inputs (B, k)."""
         if not self.stop_rule:
             return physical
+        t = torch.minimum(physical[:, self.time_index], self.t_max)
+        physical = physical.clone()
+        if not self.stop_gate:
+            physical[:, self.time_index] = t
+            return physical
         cba0 = physical[:, self.target_names.index("cBA_0")]
         cba_time = side[:, self.side_names.index("cBA_time")].to(physical.dtype)
         conversion = 1.0 - cba_time / cba0.clamp_min(1e-12)
-        t = torch.minimum(physical[:, self.time_index], self.t_max)
-        physical = physical.clone()
         physical[:, self.time_index] = torch.where(conversion < self.stop_conversion, self.t_max, t)
         return physical
 
@@ -346,7 +351,7 @@ class InverseRegressor(L.LightningModule):
         """(N,L) MMD and (N,k) side inputs in physical units → (N,T) physical recipe."""
         outs = []
         for start in range(0, len(mmd), batch_size):
-            m = torch.as_tensor(mmd[start : start + batch_size], dtype=torch.float32).unsqueeze(1)
-            s = torch.as_tensor(side[start : start + batch_size], dtype=torch.float32).reshape(len(m), self.n_side)
+            m = torch.tensor(mmd[start : start + batch_size], dtype=torch.float32).unsqueeze(1)  # copies: inputs may be read-only
+            s = torch.tensor(side[start : start + batch_size], dtype=torch.float32).reshape(len(m), self.n_side)
             outs.append(self.predict_physical(m, s).numpy())
         return np.concatenate(outs) if outs else np.empty((0, self.n_targets))
