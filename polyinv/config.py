@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "enable_progress_bar": True,
     },
     "early_stopping": {"monitor": "val/loss", "mode": "min", "patience": 50, "min_delta": 0.0},
-    "checkpoint": {"monitor": "val/loss", "mode": "min"},
+    "checkpoint": {"monitor": "val/loss", "mode": "min", "every_n_epochs": 1},
     "output": {"root": "checkpoints"},
 }
 
@@ -72,6 +72,7 @@ SETTING_TYPES: dict[str, str] = {
     "early_stopping.min_delta": "float",
     "checkpoint.monitor": "str",
     "checkpoint.mode": "str",
+    "checkpoint.every_n_epochs": "int",
     "output.root": "str",
 }
 #: Settings that name a file, sheet or folder: a YAML number there (``--data.sheet 2024``) means its text.
@@ -272,6 +273,9 @@ def _validate_values(config: Mapping, origin: str, kind: str) -> None:
         choices = CHOICES.get(key)
         if choices is not None and value not in choices:
             raise PolyinvError(f"{origin}: {key} {value!r} unknown; choose one of {', '.join(map(str, choices))}")
+    every = config["checkpoint"].get("every_n_epochs", 1)
+    if isinstance(every, int) and every < 1:
+        raise PolyinvError(f"{origin}: checkpoint.every_n_epochs must be >= 1, got {every}")
     if kind in NETWORKS and not config["data"]["val_fraction"]:
         monitored = [config["checkpoint"]["monitor"]]
         if config.get("early_stopping") and config["early_stopping"].get("patience") is not None:

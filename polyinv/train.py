@@ -222,10 +222,16 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         model.set_stop_rule(train["time"].to_numpy(), *((train["cBA_time"].to_numpy(), train["cBA_0"].to_numpy()) if model.stop_gate else (None, None)))
     model.set_bounds(dm.train_frame[list(dm.target_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
+    # a checkpoint costs ~15 ms: thousands of full-batch epochs save only every n-th (and the final) one
+    every_n_epochs = int(ckpt_cfg.get("every_n_epochs") or 1)
+    max_epochs = config["trainer"].get("max_epochs")
+    if isinstance(max_epochs, int) and max_epochs > 0 and max_epochs % every_n_epochs:
+        every_n_epochs = _largest_divisor_at_most(max_epochs, every_n_epochs)  # so the final epoch is saved
     callbacks = [
         ModelCheckpoint(
             dirpath=run_dir, filename="best", monitor=ckpt_cfg["monitor"], mode=ckpt_cfg["mode"],
             save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+            every_n_epochs=every_n_epochs,
         ),
         LearningRateMonitor(logging_interval="epoch"),
     ]
@@ -278,6 +284,11 @@ def store_domain(path: Path, domain: dict | None) -> None:
     checkpoint["polyinv_domain"] = domain
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    """Largest divisor of ``n`` not above ``k`` (so that saving every that many epochs includes the last)."""
+    return max(d for d in range(1, min(n, k) + 1) if n % d == 0)
 
 
 def _best_epoch(trainer) -> int | None:

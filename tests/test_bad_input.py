@@ -190,6 +190,7 @@ def test_missing_config_file(tmp_path, capsys, data_csv):
         (["--data.transforms", "{Mn: sqrt}"], ["'sqrt'", "'Mn'"]),
         (["--checkpoint.monitor", "val/acc"], ["checkpoint.monitor", "'val/acc'", "val/loss"]),
         (["--early_stopping.mode", "sideways"], ["early_stopping.mode", "'sideways'"]),
+        (["--checkpoint.every_n_epochs", "0"], ["checkpoint.every_n_epochs", ">= 1"]),
         (["--data.val_fraction", "0", "--checkpoint.monitor", "val/loss"], ["data.val_fraction", "validation"]),
         (["--seed", "lucky"], ["seed", "'lucky'"]),
         (["--model", "mlp"], ["'model'", "mapping"]),

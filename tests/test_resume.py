@@ -150,3 +150,14 @@ def test_best_checkpoint_reproduces_metrics_in_fresh_process(resumed, synthetic_
     table = pd.read_csv(run_dir / "predictions_test.csv")
     expected = table[[f"{t}_pred" for t in again["targets"]]].to_numpy()
     np.testing.assert_allclose(np.asarray(again["pred"]), expected, rtol=1e-5, atol=1e-12)
+
+
+def test_checkpoint_cadence_always_includes_the_final_epoch():
+    from polyinv.train import _largest_divisor_at_most
+
+    assert _largest_divisor_at_most(3000, 50) == 50
+    assert _largest_divisor_at_most(800, 10) == 10
+    assert _largest_divisor_at_most(3, 50) == 3
+    assert _largest_divisor_at_most(7, 5) == 1
+    assert _largest_divisor_at_most(1500, 40) == 30
+
