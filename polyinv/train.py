@@ -205,11 +205,11 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     model.set_scalers(dm.scalers())
+    train = dm.train_frame
     if model.mmd_pcs:
-        model.set_pca(dm.train_frame[list(dm.mmd_columns)].to_numpy())
+        model.set_pca(train[list(dm.mmd_columns)].to_numpy())
     if model.censored:
         try:
-            train = dm.train_frame
             model.set_censoring(
                 train["time"].to_numpy(),
                 train["cBA_time"].to_numpy() if "cBA_time" in train else None,
@@ -218,9 +218,12 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         except PolyinvError as exc:
             raise PolyinvError(f"{dm.path}: {exc}") from exc
     if model.stop_rule:
-        train = dm.train_frame
-        model.set_stop_rule(train["time"].to_numpy(), *((train["cBA_time"].to_numpy(), train["cBA_0"].to_numpy()) if model.stop_gate else (None, None)))
-    model.set_bounds(dm.train_frame[list(dm.target_columns)].to_numpy())
+        model.set_stop_rule(
+            train["time"].to_numpy(),
+            train["cBA_time"].to_numpy() if "cBA_time" in train else None,
+            train["cBA_0"].to_numpy() if "cBA_0" in train else None,
+        )
+    model.set_bounds(train[list(dm.target_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
     # a checkpoint costs ~15 ms: thousands of full-batch epochs save only every n-th (and the final) one
     every_n_epochs = int(ckpt_cfg.get("every_n_epochs") or 1)

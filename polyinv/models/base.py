@@ -39,6 +39,13 @@ TIME_MODELS = ("plain", "censored", "stop_rule")
 STOP_RULE_MARGIN = 0.1
 
 
+def stopped_early(times: np.ndarray) -> tuple[float, np.ndarray]:
+    """(t_max, mask of the runs that stopped before t_max) for physical run times (seconds)."""
+    times = np.asarray(times, dtype=np.float64)
+    t_max = float(times.max())
+    return t_max, times < t_max * (1 - 1e-9)
+
+
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise PolyinvError(f"model.activation {name!r} unknown; choose one of {sorted(ACTIVATIONS)}")
@@ -178,13 +185,13 @@ class InverseRegressor(L.LightningModule):
         self.target_high.copy_(torch.as_tensor(y.max(axis=0)))
 
     def set_stop_rule(self, times: np.ndarray, cba_time: np.ndarray | None, cba0: np.ndarray | None) -> None:
-        """Fit t_max and the stop-rule conversion gate on the training rows (physical units)."""
-        times = np.asarray(times, dtype=np.float64)
-        t_max = float(times.max())
+        """Fit t_max and the stop-rule conversion gate on the training rows (physical units).
+
+        ``cba_time``/``cba0`` are used only when the model has the gate (cBA_time input, cBA_0 target)."""
+        t_max, early = stopped_early(times)
         self.t_max.fill_(t_max)
-        if cba_time is None or cba0 is None:
+        if not self.stop_gate or cba_time is None or cba0 is None:
             return
-        early = times < t_max * (1 - 1e-9)
         conversion = 1.0 - np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64)
         # no stopped-early training run: every run went to t_max, so every prediction does
         gate = float(conversion[early].min()) - STOP_RULE_MARGIN if early.any() else float("inf")
@@ -193,8 +200,7 @@ class InverseRegressor(L.LightningModule):
     def set_censoring(self, times: np.ndarray, cba_time: np.ndarray | None = None, cba0: np.ndarray | None = None) -> None:
         """Fit the censored-time statistics on the training rows' times (physical seconds)."""
         times = np.asarray(times, dtype=np.float64)
-        t_max = float(times.max())
-        early = times < t_max * (1 - 1e-9)
+        t_max, early = stopped_early(times)
         # with no stopped-early run time is the constant t_max: log-time statistics are then moot and the
         # conversion threshold sits far below any ratio, so the early logit says "no"
         log_t = np.log(times[early]) if early.any() else np.array([np.log(t_max)])
@@ -207,8 +213,9 @@ class InverseRegressor(L.LightningModule):
         self.log_t_mean.fill_(float(log_t.mean()))
         self.log_t_std.fill_(max(float(log_t.std()), 1e-8))
 
-    def to_physical(self, out: torch.Tensor) -> torch.Tensor:
-        """Network outputs (model space) → physical recipe (float64)."""
+    def to_physical(self, out: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+        """Network outputs (model space) → physical recipe (float64); with the physical side inputs
+        ``side`` the stop rule applies too (:meth:`apply_stop_rule`)."""
         out = out.double()
         physical = self.target_scaler.inverse(out[:, : self.n_targets])
         if self.censored:
@@ -219,7 +226,7 @@ class InverseRegressor(L.LightningModule):
             physical[:, self.time_index] = t
         if self.clip_outputs:
             physical = torch.maximum(torch.minimum(physical, self.target_high), self.target_low)
-        return physical
+        return physical if side is None else self.apply_stop_rule(physical, side)
 
     def apply_stop_rule(self, physical: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """time_model stop_rule on a physical recipe (B, T) given the physical side inputs (B, k)."""
@@ -270,7 +277,7 @@ class InverseRegressor(L.LightningModule):
         self.eval()
         try:
             out = self(mmd.to(self.device), side.to(self.device))
-            return self.apply_stop_rule(self.to_physical(out), side.to(self.device)).cpu()
+            return self.to_physical(out, side.to(self.device)).cpu()
         finally:
             self.train(was_training)
 
@@ -286,7 +293,7 @@ class InverseRegressor(L.LightningModule):
         scaled = self(mmd, side)
         loss = self.compute_loss(scaled, targets)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
-        physical = self.apply_stop_rule(self.to_physical(scaled), side).float()
+        physical = self.to_physical(scaled, side).float()
         for j, name in enumerate(self.target_names):
             self.val_r2[name].update(physical[:, j], targets[:, j])
             self.val_mae[name].update(physical[:, j], targets[:, j])
@@ -315,7 +322,7 @@ class InverseRegressor(L.LightningModule):
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0) -> torch.Tensor:
         mmd, side = batch[0], batch[1]
-        return self.apply_stop_rule(self.to_physical(self(mmd, side)), side)
+        return self.to_physical(self(mmd, side), side)
 
     def test_step(self, batch, batch_idx):
         mmd, side, targets = batch

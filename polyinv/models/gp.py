@@ -35,6 +35,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from polyinv.errors import PolyinvError
+from polyinv.models.base import stopped_early
 from polyinv.models.classical import ClassicalModel
 from polyinv.scaling import ColumnScaler
 from polyinv.trust.calibration import gp_loo_abs_z, half_width_multiplier
@@ -145,8 +146,7 @@ class GPModel(ClassicalModel):
         # the physical times of the training rows, recovered from the fitted target scaler
         jt = self.target_names.index("time")
         times = self._train_times
-        t_max = float(times.max())
-        early = times < t_max * (1 - 1e-9)
+        t_max, early = stopped_early(times)
         if early.sum() < MIN_EARLY_ROWS or (~early).sum() < 1:
             return
         conv = self._conversion(side, x)
