@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path
+from polyinv.atomic import atomic_path, write_figure
 from polyinv.config import REPO_ROOT, resolve
 from polyinv.metrics import write_json
 from polyinv.schema import TARGETS
@@ -94,14 +94,9 @@ def rescore(record: dict, record_path: Path) -> dict:
     y_true, y_pred = preds[[f"{t}_true" for t in targets]].to_numpy(), preds[[f"{t}_pred" for t in targets]].to_numpy()
     metrics = evaluate(y_true, y_pred, targets)
     if metrics != record["metrics"]:
-        import matplotlib.pyplot as plt
-
         record = {**record, "metrics": metrics}
         write_json(metrics, preds_path.parent / "metrics.json")
-        fig = parity_figure(y_true, y_pred, targets, title=f"{record['model']} — test split")
-        with atomic_path(preds_path.parent / "parity.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
+        write_figure(parity_figure(y_true, y_pred, targets, title=f"{record['model']} — test split"), preds_path.parent / "parity.png")
         write_json(record, record_path)
     return record
 
@@ -244,6 +239,4 @@ def _plot_curve(frame: pd.DataFrame, path: Path) -> None:
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    write_figure(fig, path)

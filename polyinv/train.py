@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from polyinv.atomic import atomic_path
+from polyinv.atomic import atomic_path, write_figure
 from polyinv.config import data_path, dump
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
@@ -124,12 +124,7 @@ def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, t
         preds[f"{t}_pred"] = y_pred[:, j]
     with atomic_path(run_dir / "predictions_test.csv") as tmp:
         preds.to_csv(tmp, index=False)
-    fig = parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split")
-    with atomic_path(run_dir / "parity.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    write_figure(parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split"), run_dir / "parity.png")
     if logger is not None:
         for j, t in enumerate(targets):
             single = parity_figure(y_true[:, [j]], y_pred[:, [j]], [t])

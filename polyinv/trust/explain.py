@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path
+from polyinv.atomic import atomic_path, write_figure
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
@@ -107,8 +107,6 @@ def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None,
 def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5, seed: int = 0,
             block: int = 10) -> dict[str, Path]:
     """Write ``importance.csv``, ``importance.png`` (and ``impurity.csv`` for forests) atomically."""
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     groups = column_groups(model, block)
     table = permutation_importance(model, frame, groups, n_repeats, seed)
@@ -120,8 +118,5 @@ def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5,
         written["impurity"] = out_dir / "impurity.csv"
         with atomic_path(written["impurity"]) as tmp:
             impurity.to_csv(tmp, index=False)
-    fig = importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats")
-    with atomic_path(written["plot"]) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    write_figure(importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"), written["plot"])
     return written

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path
+from polyinv.atomic import write_figure
 from polyinv.errors import PolyinvError
 from polyinv.schema import N_MMD, SIDE_INPUTS, TARGETS, UNITS
 from polyinv.sim import DEFAULT_PARAMETERS, log10m_grid, simulate_many
@@ -128,8 +128,6 @@ def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: 
         box.text(0.0, 0.95, "\n".join(lines), family="monospace", fontsize=8.5, va="top")
         fig.tight_layout()
         path = out_dir / f"verify_row{i:04d}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
+        write_figure(fig, path, dpi=100)
         written.append(path)
     return written
