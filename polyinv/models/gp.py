@@ -29,7 +29,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from scipy.linalg import cho_solve
 from sklearn.decomposition import PCA
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -38,7 +37,7 @@ from polyinv.errors import PolyinvError
 from polyinv.models.base import stopped_early
 from polyinv.models.classical import ClassicalModel
 from polyinv.scaling import ColumnScaler
-from polyinv.trust.calibration import gp_loo_abs_z, half_width_multiplier
+from polyinv.trust.calibration import gp_loo, gp_loo_abs_z, half_width_multiplier
 
 KIND = "gaussian_process"
 TIME_MODELS = ("censored", "plain")
@@ -199,8 +198,7 @@ class GPModel(ClassicalModel):
         y = self.target_scaler(torch.as_tensor(np.asarray(targets, dtype=np.float64))).numpy()
         scaled = np.empty_like(y)
         for j, gp in enumerate(gps):
-            inv_diag = np.diag(cho_solve((gp.L_, True), np.eye(len(x))))
-            scaled[:, j] = y[:, j] - np.asarray(gp.alpha_).reshape(-1) / np.clip(inv_diag, 1e-300, None)
+            scaled[:, j] = y[:, j] - gp_loo(gp)[0]
         physical = self._physical_targets(scaled)
         if self.state.get("censored"):
             jt = self.target_names.index("time")

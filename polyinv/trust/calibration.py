@@ -15,16 +15,22 @@ from scipy.linalg import cho_solve
 from scipy.stats import norm
 
 
-def gp_loo_abs_z(gp) -> np.ndarray:
-    """Normalised |LOO residuals| of a fitted sklearn ``GaussianProcessRegressor`` (kernel fixed).
+def gp_loo(gp) -> tuple[np.ndarray, np.ndarray]:
+    """Exact leave-one-out (residual y_i − LOO mean, LOO predictive sd) of a fitted sklearn
+    ``GaussianProcessRegressor`` (kernel fixed), in its own target space.
 
     With ``A = K⁻¹`` (K including the white-noise term): LOO residual ``r_i = [A y]_i / A_ii``,
     LOO predictive variance ``1 / A_ii`` (Rasmussen & Williams 2006, eq. 5.12).
     """
     inv = cho_solve((gp.L_, True), np.eye(gp.L_.shape[0]))
     diag = np.clip(np.diag(inv), 1e-300, None)
-    resid = np.asarray(gp.alpha_).reshape(-1) / diag
-    return np.sort(np.abs(resid) * np.sqrt(diag))
+    return np.asarray(gp.alpha_).reshape(-1) / diag, 1.0 / np.sqrt(diag)
+
+
+def gp_loo_abs_z(gp) -> np.ndarray:
+    """Sorted normalised |LOO residuals| |r_i| / sd_i of a fitted GP (:func:`gp_loo`)."""
+    resid, sd = gp_loo(gp)
+    return np.sort(np.abs(resid) / sd)
 
 
 def abs_z(y: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
