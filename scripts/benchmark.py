@@ -2,6 +2,7 @@
 
   python scripts/benchmark.py table [--data FILE] [--models ...] [--seeds 0 1 2 3 4] [--out results/grid432]
   python scripts/benchmark.py table --noise-chains 20000 --out results/noisy20000
+  python scripts/benchmark.py coverage --out results/grid432 [--models gp]   (interval coverage of the cached runs)
   python scripts/benchmark.py learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="scripts/benchmark.py", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage"])
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
             overrides[key] = yaml.safe_load(value)
+        if args.mode == "coverage":
+            out = Path(args.out or "results/grid432")
+            if bm.coverage(out, args.models or ["gp"]).empty:
+                raise PolyinvError(f"{out}: no cached run of a model with intervals ({', '.join(args.models or ['gp'])})")
+            print(f"wrote {out / 'coverage.md'}")
+            return 0
         if args.mode == "learning-curve":
             models = args.models or ["rf", "mlp", "gp"]
             out = Path(args.out or "results/learning_curve")

@@ -53,13 +53,34 @@ def test_stop_rule_holds_low_conversion_runs_at_t_max():
     cba0 = torch.tensor([1.0, 2.0, 1.0, 2.0]).numpy()
     cba_time = torch.tensor([0.5, 1.2, 0.1, 0.2]).numpy()  # conversions 0.5, 0.4, 0.9, 0.9
     model.set_stop_rule(times, cba_time, cba0)
-    assert float(model.t_max) == 3600.0 and float(model.stop_conversion) == pytest.approx(0.8)
+    # the gate tolerates a 10 % error of the predicted cBA_0: 1 − 0.1·1.1 = 0.89
+    assert float(model.t_max) == 3600.0 and float(model.stop_conversion) == pytest.approx(0.89)
     # recipe rows (cBA_0, cAIBN_0, temp, time) and side rows (cBA_time, Mn, Mw)
     physical = torch.tensor([[1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 4000.0]], dtype=torch.float64)
     side = torch.tensor([[0.6, 1e4, 2e4], [0.1, 1e4, 2e4], [0.1, 1e4, 2e4]], dtype=torch.float64)
     out = model.apply_stop_rule(physical, side)
     assert out[:, 3].tolist() == [3600.0, 1500.0, 3600.0]  # 40 % conversion → full run; cap at t_max
     assert torch.equal(out[:, :3], physical[:, :3])
+
+
+def test_stop_rule_loss_is_censored_at_t_max():
+    """A run that went to t_max only bounds its time from below: outputs above t_max cost nothing there,
+    outputs below it cost as in plain regression; stopped-early runs are regressed as usual."""
+    model = MLP(time_model="stop_rule", loss="mse")
+    model.set_stop_rule(np.array([3600.0, 2000.0]), None, None)
+    model.target_scaler.mean.zero_()  # identity scaling: outputs are physical values
+    model.target_scaler.std.fill_(1.0)
+    model.target_scaler.log_mask.zero_()
+    targets = torch.tensor([[1.0, 0.01, 70.0, 3600.0], [1.0, 0.01, 70.0, 2000.0]])
+    above = torch.tensor([[1.0, 0.01, 70.0, 5000.0], [1.0, 0.01, 70.0, 2000.0]])
+    assert float(model.compute_loss(above, targets)) == 0.0
+    below = torch.tensor([[1.0, 0.01, 70.0, 3500.0], [1.0, 0.01, 70.0, 2000.0]])
+    assert float(model.compute_loss(below, targets)) == pytest.approx(100.0**2 / 8)
+    early_off = torch.tensor([[1.0, 0.01, 70.0, 3600.0], [1.0, 0.01, 70.0, 2100.0]])
+    assert float(model.compute_loss(early_off, targets)) == pytest.approx(100.0**2 / 8)
+    plain = MLP(time_model="plain", loss="mse")
+    plain.target_scaler.load_state_dict(model.target_scaler.state_dict())
+    assert float(plain.compute_loss(above, targets)) == pytest.approx(1400.0**2 / 8)
 
 
 def test_stop_rule_without_cba_time_only_caps_and_clip_outputs_bounds_predictions():

@@ -35,8 +35,9 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "plateau")
 LOSSES = {"mse": nn.MSELoss, "huber": nn.SmoothL1Loss}
 TIME_MODELS = ("plain", "censored", "stop_rule")
-#: stop_rule: a run whose implied conversion is this far below the stopped-early training runs ran to t_max
-STOP_RULE_MARGIN = 0.1
+#: stop_rule: the gate tolerates this relative error of the predicted cBA_0 before it calls a run "ran to t_max"
+#: (conversion below 1 − (1 − X_stop)·(1 + tolerance), e.g. 0.89 for X_stop = 0.90)
+STOP_RULE_TOLERANCE = 0.1
 
 
 def stopped_early(times: np.ndarray) -> tuple[float, np.ndarray]:
@@ -194,7 +195,10 @@ class InverseRegressor(L.LightningModule):
             return
         conversion = 1.0 - np.asarray(cba_time, dtype=np.float64) / np.asarray(cba0, dtype=np.float64)
         # no stopped-early training run: every run went to t_max, so every prediction does
-        gate = float(conversion[early].min()) - STOP_RULE_MARGIN if early.any() else float("inf")
+        if early.any():
+            gate = 1.0 - (1.0 - float(conversion[early].min())) * (1.0 + STOP_RULE_TOLERANCE)
+        else:
+            gate = float("inf")
         self.stop_conversion.fill_(gate)
 
     def set_censoring(self, times: np.ndarray, cba_time: np.ndarray | None = None, cba0: np.ndarray | None = None) -> None:
@@ -246,6 +250,15 @@ class InverseRegressor(L.LightningModule):
     def compute_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Loss in model space (standardised targets; censored time: masked log-time MSE + early-stop BCE)."""
         scaled = self.target_scaler(targets)
+        if self.stop_rule and bool(torch.isfinite(self.t_max)):
+            # censored regression: a run that went to t_max only says "its time to the conversion limit is
+            # ≥ t_max", so its time output is pulled up to t_max when below and left alone above; the output
+            # learns the smooth time-to-limit instead of the kink at t_max (capped again at prediction)
+            full = targets[:, self.time_index].double() >= self.t_max * (1 - 1e-9)
+            if bool(full.any()):
+                t = self.time_index
+                scaled = scaled.clone()
+                scaled[full, t] = torch.maximum(scaled[full, t], out[full, t].detach().to(scaled.dtype))
         if not self.censored:
             return self.loss_fn(out, scaled)
         keep = [j for j in range(self.n_targets) if j != self.time_index]

@@ -205,6 +205,11 @@ class GPModel(ClassicalModel):
             physical[:, jt] = self._time_censored(side, x)
         return physical
 
+    @property
+    def interval_calibrated(self) -> bool:
+        """Whether the intervals are calibrated (models saved before calibration use the Gaussian z)."""
+        return self.state.get("calibration") is not None
+
     def multipliers(self, level: float) -> np.ndarray:
         """Per-target half-width multipliers of sd for a central ``level`` interval (calibrated when stored)."""
         calibration = self.state.get("calibration") or {}

@@ -1,0 +1,69 @@
+"""The benchmark harness end to end on a small synthetic file: table, cached records, interval coverage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyinv import benchmark as bm
+
+
+@pytest.fixture(scope="module")
+def bench(synthetic_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    frame = bm.table(["rf", "gp"], [0, 1], synthetic_csv, out, "synthetic", quick=True, progress=lambda _: None)
+    return out, frame
+
+
+def test_table_writes_records_markdown_and_parity(bench):
+    out, frame = bench
+    assert sorted(zip(frame.model, frame.seed)) == [("gp", 0), ("gp", 1), ("rf", 0), ("rf", 1)]
+    text = (out / "benchmark.md").read_text()
+    assert "polyinv GP on MMD PCs" in text and "study RF, composite" in text and "± " in text
+    assert (out / "parity_gp.png").stat().st_size > 0 and len(pd.read_csv(out / "records.csv")) == 4
+    # the two seeds split differently, so their test rows differ
+    runs = [json.loads((out / "records" / f"gp_seed{s}.json").read_text())["run_dir"] for s in (0, 1)]
+    rows = [set(pd.read_csv(f"{r}/predictions_test.csv")["row"]) for r in runs]
+    assert rows[0] != rows[1]
+
+
+def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
+    out, frame = bench
+    record_path = out / "records" / "rf_seed0.json"
+    before = record_path.stat().st_mtime_ns
+    rec = bm.run_one("rf", 0, synthetic_csv, out)
+    assert record_path.stat().st_mtime_ns == before  # cached, and the same metrics: nothing rewritten
+    expected = frame[(frame.model == "rf") & (frame.seed == 0)].global_r2.iloc[0]
+    assert rec["metrics"]["global"]["r2"] == pytest.approx(float(expected))
+
+
+def test_coverage_of_cached_gp_runs(bench):
+    out, _ = bench
+    cov = bm.coverage(out, ["gp", "rf"], progress=lambda _: None)
+    assert list(cov.model) == ["gp", "gp"]  # the forest gives no interval
+    for t in ("cBA_0", "cAIBN_0", "temp", "time"):
+        assert ((cov[f"cov_{t}"] >= 0) & (cov[f"cov_{t}"] <= 1)).all()
+        assert (cov[f"width_{t}"] >= 0).all()
+    # a calibrated 90 % interval covers most held-out rows even on this small, quickly fitted GP
+    assert cov[["cov_cBA_0", "cov_cAIBN_0", "cov_temp"]].to_numpy().mean() > 0.6
+    full = cov.n_test - cov.n_early
+    assert np.allclose(cov.cov_time * cov.n_test, cov.cov_time_early.fillna(0) * cov.n_early + cov.cov_time_full * full)
+    text = (out / "coverage.md").read_text()
+    assert "time (stopped early)" in text and "| gp | 2 |" in text
+
+
+def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("benchmark_cli", REPO / "scripts" / "benchmark.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    out, _ = bench
+    assert cli.main(["coverage", "--out", str(out), "--models", "rf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {out}: no cached run of a model with intervals (rf)"]
