@@ -249,8 +249,8 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
             pooled = float((sub[c] * n).sum() / n.sum())
             cells.append(f"{pooled:.3f} ({sub[c].min():.2f}–{sub[c].max():.2f})")
         lines.append(f"| {model_name} | {len(sub)} | " + " | ".join(cells) + f" | {int(sub.n_test.sum())} |")
-    lines += ["", f"Pooled over the seeds' test rows (per-seed minimum–maximum in brackets). Seeds "
-              + ", ".join(map(str, frame.seed)) + ". Intervals are calibrated on training rows only. A run that went to "
+    lines += ["", "Pooled over the seeds' test rows (per-seed minimum–maximum in brackets). Seeds "
+              + ", ".join(map(str, sorted(set(frame.seed)))) + ". Intervals are calibrated on training rows only. A run that went to "
               "t_max has exactly that time: its interval is the point [t_max, t_max] when the model is sure, so its "
               "coverage is an exactness check, not a calibration figure; the stopped-early column is the calibration "
               "of the continuous part of `time`.", ""]

@@ -20,7 +20,7 @@ def bench(synthetic_csv, tmp_path_factory):
 
 def test_table_writes_records_markdown_and_parity(bench):
     out, frame = bench
-    assert sorted(zip(frame.model, frame.seed)) == [("gp", 0), ("gp", 1), ("rf", 0), ("rf", 1)]
+    assert sorted(zip(frame.model, frame.seed, strict=True)) == [("gp", 0), ("gp", 1), ("rf", 0), ("rf", 1)]
     text = (out / "benchmark.md").read_text()
     assert "polyinv GP on MMD PCs" in text and "study RF, composite" in text and "± " in text
     assert (out / "parity_gp.png").stat().st_size > 0 and len(pd.read_csv(out / "records.csv")) == 4
