@@ -282,6 +282,17 @@ def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[
                 rec["train_rows"] = n
                 progress(f"n={n:>5} {model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f}")
                 records.append(rec)
+    # cached runs of other models in the same folder stay in the table and the plot (a later call for one
+    # model adds it instead of replacing the others)
+    done = {(r["model"], r["seed"], r["train_rows"]) for r in records}
+    others = []
+    for n in sizes:
+        for path in sorted((out / f"n{n}" / "records").glob("*_seed*.json")):
+            rec = json.loads(path.read_text())
+            if rec["model"] in MODELS and (rec["model"], rec["seed"], n) not in done:
+                others.append({**rescore(rec, path), "train_rows": n})
+    records += others
+    models = list(dict.fromkeys([*models, *sorted({r["model"] for r in others})]))
     frame = records_frame(records)
     with atomic_path(out / "records.csv") as tmp:
         frame.to_csv(tmp, index=False)
