@@ -33,6 +33,22 @@ def test_overfits_32_rows(tmp_path, cls, kw):
     assert mse < 0.01
 
 
+def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them():
+    """CNN with mmd_pcs: convolutions see the grid, the head also gets the standardised PC scores."""
+    model = CNN1D(mmd_pcs=3, batch_norm=False).double().eval()
+    mmd = torch.rand(20, 1, 100, dtype=torch.float64)
+    side = torch.rand(20, 3, dtype=torch.float64) + 1
+    model.set_pca(mmd.flatten(1).numpy())
+    grid, scalars = model.encode_inputs(mmd, side)
+    assert grid.shape == (20, 1, 100) and scalars.shape == (20, 3 + 3)
+    torch.testing.assert_close(scalars[:, 3:].std(dim=0, correction=0), torch.ones(3, dtype=torch.float64))
+    n_conv = model.network.conv(grid).flatten(1).shape[1]
+    assert model.network.head_body[0].in_features == n_conv + 3 + 3
+    before = model(mmd, side)
+    model.pca_components.copy_(model.pca_components.flip(0))  # other PC scores, same grid and side inputs
+    assert not torch.allclose(model(mmd, side), before)
+
+
 def test_hparams_are_primitive_and_checkpoint_self_contained(tmp_path):
     from tests_helpers import overfit_model
 

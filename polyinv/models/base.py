@@ -172,12 +172,20 @@ class InverseRegressor(L.LightningModule):
         self.pca_components.copy_(torch.as_tensor(components))
         self.pca_std.copy_(torch.as_tensor(np.maximum(scores.std(axis=0), 1e-12)))
 
+    def pc_scores(self, mmd: torch.Tensor) -> torch.Tensor:
+        """Physical MMD (B, 1, L) → its standardised scores on the ``mmd_pcs`` principal components (B, k)."""
+        flat = mmd.flatten(1).double() - self.pca_mean
+        return ((flat @ self.pca_components.T) / self.pca_std).to(mmd.dtype)
+
     def encode_mmd(self, mmd: torch.Tensor) -> torch.Tensor:
         """Physical MMD (B, 1, L) → what the network sees: scaled grid values, or standardised PC scores."""
         if not self.mmd_pcs:
             return self.mmd_scaler(mmd)
-        flat = mmd.flatten(1).double() - self.pca_mean
-        return ((flat @ self.pca_components.T) / self.pca_std).to(mmd.dtype).unsqueeze(1)
+        return self.pc_scores(mmd).unsqueeze(1)
+
+    def encode_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Physical (MMD, side inputs) → the network's two inputs (subclasses may combine them differently)."""
+        return self.encode_mmd(mmd), self.side_scaler(side)
 
     def set_bounds(self, targets: np.ndarray) -> None:
         """Store the training rows' range of every target (physical units, (N, T)) for ``clip_outputs``."""
@@ -273,7 +281,7 @@ class InverseRegressor(L.LightningModule):
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """Physical inputs → scaled targets."""
-        out = self.network(self.encode_mmd(mmd), self.side_scaler(side))
+        out = self.network(*self.encode_inputs(mmd, side))
         if self.conversion_aware:
             cba0 = self.target_scaler.inverse(out[:, : self.n_targets].double())[:, self.target_names.index("cBA_0")]
             cba_time = side[:, self.side_names.index("cBA_time")].double()

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseRegressor, activation
 from polyinv.models.mlp import dense_stack
 
@@ -56,9 +55,15 @@ class CNN1D(InverseRegressor):
         **base,
     ) -> None:
         super().__init__(**base)
-        if self.mmd_pcs:
-            raise PolyinvError("model.mmd_pcs does not apply to the CNN: it convolves the MMD grid itself")
+        # the convolutions always see the whole scaled grid; mmd_pcs > 0 joins the MMD's first principal
+        # component scores (standardised) to the scalar side inputs of the head
         self.network = CNNNet(
-            self.n_mmd, self.n_side, self.n_outputs, list(channels), kernel_size, pool, activation,
+            self.n_mmd, self.n_side + self.mmd_pcs, self.n_outputs, list(channels), kernel_size, pool, activation,
             list(head_widths), dropout, norm, batch_norm,
         )
+
+    def encode_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grid, scalars = self.mmd_scaler(mmd), self.side_scaler(side)
+        if self.mmd_pcs:
+            scalars = torch.cat([scalars, self.pc_scores(mmd).to(scalars.dtype)], dim=1)
+        return grid, scalars
