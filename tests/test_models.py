@@ -49,6 +49,29 @@ def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them():
     assert not torch.allclose(model(mmd, side), before)
 
 
+def test_pca_on_scaled_mmd_uses_the_scaled_grid():
+    """pca_on_scaled: components of the column-standardised MMD, so a grid point with a tiny spread
+    weighs as much as the peak; the raw PCA is dominated by the high-variance points."""
+    rng = np.random.default_rng(0)
+    mmd = np.zeros((200, 100))
+    mmd[:, 50] = rng.normal(0, 1.0, 200)    # big spread at the peak
+    mmd[:, 10] = rng.normal(0, 1e-3, 200)   # tiny spread in the tail, independent
+    mmd += 5.0
+    for on_scaled, loaded_point in ((False, 50), (True, None)):
+        model = MLP(mmd_pcs=1, pca_on_scaled=on_scaled, mmd_scaling="column")
+        scaler = model.mmd_scaler
+        scaler.mean.copy_(torch.as_tensor(mmd.mean(axis=0), dtype=scaler.mean.dtype))
+        scaler.std.copy_(torch.as_tensor(np.maximum(mmd.std(axis=0), 1e-12), dtype=scaler.std.dtype))
+        model.set_pca(mmd)
+        weights = model.pca_components[0].abs()
+        if loaded_point is not None:
+            assert int(weights.argmax()) == loaded_point and float(weights[10]) < 1e-2
+        else:  # standardised, both points have unit variance: the components are (1, ±1)/√2, the tail counts
+            assert float(weights[10]) > 0.3 and float(weights[50]) > 0.3
+        scores = model.pc_scores(torch.as_tensor(mmd, dtype=torch.float32).unsqueeze(1))
+        assert scores.shape == (200, 1) and abs(float(scores.std()) - 1.0) < 0.05
+
+
 def test_hparams_are_primitive_and_checkpoint_self_contained(tmp_path):
     from tests_helpers import overfit_model
 

@@ -73,6 +73,7 @@ class InverseRegressor(L.LightningModule):
         loss: str = "mse",
         time_model: str = "plain",
         mmd_pcs: int = 0,
+        pca_on_scaled: bool = False,
         clip_outputs: bool = False,
     ) -> None:
         super().__init__()
@@ -100,6 +101,9 @@ class InverseRegressor(L.LightningModule):
         self.mmd_pcs = int(mmd_pcs)
         if not 0 <= self.mmd_pcs <= len(self.mmd_names):
             raise PolyinvError(f"model.mmd_pcs must lie in 0..{len(self.mmd_names)}, got {mmd_pcs}")
+        # pca_on_scaled: the components of the scaled MMD (data.mmd_scaling column: every grid point
+        # standardised, so small shape differences count as much as the peak) instead of the raw one
+        self.pca_on_scaled = bool(pca_on_scaled)
         self.register_buffer("pca_mean", torch.zeros(len(self.mmd_names), dtype=torch.float64))
         self.register_buffer("pca_components", torch.zeros(self.mmd_pcs, len(self.mmd_names), dtype=torch.float64))
         self.register_buffer("pca_std", torch.ones(self.mmd_pcs, dtype=torch.float64))
@@ -164,6 +168,8 @@ class InverseRegressor(L.LightningModule):
     def set_pca(self, mmd: np.ndarray) -> None:
         """Fit the MMD principal components (``mmd_pcs`` > 0) on the training rows' MMDs (N, L)."""
         x = np.asarray(mmd, dtype=np.float64)
+        if self.pca_on_scaled:
+            x = self.mmd_scaler(torch.as_tensor(x).unsqueeze(1)).flatten(1).double().numpy()
         mean = x.mean(axis=0)
         _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
         components = vt[: self.mmd_pcs]
@@ -174,7 +180,7 @@ class InverseRegressor(L.LightningModule):
 
     def pc_scores(self, mmd: torch.Tensor) -> torch.Tensor:
         """Physical MMD (B, 1, L) → its standardised scores on the ``mmd_pcs`` principal components (B, k)."""
-        flat = mmd.flatten(1).double() - self.pca_mean
+        flat = (self.mmd_scaler(mmd) if self.pca_on_scaled else mmd).flatten(1).double() - self.pca_mean
         return ((flat @ self.pca_components.T) / self.pca_std).to(mmd.dtype)
 
     def encode_mmd(self, mmd: torch.Tensor) -> torch.Tensor:
