@@ -188,12 +188,14 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
     the full t_max has the exact time t_max, so its coverage is reported apart from the stopped-early runs.
     Writes ``coverage.csv`` and ``coverage.md`` into ``out``.
     """
+    from polyinv.config import data_path, load_yaml
     from polyinv.data.module import read_frame
     from polyinv.models import load_model
     from polyinv.models.base import stopped_early
 
     out = Path(out)
     rows = []
+    frames: dict[tuple, pd.DataFrame] = {}  # every seed of a table reads the same file
     for model_name in models:
         for record_path in sorted((out / "records").glob(f"{model_name}_seed*.json")):
             record = json.loads(record_path.read_text())
@@ -208,9 +210,12 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
                 progress(f"{record_path.name}: saved before interval calibration; rerun it with table --force")
                 continue
             test_rows = pd.read_csv(run_dir / "predictions_test.csv")["row"].to_numpy()
-            columns = (*model.side_names, *model.mmd_names, *model.target_names)
-            frame = read_frame(record["data"], tuple(dict.fromkeys(columns)),
-                               sheet="compuesta" if Path(record["data"]).suffix.lower() in (".xlsx", ".xlsm") else None)
+            run_config = load_yaml(run_dir / "config.yaml")  # the file and sheet the run was trained on
+            columns = tuple(dict.fromkeys((*model.side_names, *model.mmd_names, *model.target_names)))
+            key = (str(data_path(run_config)), run_config["data"].get("sheet"), columns)
+            if key not in frames:
+                frames[key] = read_frame(key[0], columns, sheet=key[1])
+            frame = frames[key]
             test = frame.iloc[test_rows]
             mmd, side = test[list(model.mmd_names)].to_numpy(np.float64), test[list(model.side_names)].to_numpy(np.float64)
             _, low, high = model.predict_interval(mmd, side, level=level)

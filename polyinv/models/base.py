@@ -40,11 +40,16 @@ TIME_MODELS = ("plain", "censored", "stop_rule")
 STOP_RULE_TOLERANCE = 0.1
 
 
+def before_t_max(times, t_max):
+    """Mask of the runs that stopped before ``t_max`` (numpy arrays or tensors, physical seconds)."""
+    return times < t_max * (1 - 1e-9)
+
+
 def stopped_early(times: np.ndarray) -> tuple[float, np.ndarray]:
     """(t_max, mask of the runs that stopped before t_max) for physical run times (seconds)."""
     times = np.asarray(times, dtype=np.float64)
     t_max = float(times.max())
-    return t_max, times < t_max * (1 - 1e-9)
+    return t_max, before_t_max(times, t_max)
 
 
 def activation(name: str) -> nn.Module:
@@ -266,9 +271,9 @@ class InverseRegressor(L.LightningModule):
         scaled = self.target_scaler(targets)
         if self.stop_rule and bool(torch.isfinite(self.t_max)):
             # censored regression: a run that went to t_max only says "its time to the conversion limit is
-            # ≥ t_max", so its time output is pulled up to t_max when below and left alone above; the output
-            # learns the smooth time-to-limit instead of the kink at t_max (capped again at prediction)
-            full = targets[:, self.time_index].double() >= self.t_max * (1 - 1e-9)
+            # ≥ t_max", so its time output is pulled up to t_max when below and left alone above (so it need
+            # not fit the kink at t_max; predictions are capped at t_max again)
+            full = ~before_t_max(targets[:, self.time_index].double(), self.t_max)
             if bool(full.any()):
                 t = self.time_index
                 scaled = scaled.clone()
@@ -278,7 +283,7 @@ class InverseRegressor(L.LightningModule):
         keep = [j for j in range(self.n_targets) if j != self.time_index]
         loss = self.loss_fn(out[:, keep], scaled[:, keep]) * len(keep)
         time = targets[:, self.time_index].double()
-        early = time < self.t_max * (1 - 1e-9)
+        early = before_t_max(time, self.t_max)
         if bool(early.any()):
             z = ((torch.log(time[early]) - self.log_t_mean) / self.log_t_std).to(out.dtype)
             loss = loss + self.loss_fn(out[early, self.time_index], z) * early.float().mean()
