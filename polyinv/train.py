@@ -219,6 +219,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
             train["cBA_0"].to_numpy() if "cBA_0" in train else None,
         )
     model.set_bounds(train[list(dm.target_columns)].to_numpy())
+    if model.clip_inputs:
+        model.set_input_bounds(train[list(dm.mmd_columns)].to_numpy(), train[list(dm.side_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
     # a checkpoint costs ~15 ms: thousands of full-batch epochs save only every n-th (and the final) one
     every_n_epochs = int(ckpt_cfg.get("every_n_epochs") or 1)

@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-chains", type=int, default=None, help="table on the grid simulated with KMC-like noise")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every model")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
     parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
     parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
-    args = parser.parse_args(argv)
 
     def body() -> int:
+        args = parser.parse_args(argv)  # inside run_cli: a bad command line is one error line
         overrides = {}
         for item in args.set:
             key, sep, value = item.partition("=")

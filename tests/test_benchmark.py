@@ -67,6 +67,11 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
     assert cli.main(["coverage", "--out", str(out), "--models", "rf"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {out}: no cached run of a model with intervals (rf)"]
+    # a bad command line is one error line too (it used to be parsed outside the error handler)
+    assert cli.main(["table", "--set", "trainer.max_epochs=1", "--bogus"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: unrecognized arguments: --bogus (see scripts/benchmark.py --help)"]
+    assert cli.main(["table", "--set", "trainer.max_epochs"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
 def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):

@@ -134,3 +134,72 @@ def test_stop_rule_without_cba_time_only_caps_and_clip_outputs_bounds_prediction
     model.target_scaler.std.fill_(1.0)
     model.target_scaler.log_mask.zero_()
     assert model.to_physical(out).tolist() == [[3.0, 0.0025, 60.0, 100.0]]
+
+
+@pytest.mark.parametrize("cls", [MLP, CNN1D])
+def test_members_train_side_by_side_and_predict_their_mean(tmp_path, cls):
+    """members > 1: independent copies (own initialisation), each member's loss counts alone in training,
+    predictions are the mean of the members' outputs; the checkpoint restores every member."""
+    from tests_helpers import overfit_model
+
+    # no batch norm: train-mode outputs are then comparable with eval-mode ones
+    kw = {"widths": [32, 32]} if cls is MLP else {"channels": [4, 4], "head_widths": [16], "batch_norm": False}
+    model, dm = overfit_model(tmp_path, cls, epochs=3, save=tmp_path / "m.ckpt", members=3, **kw)
+    nets = list(model.network.nets)
+    assert len(nets) == 3
+    first = [p for p in nets[0].parameters()][0]
+    assert not torch.equal(first, [p for p in nets[1].parameters()][0])  # own initialisation
+    mmd, side, targets = dm.tensors(dm.train_frame)
+    model.eval()
+    with torch.no_grad():
+        each = torch.stack([net(*model.network_inputs(mmd, side)) for net in nets], dim=1)
+        torch.testing.assert_close(model(mmd, side), each.mean(dim=1))
+        model.train()
+        per_row = model(mmd, side)
+        assert per_row.shape == (len(mmd) * 3, 4)
+        torch.testing.assert_close(per_row[1::3], each[:, 1])  # member-major within each row
+        # the training loss is the mean of the members' own losses
+        scaled = model.target_scaler(targets)
+        expected = torch.stack([torch.mean((each[:, k] - scaled) ** 2) for k in range(3)]).mean()
+        torch.testing.assert_close(model.compute_loss(per_row, targets.repeat_interleave(3, dim=0)), expected)
+    model.eval()
+    loaded = load_model(tmp_path / "m.ckpt")
+    torch.testing.assert_close(loaded.predict_physical(mmd, side), model.predict_physical(mmd, side))
+    with pytest.raises(Exception, match="members must be at least 1"):
+        cls(members=0)
+
+
+@pytest.mark.parametrize("cls", [MLP, CNN1D])
+def test_clip_inputs_holds_the_network_inputs_inside_the_training_range(tmp_path, cls):
+    """clip_inputs: a row beyond the training rows' range gets the prediction of its clipped inputs;
+    inside the range nothing changes; the bounds travel in the checkpoint."""
+    from tests_helpers import overfit_model
+
+    kw = {"widths": [32, 32], "mmd_pcs": 4} if cls is MLP else {"channels": [4, 4], "head_widths": [16], "batch_norm": False}
+    model, dm = overfit_model(tmp_path, cls, epochs=3, clip_inputs=True, **kw)
+    mmd, side, _ = dm.tensors(dm.train_frame)
+    inside = model.predict_physical(mmd, side)
+    model.set_input_bounds(mmd.squeeze(1).numpy(), side.numpy())
+    torch.testing.assert_close(model.predict_physical(mmd, side), inside)  # no training row is clipped
+    grid, scalars = model.encode_inputs(mmd, side)
+    assert torch.equal(model.input_high_side, scalars.amax(dim=0)) and model.input_low_mmd.shape == grid.shape[1:]
+    far_side = side.clone()
+    far_side[:, 1] *= 50.0  # Mn fifty times the training rows' (log-scaled: far beyond their range)
+    clipped = model.predict_physical(mmd, far_side)
+    _, far_scalars = model.network_inputs(mmd, far_side)
+    assert torch.all(far_scalars[:, 1] == model.input_high_side[1])
+    model.clip_inputs = False
+    assert not torch.allclose(model.predict_physical(mmd, far_side), clipped)
+    model.clip_inputs = True
+    path = tmp_path / "c.ckpt"
+    L_trainer_save(model, path)
+    loaded = load_model(path)
+    torch.testing.assert_close(loaded.predict_physical(mmd, far_side), clipped)
+
+
+def L_trainer_save(model, path):
+    """Write a Lightning-format checkpoint of ``model`` without a Trainer (hyper-parameters + state)."""
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                  "pytorch-lightning_version": __import__("lightning").__version__}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)

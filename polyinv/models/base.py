@@ -1,6 +1,6 @@
 """Shared base LightningModule: scaling, loss, metrics, logging and optimisers for every network.
 
-Subclasses only build their network (``build_network``). The model holds the column schema as
+Subclasses only build their network (``self.network``, through :meth:`member_networks`). The model holds the column schema as
 hyper-parameters (primitive lists) and the train-split scaling statistics as buffers, so a
 checkpoint alone rebuilds a model that takes physical inputs and returns physical recipes.
 
@@ -10,7 +10,7 @@ Convention: ``forward`` returns *scaled* targets (training space; the loss lives
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -58,6 +58,17 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class Members(nn.Module):
+    """Independent copies of one network on the same inputs: outputs stacked to (B, members, outputs)."""
+
+    def __init__(self, networks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(networks)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(*inputs) for net in self.nets], dim=1)
+
+
 class InverseRegressor(L.LightningModule):
     """Multi-output regressor from (MMD, side inputs) to the recipe; base of MLP and CNN1D."""
 
@@ -80,6 +91,8 @@ class InverseRegressor(L.LightningModule):
         mmd_pcs: int = 0,
         pca_on_scaled: bool = False,
         clip_outputs: bool = False,
+        members: int = 1,
+        clip_inputs: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's arguments too
@@ -91,6 +104,11 @@ class InverseRegressor(L.LightningModule):
         ):
             if value not in allowed:
                 raise PolyinvError(f"{name} {value!r} unknown; choose one of {allowed}")
+        if int(members) < 1:
+            raise PolyinvError(f"model.members must be at least 1, got {members}")
+        # members > 1: that many copies of the network, each with its own initialisation, trained side by
+        # side on the same rows (each member's loss counts alone); predictions average the members' outputs
+        self.members = int(members)
         self.target_names = list(targets)
         self.side_names = list(side_inputs)
         self.mmd_names = list(mmd_columns)
@@ -130,15 +148,24 @@ class InverseRegressor(L.LightningModule):
         self.clip_outputs = bool(clip_outputs)
         self.register_buffer("target_low", torch.full((len(self.target_names),), float("-inf"), dtype=torch.float64))
         self.register_buffer("target_high", torch.full((len(self.target_names),), float("inf"), dtype=torch.float64))
+        # clip_inputs: what the network sees (scaled grid / PC scores, scaled side inputs) is held inside the
+        # training rows' range, so a recipe beyond the grid's corners is not extrapolated along directions
+        # no training row spans (the higher MMD components grow fast at the corners)
+        self.clip_inputs = bool(clip_inputs)
+        mmd_width, side_width = self.encoded_widths
+        self.register_buffer("input_low_mmd", torch.full((1, mmd_width), float("-inf")))
+        self.register_buffer("input_high_mmd", torch.full((1, mmd_width), float("inf")))
+        self.register_buffer("input_low_side", torch.full((side_width,), float("-inf")))
+        self.register_buffer("input_high_side", torch.full((side_width,), float("inf")))
         self.conversion_gain = nn.Parameter(torch.tensor(3.0))  # softplus → about 3 at the start
         self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
 
-    # ------------------------------------------------------------------ to be provided by subclasses
-    def build_network(self) -> nn.Module:
-        """Return a module mapping (scaled mmd (B,1,L), scaled side (B,k)) → scaled targets (B,T)."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------ for subclasses
+    def member_networks(self, build: Callable[[], nn.Module]) -> nn.Module:
+        """``build()`` once, or ``members`` times side by side (:class:`Members`) when ``members`` > 1."""
+        return build() if self.members == 1 else Members([build() for _ in range(self.members)])
 
     @property
     def n_mmd(self) -> int:
@@ -148,6 +175,11 @@ class InverseRegressor(L.LightningModule):
     def n_mmd_features(self) -> int:
         """Length of the MMD representation the network sees: the grid, or its principal components."""
         return self.mmd_pcs or self.n_mmd
+
+    @property
+    def encoded_widths(self) -> tuple[int, int]:
+        """Widths of :meth:`encode_inputs`' two outputs (MMD part (B, 1, w), side part (B, w))."""
+        return self.n_mmd_features, self.n_side
 
     @property
     def n_side(self) -> int:
@@ -197,6 +229,26 @@ class InverseRegressor(L.LightningModule):
     def encode_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Physical (MMD, side inputs) → the network's two inputs (subclasses may combine them differently)."""
         return self.encode_mmd(mmd), self.side_scaler(side)
+
+    def set_input_bounds(self, mmd: np.ndarray, side: np.ndarray) -> None:
+        """Store the range of the encoded inputs over the training rows (physical (N, L) MMD, (N, k) side)."""
+        with torch.no_grad():
+            grid, scalars = self.encode_inputs(
+                torch.as_tensor(np.asarray(mmd, dtype=np.float32)).unsqueeze(1),
+                torch.as_tensor(np.asarray(side, dtype=np.float32)).reshape(len(mmd), self.n_side),
+            )
+        self.input_low_mmd.copy_(grid.amin(dim=0))
+        self.input_high_mmd.copy_(grid.amax(dim=0))
+        self.input_low_side.copy_(scalars.amin(dim=0))
+        self.input_high_side.copy_(scalars.amax(dim=0))
+
+    def network_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`encode_inputs`, held inside the training range when ``clip_inputs``."""
+        grid, scalars = self.encode_inputs(mmd, side)
+        if self.clip_inputs:
+            grid = torch.clamp(grid, self.input_low_mmd.to(grid.dtype), self.input_high_mmd.to(grid.dtype))
+            scalars = torch.clamp(scalars, self.input_low_side.to(scalars.dtype), self.input_high_side.to(scalars.dtype))
+        return grid, scalars
 
     def set_bounds(self, targets: np.ndarray) -> None:
         """Store the training rows' range of every target (physical units, (N, T)) for ``clip_outputs``."""
@@ -291,8 +343,17 @@ class InverseRegressor(L.LightningModule):
         return (loss + bce) / self.n_targets
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """Physical inputs → scaled targets."""
-        out = self.network(*self.encode_inputs(mmd, side))
+        """Physical inputs → scaled targets (B, outputs).
+
+        With ``members`` > 1: in training mode every member's outputs, member-major within each row
+        (B·members rows; :meth:`training_step` repeats the targets to match); in eval mode their mean."""
+        out = self.network(*self.network_inputs(mmd, side))
+        if out.dim() == 3:  # (B, members, outputs)
+            if self.training:
+                out = out.flatten(0, 1)
+                side = side.repeat_interleave(self.members, dim=0)
+            else:
+                out = out.mean(dim=1)
         if self.conversion_aware:
             cba0 = self.target_scaler.inverse(out[:, : self.n_targets].double())[:, self.target_names.index("cBA_0")]
             cba_time = side[:, self.side_names.index("cBA_time")].double()
@@ -316,7 +377,10 @@ class InverseRegressor(L.LightningModule):
     # ------------------------------------------------------------------ Lightning hooks
     def training_step(self, batch, batch_idx):
         mmd, side, targets = batch
-        loss = self.compute_loss(self(mmd, side), targets)
+        out = self(mmd, side)
+        if len(out) != len(targets):  # one row per member (members > 1): each member's loss counts alone
+            targets = targets.repeat_interleave(len(out) // len(targets), dim=0)
+        loss = self.compute_loss(out, targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
         return loss
 

@@ -57,10 +57,16 @@ class CNN1D(InverseRegressor):
         super().__init__(**base)
         # the convolutions always see the whole scaled grid; mmd_pcs > 0 joins the MMD's first principal
         # component scores (standardised) to the scalar side inputs of the head
-        self.network = CNNNet(
-            self.n_mmd, self.n_side + self.mmd_pcs, self.n_outputs, list(channels), kernel_size, pool, activation,
-            list(head_widths), dropout, norm, batch_norm,
+        self.network = self.member_networks(
+            lambda: CNNNet(
+                self.n_mmd, self.n_side + self.mmd_pcs, self.n_outputs, list(channels), kernel_size, pool, activation,
+                list(head_widths), dropout, norm, batch_norm,
+            )
         )
+
+    @property
+    def encoded_widths(self) -> tuple[int, int]:
+        return self.n_mmd, self.n_side + self.mmd_pcs
 
     def encode_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grid, scalars = self.mmd_scaler(mmd), self.side_scaler(side)

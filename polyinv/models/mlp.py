@@ -58,4 +58,6 @@ class MLP(InverseRegressor):
         **base,
     ) -> None:
         super().__init__(**base)
-        self.network = MLPNet(self.n_mmd_features, self.n_side, self.n_outputs, list(widths), activation, dropout, norm)
+        self.network = self.member_networks(
+            lambda: MLPNet(self.n_mmd_features, self.n_side, self.n_outputs, list(widths), activation, dropout, norm)
+        )
