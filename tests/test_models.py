@@ -195,6 +195,14 @@ def test_clip_inputs_holds_the_network_inputs_inside_the_training_range(tmp_path
     L_trainer_save(model, path)
     loaded = load_model(path)
     torch.testing.assert_close(loaded.predict_physical(mmd, far_side), clipped)
+    # a checkpoint saved before clip_inputs existed (no bounds) still loads, unbounded
+    old = torch.load(path, weights_only=True)
+    old["hyper_parameters"].pop("clip_inputs")
+    for name in ("input_low_mmd", "input_high_mmd", "input_low_side", "input_high_side"):
+        old["state_dict"].pop(name)
+    torch.save(old, path)
+    loaded = load_model(path)
+    assert not loaded.clip_inputs and torch.isinf(loaded.input_high_side).all()
 
 
 def L_trainer_save(model, path):

@@ -446,6 +446,10 @@ class InverseRegressor(L.LightningModule):
             checkpoint["polyinv_domain"] = self.domain
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints saved before clip_inputs existed lack its bounds: they load with the unbounded defaults
+        state = checkpoint.get("state_dict", {})
+        for name in ("input_low_mmd", "input_high_mmd", "input_low_side", "input_high_side"):
+            state.setdefault(name, getattr(self, name).clone())
         self._resumed_r2_best = checkpoint.get("polyinv_val_r2_global_best")
         self.domain = checkpoint.get("polyinv_domain")
 
