@@ -1,8 +1,9 @@
 """Shared base LightningModule: scaling, loss, metrics, logging and optimisers for every network.
 
-Subclasses only build their network (``self.network``, through :meth:`member_networks`). The model holds the column schema as
-hyper-parameters (primitive lists) and the train-split scaling statistics as buffers, so a
-checkpoint alone rebuilds a model that takes physical inputs and returns physical recipes.
+Subclasses only build their network (``self.network``, through :meth:`member_networks`). The model
+holds the column schema as hyper-parameters (primitive lists) and the train-split scaling statistics
+as buffers, so a checkpoint alone rebuilds a model that takes physical inputs and returns physical
+recipes.
 
 Convention: ``forward`` returns *scaled* targets (training space; the loss lives there);
 ``predict_step`` and :meth:`predict_physical` return physical units.
