@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from polyinv.models import CNN1D, MLP, load_model
+from polyinv.models.base import INPUT_BOUNDS
 from polyinv.schema import SIDE_INPUTS
 
 
@@ -147,8 +148,7 @@ def test_members_train_side_by_side_and_predict_their_mean(tmp_path, cls):
     model, dm = overfit_model(tmp_path, cls, epochs=3, save=tmp_path / "m.ckpt", members=3, **kw)
     nets = list(model.network.nets)
     assert len(nets) == 3
-    first = [p for p in nets[0].parameters()][0]
-    assert not torch.equal(first, [p for p in nets[1].parameters()][0])  # own initialisation
+    assert not torch.equal(next(nets[0].parameters()), next(nets[1].parameters()))  # own initialisation
     mmd, side, targets = dm.tensors(dm.train_frame)
     model.eval()
     with torch.no_grad():
@@ -192,20 +192,20 @@ def test_clip_inputs_holds_the_network_inputs_inside_the_training_range(tmp_path
     assert not torch.allclose(model.predict_physical(mmd, far_side), clipped)
     model.clip_inputs = True
     path = tmp_path / "c.ckpt"
-    L_trainer_save(model, path)
+    save_without_trainer(model, path)
     loaded = load_model(path)
     torch.testing.assert_close(loaded.predict_physical(mmd, far_side), clipped)
     # a checkpoint saved before clip_inputs existed (no bounds) still loads, unbounded
     old = torch.load(path, weights_only=True)
     old["hyper_parameters"].pop("clip_inputs")
-    for name in ("input_low_mmd", "input_high_mmd", "input_low_side", "input_high_side"):
+    for name in INPUT_BOUNDS:
         old["state_dict"].pop(name)
     torch.save(old, path)
     loaded = load_model(path)
     assert not loaded.clip_inputs and torch.isinf(loaded.input_high_side).all()
 
 
-def L_trainer_save(model, path):
+def save_without_trainer(model, path):
     """Write a Lightning-format checkpoint of ``model`` without a Trainer (hyper-parameters + state)."""
     checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                   "pytorch-lightning_version": __import__("lightning").__version__}

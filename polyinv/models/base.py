@@ -39,6 +39,8 @@ TIME_MODELS = ("plain", "censored", "stop_rule")
 #: stop_rule: the gate tolerates this relative error of the predicted cBA_0 before it calls a run "ran to t_max"
 #: (conversion below 1 − (1 − X_stop)·(1 + tolerance), e.g. 0.89 for X_stop = 0.90)
 STOP_RULE_TOLERANCE = 0.1
+#: clip_inputs: buffers holding the training rows' range of the encoded inputs (MMD part, side part)
+INPUT_BOUNDS = ("input_low_mmd", "input_high_mmd", "input_low_side", "input_high_side")
 
 
 def before_t_max(times, t_max):
@@ -234,10 +236,7 @@ class InverseRegressor(L.LightningModule):
     def set_input_bounds(self, mmd: np.ndarray, side: np.ndarray) -> None:
         """Store the range of the encoded inputs over the training rows (physical (N, L) MMD, (N, k) side)."""
         with torch.no_grad():
-            grid, scalars = self.encode_inputs(
-                torch.as_tensor(np.asarray(mmd, dtype=np.float32)).unsqueeze(1),
-                torch.as_tensor(np.asarray(side, dtype=np.float32)).reshape(len(mmd), self.n_side),
-            )
+            grid, scalars = self.encode_inputs(*self.input_tensors(mmd, side))
         self.input_low_mmd.copy_(grid.amin(dim=0))
         self.input_high_mmd.copy_(grid.amax(dim=0))
         self.input_low_side.copy_(scalars.amin(dim=0))
@@ -378,10 +377,9 @@ class InverseRegressor(L.LightningModule):
     # ------------------------------------------------------------------ Lightning hooks
     def training_step(self, batch, batch_idx):
         mmd, side, targets = batch
-        out = self(mmd, side)
-        if len(out) != len(targets):  # one row per member (members > 1): each member's loss counts alone
-            targets = targets.repeat_interleave(len(out) // len(targets), dim=0)
-        loss = self.compute_loss(out, targets)
+        if self.members > 1:  # forward gives one row per member: each member's loss counts alone
+            targets = targets.repeat_interleave(self.members, dim=0)
+        loss = self.compute_loss(self(mmd, side), targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
         return loss
 
@@ -449,17 +447,21 @@ class InverseRegressor(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # checkpoints saved before clip_inputs existed lack its bounds: they load with the unbounded defaults
         state = checkpoint.get("state_dict", {})
-        for name in ("input_low_mmd", "input_high_mmd", "input_low_side", "input_high_side"):
+        for name in INPUT_BOUNDS:
             state.setdefault(name, getattr(self, name).clone())
         self._resumed_r2_best = checkpoint.get("polyinv_val_r2_global_best")
         self.domain = checkpoint.get("polyinv_domain")
 
     # ------------------------------------------------------------------ shared inference interface
+    def input_tensors(self, mmd: np.ndarray, side: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,L) MMD and (N,k) side-input arrays → float32 tensors (N,1,L), (N,k) (copies: inputs may be read-only)."""
+        m = torch.tensor(np.asarray(mmd), dtype=torch.float32).unsqueeze(1)
+        return m, torch.tensor(np.asarray(side), dtype=torch.float32).reshape(len(m), self.n_side)
+
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """(N,L) MMD and (N,k) side inputs in physical units → (N,T) physical recipe."""
         outs = []
         for start in range(0, len(mmd), batch_size):
-            m = torch.tensor(mmd[start : start + batch_size], dtype=torch.float32).unsqueeze(1)  # copies: inputs may be read-only
-            s = torch.tensor(side[start : start + batch_size], dtype=torch.float32).reshape(len(m), self.n_side)
+            m, s = self.input_tensors(mmd[start : start + batch_size], side[start : start + batch_size])
             outs.append(self.predict_physical(m, s).numpy())
         return np.concatenate(outs) if outs else np.empty((0, self.n_targets))
