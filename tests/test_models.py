@@ -50,6 +50,22 @@ def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them():
     assert not torch.allclose(model(mmd, side), before)
 
 
+def test_cnn_feature_width_projects_the_conv_map_before_the_side_inputs_join(tmp_path):
+    """feature_width k: the flattened conv map goes through one linear map to k features, then the side
+    inputs join; 0 keeps the flattened map (checkpoints without the key load as before)."""
+    wide = CNN1D(batch_norm=False).double().eval()
+    n_conv = wide.network.conv(torch.rand(2, 1, 100, dtype=torch.float64)).flatten(1).shape[1]
+    assert wide.network.head_body[0].in_features == n_conv + 3
+    narrow = CNN1D(batch_norm=False, feature_width=6).double().eval()
+    assert narrow.network.bottleneck.in_features == n_conv and narrow.network.bottleneck.out_features == 6
+    assert narrow.network.head_body[0].in_features == 6 + 3
+    mmd, side = torch.rand(5, 1, 100, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 1
+    assert narrow(mmd, side).shape == (5, 4)
+    with torch.no_grad():
+        narrow.network.bottleneck.weight.zero_()  # no conv feature reaches the head: the grid no longer matters
+    torch.testing.assert_close(narrow(mmd, side), narrow(torch.rand_like(mmd), side))
+
+
 def test_pca_on_scaled_mmd_uses_the_scaled_grid():
     """pca_on_scaled: components of the column-standardised MMD, so a grid point with a tiny spread
     weighs as much as the peak; the raw PCA is dominated by the high-variance points."""

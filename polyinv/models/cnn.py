@@ -13,7 +13,8 @@ from polyinv.models.mlp import dense_stack
 
 class CNNNet(nn.Module):
     def __init__(
-        self, n_mmd, n_side, n_out, channels, kernel_size, pool, act, head_widths, dropout, norm, batch_norm
+        self, n_mmd, n_side, n_out, channels, kernel_size, pool, act, head_widths, dropout, norm, batch_norm,
+        feature_width=0,
     ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
@@ -28,12 +29,17 @@ class CNNNet(nn.Module):
                 length //= int(pool)
             c_in = int(c)
         self.conv = nn.Sequential(*blocks)
-        # flatten keeps where in the molar-mass grid a feature sits, which matters for the recipe
-        self.head_body, n_last = dense_stack(c_in * length + n_side, head_widths, act, dropout, norm)
+        # flatten keeps where in the molar-mass grid a feature sits, which matters for the recipe; a
+        # feature_width > 0 projects the flattened map linearly onto that many features (a learned
+        # counterpart of the MLP's principal-component scores) before the side inputs are joined
+        n_features = c_in * length
+        self.bottleneck = nn.Linear(n_features, int(feature_width)) if feature_width else nn.Identity()
+        n_features = int(feature_width) or n_features
+        self.head_body, n_last = dense_stack(n_features + n_side, head_widths, act, dropout, norm)
         self.head = nn.Linear(n_last, n_out)
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        features = self.conv(mmd).flatten(1)
+        features = self.bottleneck(self.conv(mmd).flatten(1))
         return self.head(self.head_body(torch.cat([features, side], dim=1)))
 
 
@@ -52,6 +58,7 @@ class CNN1D(InverseRegressor):
         dropout: float | Sequence[float] = 0.0,
         norm: str = "none",
         batch_norm: bool = True,
+        feature_width: int = 0,
         **base,
     ) -> None:
         super().__init__(**base)
@@ -60,7 +67,7 @@ class CNN1D(InverseRegressor):
         self.network = self.member_networks(
             lambda: CNNNet(
                 self.n_mmd, self.n_side + self.mmd_pcs, self.n_outputs, list(channels), kernel_size, pool, activation,
-                list(head_widths), dropout, norm, batch_norm,
+                list(head_widths), dropout, norm, batch_norm, feature_width,
             )
         )
 
