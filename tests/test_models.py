@@ -61,9 +61,24 @@ def test_cnn_feature_width_projects_the_conv_map_before_the_side_inputs_join(tmp
     assert narrow.network.head_body[0].in_features == 6 + 3
     mmd, side = torch.rand(5, 1, 100, dtype=torch.float64), torch.rand(5, 3, dtype=torch.float64) + 1
     assert narrow(mmd, side).shape == (5, 4)
+    assert not torch.allclose(narrow(mmd, side), narrow(torch.rand_like(mmd), side))
     with torch.no_grad():
         narrow.network.bottleneck.weight.zero_()  # no conv feature reaches the head: the grid no longer matters
     torch.testing.assert_close(narrow(mmd, side), narrow(torch.rand_like(mmd), side))
+    save_without_trainer(narrow, tmp_path / "narrow.ckpt")
+    loaded = load_model(tmp_path / "narrow.ckpt").double()
+    assert loaded.hparams.feature_width == 6
+    torch.testing.assert_close(loaded(mmd, side), narrow(mmd, side))
+    save_without_trainer(wide, tmp_path / "wide.ckpt")
+    old = torch.load(tmp_path / "wide.ckpt", map_location="cpu", weights_only=True)
+    del old["hyper_parameters"]["feature_width"]  # a checkpoint saved before the option existed
+    torch.save(old, tmp_path / "wide.ckpt")
+    loaded = load_model(tmp_path / "wide.ckpt").double()
+    torch.testing.assert_close(loaded(mmd, side), wide(mmd, side))
+    from polyinv.errors import PolyinvError
+
+    with pytest.raises(PolyinvError, match="feature_width"):
+        CNN1D(feature_width=-1)
 
 
 def test_pca_on_scaled_mmd_uses_the_scaled_grid():

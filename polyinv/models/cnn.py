@@ -1,4 +1,5 @@
-"""1D CNN over the MMD signal; the pooled feature map is joined with the scalar side inputs in an MLP head."""
+"""1D CNN over the MMD signal; the flattened feature map (optionally projected onto ``feature_width`` learned
+features) is joined with the scalar side inputs (and optionally the MMD's PC scores) in an MLP head."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseRegressor, activation
 from polyinv.models.mlp import dense_stack
 
@@ -44,7 +46,8 @@ class CNNNet(nn.Module):
 
 
 class CNN1D(InverseRegressor):
-    """Conv blocks (conv → [batch norm] → activation → max-pool) over the (1, 100) MMD, then an MLP head."""
+    """Conv blocks (conv → [batch norm] → activation → max-pool) over the (1, 100) MMD, flattened, then
+    [a linear map onto ``feature_width`` features] joined with the side inputs [+ ``mmd_pcs`` scores] in an MLP head."""
 
     kind = "cnn"
 
@@ -61,6 +64,8 @@ class CNN1D(InverseRegressor):
         feature_width: int = 0,
         **base,
     ) -> None:
+        if int(feature_width) < 0:
+            raise PolyinvError(f"model.feature_width must be ≥ 0 (0: no projection), got {feature_width}")
         super().__init__(**base)
         # the convolutions always see the whole scaled grid; mmd_pcs > 0 joins the MMD's first principal
         # component scores (standardised) to the scalar side inputs of the head
