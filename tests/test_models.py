@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from polyinv.errors import PolyinvError
 from polyinv.models import CNN1D, MLP, load_model
 from polyinv.models.base import INPUT_BOUNDS
 from polyinv.schema import SIDE_INPUTS
@@ -75,8 +76,6 @@ def test_cnn_feature_width_projects_the_conv_map_before_the_side_inputs_join(tmp
     torch.save(old, tmp_path / "wide.ckpt")
     loaded = load_model(tmp_path / "wide.ckpt").double()
     torch.testing.assert_close(loaded(mmd, side), wide(mmd, side))
-    from polyinv.errors import PolyinvError
-
     with pytest.raises(PolyinvError, match="feature_width"):
         CNN1D(feature_width=-1)
 

@@ -34,9 +34,9 @@ class CNNNet(nn.Module):
         # flatten keeps where in the molar-mass grid a feature sits, which matters for the recipe; a
         # feature_width > 0 projects the flattened map linearly onto that many features (a learned
         # counterpart of the MLP's principal-component scores) before the side inputs are joined
-        n_features = c_in * length
-        self.bottleneck = nn.Linear(n_features, int(feature_width)) if feature_width else nn.Identity()
-        n_features = int(feature_width) or n_features
+        n_features, feature_width = c_in * length, int(feature_width)
+        self.bottleneck = nn.Linear(n_features, feature_width) if feature_width else nn.Identity()
+        n_features = feature_width or n_features
         self.head_body, n_last = dense_stack(n_features + n_side, head_widths, act, dropout, norm)
         self.head = nn.Linear(n_last, n_out)
 
