@@ -22,7 +22,7 @@ def train_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool
 
     from polyinv.metrics import evaluate, format_table, write_json
     from polyinv.models import NETWORKS
-    from polyinv.train import build_datamodule, new_run_dir, run
+    from polyinv.train import build_datamodule, build_model, new_run_dir, run
     from polyinv.trust.ensemble import EnsembleModel
 
     if members < 2:
@@ -32,6 +32,9 @@ def train_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool
     if not config["data"]["val_fraction"]:
         raise PolyinvError("an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0 (e.g. --data.val_fraction 0.1)")
     base_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
+    dm = build_datamodule(config)
+    dm.setup("fit")
+    build_model(config, dm)  # bad data or model settings fail here, before any folder is made
     folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
     files, runs = [], []
     for i in range(members):
@@ -43,8 +46,6 @@ def train_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool
         shutil.copyfile(result.run_dir / "best.ckpt", folder / name)
         files.append(name)
         runs.append(str(result.run_dir))
-    dm = build_datamodule(config)
-    dm.setup("fit")
     model = EnsembleModel.load_members([folder / f for f in files])
 
     def arrays(frame):

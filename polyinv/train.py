@@ -66,11 +66,17 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
     try:
         if kind in CLASSICAL:
             return CLASSICAL[kind](**schema, random_state=config["seed"], **settings)
-        return NETWORKS[kind](**schema, mmd_scaling=dm.mmd_scaling, **settings)
+        model = NETWORKS[kind](**schema, mmd_scaling=dm.mmd_scaling, **settings)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, PolyinvError):
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
+    rows = len(dm.train_idx)
+    if model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
+        # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
+        raise PolyinvError(f"model.optimizer lbfgs takes full-batch steps: data.batch_size {dm.batch_size} is below "
+                           f"the {rows} training rows (set data.batch_size to 0, full batch)")
+    return model
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:

@@ -50,7 +50,7 @@ def test_ddp_two_cpu_processes(synthetic_csv, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     args = [
-        "--config", str(REPO / "configs/mlp.yaml"), *fast_overrides(synthetic_csv, root, epochs=1),
+        "--config", str(REPO / "configs/mlp.yaml"), *fast_overrides(synthetic_csv, root, epochs=2),
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
     ]
     proc = _run_fit(args, cwd=work)
@@ -69,10 +69,11 @@ def test_ddp_two_cpu_processes(synthetic_csv, tmp_path):
     # two processes really shared the epoch: each rank saw half the training rows
     info = json.loads((run_dir / "run.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    batch = config["data"]["batch_size"]
+    per_rank = math.ceil(info["rows"]["train"] / 2)
+    batch = config["data"]["batch_size"] or per_rank  # 0: full batch
     last = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["epoch"] == 0
-    assert last["global_step"] == math.ceil(math.ceil(info["rows"]["train"] / 2) / batch)
+    assert last["epoch"] == 1
+    assert last["global_step"] == 2 * math.ceil(per_rank / batch)  # two epochs (more than one L-BFGS step)
 
     # metrics.json is the harness's verdict on best.ckpt over the test split
     dm = build_datamodule(config)

@@ -35,6 +35,27 @@ def test_overfits_32_rows(tmp_path, cls, kw):
     assert mse < 0.01
 
 
+@pytest.mark.parametrize("cls,kw", [(MLP, {"widths": [64, 64]}), (CNN1D, {"channels": [4, 4], "head_widths": [32], "batch_norm": False})])
+def test_lbfgs_full_batch_steps_fit_32_rows(tmp_path, cls, kw):
+    """optimizer lbfgs: 30 full-batch steps (20 L-BFGS iterations each) bring the scaled training MSE below
+    0.01 where Adam at the same number of steps does not; weight decay is refused (L-BFGS has none)."""
+    from tests_helpers import overfit_model
+
+    def train_mse(model, dm):
+        mmd, side, targets = dm.tensors(dm.train_frame)
+        with torch.no_grad():
+            return torch.mean((model(mmd, side) - model.target_scaler(targets)) ** 2).item()
+
+    model, dm = overfit_model(tmp_path, cls, epochs=30, rows=45, lr=1.0, optimizer="lbfgs", **kw)
+    assert len(dm.train_frame) == 32 and dm.batch_size == 32  # one batch per step
+    assert isinstance(model.trainer.optimizers[0], torch.optim.LBFGS)
+    assert train_mse(model, dm) < 0.01
+    adam, dm = overfit_model(tmp_path, cls, epochs=30, rows=45, lr=3e-3, **kw)
+    assert train_mse(adam, dm) > 0.01
+    with pytest.raises(PolyinvError, match="weight_decay 0.0001: the lbfgs optimizer has no weight decay"):
+        cls(optimizer="lbfgs", weight_decay=1e-4)
+
+
 def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them():
     """CNN with mmd_pcs: convolutions see the grid, the head also gets the standardised PC scores."""
     model = CNN1D(mmd_pcs=3, batch_norm=False).double().eval()

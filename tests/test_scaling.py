@@ -77,6 +77,15 @@ def test_tensor_shapes(tmp_path, frame):
     assert mmd.shape == (8, 1, 100) and side.shape == (8, 0)
 
 
+def test_batch_size_0_is_the_whole_split_in_one_batch(tmp_path, frame):
+    path = tmp_path / "a.csv"
+    frame.to_csv(path, index=False)
+    dm = _dm(path, batch_size=0, val_fraction=0.1)
+    for loader, rows in ((dm.train_dataloader(), dm.train_idx), (dm.val_dataloader(), dm.val_idx), (dm.test_dataloader(), dm.test_idx)):
+        batches = list(loader)
+        assert len(batches) == 1 and len(batches[0][0]) == len(rows) > 0
+
+
 def test_constant_columns_do_not_divide_by_zero():
     scaler = ColumnScaler(["a", "b"]).fit(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]))
     out = scaler(torch.tensor([[2.0, 5.0]], dtype=torch.float64))

@@ -71,7 +71,9 @@ class PolyDataModule(L.LightningDataModule):
         self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
         self.folds, self.fold = (int(folds) if folds is not None else None), int(fold)
         self.seed = int(seed)
-        self.batch_size = int(batch_size)
+        if int(batch_size) < 0:
+            raise PolyinvError(f"data.batch_size must be >= 0 (0: every row of a split in one batch), got {batch_size}")
+        self.batch_size = int(batch_size)  # 0: full batch
         self.num_workers = int(num_workers)
         self.frame: pd.DataFrame | None = None
         self.train_idx = self.val_idx = self.test_idx = np.empty(0, dtype=np.int64)
@@ -148,7 +150,7 @@ class PolyDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             TensorDataset(*self.tensors(frame)),
-            batch_size=self.batch_size,
+            batch_size=self.batch_size or max(1, len(frame)),
             shuffle=shuffle,
             generator=generator,
             num_workers=self.num_workers,

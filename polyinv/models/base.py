@@ -32,7 +32,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
 }
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "lbfgs")
+#: optimizer lbfgs: every training step (one full batch) runs this many L-BFGS iterations (strong-Wolfe line
+#: search, this many past steps in the curvature history); model.lr is the step length, 1 as usual
+LBFGS_MAX_ITER = 20
+LBFGS_HISTORY = 50
 SCHEDULERS = ("none", "cosine", "plateau")
 LOSSES = {"mse": nn.MSELoss, "huber": nn.SmoothL1Loss}
 TIME_MODELS = ("plain", "censored", "stop_rule")
@@ -107,6 +111,8 @@ class InverseRegressor(L.LightningModule):
         ):
             if value not in allowed:
                 raise PolyinvError(f"{name} {value!r} unknown; choose one of {allowed}")
+        if optimizer == "lbfgs" and weight_decay:
+            raise PolyinvError(f"model.weight_decay {weight_decay}: the lbfgs optimizer has no weight decay; set it to 0 or use adamw")
         if int(members) < 1:
             raise PolyinvError(f"model.members must be at least 1, got {members}")
         # members > 1: that many copies of the network, each with its own initialisation, trained side by
@@ -160,7 +166,11 @@ class InverseRegressor(L.LightningModule):
         self.register_buffer("input_high_mmd", torch.full((1, mmd_width), float("inf")))
         self.register_buffer("input_low_side", torch.full((side_width,), float("-inf")))
         self.register_buffer("input_high_side", torch.full((side_width,), float("inf")))
-        self.conversion_gain = nn.Parameter(torch.tensor(3.0))  # softplus → about 3 at the start
+        gain = torch.tensor(3.0)  # softplus → about 3 at the start
+        if self.conversion_aware:
+            self.conversion_gain = nn.Parameter(gain)
+        else:  # unused: a buffer (same checkpoint key), since DDP refuses parameters that never get a gradient
+            self.register_buffer("conversion_gain", gain)
         self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
@@ -380,6 +390,10 @@ class InverseRegressor(L.LightningModule):
         if self.members > 1:  # forward gives one row per member: each member's loss counts alone
             targets = targets.repeat_interleave(self.members, dim=0)
         loss = self.compute_loss(self(mmd, side), targets)
+        if self.hparams.optimizer == "lbfgs" and self.trainer.world_size > 1:
+            # L-BFGS's line search compares loss values: every process must see the same one (the mean over
+            # the processes' equal shards), while the gradient stays local (DDP averages it)
+            loss = loss + (self.all_gather(loss.detach()).mean() - loss.detach())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
         return loss
 
@@ -426,8 +440,12 @@ class InverseRegressor(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.optimizer == "lbfgs":  # full-batch quasi-Newton steps (the data module must hand over every row at once)
+            optimizer = torch.optim.LBFGS(self.parameters(), lr=hp.lr, max_iter=LBFGS_MAX_ITER, history_size=LBFGS_HISTORY,
+                                          line_search_fn="strong_wolfe")
+        else:
+            opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+            optimizer = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "cosine":
             t_max = max(1, int(self.trainer.max_epochs or 1))
             return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t_max)}
