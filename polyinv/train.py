@@ -72,6 +72,9 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
     rows = len(dm.train_idx)
+    if model.hparams.optimizer == "lbfgs" and float(model.hparams.get("dropout", 0.0) or 0.0) > 0:
+        raise PolyinvError(f"model.dropout {model.hparams.dropout}: the lbfgs optimizer needs a fixed objective "
+                           "within a step (dropout draws new masks at every line-search trial); set it to 0")
     if model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
         raise PolyinvError(f"model.optimizer lbfgs takes full-batch steps: data.batch_size {dm.batch_size} is below "
@@ -228,7 +231,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if model.clip_inputs:
         model.set_input_bounds(train[list(dm.mmd_columns)].to_numpy(), train[list(dm.side_columns)].to_numpy())
     ckpt_cfg = config["checkpoint"]
-    # a checkpoint costs ~15 ms: thousands of full-batch epochs save only every n-th (and the final) one
+    # saving a checkpoint every epoch would cost more than a full-batch epoch: save every n-th (and the final) one
     every_n_epochs = int(ckpt_cfg.get("every_n_epochs") or 1)
     max_epochs = config["trainer"].get("max_epochs")
     if isinstance(max_epochs, int) and max_epochs > 0 and max_epochs % every_n_epochs:
@@ -271,8 +274,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     # non-test rows (training + validation) and store them in both checkpoints
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
     best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows)
-    for name in ("best.ckpt", "last.ckpt"):
-        store_domain(run_dir / name, best.domain)
+    store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
+    store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
     extra = {"epochs": int(trainer.current_epoch), "best_epoch": _best_epoch(trainer), "device": str(trainer.strategy.root_device)}
     metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
     if verbose:
@@ -280,14 +283,21 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     return RunResult(run_dir, metrics, seconds, best)
 
 
-def store_domain(path: Path, domain: dict | None) -> None:
-    """Replace the applicability domain stored in a Lightning checkpoint (atomic rewrite)."""
+def store_domain(path: Path, domain: dict | None, drop_training_state: bool = False) -> None:
+    """Replace the applicability domain stored in a Lightning checkpoint (atomic rewrite).
+
+    ``drop_training_state`` also removes the optimizer and scheduler states, which inference never reads
+    (L-BFGS keeps 2 × 50 weight-sized vectors: about 100× the weights); resuming reads last.ckpt."""
     import torch
 
-    if domain is None or not path.exists():
+    if (domain is None and not drop_training_state) or not path.exists():
         return
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint["polyinv_domain"] = domain
+    if domain is not None:
+        checkpoint["polyinv_domain"] = domain
+    if drop_training_state:
+        checkpoint.pop("optimizer_states", None)
+        checkpoint.pop("lr_schedulers", None)
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 

@@ -196,6 +196,7 @@ def test_missing_config_file(tmp_path, capsys, data_csv):
         (["--model.optimizer", "lbfgs", "--model.weight_decay", "0", "--data.batch_size", "4"],
          ["model.optimizer lbfgs", "data.batch_size 4", "training rows", "0, full batch"]),
         (["--model.optimizer", "lbfgs", "--model.weight_decay", "0.01"], ["model.weight_decay 0.01", "lbfgs", "no weight decay"]),
+        (["--model.optimizer", "lbfgs", "--model.weight_decay", "0", "--model.dropout", "0.1"], ["model.dropout 0.1", "lbfgs", "set it to 0"]),
         (["--seed", "lucky"], ["seed", "'lucky'"]),
         (["--model", "mlp"], ["'model'", "mapping"]),
         (["stray"], ["'stray'"]),

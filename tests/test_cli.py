@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -87,6 +88,12 @@ def test_run_folder_contents(mlp_run):
     for name in ("config.yaml", "best.ckpt", "last.ckpt", "metrics.json", "predictions_test.csv"):
         assert (run_dir / name).is_file(), name
     assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event files"
+    # best.ckpt is the model file (weights, no optimizer state: L-BFGS's would be ~100× the weights);
+    # last.ckpt keeps the optimizer state for --resume
+    best = torch.load(run_dir / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert "optimizer_states" not in best and "lr_schedulers" not in best and "state_dict" in best
+    assert isinstance(last["optimizer_states"][0]["state"], dict) and last["optimizer_states"][0]["state"]
 
 
 def test_metrics_json_structure_and_values(mlp_run):

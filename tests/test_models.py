@@ -56,6 +56,26 @@ def test_lbfgs_full_batch_steps_fit_32_rows(tmp_path, cls, kw):
         cls(optimizer="lbfgs", weight_decay=1e-4)
 
 
+def test_optimizer_state_of_runs_saved_with_the_conversion_gain_as_a_parameter_resumes():
+    """Runs saved before the unused conversion gain became a buffer hold optimizer state for one parameter
+    more (index 0): loading drops it and renumbers the rest, so AdamW takes the state of the right weights."""
+    model = MLP(widths=[8], time_model="stop_rule")
+    assert "conversion_gain" in dict(model.named_buffers()) and "conversion_gain" in model.state_dict()
+    assert "conversion_gain" in dict(MLP(widths=[8], time_model="censored").named_parameters())
+    params = list(model.parameters())
+    old_gain = torch.nn.Parameter(torch.tensor(3.0))
+    old_opt = torch.optim.AdamW([old_gain, *params], lr=1e-3)
+    loss = sum((p**2).sum() for p in params) + old_gain**2
+    loss.backward()
+    old_opt.step()
+    checkpoint = {"optimizer_states": [old_opt.state_dict()]}
+    model.on_load_checkpoint(checkpoint)
+    new_opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    new_opt.load_state_dict(checkpoint["optimizer_states"][0])
+    for p in params:
+        torch.testing.assert_close(new_opt.state[p]["exp_avg"], old_opt.state[p]["exp_avg"])
+
+
 def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them():
     """CNN with mmd_pcs: convolutions see the grid, the head also gets the standardised PC scores."""
     model = CNN1D(mmd_pcs=3, batch_norm=False).double().eval()

@@ -174,6 +174,7 @@ class InverseRegressor(L.LightningModule):
         self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self.val_r2_best = MaxMetric()
+        self._loss_logged = False  # lbfgs: train/loss logged once per step (on_train_batch_start resets it)
 
     # ------------------------------------------------------------------ for subclasses
     def member_networks(self, build: Callable[[], nn.Module]) -> nn.Module:
@@ -390,12 +391,21 @@ class InverseRegressor(L.LightningModule):
         if self.members > 1:  # forward gives one row per member: each member's loss counts alone
             targets = targets.repeat_interleave(self.members, dim=0)
         loss = self.compute_loss(self(mmd, side), targets)
-        if self.hparams.optimizer == "lbfgs" and self.trainer.world_size > 1:
-            # L-BFGS's line search compares loss values: every process must see the same one (the mean over
-            # the processes' equal shards), while the gradient stays local (DDP averages it)
-            loss = loss + (self.all_gather(loss.detach()).mean() - loss.detach())
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+        lbfgs = self.hparams.optimizer == "lbfgs"
+        if lbfgs and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # L-BFGS's line search and stopping test compare loss values: every process must see exactly the
+            # same one (the mean over the processes' equal shards; written as 0 + mean, so no rounding
+            # differs between processes), while the gradient stays local (DDP averages it)
+            loss = loss - loss.detach() + self.all_gather(loss.detach()).mean()
+        # L-BFGS evaluates the loss ~20 times per step (line-search trials too): log only the first, the
+        # loss at the start of the step, so train/loss is the loss of weights the model really had
+        if not lbfgs or not self._loss_logged:
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+            self._loss_logged = True
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self._loss_logged = False
 
     def validation_step(self, batch, batch_idx):
         mmd, side, targets = batch
@@ -463,6 +473,15 @@ class InverseRegressor(L.LightningModule):
             checkpoint["polyinv_domain"] = self.domain
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # runs saved while the unused conversion gain was still a parameter (index 0, registered before the
+        # network) carry optimizer state for one parameter more than this model has: drop it so they resume
+        if not self.conversion_aware:
+            n_params = len(list(self.parameters()))
+            for opt in checkpoint.get("optimizer_states", []):
+                groups = opt.get("param_groups", [])
+                if len(groups) == 1 and len(groups[0]["params"]) == n_params + 1:
+                    groups[0]["params"] = list(range(n_params))
+                    opt["state"] = {int(k) - 1: v for k, v in opt.get("state", {}).items() if int(k) != 0}
         # checkpoints saved before clip_inputs existed lack its bounds: they load with the unbounded defaults
         state = checkpoint.get("state_dict", {})
         for name in INPUT_BOUNDS:
