@@ -72,9 +72,6 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
     rows = len(dm.train_idx)
-    if model.hparams.optimizer == "lbfgs" and float(model.hparams.get("dropout", 0.0) or 0.0) > 0:
-        raise PolyinvError(f"model.dropout {model.hparams.dropout}: the lbfgs optimizer needs a fixed objective "
-                           "within a step (dropout draws new masks at every line-search trial); set it to 0")
     if model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
         raise PolyinvError(f"model.optimizer lbfgs takes full-batch steps: data.batch_size {dm.batch_size} is below "

@@ -54,6 +54,8 @@ def test_lbfgs_full_batch_steps_fit_32_rows(tmp_path, cls, kw):
     assert train_mse(adam, dm) > 0.01
     with pytest.raises(PolyinvError, match="weight_decay 0.0001: the lbfgs optimizer has no weight decay"):
         cls(optimizer="lbfgs", weight_decay=1e-4)
+    with pytest.raises(PolyinvError, match=r"model.dropout \[0.0, 0.1\]: the lbfgs optimizer needs a fixed objective"):
+        cls(optimizer="lbfgs", dropout=[0.0, 0.1], **({"widths": [8, 8]} if cls is MLP else {"head_widths": [8, 8]}))
 
 
 def test_optimizer_state_of_runs_saved_with_the_conversion_gain_as_a_parameter_resumes():

@@ -113,6 +113,10 @@ class InverseRegressor(L.LightningModule):
                 raise PolyinvError(f"{name} {value!r} unknown; choose one of {allowed}")
         if optimizer == "lbfgs" and weight_decay:
             raise PolyinvError(f"model.weight_decay {weight_decay}: the lbfgs optimizer has no weight decay; set it to 0 or use adamw")
+        dropout = self.hparams.get("dropout", 0.0)  # a subclass argument (one rate or one per layer)
+        if optimizer == "lbfgs" and any(float(d) > 0 for d in np.atleast_1d(dropout or 0.0)):
+            raise PolyinvError(f"model.dropout {dropout}: the lbfgs optimizer needs a fixed objective within a step "
+                               "(dropout draws new masks at every line-search trial); set it to 0")
         if int(members) < 1:
             raise PolyinvError(f"model.members must be at least 1, got {members}")
         # members > 1: that many copies of the network, each with its own initialisation, trained side by
