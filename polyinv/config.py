@@ -15,6 +15,25 @@ import yaml
 from polyinv.errors import PolyinvError
 from polyinv.schema import FEATURE_SETS, TARGETS
 
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``1e-5`` and ``3E+2`` as numbers (YAML 1.2; PyYAML's 1.1 rules need a
+    dot in the mantissa, so ``lr: 1e-3`` would be the text "1e-3")."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with exponent-only floats (``1e-5``) read as numbers."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "data/ba_aibn_grid432.xlsx"
 
@@ -175,7 +194,7 @@ def load_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise PolyinvError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise PolyinvError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
@@ -198,9 +217,12 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
             value = args[i + 1]
             i += 1
         try:
-            overrides[key] = yaml.safe_load(value)
+            parsed = parse_yaml(value)
         except yaml.YAMLError:
-            overrides[key] = value
+            parsed = value
+        if key in _TEXT_KEYS and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+            parsed = value  # a file, sheet or folder named like a number: exactly the text typed
+        overrides[key] = parsed
         i += 1
     return overrides
 

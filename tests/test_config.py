@@ -1,0 +1,29 @@
+"""Config reading: exponent-only numbers (``1e-3``) are numbers in YAML files and on the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyinv.config import parse_overrides, parse_yaml, resolve
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-3", 1e-3), ("1E+3", 1000.0), ("-2.5e-3", -2.5e-3), ("1.0e-5", 1e-5), ("3", 3), ("0.5", 0.5),
+     ("1e", "1e"), ("e5", "e5"), ("[1e-3, 2]", [1e-3, 2])],
+)
+def test_exponent_floats_are_numbers(text, value):
+    parsed = parse_yaml(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_config_file_and_override_with_exponents(tmp_path, synthetic_csv):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"data:\n  path: {synthetic_csv}\nmodel:\n  kind: mlp\n  lr: 1e-3\n")
+    config = resolve(path, parse_overrides(["--model.weight_decay", "1e-4"]))  # validated: numbers, not text
+    assert config["model"]["lr"] == pytest.approx(1e-3)
+    assert config["model"]["weight_decay"] == pytest.approx(1e-4)
+
+
+def test_text_keys_keep_the_typed_text():
+    assert parse_overrides(["--data.sheet", "1e5", "--name", "2024"]) == {"data.sheet": "1e5", "name": "2024"}
