@@ -16,7 +16,6 @@ from polyinv.errors import PolyinvError
 from polyinv.schema import FEATURE_SETS, TARGETS
 
 
-
 class _Loader(yaml.SafeLoader):
     """Safe YAML loader that also reads ``1e-5`` and ``3E+2`` as numbers (YAML 1.2; PyYAML's 1.1 rules need a
     dot in the mantissa, so ``lr: 1e-3`` would be the text "1e-3")."""
