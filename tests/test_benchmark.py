@@ -82,3 +82,11 @@ def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     text = (tmp_path / "learning_curve.md").read_text()
     assert "| rf | 60 | 1 |" in text and "| gp | 40 | 1 |" in text
     assert len(pd.read_csv(tmp_path / "records.csv")) == 4 and (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_every_benchmark_config_resolves():
+    from polyinv.config import resolve
+
+    assert set(bm.DESCRIPTIONS) == set(bm.MODELS)
+    kinds = {name: resolve(bm._config_path(name), {})["model"]["kind"] for name in bm.MODELS}
+    assert kinds["mlp"] == "mlp" and kinds["cnn"] == "cnn" and kinds["gp"] == "gaussian_process"
