@@ -215,15 +215,21 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
                 raise PolyinvError(f"override --{key} needs a value")
             value = args[i + 1]
             i += 1
-        try:
-            parsed = parse_yaml(value)
-        except yaml.YAMLError:
-            parsed = value
-        if key in _TEXT_KEYS and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
-            parsed = value  # a file, sheet or folder named like a number: exactly the text typed
-        overrides[key] = parsed
+        overrides[key] = parse_value(key, value)
         i += 1
     return overrides
+
+
+def parse_value(key: str, text: str) -> Any:
+    """One override's value as YAML (text that is not valid YAML stays text); a file, sheet or folder
+    named like a number (``--data.sheet 1e5``) keeps exactly the text typed."""
+    try:
+        parsed = parse_yaml(text)
+    except yaml.YAMLError:
+        return text
+    if key in _TEXT_KEYS and isinstance(parsed, (int, float)) and not isinstance(parsed, bool):
+        return text
+    return parsed
 
 
 def apply_overrides(config: dict, overrides: Mapping[str, Any]) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from polyinv.config import parse_yaml  # noqa: E402
+from polyinv.config import parse_value  # noqa: E402
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             key, sep, value = item.partition("=")
             if not sep:
                 raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
-            overrides[key] = parse_yaml(value)
+            overrides[key] = parse_value(key, value)
         if args.mode == "coverage":
             out = Path(args.out or "results/grid432")
             if bm.coverage(out, args.models or ["gp"]).empty:

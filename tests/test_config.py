@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polyinv.config import parse_overrides, parse_yaml, resolve
+from polyinv.config import parse_overrides, parse_value, parse_yaml, resolve
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,9 @@ def test_config_file_and_override_with_exponents(tmp_path, synthetic_csv):
 
 def test_text_keys_keep_the_typed_text():
     assert parse_overrides(["--data.sheet", "1e5", "--name", "2024"]) == {"data.sheet": "1e5", "name": "2024"}
+
+
+def test_parse_value_is_the_one_value_parser_of_overrides_and_benchmark_set():
+    assert parse_value("model.lr", "1e-3") == pytest.approx(1e-3)
+    assert parse_value("data.sheet", "1e5") == "1e5" and parse_value("data.sheet", "null") is None
+    assert parse_value("model.widths", "[1,") == "[1,"  # not YAML: stays text (then refused by validation)
