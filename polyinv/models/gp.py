@@ -150,13 +150,16 @@ class GPModel(ClassicalModel):
             return
         conv = self._conversion(side, x)
         threshold = 0.5 * (conv[~early].max() + conv[early].min())
-        xe = np.hstack([x, conv[:, None]])[early]
+        # the stopped-early GP sees the features only, not the estimated conversion: every stopped-early
+        # run ended at the conversion limit, so that column is constant to ~1e-5 on its rows, and a GP
+        # given it fits a length scale at its lower bound there and extrapolates wildly for a run just
+        # below the limit (seed 39: two 3600-s runs at 89.95 % conversion predicted 837 s and 2134 s)
         log_t = np.log(times[early])
         mean, std = log_t.mean(), max(log_t.std(), 1e-12)
-        gp = self._fit_gp(xe, (log_t - mean) / std, self.hparams["random_state"] + 100 + jt)
+        gp = self._fit_gp(x[early], (log_t - mean) / std, self.hparams["random_state"] + 100 + jt)
         self.state["censored"] = {
             "t_max": t_max, "threshold": float(threshold), "gp": gp, "mean": float(mean), "std": float(std),
-            "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(),
+            "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(), "conversion_input": False,
         }
 
     def fit(self, mmd, side, targets):
@@ -167,7 +170,9 @@ class GPModel(ClassicalModel):
         c = self.state["censored"]
         conv = self._conversion(side, x)
         early = conv >= c["threshold"]
-        mu, sd = c["gp"].predict(np.hstack([x, conv[:, None]]), return_std=True)
+        # models saved before the conversion column was dropped from the stopped-early GP still take it
+        xe = np.hstack([x, conv[:, None]]) if c.get("conversion_input", True) else x
+        mu, sd = c["gp"].predict(xe, return_std=True)
         log_t = mu * c["std"] + c["mean"]
         t = np.where(early, np.minimum(np.exp(log_t), c["t_max"]), c["t_max"])
         if not with_std:
