@@ -28,14 +28,21 @@ DATA = REPO / "data" / "ba_aibn_grid432.xlsx"
 TRANSFORMS = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    dm = PolyDataModule(DATA, sheet="compuesta", transforms=TRANSFORMS, test_fraction=0.2, val_fraction=0.0, seed=42)
+def _split_and_gp(seed: int, **gp_settings):
+    """The shipped data split with ``seed`` (80/20, no validation rows) and a GP fitted on its training rows."""
+    dm = PolyDataModule(DATA, sheet="compuesta", transforms=TRANSFORMS, test_fraction=0.2, val_fraction=0.0, seed=seed)
     dm.setup()
     train = dm.train_frame
-    cols = lambda f, c: f[list(c)].to_numpy(np.float64)  # noqa: E731
-    gp = GPModel(transforms=TRANSFORMS, n_restarts=0, n_jobs=1, random_state=0)
-    gp.fit(cols(train, dm.mmd_columns), cols(train, dm.side_columns), cols(train, dm.target_columns))
+    cols = lambda c: train[list(c)].to_numpy(np.float64)  # noqa: E731
+    gp = GPModel(transforms=TRANSFORMS, n_jobs=1, **gp_settings)
+    gp.fit(cols(dm.mmd_columns), cols(dm.side_columns), cols(dm.target_columns))
+    return dm, gp
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    dm, gp = _split_and_gp(42, n_restarts=0, random_state=0)
+    train = dm.train_frame
     domain = fit_domain(dm)
     domain.fit_consistency(train, heldout_recipes(gp, train))
     return dm, gp, domain
@@ -191,14 +198,9 @@ def test_gp_time_of_runs_just_short_of_the_stop_conversion():
     and with configs/gp.yaml's settings on this split put them at 837 s and 2134 s (global R² 0.765)."""
     import copy
 
-    dm = PolyDataModule(DATA, sheet="compuesta", transforms=TRANSFORMS, test_fraction=0.2, val_fraction=0.0, seed=39)
-    dm.setup()
-    train = dm.train_frame
-    cols = lambda f, c: f[list(c)].to_numpy(np.float64)  # noqa: E731
-    gp = GPModel(transforms=TRANSFORMS, n_restarts=1, n_jobs=1, random_state=39)  # as configs/gp.yaml, seed 39
-    gp.fit(cols(train, dm.mmd_columns), cols(train, dm.side_columns), cols(train, dm.target_columns))
+    dm, gp = _split_and_gp(39, n_restarts=1, random_state=39)  # as configs/gp.yaml, seed 39
     near = dm.frame.loc[[178, 250]]
-    assert set(near.index).isdisjoint(train.index)
+    assert set(near.index).isdisjoint(dm.train_frame.index)
     assert np.all(near["time"] == 3600.0) and np.all(1.0 - near["cBA_time"] / near["cBA_0"] > 0.899)
     forced = copy.deepcopy(gp)
     forced.state["censored"]["threshold"] = 0.0  # every row judged stopped early
