@@ -265,21 +265,35 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
 
 
 def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], out: str | Path,
-                   test_size: int = 1000, overrides: Mapping | None = None, quick: bool = False, progress=print) -> pd.DataFrame:
-    """Train on n Latin-hypercube recipes (n in ``sizes``), test on one fixed held-out LHS set."""
+                   test_size: int = 1000, overrides: Mapping | None = None, quick: bool = False,
+                   noise_chains: int | None = None, progress=print) -> pd.DataFrame:
+    """Train on n Latin-hypercube recipes (n in ``sizes``), test on one fixed held-out LHS set.
+
+    With ``noise_chains`` every file (training and test) carries KMC-like noise of that many chains per
+    MMD: whether a model's gap on noisy data closes with more data, or stays (information the noise took).
+    """
     from polyinv.sim import lhs_design, simulate_many
     from polyinv.sim.io import write_dataset
 
     out = Path(out)
     data_dir = out / "data"
-    test_file = data_dir / f"test_lhs{test_size}.parquet"
-    if not test_file.exists():
-        write_dataset(simulate_many(lhs_design(test_size, seed=1_000_003), progress=False), test_file, metadata=[("design", "lhs"), ("n", str(test_size)), ("seed", "1000003")])
+    tag = "" if noise_chains is None else f"_noise{noise_chains}"
+
+    def make(path: Path, n: int, seed: int) -> None:
+        if path.exists():
+            return
+        meta = [("design", "lhs"), ("n", str(n)), ("seed", str(seed))]
+        if noise_chains is not None:
+            meta.append(("noise_chains", str(noise_chains)))
+        frame = simulate_many(lhs_design(n, seed=seed), noise_chains=noise_chains, seed=seed, progress=False)
+        write_dataset(frame, path, metadata=meta)
+
+    test_file = data_dir / f"test_lhs{test_size}{tag}.parquet"
+    make(test_file, test_size, 1_000_003)
     records = []
     for n in sizes:
-        train_file = data_dir / f"train_lhs{n}.parquet"
-        if not train_file.exists():
-            write_dataset(simulate_many(lhs_design(n, seed=n), progress=False), train_file, metadata=[("design", "lhs"), ("n", str(n)), ("seed", str(n))])
+        train_file = data_dir / f"train_lhs{n}{tag}.parquet"
+        make(train_file, n, n)
         for model in models:
             for seed in seeds:
                 sub = out / f"n{n}"
@@ -302,7 +316,8 @@ def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[
     with atomic_path(out / "records.csv") as tmp:
         frame.to_csv(tmp, index=False)
     _plot_curve(frame, out / "learning_curve.png")
-    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes)", "",
+    noise = "" if noise_chains is None else f", KMC-like noise of {noise_chains} chains per MMD in every file"
+    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise})", "",
              "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
              "|" + "---|" * (4 + len(TARGETS))]
     for model in models:

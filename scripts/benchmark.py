@@ -4,6 +4,7 @@
   python scripts/benchmark.py table --noise-chains 20000 --out results/noisy20000
   python scripts/benchmark.py coverage --out results/grid432 [--models gp]   (interval coverage of the cached runs)
   python scripts/benchmark.py learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
+  python scripts/benchmark.py learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
 """
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default=None)
-    parser.add_argument("--noise-chains", type=int, default=None, help="table on the grid simulated with KMC-like noise")
+    parser.add_argument("--noise-chains", type=int, default=None,
+                        help="KMC-like noise: the table on the grid, the learning curve on every LHS file")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
@@ -53,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.mode == "learning-curve":
             models = args.models or ["rf", "mlp", "gp"]
-            out = Path(args.out or "results/learning_curve")
-            bm.learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides, quick=args.quick)
+            default = "results/learning_curve" + (f"_noise{args.noise_chains}" if args.noise_chains else "")
+            out = Path(args.out or default)
+            bm.learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides,
+                              quick=args.quick, noise_chains=args.noise_chains)
             print(f"wrote {out / 'learning_curve.md'}")
             return 0
         models = args.models or list(bm.MODELS)

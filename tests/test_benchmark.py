@@ -84,6 +84,23 @@ def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     assert len(pd.read_csv(tmp_path / "records.csv")) == 4 and (tmp_path / "learning_curve.png").stat().st_size > 0
 
 
+def test_noisy_learning_curve_draws_noise_into_every_file(tmp_path):
+    from polyinv.schema import MMD_COLUMNS
+    from polyinv.sim import lhs_design, simulate_many
+    from polyinv.sim.io import read_metadata
+
+    frame = bm.learning_curve(["rf"], [40], [0], tmp_path, test_size=30, quick=True, noise_chains=500,
+                              progress=lambda _: None)
+    assert len(frame) == 1 and "noise of 500 chains" in (tmp_path / "learning_curve.md").read_text()
+    for name, n, seed in (("train_lhs40_noise500.parquet", 40, 40), ("test_lhs30_noise500.parquet", 30, 1_000_003)):
+        path = tmp_path / "data" / name
+        noisy = pd.read_parquet(path)
+        clean = simulate_many(lhs_design(n, seed=seed), progress=False)
+        np.testing.assert_allclose(noisy[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]], clean[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]])
+        assert np.abs(noisy[list(MMD_COLUMNS)].to_numpy() - clean[list(MMD_COLUMNS)].to_numpy()).max() > 1e-3
+        assert dict(read_metadata(path))["noise_chains"] == "500"
+
+
 def test_every_benchmark_config_resolves():
     from polyinv.config import resolve
 

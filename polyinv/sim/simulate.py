@@ -70,9 +70,26 @@ class SimulationResult:
         return self.Mw / self.Mn
 
 
-def _check_settings(t_max: float, x_stop: float, n_steps: int, noise_chains: int | None) -> None:
-    if not (isinstance(t_max, (int, float)) and np.isfinite(t_max) and t_max > 0):
-        raise ValueError(f"t_max must be a positive number of seconds, got {t_max!r}")
+def _check_t_max(t_max, n: int) -> float | np.ndarray:
+    """``t_max`` as a float, or as a float array of one time per recipe (n,)."""
+    if isinstance(t_max, (int, float, np.integer, np.floating)) and not isinstance(t_max, (bool, np.bool_)):
+        if not (np.isfinite(t_max) and t_max > 0):
+            raise ValueError(f"t_max must be a positive number of seconds, got {t_max!r}")
+        return float(t_max)
+    try:
+        values = np.asarray(t_max, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"t_max must be a number of seconds or one per recipe, got {t_max!r}") from None
+    if values.shape != (n,):
+        raise ValueError(f"t_max must be one number or one per recipe ({n}), got shape {values.shape}")
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"t_max must be a positive number of seconds, got {float(values[i])!r} (recipe {i})")
+    return values
+
+
+def _check_settings(x_stop: float, n_steps: int, noise_chains: int | None) -> None:
     if not (isinstance(x_stop, (int, float)) and 0 < x_stop < 1):
         raise ValueError(f"x_stop must be a conversion between 0 and 1 (exclusive), got {x_stop!r}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
@@ -82,7 +99,7 @@ def _check_settings(t_max: float, x_stop: float, n_steps: int, noise_chains: int
         raise ValueError(f"noise_chains must be a positive integer, got {noise_chains!r}")
 
 
-def _run_block(params: KineticParameters, recipes: np.ndarray, t_max: float, x_stop: float, n_steps: int,
+def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: float, n_steps: int,
                noise_chains: int | None, seeds: list[np.random.SeedSequence] | None) -> dict[str, np.ndarray]:
     """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
     rates = RecipeRates.build(params, recipes[:, 0], recipes[:, 1], recipes[:, 2])
@@ -125,12 +142,13 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
              t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS,
              noise_chains: int | None = None, seed: int = 0, n_fine: int = 2000) -> SimulationResult:
     """Simulate one recipe ``{"cBA_0": mol/L, "cAIBN_0": mol/L, "temp": °C}`` until t_max or x_stop."""
-    _check_settings(t_max, x_stop, n_steps, noise_chains)
+    t_max = _check_t_max(t_max, 1)
+    _check_settings(x_stop, n_steps, noise_chains)
     frame = validate_recipes(dict(recipe) if isinstance(recipe, Mapping) else recipe, params.max_cBA)
     if len(frame) != 1:
         raise ValueError(f"simulate takes one recipe, got {len(frame)}; use simulate_many")
     seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
-    out = _run_block(params, frame.to_numpy(), float(t_max), float(x_stop), int(n_steps), noise_chains, seeds)
+    out = _run_block(params, frame.to_numpy(), t_max, float(x_stop), int(n_steps), noise_chains, seeds)
     traj, cr, (lam0, lam1, _) = out["_traj"], out["_cr"], out["_lam"]
     r_max = 10.0 ** (LOG10M_MAX + 0.5) / M_BA
     chain_length = np.unique(np.rint(np.logspace(0.0, np.log10(r_max), n_fine)))
@@ -153,7 +171,7 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
     )
 
 
-def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_max: float = DEFAULT_T_MAX,
+def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_max=DEFAULT_T_MAX,
                   x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS, noise_chains: int | None = None,
                   seed: int = 0, chunk_size: int = 1000, n_jobs: int = 1, progress: bool = True,
                   extra_columns: bool = False) -> pd.DataFrame:
@@ -161,17 +179,21 @@ def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_
 
     Returns a DataFrame with exactly ``schema.COMPOSITE_COLUMNS`` (``time`` = stop time), plus
     ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size`` or ``n_jobs``; with
-    ``noise_chains`` every recipe draws from its own generator spawned from ``seed``.
+    ``noise_chains`` every recipe draws from its own generator spawned from ``seed``. ``t_max`` is one
+    reaction time for every recipe or one per recipe (array of length n); a recipe's result does not
+    depend on the other recipes in the batch.
     """
-    _check_settings(t_max, x_stop, n_steps, noise_chains)
     frame = validate_recipes(recipes, params.max_cBA)
     values = frame.to_numpy()
     n = len(values)
+    t_max = _check_t_max(t_max, n)
+    _check_settings(x_stop, n_steps, noise_chains)
     seeds = np.random.SeedSequence(seed).spawn(n) if noise_chains is not None else None
     blocks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
     def job(lo: int, hi: int) -> dict[str, np.ndarray]:
-        res = _run_block(params, values[lo:hi], float(t_max), float(x_stop), int(n_steps), noise_chains,
+        block_t_max = t_max[lo:hi] if isinstance(t_max, np.ndarray) else t_max
+        res = _run_block(params, values[lo:hi], block_t_max, float(x_stop), int(n_steps), noise_chains,
                          None if seeds is None else seeds[lo:hi])
         return {k: v for k, v in res.items() if not k.startswith("_")}
 

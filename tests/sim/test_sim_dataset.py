@@ -143,3 +143,26 @@ def test_stop_time_never_exceeds_limit():
     run = simulate_many(lhs_design(40, seed=11), t_max=1200.0, x_stop=0.5, extra_columns=True, progress=False)
     assert (run["time"] <= 1200.0).all()
     assert all(math.isclose(x, 0.5, abs_tol=1e-9) for x in run.loc[run["reached_x_stop"], "conversion"])
+
+
+def test_per_recipe_reaction_times_match_separate_runs():
+    recipes = lhs_design(24, seed=5)
+    t_max = np.tile([300.0, 1500.0, 3600.0], 8)
+    batch = simulate_many(recipes, t_max=t_max, progress=False)
+    for t in (300.0, 1500.0, 3600.0):
+        rows = np.nonzero(t_max == t)[0]
+        alone = simulate_many(recipes.iloc[rows], t_max=t, progress=False)
+        np.testing.assert_allclose(batch.iloc[rows].to_numpy(), alone.to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (batch["time"] <= t_max).all()
+    assert batch["time"].nunique() > 3  # not one clock for the batch
+
+
+@pytest.mark.parametrize("t_max, message", [
+    ([3600.0, 3600.0], "one number or one per recipe (3)"),
+    ([3600.0, -1.0, 3600.0], "positive number of seconds, got -1.0 (recipe 1)"),
+    ([3600.0, float("nan"), 3600.0], "positive number of seconds, got nan (recipe 1)"),
+    (0.0, "positive number of seconds, got 0.0"),
+])
+def test_bad_per_recipe_reaction_time_is_named(t_max, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        simulate_many(lhs_design(3, seed=0), t_max=t_max, progress=False)
