@@ -3,6 +3,7 @@
   python scripts/benchmark.py table [--data FILE] [--models ...] [--seeds 0 1 2 3 4] [--out results/grid432]
   python scripts/benchmark.py table --noise-chains 20000 --out results/noisy20000
   python scripts/benchmark.py coverage --out results/grid432 [--models gp]   (interval coverage of the cached runs)
+  python scripts/benchmark.py ceiling --noise-chains 20000 --seeds 0 1 2     (the design-aware bound: polyinv/ceiling.py)
   python scripts/benchmark.py learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
   python scripts/benchmark.py learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="scripts/benchmark.py", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling"])
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -52,6 +53,18 @@ def main(argv: list[str] | None = None) -> int:
             if bm.coverage(out, args.models or ["gp"]).empty:
                 raise PolyinvError(f"{out}: no cached run of a model with intervals ({', '.join(args.models or ['gp'])})")
             print(f"wrote {out / 'coverage.md'}")
+            return 0
+        if args.mode == "ceiling":
+            data = Path(args.data)
+            if args.noise_chains:
+                out = Path(args.out or f"results/noisy{args.noise_chains}")
+                data = out / f"grid432_noise{args.noise_chains}.xlsx"
+                if not data.exists():
+                    raise PolyinvError(f"{data}: run the noisy table first (scripts/benchmark.py table --noise-chains {args.noise_chains})")
+            else:
+                out = Path(args.out or "results/grid432")
+            bm.ceiling(data, args.seeds, out)
+            print(f"wrote {out / 'ceiling.md'}")
             return 0
         if args.mode == "learning-curve":
             models = args.models or ["rf", "mlp", "gp"]
