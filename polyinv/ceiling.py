@@ -4,8 +4,8 @@ A benchmark yardstick, not a model to deploy. It needs the simulator that made t
 from :mod:`polyinv.sim`, false for a lab's or another KMC code's) and it knows the design: the recipes
 are taken to be the combinations of the distinct levels the training rows hold (for the study's grid the
 432 grid recipes, the held-out ones included). For each query row (``cBA_time``, ``Mn``, ``Mw``, MMD) it
-weighs every candidate recipe, simulated noise-free under the data's protocol (stop at 3600 s or at 90 %
-conversion), by a Gaussian likelihood and returns the weighted mean recipe: the least-squares-best answer
+weighs every candidate recipe, simulated noise-free under the simulator's default protocol (stop at
+3600 s or at 90 % conversion, which the data must share), by a Gaussian likelihood and returns the weighted mean recipe: the least-squares-best answer
 any estimator can give when it knows the design and the noise model. A model that predicts recipes
 anywhere in the box does not know the design, so this bounds what the data allow on a grid benchmark;
 it says nothing about recipes between the levels.
@@ -60,27 +60,26 @@ def calibrate(train: pd.DataFrame) -> NoiseScales:
                        np.maximum(rms[2:], FLOOR))
 
 
-def posterior_mean(query: pd.DataFrame, bank: pd.DataFrame, scales: NoiseScales, cba_time_rel: float | None = None,
-                   temperature: float = 1.0, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior mean recipe (rows × TARGETS) of each query row over ``bank``, and its effective sample size."""
-    rel_c = scales.cba_time_rel if cba_time_rel is None else cba_time_rel
+def posterior_mean(query: pd.DataFrame, candidates: pd.DataFrame, scales: NoiseScales,
+                   chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean recipe (rows × TARGETS) of each query row over simulated ``candidates`` (equal prior
+    weight each), and how many candidates carry the weight (effective sample size, 1 = one candidate)."""
     widths = np.concatenate([[scales.log_mn, scales.log_mw], scales.sqrt_mmd])
-    c_bank, f_bank = features(bank)
-    z_bank = f_bank / widths
-    sq_bank = (z_bank**2).sum(axis=1)
-    y_bank = bank[list(TARGETS)].to_numpy(np.float64)
+    c_cand, f_cand = features(candidates)
+    z_cand = f_cand / widths
+    sq_cand = (z_cand**2).sum(axis=1)
+    y_cand = candidates[list(TARGETS)].to_numpy(np.float64)
     c_q, f_q = features(query)
     z_q = f_q / widths
     mean = np.empty((len(query), len(TARGETS)))
     ess = np.empty(len(query))
     for lo in range(0, len(query), chunk):
         sl = slice(lo, lo + chunk)
-        cost = (z_q[sl] ** 2).sum(axis=1)[:, None] + sq_bank[None, :] - 2.0 * z_q[sl] @ z_bank.T
-        cost += ((c_q[sl, None] - c_bank[None, :]) / (rel_c * c_q[sl, None])) ** 2
-        cost /= temperature
+        cost = (z_q[sl] ** 2).sum(axis=1)[:, None] + sq_cand[None, :] - 2.0 * z_q[sl] @ z_cand.T
+        cost += ((c_q[sl, None] - c_cand[None, :]) / (scales.cba_time_rel * c_q[sl, None])) ** 2
         w = np.exp(-0.5 * (cost - cost.min(axis=1, keepdims=True)))
         w /= w.sum(axis=1, keepdims=True)
-        mean[sl] = w @ y_bank
+        mean[sl] = w @ y_cand
         ess[sl] = 1.0 / (w**2).sum(axis=1)
     return mean, ess
 
