@@ -33,3 +33,13 @@ def test_parse_value_is_the_one_value_parser_of_overrides_and_benchmark_set():
     assert parse_value("model.lr", "1e-3") == pytest.approx(1e-3)
     assert parse_value("data.sheet", "1e5") == "1e5" and parse_value("data.sheet", "null") is None
     assert parse_value("model.widths", "[1,") == "[1,"  # not YAML: stays text (then refused by validation)
+
+
+def test_noisy_gp_config_is_the_gp_config_with_plain_time_and_nu_1_5():
+    """configs/gp_noisy.yaml's benchmark ran as configs/gp.yaml with --set model.time_model=plain model.nu=1.5."""
+    from conftest import REPO
+
+    gp = resolve(REPO / "configs" / "gp.yaml", {})
+    noisy = resolve(REPO / "configs" / "gp_noisy.yaml", {})
+    assert gp == resolve(REPO / "configs" / "gp_noisy.yaml", {"name": "gp", "model.time_model": "censored", "model.nu": 2.5})
+    assert (noisy["name"], noisy["model"]["time_model"], noisy["model"]["nu"]) == ("gp_noisy", "plain", 1.5)
