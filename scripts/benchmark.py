@@ -22,6 +22,14 @@ from polyinv.config import parse_value  # noqa: E402
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli  # noqa: E402
 
 
+def table_paths(args) -> tuple[Path, Path]:
+    """(data file, results folder) of a table run: the shipped (or --data) file, or the noisy grid's file."""
+    if args.noise_chains:
+        out = Path(args.out or f"results/noisy{args.noise_chains}")
+        return out / f"grid432_noise{args.noise_chains}.xlsx", out
+    return Path(args.data), Path(args.out or "results/grid432")
+
+
 def main(argv: list[str] | None = None) -> int:
     from polyinv import benchmark as bm
 
@@ -55,14 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out / 'coverage.md'}")
             return 0
         if args.mode == "ceiling":
-            data = Path(args.data)
-            if args.noise_chains:
-                out = Path(args.out or f"results/noisy{args.noise_chains}")
-                data = out / f"grid432_noise{args.noise_chains}.xlsx"
-                if not data.exists():
-                    raise PolyinvError(f"{data}: run the noisy table first (scripts/benchmark.py table --noise-chains {args.noise_chains})")
-            else:
-                out = Path(args.out or "results/grid432")
+            data, out = table_paths(args)
+            if args.noise_chains and not data.exists():
+                raise PolyinvError(f"{data}: run the noisy table first (scripts/benchmark.py table --noise-chains {args.noise_chains})")
             bm.ceiling(data, args.seeds, out)
             print(f"wrote {out / 'ceiling.md'}")
             return 0
@@ -78,20 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [m for m in models if m not in bm.MODELS]
         if unknown:
             raise PolyinvError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(bm.MODELS)}")
-        data = Path(args.data)
+        data, out = table_paths(args)
         title = f"{data.name}, 80/20 split"
         if args.noise_chains:
             from polyinv.sim import grid_design, simulate_many
             from polyinv.sim.io import write_dataset
 
-            out = Path(args.out or f"results/noisy{args.noise_chains}")
-            data = out / f"grid432_noise{args.noise_chains}.xlsx"
             if not data.exists():
                 frame = simulate_many(grid_design(), noise_chains=args.noise_chains, seed=0, progress=False)
                 write_dataset(frame, data, metadata=[("design", "grid"), ("noise_chains", str(args.noise_chains)), ("seed", "0")])
             title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
-        else:
-            out = Path(args.out or "results/grid432")
         if overrides:
             title += " — overrides for every model: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
         bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
