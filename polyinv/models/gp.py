@@ -38,7 +38,7 @@ from polyinv.errors import PolyinvError
 from polyinv.models.base import stopped_early
 from polyinv.models.classical import ClassicalModel
 from polyinv.scaling import ColumnScaler
-from polyinv.trust.calibration import gp_loo, gp_loo_abs_z, half_width_multiplier
+from polyinv.trust.calibration import abs_z, gp_loo, gp_loo_abs_z, half_width_multiplier
 
 KIND = "gaussian_process"
 TIME_MODELS = ("censored", "plain")
@@ -129,11 +129,12 @@ class GPModel(ClassicalModel):
 
         self.state["gps"] = Parallel(n_jobs=hp["n_jobs"])(delayed(fit_one)(j) for j in range(y.shape[1]))
         # interval calibration from the exact leave-one-out residuals of the training rows (sorted |z|)
-        self.state["calibration"] = {t: gp_loo_abs_z(gp).tolist() for t, gp in zip(self.target_names, self.state["gps"], strict=True)}
+        loo = [gp_loo(gp) for gp in self.state["gps"]]
+        self.state["calibration"] = {t: abs_z(r, 0.0, sd).tolist() for t, (r, sd) in zip(self.target_names, loo, strict=True)}
         self.state["censored"] = None
         if self._censoring_usable():
             self._fit_censored_time(mmd, side, x)
-        self.state["time_classes"] = self._time_class_calibration() if self.state["censored"] is None else None
+        self.state["time_classes"] = self._time_class_calibration(loo) if self.state["censored"] is None else None
 
     def _physical_targets(self, scaled: np.ndarray) -> np.ndarray:
         return self.target_scaler.inverse(torch.as_tensor(scaled, dtype=torch.float64)).numpy()
@@ -166,27 +167,26 @@ class GPModel(ClassicalModel):
             "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(), "conversion_input": False,
         }
 
-    def _time_class_calibration(self) -> dict | None:
+    def _time_class_calibration(self, loo: list[tuple[np.ndarray, np.ndarray]]) -> dict | None:
         """Plain time: calibrate the intervals of runs predicted to stop early and of the rest apart.
 
         Pooled, the many runs that end exactly at t_max (tiny residuals) set a multiplier far too small
         for the stopped-early ones (noisy grid, seeds 0-2: 0.561 coverage of their time at 90 %). The
         classes follow each training row's leave-one-out predicted time, as a new row's predicted time
-        will (Mondrian conformal calibration).
+        will (Mondrian conformal calibration). ``loo``: each target GP's (residual, sd) from :func:`gp_loo`.
         """
         if "time" not in self.target_names or self._train_times is None:
             return None
         jt = self.target_names.index("time")
-        gp = self.state["gps"][jt]
-        resid, sd = gp_loo(gp)
+        resid, sd = loo[jt]
         scaled = np.zeros((len(resid), self.n_targets))
-        scaled[:, jt] = np.asarray(gp.y_train_).reshape(-1) - resid
+        scaled[:, jt] = np.asarray(self.state["gps"][jt].y_train_).reshape(-1) - resid
         cut = EARLY_CUT * float(self._train_times.max())
         predicted_early = self._physical_targets(scaled)[:, jt] < cut
         if min(predicted_early.sum(), (~predicted_early).sum()) < MIN_CLASS_ROWS:
             return None
-        z = np.abs(resid) / sd
-        return {"cut": cut, "early": np.sort(z[predicted_early]).tolist(), "full": np.sort(z[~predicted_early]).tolist()}
+        return {"cut": cut, **{name: abs_z(resid[rows], 0.0, sd[rows]).tolist()
+                               for name, rows in (("early", predicted_early), ("full", ~predicted_early))}}
 
     def fit(self, mmd, side, targets):
         self._train_times = np.asarray(targets, dtype=np.float64)[:, self.target_names.index("time")] if "time" in self.target_names else None
@@ -250,19 +250,16 @@ class GPModel(ClassicalModel):
         """(mean, lower, upper) of the calibrated central ``level`` interval, physical units."""
         mmd, side = self._arrays(mmd, side)
         x = self._features(mmd, side)
-        mult = self.multipliers(level)
         mu, sd = zip(*(gp.predict(x, return_std=True) for gp in self.state["gps"]), strict=True)
         mu, sd = np.column_stack(mu), np.column_stack(sd)
-        mean, low, high = (self._physical_targets(a) for a in (mu, mu - mult * sd, mu + mult * sd))
+        mean = self._physical_targets(mu)
+        mult = np.tile(self.multipliers(level), (len(mu), 1))
         classes = self.state.get("time_classes")
-        if classes is not None:
+        if classes is not None:  # plain time: the multiplier of the class each row's predicted time falls in
             jt = self.target_names.index("time")
-            m_t = np.where(mean[:, jt] < classes["cut"], half_width_multiplier(classes["early"], level),
-                           half_width_multiplier(classes["full"], level))
-            for bound, sign in ((low, -1.0), (high, 1.0)):
-                shifted = mu.copy()
-                shifted[:, jt] = mu[:, jt] + sign * m_t * sd[:, jt]
-                bound[:, jt] = self._physical_targets(shifted)[:, jt]
+            mult[:, jt] = np.where(mean[:, jt] < classes["cut"], half_width_multiplier(classes["early"], level),
+                                   half_width_multiplier(classes["full"], level))
+        low, high = self._physical_targets(mu - mult * sd), self._physical_targets(mu + mult * sd)
         if self.state.get("censored"):
             c = self.state["censored"]
             jt, jc = self.target_names.index("time"), self.target_names.index("cBA_0")
