@@ -284,3 +284,63 @@ def save_without_trainer(model, path):
                   "pytorch-lightning_version": __import__("lightning").__version__}
     model.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
+
+
+def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_saving(tmp_path, frame):
+    """``model.mmd_transform: sqrt`` (configs/gp_noisy.yaml): the principal components are those of √MMD,
+    at fit and at prediction; the setting travels with the saved model; models saved before it load as 'none' (and without log_dispersity)."""
+    import joblib
+
+    from polyinv.models import GPModel
+    from polyinv.schema import MMD_COLUMNS, TARGETS
+
+    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
+    y = frame[list(TARGETS)].to_numpy(np.float64)
+    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+    with pytest.raises(PolyinvError, match="mmd_transform 'log' unknown"):
+        GPModel(transforms=transforms, mmd_transform="log")
+    fitted = {}
+    for name in ("none", "sqrt"):
+        gp = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", mmd_transform=name)
+        fitted[name] = gp.fit(mmd, side, y)
+    pca = fitted["sqrt"].state["pca"]
+    np.testing.assert_allclose(pca.mean_, np.sqrt(mmd).mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(fitted["none"].state["pca"].mean_, mmd.mean(axis=0), rtol=1e-10)
+    x = fitted["sqrt"]._features(mmd, side)
+    np.testing.assert_allclose(x[:, len(SIDE_INPUTS):] * fitted["sqrt"].state["x_std"][len(SIDE_INPUTS):]
+                               + fitted["sqrt"].state["x_mean"][len(SIDE_INPUTS):], pca.transform(np.sqrt(mmd)), atol=1e-9)
+    assert not np.allclose(fitted["sqrt"].predict_arrays(mmd, side), fitted["none"].predict_arrays(mmd, side))
+
+    path = tmp_path / "gp.joblib"
+    fitted["sqrt"].save(path)
+    again = load_model(path)
+    assert again.hparams["mmd_transform"] == "sqrt"
+    np.testing.assert_allclose(again.predict_arrays(mmd, side), fitted["sqrt"].predict_arrays(mmd, side))
+    fitted["none"].save(path)  # as a model saved before the setting existed: its components are those of the MMD
+    old = joblib.load(path)
+    del old["hparams"]["mmd_transform"], old["hparams"]["log_dispersity"]
+    joblib.dump(old, path)
+    np.testing.assert_allclose(load_model(path).predict_arrays(mmd, side), fitted["none"].predict_arrays(mmd, side))
+
+
+def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
+    """``model.log_dispersity: true`` (configs/gp_noisy.yaml): log(Mw/Mn) is one more GP input with its own
+    length scale; it needs Mn and Mw among the side inputs."""
+    from polyinv.models import GPModel
+    from polyinv.schema import MMD_COLUMNS, TARGETS
+
+    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
+    y = frame[list(TARGETS)].to_numpy(np.float64)
+    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+    with pytest.raises(PolyinvError, match="log_dispersity needs Mn and Mw among the side inputs"):
+        GPModel(side_inputs=["cBA_time", "Mn"], log_dispersity=True)
+    gp = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", log_dispersity=True).fit(mmd, side, y)
+    x = gp._features(mmd, side)
+    assert x.shape[1] == len(SIDE_INPUTS) + 3 + 1
+    pdi = np.log(frame["Mw"].to_numpy() / frame["Mn"].to_numpy())
+    np.testing.assert_allclose(x[:, -1] * gp.state["x_std"][-1] + gp.state["x_mean"][-1], pdi, rtol=1e-9, atol=1e-12)
+    assert all(len(g.kernel_.k1.k2.length_scale) == x.shape[1] for g in gp.state["gps"])
+    plain = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
+    assert plain._features(mmd, side).shape[1] == x.shape[1] - 1

@@ -1,8 +1,14 @@
 """Gaussian-process regression on a few principal components of the MMD plus the side inputs.
 
 Preprocessing (fitted on the training rows only): side inputs through their configured transforms
-(log cBA_time, Mn, Mw), the MMD projected on its first ``n_components`` principal components,
-every feature standardised. One GP per target (each target gets its own ARD length scales) with a
+(log cBA_time, Mn, Mw), the MMD (or, with ``mmd_transform: sqrt``, its square root) projected on its
+first ``n_components`` principal components, every feature standardised. The square root suits data with
+KMC sampling noise: a histogram of sampled chains has a variance that grows with its height, the square
+root makes it about even along the curve, so the components follow the signal rather than the noisiest
+points (negative MMD values count as 0 there). With ``log_dispersity: true`` log(Mw/Mn) joins the features:
+the breadth of the distribution is a small difference of two large numbers, which one ARD length scale
+per standardised log Mn and log Mw cannot single out, and under noise it is what tells temperature from
+initiator (Mn and Mw are exact moments of the sampled chains, far less noisy than the histogram). One GP per target (each target gets its own ARD length scales) with a
 Matérn kernel and a white-noise term; targets transformed (e.g. log cAIBN_0) and standardised.
 
 ``time`` is censored by the run protocol: a run stops at ``t_max`` (3600 s) or when conversion
@@ -42,6 +48,7 @@ from polyinv.trust.calibration import abs_z, gp_loo, gp_loo_abs_z, half_width_mu
 
 KIND = "gaussian_process"
 TIME_MODELS = ("censored", "plain")
+MMD_TRANSFORMS = ("none", "sqrt")
 MIN_EARLY_ROWS = 5  # fewer stopped-early training rows than this: fall back to the plain time GP
 MIN_CLASS_ROWS = 10  # plain time: fewer training rows in a class than this: one pooled time calibration
 EARLY_CUT = 0.98  # plain time: a predicted time below this fraction of t_max counts as a stopped-early run
@@ -63,22 +70,39 @@ class GPModel(ClassicalModel):
         n_restarts: int = 1,
         noise_floor: float = 1e-9,
         time_model: str = "censored",
+        mmd_transform: str = "none",
+        log_dispersity: bool = False,
         max_opt_rows: int = 1000,
         n_jobs: int = 1,
         random_state: int = 42,
     ) -> None:
         if time_model not in TIME_MODELS:
             raise PolyinvError(f"model.time_model {time_model!r} unknown; choose one of {TIME_MODELS}")
+        if mmd_transform not in MMD_TRANSFORMS:
+            raise PolyinvError(f"model.mmd_transform {mmd_transform!r} unknown; choose one of {MMD_TRANSFORMS}")
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_components=int(n_components), nu=float(nu),
-            n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model,
+            n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model, mmd_transform=mmd_transform,
+            log_dispersity=bool(log_dispersity),
             max_opt_rows=int(max_opt_rows), n_jobs=int(n_jobs), random_state=int(random_state),
         )
+        if self.hparams["log_dispersity"] and not {"Mn", "Mw"} <= set(self.side_names):
+            raise PolyinvError(f"model.log_dispersity needs Mn and Mw among the side inputs, got {self.side_names}")
 
     # ------------------------------------------------------------------ features
+    def _mmd_view(self, mmd: np.ndarray) -> np.ndarray:
+        """The MMD as the principal components see it (``mmd_transform``)."""
+        if self.hparams["mmd_transform"] == "sqrt":
+            return np.sqrt(np.clip(mmd, 0.0, None))
+        return mmd
+
     def _features(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         side_z = self.state["side_scaler"](torch.tensor(np.array(side, dtype=np.float64))).numpy()
-        x = np.hstack([side_z, self.state["pca"].transform(mmd)])
+        x = np.hstack([side_z, self.state["pca"].transform(self._mmd_view(mmd))])
+        if self.hparams["log_dispersity"]:
+            side = np.asarray(side, dtype=np.float64)
+            mn, mw = side[:, self.side_names.index("Mn")], side[:, self.side_names.index("Mw")]
+            x = np.hstack([x, np.log(mw / mn)[:, None]])
         return (x - self.state["x_mean"]) / self.state["x_std"]
 
     def _gp(self, dim: int, seed: int) -> GaussianProcessRegressor:
@@ -118,7 +142,7 @@ class GPModel(ClassicalModel):
         side_scaler = ColumnScaler(self.side_names, {k: v for k, v in self.transforms.items() if k in self.side_names})
         side_scaler.fit(side)
         n_comp = min(hp["n_components"], mmd.shape[0] - 1, mmd.shape[1])
-        pca = PCA(n_components=n_comp, random_state=hp["random_state"]).fit(mmd)
+        pca = PCA(n_components=n_comp, random_state=hp["random_state"]).fit(self._mmd_view(mmd))
         self.state = {"side_scaler": side_scaler, "pca": pca, "x_mean": 0.0, "x_std": 1.0}
         x = self._features(mmd, side)
         self.state.update(x_mean=x.mean(axis=0), x_std=np.maximum(x.std(axis=0), 1e-12))
