@@ -36,7 +36,7 @@ DESCRIPTIONS = {
     "study_mlp": "study MLP 256-128-64, composite, no transforms",
     "mlp": "polyinv MLP (configs/mlp.yaml)",
     "cnn": "polyinv 1D-CNN (configs/cnn.yaml)",
-    "gp": "polyinv GP on MMD PCs, censored time (configs/gp.yaml)",
+    "gp": "polyinv GP on MMD PCs (configs/gp.yaml)",
 }
 #: The study's single-split numbers (DOMAIN.md §3), shown beside ours for reference.
 STUDY = {
@@ -132,8 +132,11 @@ def _pm(values: pd.Series, digits: int) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
 
 
-def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_study: bool = True) -> str:
-    """Mean ± std over seeds of per-target R² and relative MAE, global R², global MSE, training time."""
+def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_study: bool = True,
+                   overridden: bool = False) -> str:
+    """Mean ± std over seeds of per-target R² and relative MAE, global R², global MSE, training time.
+
+    ``overridden``: the runs changed their configs (``--set``, listed in the title), and the names say so."""
     head = ["model", "seeds", *(f"R² {t}" for t in TARGETS), "global R²", "global MSE",
             *(f"rel. MAE % {t}" for t in TARGETS), "train s"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -141,7 +144,8 @@ def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_s
         sub = frame[frame.model == model]
         if sub.empty:
             continue
-        cells = [DESCRIPTIONS.get(model, model), str(len(sub))]
+        name = DESCRIPTIONS.get(model, model) + (", with the overrides above" if overridden else "")
+        cells = [name, str(len(sub))]
         cells += [_pm(sub[f"r2_{t}"], 4) for t in TARGETS]
         cells += [_pm(sub.global_r2, 4), f"{sub.global_mse.mean():.4g} ± {sub.global_mse.std(ddof=1) if len(sub) > 1 else 0:.2g}"]
         cells += [_pm(sub[f"rel_mae_{t}"], 2) for t in TARGETS]
@@ -172,7 +176,7 @@ def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: st
     frame = records_frame(records)
     with atomic_path(out / "records.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    text = markdown_table(frame, list(models), title)
+    text = markdown_table(frame, list(models), title, overridden=bool(overrides))
     text += "\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (each seed sets the split and the initialisation). "
     text += "Training time: median seconds per run on this machine. Parity plots (first seed): "
     text += ", ".join(f"[{m}](parity_{m}.png)" for m in models) + ".\n"

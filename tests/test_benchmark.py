@@ -30,6 +30,16 @@ def test_table_writes_records_markdown_and_parity(bench):
     assert rows[0] != rows[1]
 
 
+def test_a_table_run_with_overrides_names_models_by_config_and_overrides(bench):
+    """With --set a row is not the config file's model alone."""
+    _, frame = bench
+    plain = bm.markdown_table(frame, ["gp", "rf"], "t")
+    overridden = bm.markdown_table(frame, ["gp", "rf"], "t — overrides for every model: model.time_model=plain", overridden=True)
+    assert "| polyinv GP on MMD PCs (configs/gp.yaml) |" in plain and "overrides above" not in plain
+    assert "| polyinv GP on MMD PCs (configs/gp.yaml), with the overrides above |" in overridden
+    assert "| study RF, composite (randomized search), with the overrides above |" in overridden
+
+
 def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
     out, frame = bench
     record_path = out / "records" / "rf_seed0.json"
