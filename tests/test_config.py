@@ -35,18 +35,18 @@ def test_parse_value_is_the_one_value_parser_of_overrides_and_benchmark_set():
     assert parse_value("model.widths", "[1,") == "[1,"  # not YAML: stays text (then refused by validation)
 
 
-def test_noisy_gp_config_is_the_gp_config_with_its_four_noise_settings():
-    """configs/gp_noisy.yaml's benchmark ran as configs/gp.yaml with
-    --set model.time_model=plain model.nu=1.5 model.mmd_transform=sqrt model.log_dispersity=true."""
+def test_noisy_gp_config_is_the_gp_config_with_its_five_noise_settings():
+    """configs/gp_noisy.yaml's benchmark ran as configs/gp.yaml with --set model.time_model=plain
+    model.nu=1.5 model.mmd_transform=sqrt model.log_dispersity=true model.clip_outputs=true."""
     from conftest import REPO
 
     gp = resolve(REPO / "configs" / "gp.yaml", {})
     noisy = resolve(REPO / "configs" / "gp_noisy.yaml", {})
     as_gp = resolve(REPO / "configs" / "gp_noisy.yaml", {"name": "gp", "model.time_model": "censored", "model.nu": 2.5})
-    for key in ("mmd_transform", "log_dispersity"):  # configs/gp.yaml leaves them at the model's defaults
+    for key in ("mmd_transform", "log_dispersity", "clip_outputs"):  # configs/gp.yaml leaves them at the model's defaults
         del as_gp["model"][key]
         assert key not in gp["model"]
     assert gp == as_gp
     model = noisy["model"]
-    assert (noisy["name"], model["time_model"], model["nu"], model["mmd_transform"], model["log_dispersity"]) == (
-        "gp_noisy", "plain", 1.5, "sqrt", True)
+    assert (noisy["name"], model["time_model"], model["nu"], model["mmd_transform"], model["log_dispersity"],
+            model["clip_outputs"]) == ("gp_noisy", "plain", 1.5, "sqrt", True, True)

@@ -288,7 +288,7 @@ def save_without_trainer(model, path):
 
 def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_saving(tmp_path, frame):
     """``model.mmd_transform: sqrt`` (configs/gp_noisy.yaml): the principal components are those of √MMD,
-    at fit and at prediction; the setting travels with the saved model; models saved before it load as 'none' (and without log_dispersity)."""
+    at fit and at prediction; the setting travels with the saved model; models saved before it load as 'none' (without log_dispersity and clip_outputs)."""
     import joblib
 
     from polyinv.models import GPModel
@@ -319,7 +319,7 @@ def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_s
     np.testing.assert_allclose(again.predict_arrays(mmd, side), fitted["sqrt"].predict_arrays(mmd, side))
     fitted["none"].save(path)  # as a model saved before the setting existed: its components are those of the MMD
     old = joblib.load(path)
-    del old["hparams"]["mmd_transform"], old["hparams"]["log_dispersity"]
+    del old["hparams"]["mmd_transform"], old["hparams"]["log_dispersity"], old["hparams"]["clip_outputs"]
     joblib.dump(old, path)
     np.testing.assert_allclose(load_model(path).predict_arrays(mmd, side), fitted["none"].predict_arrays(mmd, side))
 
@@ -344,3 +344,28 @@ def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
     assert all(len(g.kernel_.k1.k2.length_scale) == x.shape[1] for g in gp.state["gps"])
     plain = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
     assert plain._features(mmd, side).shape[1] == x.shape[1] - 1
+
+
+def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_range(frame):
+    """``model.clip_outputs: true`` (configs/gp_noisy.yaml): predictions, leave-one-out recipes and interval ends
+    are the unclipped model's, held inside the training rows' range of each target."""
+    from polyinv.models import GPModel
+    from polyinv.schema import MMD_COLUMNS, TARGETS
+
+    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
+    y = frame[list(TARGETS)].to_numpy(np.float64)
+    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+    fitted = {c: GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", clip_outputs=c).fit(mmd, side, y)
+              for c in (False, True)}
+    low, high = y.min(axis=0), y.max(axis=0)
+    np.testing.assert_allclose(fitted[True].state["target_range"], [low, high], rtol=1e-9)
+    free, held = fitted[False].predict_interval(mmd, side), fitted[True].predict_interval(mmd, side)
+    assert (free[1] < low - 1e-9).any() and (free[2] > high + 1e-9).any()  # the unclipped intervals leave the range
+    for a, b in zip(free, held, strict=True):
+        np.testing.assert_allclose(b, np.clip(a, low, high), rtol=1e-12)
+    covered = lambda interval: (y >= interval[1]) & (y <= interval[2])  # noqa: E731
+    assert np.all(covered(held) >= covered(free))  # clipping uncovers no training value, design edges included
+    np.testing.assert_allclose(fitted[True].predict_arrays(mmd, side), np.clip(fitted[False].predict_arrays(mmd, side), low, high), rtol=1e-12)
+    np.testing.assert_allclose(fitted[True].loo_predict_arrays(mmd, side, y),
+                               np.clip(fitted[False].loo_predict_arrays(mmd, side, y), low, high), rtol=1e-12)

@@ -8,7 +8,11 @@ root makes it about even along the curve, so the components follow the signal ra
 points (negative MMD values count as 0 there). With ``log_dispersity: true`` log(Mw/Mn) joins the features:
 the breadth of the distribution is a small difference of two large numbers, which one ARD length scale
 per standardised log Mn and log Mw cannot single out, and under noise it is what tells temperature from
-initiator (Mn and Mw are exact moments of the sampled chains, far less noisy than the histogram). One GP per target (each target gets its own ARD length scales) with a
+initiator (Mn and Mw are exact moments of the sampled chains, far less noisy than the histogram).
+With ``clip_outputs: true`` every prediction and interval end is held inside the training rows' range of
+its target (as the networks' ``clip_outputs``): a noisy input can push the mean past the design's edge,
+e.g. a time above the run protocol's t_max; a true value inside the range is never further from the
+clipped prediction. One GP per target (each target gets its own ARD length scales) with a
 Matérn kernel and a white-noise term; targets transformed (e.g. log cAIBN_0) and standardised.
 
 ``time`` is censored by the run protocol: a run stops at ``t_max`` (3600 s) or when conversion
@@ -72,6 +76,7 @@ class GPModel(ClassicalModel):
         time_model: str = "censored",
         mmd_transform: str = "none",
         log_dispersity: bool = False,
+        clip_outputs: bool = False,
         max_opt_rows: int = 1000,
         n_jobs: int = 1,
         random_state: int = 42,
@@ -83,7 +88,7 @@ class GPModel(ClassicalModel):
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_components=int(n_components), nu=float(nu),
             n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model, mmd_transform=mmd_transform,
-            log_dispersity=bool(log_dispersity),
+            log_dispersity=bool(log_dispersity), clip_outputs=bool(clip_outputs),
             max_opt_rows=int(max_opt_rows), n_jobs=int(n_jobs), random_state=int(random_state),
         )
         if self.hparams["log_dispersity"] and not {"Mn", "Mw"} <= set(self.side_names):
@@ -163,6 +168,16 @@ class GPModel(ClassicalModel):
     def _physical_targets(self, scaled: np.ndarray) -> np.ndarray:
         return self.target_scaler.inverse(torch.as_tensor(scaled, dtype=torch.float64)).numpy()
 
+    def _clip(self, physical: np.ndarray) -> np.ndarray:
+        """Physical targets held inside the training range (``clip_outputs``)."""
+        if not self.hparams["clip_outputs"]:
+            return physical
+        low, high = np.asarray(self.state["target_range"])
+        return np.clip(physical, low, high)
+
+    def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
+        return self._clip(super().predict_arrays(mmd, side))
+
     def _conversion(self, side: np.ndarray, x: np.ndarray) -> np.ndarray:
         j = self.target_names.index("cBA_0")
         scaled = np.zeros((len(x), self.n_targets))
@@ -213,8 +228,14 @@ class GPModel(ClassicalModel):
                                for name, rows in (("early", predicted_early), ("full", ~predicted_early))}}
 
     def fit(self, mmd, side, targets):
-        self._train_times = np.asarray(targets, dtype=np.float64)[:, self.target_names.index("time")] if "time" in self.target_names else None
-        return super().fit(mmd, side, targets)
+        targets = np.asarray(targets, dtype=np.float64)
+        self._train_times = targets[:, self.target_names.index("time")] if "time" in self.target_names else None
+        super().fit(mmd, side, targets)
+        # the training rows' range of every target, taken from the physical values themselves: a round trip
+        # through the target scaling would move the ends by rounding and leave a value on the range's edge
+        # (a design level) just outside its clipped interval
+        self.state["target_range"] = np.vstack([targets.min(axis=0), targets.max(axis=0)]).tolist()
+        return self
 
     def _time_censored(self, side, x, with_std: bool = False):
         c = self.state["censored"]
@@ -258,7 +279,7 @@ class GPModel(ClassicalModel):
         if self.state.get("censored"):
             jt = self.target_names.index("time")
             physical[:, jt] = self._time_censored(side, x)
-        return physical
+        return self._clip(physical)
 
     @property
     def interval_calibrated(self) -> bool:
@@ -301,4 +322,4 @@ class GPModel(ClassicalModel):
             mean[:, jt] = t
             low[:, jt] = np.where(maybe_early, early_low, t_max)
             high[:, jt] = np.where(maybe_full, t_max, early_high)
-        return mean, low, high
+        return self._clip(mean), self._clip(low), self._clip(high)
