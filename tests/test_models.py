@@ -344,6 +344,11 @@ def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
     assert all(len(g.kernel_.k1.k2.length_scale) == x.shape[1] for g in gp.state["gps"])
     plain = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
     assert plain._features(mmd, side).shape[1] == x.shape[1] - 1
+    bad = side.copy()
+    bad[5, SIDE_INPUTS.index("Mw")] = 0.0
+    assert np.isfinite(gp.predict_arrays(mmd, bad)).all()  # a bad row at prediction: far off, not NaN
+    with pytest.raises(PolyinvError, match="column 'Mw' has values <= 0: model.log_dispersity needs log"):
+        GPModel(transforms={}, n_components=3, n_restarts=0, log_dispersity=True).fit(mmd, bad, y)
 
 
 def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_range(frame):

@@ -101,13 +101,19 @@ class GPModel(ClassicalModel):
             return np.sqrt(np.clip(mmd, 0.0, None))
         return mmd
 
+    def _log_dispersity(self, side: np.ndarray) -> np.ndarray:
+        """log(Mw/Mn) per row; values <= 0 (refused at fit) are held at the smallest positive float, as the
+        side inputs' log transform does, so a bad row gets a far-off feature, not a NaN."""
+        side = np.asarray(side, dtype=np.float64)
+        tiny = np.finfo(np.float64).tiny
+        mn, mw = (np.maximum(side[:, self.side_names.index(c)], tiny) for c in ("Mn", "Mw"))
+        return np.log(mw) - np.log(mn)
+
     def _features(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         side_z = self.state["side_scaler"](torch.tensor(np.array(side, dtype=np.float64))).numpy()
         x = np.hstack([side_z, self.state["pca"].transform(self._mmd_view(mmd))])
         if self.hparams["log_dispersity"]:
-            side = np.asarray(side, dtype=np.float64)
-            mn, mw = side[:, self.side_names.index("Mn")], side[:, self.side_names.index("Mw")]
-            x = np.hstack([x, np.log(mw / mn)[:, None]])
+            x = np.hstack([x, self._log_dispersity(side)[:, None]])
         return (x - self.state["x_mean"]) / self.state["x_std"]
 
     def _gp(self, dim: int, seed: int) -> GaussianProcessRegressor:
@@ -146,6 +152,10 @@ class GPModel(ClassicalModel):
         hp = self.hparams
         side_scaler = ColumnScaler(self.side_names, {k: v for k, v in self.transforms.items() if k in self.side_names})
         side_scaler.fit(side)
+        if hp["log_dispersity"]:
+            for column in ("Mn", "Mw"):
+                if (side[:, self.side_names.index(column)] <= 0).any():
+                    raise PolyinvError(f"column {column!r} has values <= 0: model.log_dispersity needs log(Mw/Mn)")
         n_comp = min(hp["n_components"], mmd.shape[0] - 1, mmd.shape[1])
         pca = PCA(n_components=n_comp, random_state=hp["random_state"]).fit(self._mmd_view(mmd))
         self.state = {"side_scaler": side_scaler, "pca": pca, "x_mean": 0.0, "x_std": 1.0}
