@@ -322,7 +322,8 @@ def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[
         frame.to_csv(tmp, index=False)
     _plot_curve(frame, out / "learning_curve.png")
     noise = "" if noise_chains is None else f", KMC-like noise of {noise_chains} chains per MMD in every file"
-    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise})", "",
+    changed = "" if not overrides else " — overrides of the last run: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise}){changed}", "",
              "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
              "|" + "---|" * (4 + len(TARGETS))]
     for model in models:

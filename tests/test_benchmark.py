@@ -87,10 +87,12 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
 def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     sizes = [40, 60]
     bm.learning_curve(["rf"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)
-    frame = bm.learning_curve(["gp"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)
+    frame = bm.learning_curve(["gp"], sizes, [0], tmp_path, test_size=30, quick=True, overrides={"model.nu": 1.5},
+                              progress=lambda _: None)
     assert sorted(zip(frame.model, frame.train_rows, strict=True)) == [("gp", 40), ("gp", 60), ("rf", 40), ("rf", 60)]
     text = (tmp_path / "learning_curve.md").read_text()
     assert "| rf | 60 | 1 |" in text and "| gp | 40 | 1 |" in text
+    assert "— overrides of the last run: model.nu=1.5" in text.splitlines()[0]
     assert len(pd.read_csv(tmp_path / "records.csv")) == 4 and (tmp_path / "learning_curve.png").stat().st_size > 0
 
 
