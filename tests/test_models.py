@@ -286,23 +286,30 @@ def save_without_trainer(model, path):
     torch.save(checkpoint, path)
 
 
+GP_TRANSFORMS = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+
+
+def _gp_arrays(frame):
+    """(mmd, side, targets) physical arrays of a synthetic frame, for the GP's own fit/predict."""
+    from polyinv.schema import MMD_COLUMNS, TARGETS
+
+    return tuple(frame[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS))
+
+
 def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_saving(tmp_path, frame):
     """``model.mmd_transform: sqrt`` (configs/gp_noisy.yaml): the principal components are those of √MMD,
-    at fit and at prediction; the setting travels with the saved model; models saved before it load as 'none' (without log_dispersity and clip_outputs)."""
+    at fit and at prediction; the setting travels with the saved model; models saved before it (without
+    mmd_transform, log_dispersity and clip_outputs) load as they were."""
     import joblib
 
     from polyinv.models import GPModel
-    from polyinv.schema import MMD_COLUMNS, TARGETS
 
-    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
-    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
-    y = frame[list(TARGETS)].to_numpy(np.float64)
-    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+    mmd, side, y = _gp_arrays(frame)
     with pytest.raises(PolyinvError, match="mmd_transform 'log' unknown"):
-        GPModel(transforms=transforms, mmd_transform="log")
+        GPModel(transforms=GP_TRANSFORMS, mmd_transform="log")
     fitted = {}
     for name in ("none", "sqrt"):
-        gp = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", mmd_transform=name)
+        gp = GPModel(transforms=GP_TRANSFORMS, n_components=3, n_restarts=0, time_model="plain", mmd_transform=name)
         fitted[name] = gp.fit(mmd, side, y)
     pca = fitted["sqrt"].state["pca"]
     np.testing.assert_allclose(pca.mean_, np.sqrt(mmd).mean(axis=0), rtol=1e-10)
@@ -328,21 +335,17 @@ def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
     """``model.log_dispersity: true`` (configs/gp_noisy.yaml): log(Mw/Mn) is one more GP input with its own
     length scale; it needs Mn and Mw among the side inputs."""
     from polyinv.models import GPModel
-    from polyinv.schema import MMD_COLUMNS, TARGETS
 
-    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
-    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
-    y = frame[list(TARGETS)].to_numpy(np.float64)
-    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
+    mmd, side, y = _gp_arrays(frame)
     with pytest.raises(PolyinvError, match="log_dispersity needs Mn and Mw among the side inputs"):
         GPModel(side_inputs=["cBA_time", "Mn"], log_dispersity=True)
-    gp = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", log_dispersity=True).fit(mmd, side, y)
+    gp = GPModel(transforms=GP_TRANSFORMS, n_components=3, n_restarts=0, time_model="plain", log_dispersity=True).fit(mmd, side, y)
     x = gp._features(mmd, side)
     assert x.shape[1] == len(SIDE_INPUTS) + 3 + 1
     pdi = np.log(frame["Mw"].to_numpy() / frame["Mn"].to_numpy())
     np.testing.assert_allclose(x[:, -1] * gp.state["x_std"][-1] + gp.state["x_mean"][-1], pdi, rtol=1e-9, atol=1e-12)
     assert all(len(g.kernel_.k1.k2.length_scale) == x.shape[1] for g in gp.state["gps"])
-    plain = GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
+    plain = GPModel(transforms=GP_TRANSFORMS, n_components=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
     assert plain._features(mmd, side).shape[1] == x.shape[1] - 1
     bad = side.copy()
     bad[5, SIDE_INPUTS.index("Mw")] = 0.0
@@ -355,13 +358,9 @@ def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_ran
     """``model.clip_outputs: true`` (configs/gp_noisy.yaml): predictions, leave-one-out recipes and interval ends
     are the unclipped model's, held inside the training rows' range of each target."""
     from polyinv.models import GPModel
-    from polyinv.schema import MMD_COLUMNS, TARGETS
 
-    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
-    side = frame[list(SIDE_INPUTS)].to_numpy(np.float64)
-    y = frame[list(TARGETS)].to_numpy(np.float64)
-    transforms = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
-    fitted = {c: GPModel(transforms=transforms, n_components=3, n_restarts=0, time_model="plain", clip_outputs=c).fit(mmd, side, y)
+    mmd, side, y = _gp_arrays(frame)
+    fitted = {c: GPModel(transforms=GP_TRANSFORMS, n_components=3, n_restarts=0, time_model="plain", clip_outputs=c).fit(mmd, side, y)
               for c in (False, True)}
     low, high = y.min(axis=0), y.max(axis=0)
     np.testing.assert_allclose(fitted[True].state["target_range"], [low, high], rtol=1e-9)
