@@ -128,6 +128,11 @@ def records_frame(records: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def overrides_text(overrides: Mapping) -> str:
+    """``key=value, ...`` of a run's ``--set`` overrides, as table titles name them."""
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
 def _pm(values: pd.Series, digits: int) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
 
@@ -322,7 +327,7 @@ def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[
         frame.to_csv(tmp, index=False)
     _plot_curve(frame, out / "learning_curve.png")
     noise = "" if noise_chains is None else f", KMC-like noise of {noise_chains} chains per MMD in every file"
-    changed = "" if not overrides else " — overrides of the last run: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    changed = "" if not overrides else " — overrides of the last run: " + overrides_text(overrides)
     lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise}){changed}", "",
              "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
              "|" + "---|" * (4 + len(TARGETS))]

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_dataset(frame, data, metadata=[("design", "grid"), ("noise_chains", str(args.noise_chains)), ("seed", "0")])
             title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
         if overrides:
-            title += " — overrides for every model: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+            title += " — overrides for every model: " + bm.overrides_text(overrides)
         bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
         print(f"wrote {out / 'benchmark.md'}")
         return 0
