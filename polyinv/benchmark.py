@@ -29,6 +29,7 @@ MODELS: dict[str, str] = {
     "mlp": "configs/mlp.yaml",
     "cnn": "configs/cnn.yaml",
     "gp": "configs/gp.yaml",
+    "gp_noisy": "configs/gp_noisy.yaml",
 }
 DESCRIPTIONS = {
     "rf_mmd": "study RF, MMD only (randomized search)",
@@ -37,6 +38,7 @@ DESCRIPTIONS = {
     "mlp": "polyinv MLP (configs/mlp.yaml)",
     "cnn": "polyinv 1D-CNN (configs/cnn.yaml)",
     "gp": "polyinv GP on MMD PCs (configs/gp.yaml)",
+    "gp_noisy": "polyinv GP for sampled MMDs (configs/gp_noisy.yaml)",
 }
 #: The study's single-split numbers (DOMAIN.md §3), shown beside ours for reference.
 STUDY = {
@@ -134,7 +136,10 @@ def overrides_text(overrides: Mapping) -> str:
 
 
 def _pm(values: pd.Series, digits: int) -> str:
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
+    """``mean ± sample std``; one run has no spread to show, so its value stands alone."""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
 def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_study: bool = True,
@@ -152,7 +157,8 @@ def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_s
         name = DESCRIPTIONS.get(model, model) + (", with the overrides above" if overridden else "")
         cells = [name, str(len(sub))]
         cells += [_pm(sub[f"r2_{t}"], 4) for t in TARGETS]
-        cells += [_pm(sub.global_r2, 4), f"{sub.global_mse.mean():.4g} ± {sub.global_mse.std(ddof=1) if len(sub) > 1 else 0:.2g}"]
+        mse = f"{sub.global_mse.mean():.4g}" + (f" ± {sub.global_mse.std(ddof=1):.2g}" if len(sub) > 1 else "")
+        cells += [_pm(sub.global_r2, 4), mse]
         cells += [_pm(sub[f"rel_mae_{t}"], 2) for t in TARGETS]
         cells += [f"{sub.train_seconds.median():.1f}"]
         lines.append("| " + " | ".join(cells) + " |")

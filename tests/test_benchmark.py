@@ -40,6 +40,16 @@ def test_a_table_run_with_overrides_names_models_by_config_and_overrides(bench):
     assert "| study RF, composite (randomized search), with the overrides above |" in overridden
 
 
+def test_a_single_run_shows_no_spread(bench):
+    """One seed has no standard deviation: its row shows the value alone, not "± 0.0000"."""
+    _, frame = bench
+    one = bm.markdown_table(frame[frame.seed == 0], ["gp"], "t", with_study=False)
+    two = bm.markdown_table(frame, ["gp"], "t", with_study=False)
+    row = one.splitlines()[-1]
+    assert "±" not in row and f"{frame[(frame.model == 'gp') & (frame.seed == 0)].global_r2.iloc[0]:.4f}" in row
+    assert two.splitlines()[-1].count("±") == 10  # 4 R², global R², MSE, 4 relative MAE
+
+
 def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
     out, frame = bench
     record_path = out / "records" / "rf_seed0.json"
@@ -118,4 +128,5 @@ def test_every_benchmark_config_resolves():
 
     assert set(bm.DESCRIPTIONS) == set(bm.MODELS)
     kinds = {name: resolve(bm._config_path(name), {})["model"]["kind"] for name in bm.MODELS}
-    assert kinds["mlp"] == "mlp" and kinds["cnn"] == "cnn" and kinds["gp"] == "gaussian_process"
+    assert kinds["mlp"] == "mlp" and kinds["cnn"] == "cnn"
+    assert kinds["gp"] == kinds["gp_noisy"] == "gaussian_process"
