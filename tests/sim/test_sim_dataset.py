@@ -79,11 +79,14 @@ def test_shipped_file_format():
 
 
 def test_regenerating_shipped_file_gives_identical_numbers(tmp_path):
+    """The same numbers to floating-point precision, not bit for bit: on a fresh install of 2026-11-29 (numpy
+    2.4.6, scipy 1.17.1) the last bits had moved (largest relative change 2e-13; 1e-15 absolute on the MMD)
+    and the exact comparison failed, the file's science unchanged."""
     out = tmp_path / "ba_aibn_grid432.xlsx"
     assert main(["--design", "grid", "--seed", "0", "--out", str(out), "--quiet"]) == 0
     for sheet in (SHEET_COMPOSITE, SHEET_MMD_RAW):
         pd.testing.assert_frame_equal(pd.read_excel(out, sheet_name=sheet), pd.read_excel(SHIPPED, sheet_name=sheet),
-                                      check_exact=True)
+                                      check_exact=False, rtol=1e-11, atol=1e-14)
     assert read_metadata(out) == read_metadata(SHIPPED)
 
 
