@@ -81,6 +81,9 @@ class RecipeRates:
         return self.I0 * np.exp(-self.kd * t)
 
 
+NO_RADICAL_SOURCE = 1e-200  # mol/(L s); the design's initiation rates are about 1e-8 to 1e-6
+
+
 def _mcr_of_spr(r: RecipeRates, S: np.ndarray, M: np.ndarray) -> np.ndarray:
     """T solving the MCR balance ``2 ktt T^2 + (kpt M + 2 kst S) T - kbb S = 0`` (stable root)."""
     b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * r.kst * S
@@ -91,6 +94,9 @@ def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np
                tol: float = 1e-12, max_iter: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """Quasi-steady-state SPR and MCR concentrations (mol/L) for initiator and monomer concentrations."""
     Ri = 2.0 * r.f * r.kd * initiator
+    # a source this small starts no chain in any reaction time, and at such magnitudes (denormal floats) the
+    # Newton iteration cannot reach its relative tolerance: no source at all (S = 0)
+    Ri = np.where(Ri < NO_RADICAL_SOURCE, 0.0, Ri)
     # Bracket: T = 0 gives the upper bound of S; the MCR balance without MCR termination the lower one.
     hi = np.sqrt(Ri / (2.0 * r.kss))
     rho0 = r.kbb / (r.kpt * M + r.ktr_S_mcr * r.solvent)
@@ -104,15 +110,21 @@ def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np
         dg = 4.0 * r.kss * S + 4.0 * r.kst * T + 4.0 * r.kst * S * dT + 4.0 * r.ktt * T * dT
         lo = np.where(g < 0, S, lo)
         hi = np.where(g > 0, S, hi)
-        step = g / dg
+        # no radical source left (the initiator spent, e.g. far above the design's temperatures): the bracket
+        # is [0, 0] and S = 0 is the answer; the Newton step 0/0 is not taken
+        step = np.divide(g, dg, out=np.zeros_like(g), where=dg > 0)
         S_new = S - step
-        converged = np.abs(step) <= tol * S
+        # a NaN in the inputs (a run past the integrator's reach, e.g. an absurd recipe) has no root to find:
+        # it stays NaN so the outcome shows it, instead of failing the whole batch
+        lost = ~(np.isfinite(S) & np.isfinite(g))
+        converged = lost | (np.abs(step) <= tol * S) | (hi <= 0.0)
         outside = ~((S_new >= lo) & (S_new <= hi)) & ~converged
         S = np.where(outside, 0.5 * (lo + hi), S_new)
         if converged.all():
             break
     else:  # pragma: no cover - the bracketed Newton iteration always converges
         raise RuntimeError("QSSA radical balance did not converge")
+    S = np.where(lost, np.nan, S)
     return S, _mcr_of_spr(r, S, M)
 
 
@@ -261,8 +273,12 @@ def chain_rates(r: RecipeRates, M, S, T) -> ChainRates:
     solvent = col(r.solvent)
     transfer = (col(r.ktr_M) * M + col(r.ktr_S) * solvent) * S + col(r.ktr_S_mcr) * solvent * T
     prop = (col(r.kp) * S + col(r.kpt) * T) * M
-    tau = (loss_disp + transfer) / prop
-    beta = loss_comb / prop
+    # no radicals at a node (the initiator spent, see solve_qssa): no chain forms there (zero formation
+    # rates), so any finite chain statistics will do; 0/0 would spread NaN through the time integrals
+    idle = prop == 0.0
+    prop_ = np.where(idle, 1.0, prop)
+    tau = np.where(idle, 1.0, (loss_disp + transfer) / prop_)
+    beta = np.where(idle, 0.0, loss_comb / prop_)
     return ChainRates(prop, loss_disp + transfer, 0.5 * loss_comb, tau + beta, tau, beta)
 
 

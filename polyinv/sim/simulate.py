@@ -99,6 +99,12 @@ def _check_settings(x_stop: float, n_steps: int, noise_chains: int | None) -> No
         raise ValueError(f"noise_chains must be a positive integer, got {noise_chains!r}")
 
 
+def _mcr_fraction(S: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Share of mid-chain radicals; 0 where no radical is left (the initiator spent)."""
+    total = S + T
+    return np.divide(T, total, out=np.zeros_like(total), where=total > 0)
+
+
 def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: float, n_steps: int,
                noise_chains: int | None, seeds: list[np.random.SeedSequence] | None) -> dict[str, np.ndarray]:
     """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
@@ -119,8 +125,8 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
         "time": traj.stop_time, "cBA_time": traj.M[:, -1], "Mn": mn, "Mw": mw, "mmd": mmd,
         "Mn_exact": mn.copy(), "Mw_exact": mw.copy(),
         "conversion": 1.0 - traj.M[:, -1] / rates.M0,
-        "mcr_fraction": traj.T[:, 0] / (traj.S[:, 0] + traj.T[:, 0]),
-        "mcr_fraction_stop": traj.T[:, -1] / (traj.S[:, -1] + traj.T[:, -1]),
+        "mcr_fraction": _mcr_fraction(traj.S[:, 0], traj.T[:, 0]),
+        "mcr_fraction_stop": _mcr_fraction(traj.S[:, -1], traj.T[:, -1]),
         "reached_x_stop": traj.reached, "mmd_coverage": coverage,
     }
     if noise_chains is not None:

@@ -125,3 +125,25 @@ def test_parameter_switches_are_real_parameters():
     assert dataclasses.replace(off, initiator_consumption=True).initiator_consumption
     res = simulate(RECIPE, off)
     assert res.mcr_fraction == 0.0
+
+
+def test_spent_initiator_leaves_no_radicals_instead_of_an_error():
+    """Far above the design's temperatures AIBN is gone within the run (150 °C: half-life about 3 s), and its
+    radical source underflows to zero. The QSSA then answers S = T = 0 — it raised "did not converge"
+    before, and a forward check of a model's wild recipe (clipped to at most 200 °C) took a whole
+    training run down with it. A NaN input stays NaN instead of raising."""
+    import pandas as pd
+
+    rates = RecipeRates.build(DEFAULT_PARAMETERS, np.array([2.0, 2.0, 2.0]), np.array([0.01] * 3), np.array([70.0, 150.0, 150.0]))
+    S, T = solve_qssa(rates, np.array([0.01, 0.0, 1e-310]), rates.M0)  # the last one a denormal source
+    assert S[0] > 0 and T[0] > 0
+    assert (S[1:] == 0).all() and (T[1:] == 0).all()
+    S, T = solve_qssa(rates, rates.I0, np.array([2.0, np.nan, 2.0]))
+    assert np.isnan(S[1]) and np.isfinite(S[[0, 2]]).all()
+
+    sim = simulate_many(pd.DataFrame({"cBA_0": [2.0, 2.0], "cAIBN_0": [0.01, 0.01], "temp": [150.0, 200.0]}),
+                        progress=False, extra_columns=True)
+    outputs = sim[["time", "cBA_time", "Mn", "Mw", *(c for c in sim.columns if c.startswith("MMD"))]]
+    assert np.isfinite(outputs.to_numpy()).all()
+    hot = sim.iloc[0]
+    assert hot.mcr_fraction_stop == 0.0 and not hot.reached_x_stop and hot.conversion < 0.9  # dead-end polymerisation
