@@ -81,17 +81,36 @@ def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mappi
     return record
 
 
+def record_run(record: Mapping) -> Path | None:
+    """The record's run folder if it still holds that run, else None.
+
+    Run folders are not committed: in a fresh checkout a new benchmark run can get the folder name a cached
+    record names (``runs/rf/version_0``) while being another seed's run. The folder's ``config.yaml`` tells.
+    """
+    from polyinv.config import load_yaml
+
+    run_dir = Path(record["run_dir"])
+    if not (run_dir / "predictions_test.csv").exists() or not (run_dir / "config.yaml").exists():
+        return None
+    config = load_yaml(run_dir / "config.yaml")
+    same = (config.get("name") == record["model"] and config.get("seed") == record["seed"]
+            and Path(str(config.get("data", {}).get("path"))).name == Path(str(record["data"])).name)
+    return run_dir if same else None
+
+
 def rescore(record: dict, record_path: Path) -> dict:
     """Score a cached record again from its run's saved test predictions (harness fixes need no retraining).
 
     The run's ``metrics.json`` and the record are rewritten when the harness now gives other numbers.
-    A record whose run folder is gone (e.g. a fresh clone: runs are not committed) is returned as is.
+    A record whose run folder is gone (e.g. a fresh clone: runs are not committed) or now holds another run
+    (:func:`record_run`) is returned as is.
     """
     from polyinv.metrics import evaluate, parity_figure
 
-    preds_path = Path(record["run_dir"]) / "predictions_test.csv"
-    if not preds_path.exists():
+    run_dir = record_run(record)
+    if run_dir is None:
         return record
+    preds_path = run_dir / "predictions_test.csv"
     preds = pd.read_csv(preds_path)
     targets = [t for t in TARGETS if f"{t}_true" in preds]
     y_true, y_pred = preds[[f"{t}_true" for t in targets]].to_numpy(), preds[[f"{t}_pred" for t in targets]].to_numpy()
@@ -180,8 +199,9 @@ def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: st
             rec = run_one(model, seed, data, out, overrides, force=force, quick=quick)
             progress(f"{model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f} ({rec['train_seconds']:.1f} s)")
             records.append(rec)
-        parity = Path(next(r for r in records if r["model"] == model)["run_dir"]) / "parity.png"
-        if parity.exists():
+        run_dir = record_run(next(r for r in records if r["model"] == model))
+        parity = None if run_dir is None else run_dir / "parity.png"
+        if parity is not None and parity.exists():
             with atomic_path(out / f"parity_{model}.png") as tmp:
                 shutil.copyfile(parity, tmp)
     frame = records_frame(records)
@@ -215,9 +235,9 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
     for model_name in models:
         for record_path in sorted((out / "records").glob(f"{model_name}_seed*.json")):
             record = json.loads(record_path.read_text())
-            run_dir = Path(record["run_dir"])
-            if not (run_dir / "predictions_test.csv").exists():
-                progress(f"{record_path.name}: run folder {run_dir} is gone; skipped")
+            run_dir = record_run(record)
+            if run_dir is None:
+                progress(f"{record_path.name}: run folder {record['run_dir']} is gone or holds another run; skipped")
                 continue
             model = load_model(run_dir)
             if not hasattr(model, "predict_interval"):

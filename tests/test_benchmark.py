@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,22 @@ def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
     assert record_path.stat().st_mtime_ns == before  # cached, and the same metrics: nothing rewritten
     expected = frame[(frame.model == "rf") & (frame.seed == 0)].global_r2.iloc[0]
     assert rec["metrics"]["global"]["r2"] == pytest.approx(float(expected))
+
+
+def test_a_cached_record_is_not_rescored_from_another_runs_folder(bench, tmp_path):
+    """In a fresh checkout new runs can reuse the folder name a cached record names; rescoring from it gave
+    seed 0's record seed 3's metrics once (noisy table, 2026-11-29). The folder's config must match."""
+    out, _ = bench
+    seed0 = json.loads((out / "records" / "gp_seed0.json").read_text())
+    seed1 = json.loads((out / "records" / "gp_seed1.json").read_text())
+    assert bm.record_run(seed0) == Path(seed0["run_dir"])
+    stale = {**seed0, "run_dir": seed1["run_dir"]}  # seed 0's record, the folder now holds seed 1's run
+    assert bm.record_run(stale) is None
+    path = tmp_path / "gp_seed0.json"
+    path.write_text(json.dumps(stale))
+    assert bm.rescore(stale, path)["metrics"] == seed0["metrics"] != seed1["metrics"]
+    assert json.loads(path.read_text()) == stale  # nothing rewritten
+    assert bm.record_run({**seed0, "run_dir": str(tmp_path / "gone")}) is None
 
 
 def test_coverage_of_cached_gp_runs(bench):
