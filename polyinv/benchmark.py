@@ -30,6 +30,7 @@ MODELS: dict[str, str] = {
     "cnn": "configs/cnn.yaml",
     "gp": "configs/gp.yaml",
     "gp_noisy": "configs/gp_noisy.yaml",
+    "gp_design": "configs/gp_design.yaml",
 }
 DESCRIPTIONS = {
     "rf_mmd": "study RF, MMD only (randomized search)",
@@ -39,6 +40,7 @@ DESCRIPTIONS = {
     "cnn": "polyinv 1D-CNN (configs/cnn.yaml)",
     "gp": "polyinv GP on MMD PCs (configs/gp.yaml)",
     "gp_noisy": "polyinv GP for sampled MMDs (configs/gp_noisy.yaml)",
+    "gp_design": "polyinv GP for sampled MMDs, answers on the design's levels (configs/gp_design.yaml)",
 }
 #: The study's single-split numbers (DOMAIN.md §3), shown beside ours for reference.
 STUDY = {

@@ -15,11 +15,17 @@ from polyinv.schema import COMPOSITE_COLUMNS, M_BA, N_MMD
 LOG_M = np.linspace(2.5, 7.0, N_MMD)
 
 
-def synthetic_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+def synthetic_frame(n: int = 120, seed: int = 0, levels: bool = False) -> pd.DataFrame:
+    """``levels``: recipes drawn from a few levels of each factor (a designed experiment) instead of a box."""
     rng = np.random.default_rng(seed)
-    c0 = rng.uniform(0.5, 3.0, n)
-    i0 = rng.uniform(0.0025, 0.02, n)
-    temp = rng.uniform(60, 80, n)
+    if levels:
+        c0 = rng.choice([0.5, 1.5, 2.5, 3.0], n)
+        i0 = rng.choice([0.0025, 0.01, 0.02], n)
+        temp = rng.choice([60.0, 70.0, 80.0], n)
+    else:
+        c0 = rng.uniform(0.5, 3.0, n)
+        i0 = rng.uniform(0.0025, 0.02, n)
+        temp = rng.uniform(60, 80, n)
     k = 3e-4 * np.sqrt(i0 / 0.01) * np.exp(0.07 * (temp - 70))
     t90 = np.log(10) / k
     time = np.minimum(3600.0, t90)

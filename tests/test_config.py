@@ -50,3 +50,14 @@ def test_noisy_gp_config_is_the_gp_config_with_its_five_noise_settings():
     model = noisy["model"]
     assert (noisy["name"], model["time_model"], model["nu"], model["mmd_transform"], model["log_dispersity"],
             model["clip_outputs"]) == ("gp_noisy", "plain", 1.5, "sqrt", True, True)
+
+
+def test_design_gp_config_is_the_noisy_gp_config_answering_on_the_designs_levels():
+    """configs/gp_design.yaml = configs/gp_noisy.yaml + model.design_prior: true, nothing else."""
+    from conftest import REPO
+
+    noisy = resolve(REPO / "configs" / "gp_noisy.yaml", {})
+    design = resolve(REPO / "configs" / "gp_design.yaml", {})
+    assert design["name"] == "gp_design" and design["model"].pop("design_prior") is True
+    assert "design_prior" not in noisy["model"]
+    assert {**design, "name": "gp_noisy"} == noisy

@@ -11,6 +11,8 @@ from polyinv.models import CNN1D, MLP, load_model
 from polyinv.models.base import INPUT_BOUNDS
 from polyinv.schema import SIDE_INPUTS
 
+from synthetic import synthetic_frame
+
 
 @pytest.mark.parametrize("cls", [MLP, CNN1D])
 def test_forward_shapes(cls):
@@ -373,3 +375,58 @@ def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_ran
     np.testing.assert_allclose(fitted[True].predict_arrays(mmd, side), np.clip(fitted[False].predict_arrays(mmd, side), low, high), rtol=1e-12)
     np.testing.assert_allclose(fitted[True].loo_predict_arrays(mmd, side, y),
                                np.clip(fitted[False].loo_predict_arrays(mmd, side, y), low, high), rtol=1e-12)
+
+
+def test_design_prior_posterior_recovers_a_level_combination():
+    """polyinv/models/design_prior.py alone: with a sharp error model a prediction at a candidate recipe
+    returns that recipe, its interval is that level; halfway between two levels it answers their mean."""
+    from polyinv.models import design_prior
+
+    targets = np.array([[a, b, t] for a in (1.0, 2.0) for b in (10.0, 20.0, 30.0) for t in (100.0, 250.0, 400.0)])
+    residuals = np.random.default_rng(0).normal(scale=1e-3, size=targets.shape)
+    design = design_prior.fit_design(["a", "b", "t"], targets, residuals, lambda phys: phys / 10.0)
+    assert design["factors"] == [0, 1, 2] and len(design["candidates"]) == 18
+    query = np.array([[2.0, 20.0, 250.0], [1.5, 30.0, 400.0]])
+    w = design_prior.weights(design, query / 10.0)
+    mean = design_prior.posterior_mean(design, w, query)
+    np.testing.assert_allclose(mean, query, atol=1e-9)  # the midpoint 1.5 is the two levels' equal mix
+    low, high = design_prior.posterior_interval(design, w, query, query, level=0.9)
+    assert low[0].tolist() == high[0].tolist() == [2.0, 20.0, 250.0]
+    assert (low[1, 0], high[1, 0]) == (1.0, 2.0)
+
+
+def test_gp_design_prior_answers_on_the_designs_levels(tmp_path):
+    """``model.design_prior: true`` (configs/gp_design.yaml): on a designed experiment the factors (targets
+    on a few levels) become the posterior mean over the level combinations, closer to the truth than the
+    plain GP under input noise; `time` (runs stop early) stays the GP's; intervals end on levels or hold the
+    posterior mean; saving keeps
+    it; targets without levels are refused at fit, naming the setting."""
+    from polyinv.models import GPModel, load_model
+
+    frame = synthetic_frame(150, seed=3, levels=True)
+    mmd, side, y = _gp_arrays(frame)
+    mmd = mmd * np.random.default_rng(1).lognormal(0.0, 0.15, mmd.shape)  # sampling-like input noise
+    fit, test = slice(0, 110), slice(110, None)
+    kw = dict(transforms=GP_TRANSFORMS, n_components=3, n_restarts=0, time_model="plain")
+    plain = GPModel(**kw).fit(mmd[fit], side[fit], y[fit])
+    model = GPModel(**kw, design_prior=True).fit(mmd[fit], side[fit], y[fit])
+    names = model.target_names
+    assert [names[j] for j in model.state["design"]["factors"]] == ["cBA_0", "cAIBN_0", "temp"]
+    p_plain, p = plain.predict_arrays(mmd[test], side[test]), model.predict_arrays(mmd[test], side[test])
+    jt = names.index("time")
+    np.testing.assert_allclose(p[:, jt], p_plain[:, jt])
+    factors = [names.index(t) for t in ("cBA_0", "cAIBN_0", "temp")]
+    span = y[fit][:, factors].max(axis=0) - y[fit][:, factors].min(axis=0)
+    err = lambda pred: (((pred[:, factors] - y[test][:, factors]) / span) ** 2).mean()  # noqa: E731
+    assert err(p) < err(p_plain)
+    mean, low, high = model.predict_interval(mmd[test], side[test], level=0.9)
+    np.testing.assert_allclose(mean, p)
+    for j in factors:  # ends on the levels, or stretched to the posterior mean
+        for end in (low[:, j], high[:, j]):
+            assert (np.isin(end, np.unique(y[fit][:, j])) | np.isclose(end, p[:, j], rtol=1e-12)).all()
+        assert (low[:, j] <= p[:, j] + 1e-12).all() and (p[:, j] <= high[:, j] + 1e-12).all()
+    model.save(tmp_path / "model.joblib")
+    np.testing.assert_allclose(load_model(tmp_path).predict_arrays(mmd[test], side[test]), p)
+    mmd_box, side_box, y_box = _gp_arrays(synthetic_frame(60, seed=4))
+    with pytest.raises(PolyinvError, match="design_prior needs targets set on at most 30 levels"):
+        GPModel(**kw, design_prior=True).fit(mmd_box, side_box, y_box)

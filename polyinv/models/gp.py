@@ -12,7 +12,10 @@ initiator (Mn and Mw are exact moments of the sampled chains, far less noisy tha
 With ``clip_outputs: true`` every prediction and interval end is held inside the training rows' range of
 its target (as the networks' ``clip_outputs``): a noisy input can push the mean past the design's edge,
 e.g. a time above the run protocol's t_max; a true value inside the range is never further from the
-clipped prediction. One GP per target (each target gets its own ARD length scales) with a
+clipped prediction. With ``design_prior: true`` the targets set on a few levels (a designed experiment)
+are answered as the posterior mean over the combinations of the training rows' levels, the GP's error
+taken from its leave-one-out residuals (:mod:`polyinv.models.design_prior`): for queries from the same
+design only. One GP per target (each target gets its own ARD length scales) with a
 Matérn kernel and a white-noise term; targets transformed (e.g. log cAIBN_0) and standardised.
 
 ``time`` is censored by the run protocol: a run stops at ``t_max`` (3600 s) or when conversion
@@ -45,6 +48,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from polyinv.errors import PolyinvError
+from polyinv.models import design_prior
 from polyinv.models.base import stopped_early
 from polyinv.models.classical import ClassicalModel
 from polyinv.scaling import ColumnScaler
@@ -77,6 +81,7 @@ class GPModel(ClassicalModel):
         mmd_transform: str = "none",
         log_dispersity: bool = False,
         clip_outputs: bool = False,
+        design_prior: bool = False,
         max_opt_rows: int = 1000,
         n_jobs: int = 1,
         random_state: int = 42,
@@ -88,7 +93,7 @@ class GPModel(ClassicalModel):
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_components=int(n_components), nu=float(nu),
             n_restarts=int(n_restarts), noise_floor=float(noise_floor), time_model=time_model, mmd_transform=mmd_transform,
-            log_dispersity=bool(log_dispersity), clip_outputs=bool(clip_outputs),
+            log_dispersity=bool(log_dispersity), clip_outputs=bool(clip_outputs), design_prior=bool(design_prior),
             max_opt_rows=int(max_opt_rows), n_jobs=int(n_jobs), random_state=int(random_state),
         )
         if self.hparams["log_dispersity"] and not {"Mn", "Mw"} <= set(self.side_names):
@@ -185,8 +190,20 @@ class GPModel(ClassicalModel):
         low, high = np.asarray(self.state["target_range"])
         return np.clip(physical, low, high)
 
+    def _design_weights(self, physical: np.ndarray) -> np.ndarray | None:
+        """Posterior weights of the design's recipes (``design_prior``), None without one."""
+        design = self.state.get("design")
+        if design is None:
+            return None
+        scaled = self.target_scaler(torch.as_tensor(np.asarray(physical, dtype=np.float64))).numpy()
+        return design_prior.weights(design, scaled)
+
+    def _design_mean(self, physical: np.ndarray) -> np.ndarray:
+        w = self._design_weights(physical)
+        return physical if w is None else design_prior.posterior_mean(self.state["design"], w, physical)
+
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
-        return self._clip(super().predict_arrays(mmd, side))
+        return self._clip(self._design_mean(super().predict_arrays(mmd, side)))
 
     def _conversion(self, side: np.ndarray, x: np.ndarray) -> np.ndarray:
         j = self.target_names.index("cBA_0")
@@ -245,6 +262,12 @@ class GPModel(ClassicalModel):
         # through the target scaling would move the ends by rounding and leave a value on the range's edge
         # (a design level) just outside its clipped interval
         self.state["target_range"] = np.vstack([targets.min(axis=0), targets.max(axis=0)]).tolist()
+        self.state["design"] = None
+        if self.hparams["design_prior"]:
+            residuals = np.column_stack([gp_loo(gp)[0] for gp in self.state["gps"]])
+            to_scaled = lambda phys: self.target_scaler(torch.as_tensor(phys, dtype=torch.float64)).numpy()  # noqa: E731
+            outcomes = ["time"] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
+            self.state["design"] = design_prior.fit_design(self.target_names, targets, residuals, to_scaled, outcomes)
         return self
 
     def _time_censored(self, side, x, with_std: bool = False):
@@ -289,7 +312,7 @@ class GPModel(ClassicalModel):
         if self.state.get("censored"):
             jt = self.target_names.index("time")
             physical[:, jt] = self._time_censored(side, x)
-        return self._clip(physical)
+        return self._clip(self._design_mean(physical))
 
     @property
     def interval_calibrated(self) -> bool:
@@ -332,4 +355,8 @@ class GPModel(ClassicalModel):
             mean[:, jt] = t
             low[:, jt] = np.where(maybe_early, early_low, t_max)
             high[:, jt] = np.where(maybe_full, t_max, early_high)
+        w = self._design_weights(mean)
+        if w is not None:  # the factors' posterior over the design's levels
+            low, high = design_prior.posterior_interval(self.state["design"], w, low, high, level)
+            mean = design_prior.posterior_mean(self.state["design"], w, mean)
         return self._clip(mean), self._clip(low), self._clip(high)
