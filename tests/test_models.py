@@ -395,7 +395,7 @@ def test_design_prior_posterior_recovers_a_level_combination():
     assert (low[1, 0], high[1, 0]) == (1.0, 2.0)
 
 
-def test_gp_design_prior_answers_on_the_designs_levels(tmp_path):
+def test_gp_design_prior_answers_on_the_designs_levels(tmp_path, monkeypatch):
     """``model.design_prior: true`` (configs/gp_design.yaml): on a designed experiment the factors (targets
     on a few levels) become the posterior mean over the level combinations, closer to the truth than the
     plain GP under input noise; `time` (runs stop early) stays the GP's; intervals end on levels or hold the
@@ -427,6 +427,12 @@ def test_gp_design_prior_answers_on_the_designs_levels(tmp_path):
         assert (low[:, j] <= p[:, j] + 1e-12).all() and (p[:, j] <= high[:, j] + 1e-12).all()
     model.save(tmp_path / "model.joblib")
     np.testing.assert_allclose(load_model(tmp_path).predict_arrays(mmd[test], side[test]), p)
+    from polyinv.models import design_prior
+
+    monkeypatch.setattr(design_prior, "CHUNK_CELLS", 100)  # rows weighed two at a time: the same answers
+    np.testing.assert_allclose(model.predict_arrays(mmd[test], side[test]), p, rtol=1e-12)
+    for a, b in zip(model.predict_interval(mmd[test], side[test], level=0.9), (mean, low, high), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
     mmd_box, side_box, y_box = _gp_arrays(synthetic_frame(60, seed=4))
     with pytest.raises(PolyinvError, match="design_prior needs targets set on at most 30 levels"):
         GPModel(**kw, design_prior=True).fit(mmd_box, side_box, y_box)

@@ -25,6 +25,7 @@ from polyinv.errors import PolyinvError
 
 MAX_LEVELS = 30  # more distinct training values than this: the target is no design factor
 MAX_CANDIDATES = 20_000  # more level combinations than this: the design is no grid
+CHUNK_CELLS = 1_000_000  # rows × candidates weighed at once (callers chunk their rows by it)
 
 
 def fit_design(names: Sequence[str], targets: np.ndarray, residuals: np.ndarray,

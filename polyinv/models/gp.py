@@ -190,20 +190,25 @@ class GPModel(ClassicalModel):
         low, high = np.asarray(self.state["target_range"])
         return np.clip(physical, low, high)
 
-    def _design_weights(self, physical: np.ndarray) -> np.ndarray | None:
-        """Posterior weights of the design's recipes (``design_prior``), None without one."""
+    def _design(self, mean: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None,
+                level: float = 0.9) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The factors' posterior mean (and interval) over the design's recipes (``design_prior``); as given
+        without one. Rows go in chunks so the rows × candidates weights stay small."""
         design = self.state.get("design")
         if design is None:
-            return None
-        scaled = self.target_scaler(torch.as_tensor(np.asarray(physical, dtype=np.float64))).numpy()
-        return design_prior.weights(design, scaled)
-
-    def _design_mean(self, physical: np.ndarray) -> np.ndarray:
-        w = self._design_weights(physical)
-        return physical if w is None else design_prior.posterior_mean(self.state["design"], w, physical)
+            return mean, low, high
+        mean = np.array(mean, dtype=np.float64, copy=True)
+        rows = max(1, design_prior.CHUNK_CELLS // len(design["candidates"]))
+        for start in range(0, len(mean), rows):
+            sl = slice(start, start + rows)
+            w = design_prior.weights(design, self.target_scaler(torch.as_tensor(mean[sl])).numpy())
+            if low is not None:
+                low[sl], high[sl] = design_prior.posterior_interval(design, w, low[sl], high[sl], level)
+            mean[sl] = design_prior.posterior_mean(design, w, mean[sl])
+        return mean, low, high
 
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
-        return self._clip(self._design_mean(super().predict_arrays(mmd, side)))
+        return self._clip(self._design(super().predict_arrays(mmd, side))[0])
 
     def _conversion(self, side: np.ndarray, x: np.ndarray) -> np.ndarray:
         j = self.target_names.index("cBA_0")
@@ -312,7 +317,7 @@ class GPModel(ClassicalModel):
         if self.state.get("censored"):
             jt = self.target_names.index("time")
             physical[:, jt] = self._time_censored(side, x)
-        return self._clip(self._design_mean(physical))
+        return self._clip(self._design(physical)[0])
 
     @property
     def interval_calibrated(self) -> bool:
@@ -355,8 +360,5 @@ class GPModel(ClassicalModel):
             mean[:, jt] = t
             low[:, jt] = np.where(maybe_early, early_low, t_max)
             high[:, jt] = np.where(maybe_full, t_max, early_high)
-        w = self._design_weights(mean)
-        if w is not None:  # the factors' posterior over the design's levels
-            low, high = design_prior.posterior_interval(self.state["design"], w, low, high, level)
-            mean = design_prior.posterior_mean(self.state["design"], w, mean)
+        mean, low, high = self._design(mean, low, high, level)  # the factors' posterior over the design's levels
         return self._clip(mean), self._clip(low), self._clip(high)
