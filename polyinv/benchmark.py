@@ -95,8 +95,9 @@ def record_run(record: Mapping) -> Path | None:
     if not (run_dir / "predictions_test.csv").exists() or not (run_dir / "config.yaml").exists():
         return None
     config = load_yaml(run_dir / "config.yaml")
+    data = (config.get("data") or {}).get("path")
     same = (config.get("name") == record["model"] and config.get("seed") == record["seed"]
-            and Path(str(config.get("data", {}).get("path"))).name == Path(str(record["data"])).name)
+            and data is not None and Path(str(data)).resolve() == Path(str(record["data"])).resolve())
     return run_dir if same else None
 
 

@@ -393,6 +393,9 @@ def test_design_prior_posterior_recovers_a_level_combination():
     low, high = design_prior.posterior_interval(design, w, query, query, level=0.9)
     assert low[0].tolist() == high[0].tolist() == [2.0, 20.0, 250.0]
     assert (low[1, 0], high[1, 0]) == (1.0, 2.0)
+    few = np.random.default_rng(1).uniform(size=(12, 3))  # 12 runs, every value distinct: no levels
+    with pytest.raises(PolyinvError, match="at most 6 levels"):
+        design_prior.fit_design(["a", "b", "t"], few, few, lambda phys: phys)
 
 
 def test_gp_design_prior_answers_on_the_designs_levels(tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 
 For data from a designed experiment (the study's 432-recipe grid: every recipe a combination of a few
 levels of cBA_0, cAIBN_0 and temp) and queries from the same design. The targets set on a few levels
-(at most ``MAX_LEVELS`` distinct training values) are the design's factors; every combination of their
+(at most ``MAX_LEVELS`` distinct training values, and at most half the number of rows) are the design's
+factors; every combination of their
 training levels is a candidate recipe, weighted by the product of the levels' training frequencies. The
 regressor's error is taken as Gaussian with the covariance of its leave-one-out residuals on the training
 rows (in its scaled target space: for the GP, log cAIBN_0 and temp errors correlate, r ≈ -0.75 on the
@@ -36,11 +37,14 @@ def fit_design(names: Sequence[str], targets: np.ndarray, residuals: np.ndarray,
     a small grid's stop times can be few, but they are no levels to combine)."""
     targets = np.asarray(targets, dtype=np.float64)
     levels = [np.unique(targets[:, j]) for j in range(targets.shape[1])]
-    factors = [j for j, lv in enumerate(levels) if len(lv) <= MAX_LEVELS and names[j] not in outcomes]
+    # a level is a setting repeated over runs: a handful of rows with all-distinct values is no design
+    most = min(MAX_LEVELS, len(targets) // 2)
+    factors = [j for j, lv in enumerate(levels) if len(lv) <= most and names[j] not in outcomes]
     if not factors:
         counts = ", ".join(f"{n} {len(lv)}" for n, lv in zip(names, levels, strict=True))
-        raise PolyinvError(f"model.design_prior needs targets set on at most {MAX_LEVELS} levels (a designed "
-                           f"experiment); distinct training values: {counts}")
+        raise PolyinvError(f"model.design_prior needs targets set on at most {most} levels (a designed "
+                           f"experiment: at most {MAX_LEVELS}, each used twice on average); distinct training "
+                           f"values: {counts}")
     n_candidates = int(np.prod([len(levels[j]) for j in factors]))
     if n_candidates > MAX_CANDIDATES:
         raise PolyinvError(f"model.design_prior: {n_candidates} level combinations of "

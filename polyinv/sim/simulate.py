@@ -100,9 +100,10 @@ def _check_settings(x_stop: float, n_steps: int, noise_chains: int | None) -> No
 
 
 def _mcr_fraction(S: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Share of mid-chain radicals; 0 where no radical is left (the initiator spent)."""
+    """Share of mid-chain radicals; 0 where no radical is left (the initiator spent), NaN for a lost run."""
     total = S + T
-    return np.divide(T, total, out=np.zeros_like(total), where=total > 0)
+    share = np.divide(T, total, out=np.zeros_like(total), where=total > 0)
+    return np.where(np.isnan(total), np.nan, share)
 
 
 def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: float, n_steps: int,

@@ -147,3 +147,7 @@ def test_spent_initiator_leaves_no_radicals_instead_of_an_error():
     assert np.isfinite(outputs.to_numpy()).all()
     hot = sim.iloc[0]
     assert hot.mcr_fraction_stop == 0.0 and not hot.reached_x_stop and hot.conversion < 0.9  # dead-end polymerisation
+    from polyinv.sim.simulate import _mcr_fraction
+
+    np.testing.assert_array_equal(_mcr_fraction(np.array([np.nan, 0.0, 1.0]), np.array([np.nan, 0.0, 1.0])),
+                                  [np.nan, 0.0, 0.5])  # a lost run stays NaN
