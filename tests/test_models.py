@@ -390,7 +390,7 @@ def test_design_prior_posterior_recovers_a_level_combination():
     w = design_prior.weights(design, query / 10.0)
     mean = design_prior.posterior_mean(design, w, query)
     np.testing.assert_allclose(mean, query, atol=1e-9)  # the midpoint 1.5 is the two levels' equal mix
-    low, high = design_prior.posterior_interval(design, w, query, query, level=0.9)
+    low, high = design_prior.posterior_interval(design, w, mean, query, query, level=0.9)
     assert low[0].tolist() == high[0].tolist() == [2.0, 20.0, 250.0]
     assert (low[1, 0], high[1, 0]) == (1.0, 2.0)
     few = np.random.default_rng(1).uniform(size=(12, 3))  # 12 runs, every value distinct: no levels
@@ -402,8 +402,7 @@ def test_gp_design_prior_answers_on_the_designs_levels(tmp_path, monkeypatch):
     """``model.design_prior: true`` (configs/gp_design.yaml): on a designed experiment the factors (targets
     on a few levels) become the posterior mean over the level combinations, closer to the truth than the
     plain GP under input noise; `time` (runs stop early) stays the GP's; intervals end on levels or hold the
-    posterior mean; saving keeps
-    it; targets without levels are refused at fit, naming the setting."""
+    posterior mean; saving keeps it; targets without levels are refused at fit, naming the setting."""
     from polyinv.models import GPModel, load_model
 
     frame = synthetic_frame(150, seed=3, levels=True)

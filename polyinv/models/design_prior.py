@@ -78,13 +78,14 @@ def posterior_mean(design: dict, w: np.ndarray, physical: np.ndarray) -> np.ndar
     return out
 
 
-def posterior_interval(design: dict, w: np.ndarray, low: np.ndarray, high: np.ndarray,
+def posterior_interval(design: dict, w: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray,
                        level: float) -> tuple[np.ndarray, np.ndarray]:
     """``low``/``high`` with each factor's central ``level`` interval of its posterior over the levels,
-    stretched to hold the posterior mean (a 4 % tail on a far level moves the mean off a one-level interval)."""
+    stretched to hold the posterior mean (``mean``: :func:`posterior_mean`'s rows; a 4 % tail on a far level
+    moves the mean off a one-level interval)."""
     low, high = np.array(low, dtype=np.float64, copy=True), np.array(high, dtype=np.float64, copy=True)
     tail = (1.0 - level) / 2.0
-    mean = w @ design["candidates"]
+    mean = np.asarray(mean, dtype=np.float64)[:, design["factors"]]
     for k, j in enumerate(design["factors"]):
         values = np.unique(design["candidates"][:, k])
         mass = np.stack([w[:, design["candidates"][:, k] == v].sum(axis=1) for v in values], axis=1)

@@ -183,6 +183,9 @@ class GPModel(ClassicalModel):
     def _physical_targets(self, scaled: np.ndarray) -> np.ndarray:
         return self.target_scaler.inverse(torch.as_tensor(scaled, dtype=torch.float64)).numpy()
 
+    def _scaled_targets(self, physical: np.ndarray) -> np.ndarray:
+        return self.target_scaler(torch.as_tensor(np.asarray(physical, dtype=np.float64))).numpy()
+
     def _clip(self, physical: np.ndarray) -> np.ndarray:
         """Physical targets held inside the training range (``clip_outputs``)."""
         if not self.hparams["clip_outputs"]:
@@ -201,10 +204,10 @@ class GPModel(ClassicalModel):
         rows = max(1, design_prior.CHUNK_CELLS // len(design["candidates"]))
         for start in range(0, len(mean), rows):
             sl = slice(start, start + rows)
-            w = design_prior.weights(design, self.target_scaler(torch.as_tensor(mean[sl])).numpy())
-            if low is not None:
-                low[sl], high[sl] = design_prior.posterior_interval(design, w, low[sl], high[sl], level)
+            w = design_prior.weights(design, self._scaled_targets(mean[sl]))
             mean[sl] = design_prior.posterior_mean(design, w, mean[sl])
+            if low is not None:
+                low[sl], high[sl] = design_prior.posterior_interval(design, w, mean[sl], low[sl], high[sl], level)
         return mean, low, high
 
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -270,9 +273,8 @@ class GPModel(ClassicalModel):
         self.state["design"] = None
         if self.hparams["design_prior"]:
             residuals = np.column_stack([gp_loo(gp)[0] for gp in self.state["gps"]])
-            to_scaled = lambda phys: self.target_scaler(torch.as_tensor(phys, dtype=torch.float64)).numpy()  # noqa: E731
             outcomes = ["time"] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
-            self.state["design"] = design_prior.fit_design(self.target_names, targets, residuals, to_scaled, outcomes)
+            self.state["design"] = design_prior.fit_design(self.target_names, targets, residuals, self._scaled_targets, outcomes)
         return self
 
     def _time_censored(self, side, x, with_std: bool = False):
@@ -295,7 +297,7 @@ class GPModel(ClassicalModel):
             jt = self.target_names.index("time")
             physical = self._physical_targets(scaled)
             physical[:, jt] = self._time_censored(side, x)
-            scaled = self.target_scaler(torch.as_tensor(physical, dtype=torch.float64)).numpy()
+            scaled = self._scaled_targets(physical)
         return scaled
 
     def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -309,7 +311,7 @@ class GPModel(ClassicalModel):
         gps = self.state["gps"]
         if x.shape != gps[0].X_train_.shape or not np.allclose(x, gps[0].X_train_):
             raise PolyinvError("leave-one-out predictions need exactly the rows the GP was fitted on, in order")
-        y = self.target_scaler(torch.as_tensor(np.asarray(targets, dtype=np.float64))).numpy()
+        y = self._scaled_targets(targets)
         scaled = np.empty_like(y)
         for j, gp in enumerate(gps):
             scaled[:, j] = y[:, j] - gp_loo(gp)[0]
