@@ -1,4 +1,4 @@
-"""One exception type for every user-facing problem (bad file, bad column, bad config)."""
+"""One exception type for every user-facing problem, and the one wrapper that turns it into an error line."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
-    """Run a CLI body; turn a PolyinvError into one ``error: ...`` line on stderr and exit status 2."""
+    """Run a command's body: a PolyinvError becomes one ``error: ...`` line on stderr and exit status 2."""
     try:
         return int(main() or 0)
     except PolyinvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0

@@ -1,50 +1,122 @@
-"""``python -m polyinv.explain --ckpt RUN --input FILE [--sheet S] [--out DIR] [--n-repeats 5] [--block 10]``.
+"""Explanations: permutation importance through the evaluation harness, MMD grouped into grid regions.
 
-Permutation importance of every side input and of each region of the MMD grid, per target, through
-the evaluation harness (drop in R² on the rows of FILE, which must hold the true recipe), written as
-``importance.csv`` and ``importance.png`` (random forests: also ``impurity.csv``).
+Importance of a group of input columns for a target = drop of that target's R² (``metrics.evaluate``,
+physical units) when the group's columns are shuffled together across rows (one permutation per
+repeat, so a region of the MMD keeps its shape within a row), averaged over ``n_repeats`` seeded
+repeats. Groups: each scalar side input alone, and the MMD in blocks of ``block`` grid points
+(MMD1-10, MMD11-20, …), so per target one sees which region of the log M grid carries the answer.
+Random forests also report their impurity importances, summed over the same groups.
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from polyinv.errors import ArgumentParser, run_cli
+import numpy as np
+import pandas as pd
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m polyinv.explain", description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    parser.add_argument("--input", required=True, help="data file with the model's inputs and the true recipe")
-    parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
-    parser.add_argument("--out", default="explain", help="output folder (default: ./explain)")
-    parser.add_argument("--n-repeats", type=int, default=5, help="permutations per group (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
-    parser.add_argument("--block", type=int, default=10, help="MMD grid points per region (default 10)")
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        from polyinv.data.io import read_table
-        from polyinv.inference import input_columns
-        from polyinv.models import load_model
-        from polyinv.trust.explain import explain
-
-        model = load_model(args.ckpt)
-        frame = read_table(args.input, input_columns(model) + list(model.target_names), sheet=args.sheet,
-                           mmd_columns=model.mmd_names)
-        written = explain(model, frame, args.out, args.n_repeats, args.seed, args.block)
-        import pandas as pd
-
-        table = pd.read_csv(written["table"])
-        top = table.loc[table.groupby("target")["r2_drop"].idxmax()]
-        for _, row in top.iterrows():
-            print(f"{row['target']:<8} most important: {row['group']:<10} (R² drops by {row['r2_drop']:.3f})")
-        for path in written.values():
-            print(f"wrote {path}")
-        return 0
-
-    return run_cli(body)
+from polyinv.atomic import atomic_path, write_figure
+from polyinv.errors import PolyinvError
+from polyinv.inference import predict_frame
+from polyinv.metrics import evaluate
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def column_groups(model, block: int = 10) -> dict[str, list[str]]:
+    """Side inputs one by one, then the MMD in consecutive blocks of ``block`` grid points."""
+    if block < 1:
+        raise PolyinvError(f"--block must be a positive number of grid points, got {block}")
+    groups = {name: [name] for name in model.side_names}
+    names = list(model.mmd_names)
+    for start in range(0, len(names), block):
+        part = names[start : start + block]
+        groups[f"{part[0]}-{part[-1].removeprefix('MMD')}" if len(part) > 1 else part[0]] = part
+    return groups
+
+
+def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequence[str]] | None = None,
+                           n_repeats: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Long table: group, target, r2_drop (mean), r2_drop_std, baseline_r2; rows for every group × target."""
+    if n_repeats < 1:
+        raise PolyinvError(f"--n-repeats must be at least 1, got {n_repeats}")
+    targets = list(model.target_names)
+    missing = [t for t in targets if t not in frame.columns]
+    if missing:
+        raise PolyinvError(f"permutation importance needs the true recipe columns; the input lacks {', '.join(missing)}")
+    if len(frame) < 3:
+        raise PolyinvError(f"permutation importance needs at least 3 rows, got {len(frame)}")
+    groups = dict(groups or column_groups(model))
+    frame = frame.reset_index(drop=True)
+    y = frame[targets].to_numpy(np.float64)
+    base = evaluate(y, predict_frame(model, frame), targets)["targets"]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, columns in groups.items():
+        drops = np.empty((n_repeats, len(targets)))
+        for r in range(n_repeats):
+            shuffled = frame.copy()
+            order = rng.permutation(len(frame))
+            shuffled[list(columns)] = frame[list(columns)].to_numpy()[order]
+            scores = evaluate(y, predict_frame(model, shuffled), targets)["targets"]
+            drops[r] = [base[t]["r2"] - scores[t]["r2"] for t in targets]
+        for j, t in enumerate(targets):
+            rows.append({"group": group, "target": t, "r2_drop": float(drops[:, j].mean()),
+                         "r2_drop_std": float(drops[:, j].std(ddof=1)) if n_repeats > 1 else 0.0,
+                         "baseline_r2": base[t]["r2"]})
+    return pd.DataFrame(rows)
+
+
+def impurity_importance(model, groups: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame | None:
+    """A random forest's impurity importances summed per group (None for other model kinds)."""
+    if not hasattr(model, "feature_importances"):
+        return None
+    values = model.feature_importances()
+    groups = dict(groups or column_groups(model))
+    return pd.DataFrame({"group": list(groups), "impurity_importance": [sum(values[c] for c in cols) for cols in groups.values()]})
+
+
+def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None, title: str | None = None):
+    """Heat map of R² drop (groups × targets), plus a bar chart of impurity importances when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = table.pivot(index="group", columns="target", values="r2_drop")
+    wide = wide.loc[list(dict.fromkeys(table["group"])), list(dict.fromkeys(table["target"]))]
+    panels = 2 if impurity is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1.5, 0.32 * len(wide) + 1.8), squeeze=False)
+    ax = axes[0, 0]
+    image = ax.imshow(wide.to_numpy(), aspect="auto", cmap="viridis")
+    ax.set_xticks(range(wide.shape[1]), wide.columns, fontsize=8)
+    ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=7)
+    ax.set_title("permutation importance: drop in R²", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    if impurity is not None:
+        bx = axes[0, 1]
+        bx.barh(range(len(impurity)), impurity["impurity_importance"])
+        bx.set_yticks(range(len(impurity)), impurity["group"], fontsize=7)
+        bx.invert_yaxis()
+        bx.set_title("random forest impurity importance", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5, seed: int = 0,
+            block: int = 10) -> dict[str, Path]:
+    """Write ``importance.csv``, ``importance.png`` (and ``impurity.csv`` for forests) atomically."""
+    out_dir = Path(out_dir)
+    groups = column_groups(model, block)
+    table = permutation_importance(model, frame, groups, n_repeats, seed)
+    impurity = impurity_importance(model, groups)
+    written = {"table": out_dir / "importance.csv", "plot": out_dir / "importance.png"}
+    with atomic_path(written["table"]) as tmp:
+        table.to_csv(tmp, index=False)
+    if impurity is not None:
+        written["impurity"] = out_dir / "impurity.csv"
+        with atomic_path(written["impurity"]) as tmp:
+            impurity.to_csv(tmp, index=False)
+    write_figure(importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"), written["plot"])
+    return written

@@ -5,6 +5,8 @@ Every reader, writer, model and metric refers to the names here, never to litera
 
 from __future__ import annotations
 
+import numpy as np
+
 N_MMD = 100
 
 #: Recipe columns: what the inverse model predicts (and what the simulator takes).
@@ -51,3 +53,21 @@ def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; choose one of {sorted(FEATURE_SETS)}")
     return FEATURE_SETS[feature_set], MMD_COLUMNS
+
+
+# ---------------------------------------------------------------------------------------------- run protocol
+#: A run stops at T_MAX seconds or when conversion reaches X_STOP, whichever comes first (DOMAIN.md §1).
+T_MAX = 3600.0
+X_STOP = 0.9
+
+
+def before_t_max(times, t_max):
+    """Mask of the runs that stopped before ``t_max`` (numpy arrays or tensors, physical seconds)."""
+    return times < t_max * (1 - 1e-9)
+
+
+def stopped_early(times) -> tuple[float, np.ndarray]:
+    """(t_max, mask of the runs that stopped before t_max) of physical run times; t_max is the longest time."""
+    times = np.asarray(times, dtype=np.float64)
+    t_max = float(times.max())
+    return t_max, before_t_max(times, t_max)

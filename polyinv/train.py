@@ -1,7 +1,8 @@
-"""Library side of ``polyinv.fit``: build data and model from a resolved config, train, evaluate, save.
+"""Library side of ``polyinv fit`` and ``polyinv ensemble``: build data and model from a resolved config,
+train, evaluate through the one harness, save.
 
 Every run gets its own folder ``<output.root>/<name>/version_N`` holding the resolved config,
-``best.ckpt``/``last.ckpt`` (networks) or ``model.joblib`` (forest), ``metrics.json``,
+``best.ckpt``/``last.ckpt`` (networks) or ``model.skops`` (random forest, GP), ``metrics.json``,
 ``predictions_test.csv``, ``parity.png``, ``run.json`` and TensorBoard event files.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,14 @@ import pandas as pd
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from polyinv.atomic import atomic_path, write_figure
-from polyinv.config import data_path, dump
+from polyinv.config import dump
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
-from polyinv.models import CLASSICAL, NETWORKS, InverseRegressor
-from polyinv.models.classical import ClassicalModel
-from polyinv.trust.domain import fit_model_consistency
+from polyinv.models import CLASSICAL, MODEL_FILE, NETWORKS, ClassicalModel, InverseRegressor
+from polyinv.progress import EpochProgress, quiet_libraries
+from polyinv.trust.domain import fit_domain, fit_model_consistency
 
 RUN_DIR_ENV = "POLYINV_RUN_DIR"  # hands the run folder to DDP worker processes
 
@@ -42,29 +42,44 @@ class RunResult:
 
 
 def build_datamodule(config: dict) -> PolyDataModule:
-    d = config["data"]
-    return PolyDataModule(
-        path=data_path(config), sheet=d["sheet"], test_path=d["test_path"], feature_set=d["feature_set"], transforms=d["transforms"],
-        mmd_scaling=d["mmd_scaling"], test_fraction=d["test_fraction"], val_fraction=d["val_fraction"],
-        folds=d["folds"], fold=d["fold"], seed=config["seed"], batch_size=d["batch_size"],
-        num_workers=d["num_workers"],
-    )
+    return PolyDataModule(**config["data"], seed=config["seed"])
 
 
 def _listify(value):
     return [_listify(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def check_settings(config: dict, val_rows: int) -> None:
+    """Settings that are valid alone but not together (before any folder is made)."""
+    kind = config["model"]["kind"]
+    if kind not in NETWORKS:
+        return
+    epochs = config["trainer"].get("max_epochs")
+    if epochs is not None and epochs < 1:
+        raise PolyinvError(f"trainer.max_epochs must be at least 1, got {epochs}")
+    if config["checkpoint"]["every_n_epochs"] < 1:
+        raise PolyinvError(f"checkpoint.every_n_epochs must be >= 1, got {config['checkpoint']['every_n_epochs']}")
+    monitored = [config["checkpoint"]["monitor"]]
+    if config["early_stopping"]["patience"] is not None:
+        monitored.append(config["early_stopping"]["monitor"])
+    if not val_rows and any(m.startswith("val/") for m in monitored):
+        raise PolyinvError(f"data.val_fraction is 0, so there is no validation split for {kind!r} to monitor "
+                           f"({', '.join(sorted(set(monitored)))}); set data.val_fraction > 0 or monitor train/loss")
+
+
 def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | ClassicalModel:
     """Instantiate the configured model with the data module's schema (bad settings → PolyinvError)."""
     settings = {k: _listify(v) for k, v in config["model"].items() if k != "kind"}
-    kind = config["model"].get("kind", "mlp")
+    kind = config["model"]["kind"]
     schema = {
         "targets": list(dm.target_columns), "side_inputs": list(dm.side_columns),
         "mmd_columns": list(dm.mmd_columns), "transforms": dict(dm.transforms),
     }
+    check_settings(config, len(dm.val_idx))
     try:
         if kind in CLASSICAL:
+            if kind == "gaussian_process":
+                settings["progress"] = bool(config["trainer"].get("enable_progress_bar", True))
             return CLASSICAL[kind](**schema, random_state=config["seed"], **settings)
         model = NETWORKS[kind](**schema, mmd_scaling=dm.mmd_scaling, **settings)
     except (TypeError, ValueError) as exc:
@@ -155,10 +170,8 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
     dm = build_datamodule(config)
     dm.setup("fit")  # validates the data before any folder is made
     model = build_model(config, dm)
-    from polyinv.trust.domain import fit_domain
-
     model.domain = fit_domain(dm).to_dict()  # applicability domain of the training rows, saved with the model
-    kind = config["model"].get("kind", "mlp")
+    kind = config["model"]["kind"]
 
     worker_dir = os.environ.get(RUN_DIR_ENV)
     fresh = False
@@ -180,14 +193,14 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
 
 def _discard_unfinished(run_dir: Path) -> None:
     """Remove a run folder this run created if it failed before saving any model (nothing to resume)."""
-    if not any((run_dir / name).exists() for name in ("best.ckpt", "last.ckpt", "model.joblib")):
+    if not any((run_dir / name).exists() for name in ("best.ckpt", "last.ckpt", MODEL_FILE)):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, resume: Path | None, verbose: bool) -> RunResult | None:
     """Train and evaluate into ``run_dir`` (see :func:`run`)."""
     is_worker = os.environ.get("LOCAL_RANK", "0") != "0"
-    if not is_worker:
+    if not is_worker and resume is None:  # a resumed run rewrites its config only once it has trained
         _write_text(run_dir / "config.yaml", dump(config))
 
     if kind in CLASSICAL:
@@ -197,7 +210,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
         seconds = time.perf_counter() - started
         model.domain = fit_model_consistency(model, model.domain, frame)  # forward-consistency thresholds
-        model.save(run_dir / "model.joblib")
+        model.save(run_dir / MODEL_FILE)
         metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": getattr(model, "best_params", None)})
         if verbose:
             print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units"))
@@ -205,28 +218,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
 
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    model.set_scalers(dm.scalers())
-    train = dm.train_frame
-    if model.mmd_pcs:
-        model.set_pca(train[list(dm.mmd_columns)].to_numpy())
-    if model.censored:
-        try:
-            model.set_censoring(
-                train["time"].to_numpy(),
-                train["cBA_time"].to_numpy() if "cBA_time" in train else None,
-                train["cBA_0"].to_numpy(),
-            )
-        except PolyinvError as exc:
-            raise PolyinvError(f"{dm.path}: {exc}") from exc
-    if model.stop_rule:
-        model.set_stop_rule(
-            train["time"].to_numpy(),
-            train["cBA_time"].to_numpy() if "cBA_time" in train else None,
-            train["cBA_0"].to_numpy() if "cBA_0" in train else None,
-        )
-    model.set_bounds(train[list(dm.target_columns)].to_numpy())
-    if model.clip_inputs:
-        model.set_input_bounds(train[list(dm.mmd_columns)].to_numpy(), train[list(dm.side_columns)].to_numpy())
+    model.fit_statistics(dm.scalers(), dm.train_frame)
     ckpt_cfg = config["checkpoint"]
     # saving a checkpoint every epoch would cost more than a full-batch epoch: save every n-th (and the final) one
     every_n_epochs = int(ckpt_cfg.get("every_n_epochs") or 1)
@@ -241,15 +233,16 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         ),
         LearningRateMonitor(logging_interval="epoch"),
     ]
-    if config.get("early_stopping") and config["early_stopping"].get("patience") is not None:
+    if config["early_stopping"]["patience"] is not None:
         es = config["early_stopping"]
         callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
     logger = _tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
-    # the run folder already holds config.yaml by design; Lightning's notice about it is noise
-    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    if not len(dm.val_idx):  # data.val_fraction 0 is a choice, not a mistake to warn about
-        warnings.filterwarnings("ignore", message=r".*Total length of `DataLoader` across ranks is zero.*")
+    quiet_libraries()
+    if trainer_cfg.get("enable_progress_bar") is not False:  # one bar over the epochs instead of Lightning's
+        trainer_cfg["enable_progress_bar"] = False
+        steps = "L-BFGS steps" if model.hparams.optimizer == "lbfgs" else "epochs"
+        callbacks.append(EpochProgress(f"training {config['name']} ({steps})"))
     try:
         trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
@@ -264,6 +257,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     seconds = time.perf_counter() - started
     if trainer.global_rank != 0:
         return None
+    if resume is not None:
+        _write_text(run_dir / "config.yaml", dump(config))
     best_path = run_dir / "best.ckpt"
     best = type(model).load_from_checkpoint(best_path, map_location="cpu", weights_only=True) if best_path.exists() else model.cpu()
     best.eval()
@@ -314,3 +309,53 @@ def _best_epoch(trainer) -> int | None:
         return int(torch.load(cb.best_model_path, map_location="cpu", weights_only=True)["epoch"])
     except Exception:
         return None
+
+
+def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool = False):
+    """Train ``members`` copies of one network config that differ only in their initialisation seed
+    (``model_seed`` = seed + i; the split keeps ``seed``), calibrate the interval on the validation split
+    and save one loadable folder ``<root>/<name>_ensemble/version_K``; returns (folder, test metrics)."""
+    from polyinv.models import EnsembleModel, load_model
+
+    if members < 2:
+        raise PolyinvError(f"--members must be at least 2, got {members}")
+    if config["model"]["kind"] not in NETWORKS:
+        raise PolyinvError(f"ensembles are built from networks ({', '.join(NETWORKS)}), not {config['model']['kind']!r}")
+    if not config["data"]["val_fraction"]:
+        raise PolyinvError("an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0 "
+                           "(e.g. --data.val_fraction 0.1)")
+    if not 0 < level < 1:
+        raise PolyinvError(f"--level must lie between 0 and 1, got {level}")
+    base_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
+    dm = build_datamodule(config)
+    dm.setup("fit")
+    build_model(config, dm)  # bad data or model settings fail here, before any folder is made
+    folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
+    files, runs = [], []
+    for i in range(members):
+        result = run(dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"), verbose=verbose)
+        if result is None:  # DDP worker
+            return None, None
+        name = f"member_{i:02d}.ckpt"
+        shutil.copyfile(result.run_dir / "best.ckpt", folder / name)
+        files.append(name)
+        runs.append(str(result.run_dir))
+    model = EnsembleModel([load_model(folder / f) for f in files])
+
+    def arrays(frame):
+        return tuple(frame[list(cols)].to_numpy(np.float64) for cols in (dm.mmd_columns, dm.side_columns, dm.target_columns))
+
+    model.calibrate(*arrays(dm.val_frame))
+    fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+    model.domain = fit_model_consistency(model, model.domain, fit_rows)  # thresholds of the ensemble's own recipes
+    mmd, side, y = arrays(dm.test_frame)
+    mean, low, high = model.predict_interval(mmd, side, level)
+    metrics = evaluate(y, mean, list(dm.target_columns))
+    coverage = ((y >= low) & (y <= high)).mean(axis=0)
+    metrics["interval"] = {"level": level, "coverage": dict(zip(dm.target_columns, coverage.tolist(), strict=True))}
+    write_json(metrics, folder / "metrics.json")
+    model.save(folder, files, {"member_runs": runs, "level": level, "test_coverage": metrics["interval"]["coverage"]})
+    if verbose:
+        print(format_table(metrics, title=f"ensemble of {members}, test split ({len(y)} rows)"))
+        print(f"coverage of the {level:g} interval: " + ", ".join(f"{t} {c:.3f}" for t, c in zip(dm.target_columns, coverage, strict=True)))
+    return folder, metrics

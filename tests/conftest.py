@@ -1,17 +1,12 @@
-"""Shared fixtures: small synthetic data files the tests make themselves, and a fast training config."""
+"""Shared fixtures: small synthetic data files the tests make themselves."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from synthetic import synthetic_frame, write_synthetic  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.synthetic import synthetic_frame, write_synthetic
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +26,3 @@ def synthetic_xlsx(tmp_path_factory) -> Path:
 @pytest.fixture()
 def frame():
     return synthetic_frame(120, seed=2)
-
-
-def fast_overrides(data_path: Path, root: Path, epochs: int = 2) -> list[str]:
-    """Command-line overrides for a tiny, quiet CPU run."""
-    return [
-        "--data.path", str(data_path), "--data.sheet", "null", "--output.root", str(root),
-        "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-    ]

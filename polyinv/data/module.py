@@ -9,8 +9,9 @@ in the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -20,24 +21,53 @@ from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
 from polyinv.errors import PolyinvError
-from polyinv.scaling import ColumnScaler
+from polyinv.nn.scaling import ColumnScaler
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS, TARGETS, feature_columns
 
 MIN_SPLIT_ROWS = 2  # R² needs two rows; fewer in any split is an error, not a silent NaN
 MMD_SCALINGS = ("column", "pooled")
 
 
+DEFAULT_DATA = "data/ba_aibn_grid432.xlsx"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A relative path that does not exist here is also looked up in the polyinv checkout (the shipped data)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
 class PolyDataModule(L.LightningDataModule):
-    """Seeded train/validation/test split of one data file (optionally k-fold) with train-only scalers."""
+    """Seeded train/validation/test split of one data file (optionally k-fold) with train-only scalers.
+
+    Args:
+        path: data file (.xlsx, .csv or .parquet in the study's columns); a relative path missing here is
+            looked up in the polyinv checkout
+        sheet: sheet of an .xlsx file (null: compuesta); must be null for .csv and .parquet
+        feature_set: mmd (the 100 MMD values) or composite (cBA_time, Mn, Mw + MMD)
+        test_path: a separate file to test on (all its rows); then no test split is cut from path
+        transforms: per-column transform of inputs and targets, e.g. {Mn: log, cAIBN_0: log}
+        mmd_scaling: column (every MMD point standardised) or pooled (one mean and spread for the MMD)
+        test_fraction: share of the rows held out for the test split
+        val_fraction: share of the remaining rows held out for validation (0: none)
+        folds: K of a seeded K-fold whose fold `fold` is the test split (null: one random split)
+        fold: which fold is the test split (with folds)
+        seed: seed of the split
+        batch_size: rows per training batch (0: every row in one batch, as L-BFGS needs)
+        num_workers: data loader worker processes
+    """
 
     def __init__(
         self,
-        path: str | Path,
+        path: str = DEFAULT_DATA,
         sheet: str | None = None,
-        feature_set: str = "composite",
-        test_path: str | Path | None = None,
-        transforms: Mapping[str, str] | None = None,
-        mmd_scaling: str = "column",
+        feature_set: Literal["mmd", "composite"] = "composite",
+        test_path: str | None = None,
+        transforms: dict[str, Literal["log", "none"]] | None = None,
+        mmd_scaling: Literal["column", "pooled"] = "column",
         test_fraction: float = 0.2,
         val_fraction: float = 0.1,
         folds: int | None = None,
@@ -47,7 +77,7 @@ class PolyDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path = resolve_data_path(path)
         self.sheet = sheet
         self.test_path = Path(test_path) if test_path else None
         self.side_columns, self.mmd_columns = feature_columns(feature_set)
@@ -145,6 +175,11 @@ class PolyDataModule(L.LightningDataModule):
     def tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mmd (N,1,L), side (N,k), targets (N,4)) as float32 physical values."""
         return frame_to_tensors(frame, self.side_columns, self.mmd_columns, self.target_columns)
+
+    @cached_property
+    def train_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training rows as (mmd, side, targets) tensors (epoch-end training metrics)."""
+        return self.tensors(self.train_frame)
 
     def _loader(self, frame: pd.DataFrame, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None

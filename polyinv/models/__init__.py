@@ -1,64 +1,67 @@
-"""Model families: Lightning networks (MLP, CNN1D) and the random-forest baseline, plus checkpoint loading."""
+"""Model families — Lightning networks (MLP, CNN), scikit-learn models (random forest, Gaussian process),
+deep ensembles — and loading any saved polyinv model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from polyinv.errors import PolyinvError
-from polyinv.models.base import InverseRegressor
-from polyinv.models.cnn import CNN1D
+from polyinv.models.classical import MODEL_FILE, ClassicalModel
+from polyinv.models.ensemble import MANIFEST, EnsembleModel, read_manifest
 from polyinv.models.forest import ForestModel
 from polyinv.models.gp import GPModel
-from polyinv.models.mlp import MLP
+from polyinv.models.network import CNN, MLP, InverseRegressor
 
-NETWORKS: dict[str, type[InverseRegressor]] = {"mlp": MLP, "cnn": CNN1D}
-CLASSICAL = {ForestModel.kind: ForestModel, GPModel.kind: GPModel}
+NETWORKS: dict[str, type[InverseRegressor]] = {MLP.kind: MLP, CNN.kind: CNN}
+CLASSICAL: dict[str, type[ClassicalModel]] = {ForestModel.kind: ForestModel, GPModel.kind: GPModel}
 KINDS = (*NETWORKS, *CLASSICAL)
-FOREST_FILE = "model.joblib"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder resolves to its best.ckpt (networks) or model.joblib (forest)."""
+    """A run folder resolves to its ensemble.json, best.ckpt or model.skops (then last.ckpt)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("ensemble.json", "best.ckpt", FOREST_FILE, "last.ckpt"):
+        for name in (MANIFEST, "best.ckpt", MODEL_FILE, "last.ckpt"):
             if (path / name).exists():
                 return path / name
-        raise PolyinvError(f"{path}: no best.ckpt, {FOREST_FILE} or last.ckpt in this folder")
+        raise PolyinvError(f"{path}: no best.ckpt, {MODEL_FILE} or {MANIFEST} in this folder")
     if not path.exists():
         raise PolyinvError(f"{path}: checkpoint not found")
     return path
 
 
-def load_model(path: str | Path) -> InverseRegressor | ForestModel:
-    """Load any polyinv checkpoint on CPU, without the training config."""
+def load_model(path: str | Path):
+    """Load any polyinv model on CPU from its file or run folder; nothing in the file is executed."""
+    import torch
+
     path = resolve_checkpoint(path)
-    if path.name == "ensemble.json":  # a deep ensemble folder (polyinv.trust.ensemble)
-        from polyinv.trust.ensemble import EnsembleModel
-
-        return EnsembleModel.load(path.parent)
+    if path.name == MANIFEST:
+        manifest, files = read_manifest(path.parent)
+        return EnsembleModel([load_model(f) for f in files], manifest.get("calibration"), manifest.get("domain"))
     if path.suffix == ".joblib":
-        import joblib
-
-        try:
-            kind = joblib.load(path).get("polyinv_kind")
-        except Exception as exc:
-            raise PolyinvError(f"{path}: cannot read model file ({type(exc).__name__})") from exc
+        raise PolyinvError(f"{path}: joblib model files are no longer read (unpickling runs code); retrain the run")
+    if path.suffix == ".skops":
+        payload = ClassicalModel.read_payload(path)
+        kind = payload.get("polyinv_kind")
         if kind not in CLASSICAL:
             raise PolyinvError(f"{path}: not a polyinv model file (kind {kind!r})")
-        return CLASSICAL[kind].load(path)
+        return CLASSICAL[kind].from_payload(payload)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise PolyinvError(f"{path}: cannot read checkpoint ({str(exc).splitlines()[0]})") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolyinvError(f"{path}: cannot read checkpoint ({first})") from exc
     kind = checkpoint.get("polyinv_kind") if isinstance(checkpoint, dict) else None
     if kind not in NETWORKS:
         raise PolyinvError(f"{path}: not a polyinv checkpoint (kind {kind!r})")
-    model = NETWORKS[kind].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    try:
+        model = NETWORKS[kind].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PolyinvError(f"{path}: checkpoint does not match a {kind} model of this polyinv version ({first})") from exc
     model.eval()
     return model
 
 
-__all__ = ["CNN1D", "MLP", "ForestModel", "GPModel", "CLASSICAL", "InverseRegressor", "NETWORKS", "KINDS", "load_model", "resolve_checkpoint"]
+__all__ = ["CLASSICAL", "CNN", "KINDS", "MLP", "NETWORKS", "ClassicalModel", "EnsembleModel", "ForestModel", "GPModel",
+           "InverseRegressor", "load_model", "resolve_checkpoint"]

@@ -1,6 +1,6 @@
 """Random-forest baseline (the study's model) behind the same data split, harness and inference command.
 
-Targets are transformed/standardised with the shared :class:`ColumnScaler` (a multi-output forest
+Targets are transformed and standardised (:class:`~polyinv.models.classical.ClassicalModel`; a multi-output forest
 splits on the summed squared error of all outputs, so unscaled targets would let ``time`` decide
 every split); inputs stay physical because trees are invariant to monotone input scaling.
 """
@@ -30,10 +30,10 @@ class ForestModel(ClassicalModel):
 
     def __init__(
         self,
-        targets=None,
-        side_inputs=None,
-        mmd_columns=None,
-        transforms=None,
+        targets: list[str] | None = None,
+        side_inputs: list[str] | None = None,
+        mmd_columns: list[str] | None = None,
+        transforms: dict[str, str] | None = None,
         n_estimators: int = 300,
         max_depth: int | None = None,
         min_samples_split: int = 2,
@@ -45,6 +45,19 @@ class ForestModel(ClassicalModel):
         n_jobs: int = -1,
         random_state: int = 42,
     ) -> None:
+        """
+        Args:
+            n_estimators: trees in the forest (without search)
+            max_depth: deepest tree (null: unlimited)
+            min_samples_split: fewest rows a node must hold to be split
+            min_samples_leaf: fewest rows in a leaf
+            max_features: share (or sqrt/log2) of the inputs tried at each split
+            search: the study's randomized search over the forest settings
+            search_iter: settings tried by the search
+            search_cv: folds of the search's cross-validation
+            n_jobs: worker processes of the forest (-1: every core)
+            random_state: seed (set from the run's seed)
+        """
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_estimators=int(n_estimators), max_depth=max_depth,
             min_samples_split=int(min_samples_split), min_samples_leaf=int(min_samples_leaf),
@@ -77,9 +90,9 @@ class ForestModel(ClassicalModel):
                 random_state=hp["random_state"], n_jobs=1,
             )
             search.fit(x, y)
-            self.state = {"estimator": search.best_estimator_, "best_params": dict(search.best_params_)}
+            self.state.update(estimator=search.best_estimator_, best_params=dict(search.best_params_))
         else:
-            self.state = {"estimator": base.fit(x, y), "best_params": None}
+            self.state.update(estimator=base.fit(x, y), best_params=None)
 
     def _predict(self, mmd, side) -> np.ndarray:
         return self.estimator.predict(self._features(mmd, side))

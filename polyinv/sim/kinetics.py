@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyinv.schema import M_BA
+from polyinv.schema import M_BA, T_MAX, X_STOP
 from polyinv.sim.grid import DELTA_LOG10M, log10m_grid
 from polyinv.sim.parameters import KineticParameters
 
 #: Default integration settings (convergence against a 10x finer grid is checked in tests/sim).
-DEFAULT_T_MAX = 3600.0
-DEFAULT_X_STOP = 0.9
+DEFAULT_T_MAX = T_MAX
+DEFAULT_X_STOP = X_STOP
 DEFAULT_N_STEPS = 240
 
 

@@ -3,18 +3,18 @@
 Feature space (fitted on the training rows only):
 
 * each scalar side input (``cBA_time``, ``Mn``, ``Mw``) as log10 — they span decades and are positive;
-* the MMD projected on its first ``n_components`` principal components (PCA of the raw training
-  MMD vectors; six components hold well over 99.9 % of the variance of the shipped grid);
+* the MMD projected on its first ``n_components`` principal components (scikit-learn's PCA of the raw
+  training MMD vectors; six components hold well over 99.9 % of the variance of the shipped grid);
 * every feature standardised with the training mean and standard deviation, so side inputs and
   MMD shape weigh alike.
 
-Score of a row = mean Euclidean distance to its ``k`` nearest training rows in that space.
+Score of a row = mean Euclidean distance to its ``k`` nearest training rows in that space (scikit-learn's
+``NearestNeighbors``).
 Threshold = the ``quantile`` (default 99 %) of the training rows' own leave-one-out scores, so about
 1 % of training-like rows sit above it. ``domain_score`` is reported as score / threshold (> 1 means
 far from the training data); a row is in domain up to ``knn_margin`` (default 1.25) times the
 threshold: recipes between the points of a grid design sit farther from their neighbours than grid
-rows do from each other (measured: 96-98 % of in-range Latin-hypercube rows within 1.0x for the GP of
-configs/gp.yaml, 99-100 % within 1.25x, while 4-5 mol/L monomer stays 100 % flagged).
+rows do from each other (docs/trust.md).
 Independently, the predicted recipe must lie inside the training range of every target widened by
 ``range_tolerance`` (default 5 %) of that range's width.
 
@@ -28,9 +28,7 @@ training rows (held-out predictions where the model gives them, e.g. the GP's le
 recipes). A row whose statistics exceed any threshold is outside the domain: an MMD that no recipe
 the model would predict can produce (e.g. from 0.05 mol/L AIBN, far outside the training recipes
 yet with inputs near training rows) is caught here. ``consistency_score`` = max over the
-statistics of value / threshold. Cost: one simulation per row with ``n_steps`` = 120 time steps
-(measured on one core: ~2800 rows/s for the simulation; prediction of 10,000 rows by the GP with all
-domain columns ~1000 rows/s with 240 steps).
+statistics of value / threshold. Cost: one simulation per row with ``n_steps`` = 120 time steps.
 
 The fitted domain is plain lists and numbers (:meth:`ApplicabilityDomain.to_dict`), so it is stored
 inside a Lightning checkpoint (loadable with ``torch.load(weights_only=True)``) or a joblib model file.
@@ -43,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
 
 from polyinv.errors import PolyinvError
 
@@ -86,6 +86,7 @@ class ApplicabilityDomain:
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
+        self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")
         self.target_low = self.target_high = None
 
@@ -98,10 +99,8 @@ class ApplicabilityDomain:
         if len(frame) < 3:
             raise PolyinvError(f"the applicability domain needs at least 3 training rows, got {len(frame)}")
         mmd = frame[dom.mmd_names].to_numpy(np.float64)
-        dom.mmd_mean = mmd.mean(axis=0)
-        n_comp = max(1, min(dom.n_components, len(frame) - 1, mmd.shape[1]))
-        _, _, vt = np.linalg.svd(mmd - dom.mmd_mean, full_matrices=False)
-        dom.components = vt[:n_comp]
+        pca = PCA(max(1, min(dom.n_components, len(frame) - 1, mmd.shape[1])), svd_solver="full").fit(mmd)
+        dom.mmd_mean, dom.components = pca.mean_, pca.components_
         raw = dom._raw_features(frame)
         dom.feat_mean = raw.mean(axis=0)
         dom.feat_std = np.maximum(raw.std(axis=0), 1e-12)
@@ -123,14 +122,12 @@ class ApplicabilityDomain:
         return (self._raw_features(frame) - self.feat_mean) / self.feat_std
 
     def _knn_distance(self, x: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
-        out = np.empty(len(x))
-        k = self.k + 1 if leave_one_out else self.k
-        for start in range(0, len(x), 2048):  # bounded memory for large inputs
-            block = x[start : start + 2048]
-            d = np.sqrt(((block[:, None, :] - self.train_features[None, :, :]) ** 2).sum(axis=2))
-            nearest = np.sort(np.partition(d, min(k, d.shape[1]) - 1, axis=1)[:, :k], axis=1)
-            out[start : start + 2048] = (nearest[:, 1:] if leave_one_out else nearest).mean(axis=1)
-        return out
+        """Mean distance to the ``k`` nearest training rows (a training row itself left out with ``leave_one_out``)."""
+        if self._neighbours is None:
+            self._neighbours = NearestNeighbors().fit(self.train_features)
+        k = min(self.k + int(leave_one_out), len(self.train_features))
+        distances, _ = self._neighbours.kneighbors(x, n_neighbors=k)
+        return (distances[:, 1:] if leave_one_out else distances).mean(axis=1)
 
     # ------------------------------------------------------------------ judging
     def score(self, frame: pd.DataFrame) -> np.ndarray:
@@ -158,8 +155,8 @@ class ApplicabilityDomain:
     def consistency_stats(self, frame: pd.DataFrame, recipe: np.ndarray, t_max: float | None = None,
                           n_steps: int | None = None) -> np.ndarray:
         """(N, S) forward-consistency statistics (:meth:`consistency_names`) of predicted recipes (N, T)."""
-        from polyinv.sim import RECIPE_FIELDS, simulate_many
-        from polyinv.trust.verify import clip_recipes, hellinger
+        from polyinv.sim import RECIPE_FIELDS
+        from polyinv.trust.verify import hellinger, resimulate
 
         settings = self.consistency or {}
         t_max = float(settings.get("t_max", 3600.0) if t_max is None else t_max)
@@ -167,9 +164,8 @@ class ApplicabilityDomain:
         recipe = np.asarray(recipe, dtype=np.float64).reshape(len(frame), len(self.target_names))
         recipes = pd.DataFrame({t: recipe[:, self.target_names.index(t)] for t in RECIPE_FIELDS})
         recipes["time"] = t_max
-        clipped, _ = clip_recipes(recipes)
         with np.errstate(all="ignore"):  # absurd recipes give NaN outcomes, judged inconsistent below
-            sim = simulate_many(clipped[list(RECIPE_FIELDS)], t_max=t_max, n_steps=n_steps, progress=False)
+            sim, _ = resimulate(recipes, n_steps=n_steps)
         sim_mmd = sim[[f"MMD{i}" for i in range(1, len(self.mmd_names) + 1)]].to_numpy()
         stats = [hellinger(frame[self.mmd_names].to_numpy(np.float64), sim_mmd)]
         for column in self.consistency_names()[1:]:
@@ -250,7 +246,7 @@ class ApplicabilityDomain:
             raise PolyinvError("the stored applicability domain has an unknown format")
         dom = cls(data["side_names"], data["mmd_names"], data["target_names"], k=data["k"], quantile=data["quantile"],
                   n_components=data["n_components"], range_tolerance=data["range_tolerance"],
-                  knn_margin=data.get("knn_margin", 1.0))
+                  knn_margin=data["knn_margin"])
         dom.consistency = data.get("consistency")
         dom.threshold = float(data["threshold"])
         for key in ("mmd_mean", "components", "feat_mean", "feat_std", "train_features", "target_low", "target_high"):

@@ -58,12 +58,17 @@ def clip_recipes(recipes: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return out, clipped
 
 
-def resimulate(recipes: pd.DataFrame) -> pd.DataFrame:
-    """Simulate clipped recipes, each up to its own predicted time (one batch); compuesta columns."""
-    sim = simulate_many(recipes[["cBA_0", "cAIBN_0", "temp"]], t_max=recipes["time"].to_numpy(np.float64),
-                        progress=False)
+def resimulate(recipes: pd.DataFrame, n_steps: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The one re-simulation path of the trust checks: recipes (cBA_0, cAIBN_0, temp and ``time``, the
+    run's time limit) clipped to physical sense and simulated, each up to its own time (it still stops at
+    90 % conversion). Returns (compuesta frame, per-row flag: was anything clipped)."""
+    clipped, was_clipped = clip_recipes(recipes[list(TARGETS)])
+    extra = {} if n_steps is None else {"n_steps": int(n_steps)}
+    sim = simulate_many(clipped[["cBA_0", "cAIBN_0", "temp"]], t_max=clipped["time"].to_numpy(np.float64),
+                        progress=False, **extra)
     sim.index = recipes.index
-    return sim
+    sim["time"] = np.minimum(sim["time"].to_numpy(), clipped["time"].to_numpy())
+    return sim, was_clipped
 
 
 def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -78,8 +83,7 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
     if missing:
         raise PolyinvError(f"forward verification needs predicted {', '.join(missing)}")
     recipes = recipes.reset_index(drop=True)
-    clipped, was_clipped = clip_recipes(recipes[list(TARGETS)])
-    sim = resimulate(clipped).reset_index(drop=True)
+    sim, was_clipped = resimulate(recipes)
     table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy())})
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:
@@ -88,7 +92,6 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
         else:
             table[f"verify_rel_err_{column}"] = np.nan
     table["verify_clipped"] = was_clipped
-    sim["time"] = np.minimum(sim["time"].to_numpy(), clipped["time"].to_numpy())
     return table, sim
 
 

@@ -1,0 +1,104 @@
+"""Benchmark polyinv against the study's protocols (front-end over ``benchmarks/harness.py``; run from the
+repository root).
+
+  python -m benchmarks table [--data FILE] [--models ...] [--seeds 0 1 2 3 4] [--out results/grid432]
+  python -m benchmarks table --noise-chains 20000 --out results/noisy20000
+  python -m benchmarks coverage --out results/grid432 [--models gp]   (interval coverage of the cached runs)
+  python -m benchmarks ceiling --noise-chains 20000 --seeds 0 1 2     (the design-aware bound: polyinv/ceiling.py)
+  python -m benchmarks learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
+  python -m benchmarks learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
+
+Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+
+
+def table_paths(args) -> tuple[Path, Path]:
+    """(data file, results folder) of a table run: the shipped (or --data) file, or the noisy grid's file."""
+    if args.noise_chains:
+        out = Path(args.out or f"results/noisy{args.noise_chains}")
+        return out / f"grid432_noise{args.noise_chains}.xlsx", out
+    return Path(args.data), Path(args.out or "results/grid432")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import harness as bm
+
+    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling"])
+    parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
+    parser.add_argument("--models", nargs="+", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--noise-chains", type=int, default=None,
+                        help="KMC-like noise: the table on the grid, the learning curve on every LHS file")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
+
+    def body() -> int:
+        args = parser.parse_args(argv)  # inside run_cli: a bad command line is one error line
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
+            overrides[key] = yaml.safe_load(value)
+        if args.mode == "coverage":
+            out = Path(args.out or "results/grid432")
+            if bm.coverage(out, args.models or ["gp"]).empty:
+                raise PolyinvError(f"{out}: no cached run of a model with intervals ({', '.join(args.models or ['gp'])})")
+            print(f"wrote {out / 'coverage.md'}")
+            return 0
+        if args.mode == "ceiling":
+            data, out = table_paths(args)
+            if args.noise_chains and not data.exists():
+                raise PolyinvError(f"{data}: run the noisy table first (python -m benchmarks table --noise-chains {args.noise_chains})")
+            bm.ceiling(data, args.seeds, out)
+            print(f"wrote {out / 'ceiling.md'}")
+            return 0
+        if args.mode == "learning-curve":
+            models = args.models or ["rf", "mlp", "gp"]
+            default = "results/learning_curve" + (f"_noise{args.noise_chains}" if args.noise_chains else "")
+            out = Path(args.out or default)
+            bm.learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides,
+                              quick=args.quick, noise_chains=args.noise_chains)
+            print(f"wrote {out / 'learning_curve.md'}")
+            return 0
+        models = args.models or list(bm.MODELS)
+        unknown = [m for m in models if m not in bm.MODELS]
+        if unknown:
+            raise PolyinvError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(bm.MODELS)}")
+        data, out = table_paths(args)
+        title = f"{data.name}, 80/20 split"
+        if args.noise_chains:
+            from polyinv.sim import grid_design, simulate_many
+            from polyinv.sim.io import write_dataset
+
+            if not data.exists():
+                frame = simulate_many(grid_design(), noise_chains=args.noise_chains, seed=0, progress=False)
+                write_dataset(frame, data, metadata=[("design", "grid"), ("noise_chains", str(args.noise_chains)), ("seed", "0")])
+            title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
+        if overrides:
+            title += " — overrides for every model: " + bm.overrides_text(overrides)
+        bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
+        print(f"wrote {out / 'benchmark.md'}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""What a data set's outputs can tell about the recipe when the design is known: the exact posterior mean.
+
+A benchmark yardstick, not a model to deploy. It needs the simulator that made the data (true for data
+from :mod:`polyinv.sim`, false for a lab's or another KMC code's) and it knows the design: the recipes
+are taken to be the combinations of the distinct levels the training rows hold (for the study's grid the
+432 grid recipes, the held-out ones included). For each query row (``cBA_time``, ``Mn``, ``Mw``, MMD) it
+weighs every candidate recipe, simulated noise-free under the simulator's default protocol (stop at
+3600 s or at 90 % conversion, which the data must share), by a Gaussian likelihood and returns the weighted mean recipe: the least-squares-best answer
+any estimator can give when it knows the design and the noise model. A model that predicts recipes
+anywhere in the box does not know the design, so this bounds what the data allow on a grid benchmark;
+it says nothing about recipes between the levels.
+
+Noise model, calibrated on the training rows (their true recipes re-simulated noise-free and compared):
+independent Gaussians on log ``Mn``, log ``Mw`` and the square root of each MMD point (the square root
+makes chain-count noise about even across the curve), and a relative one on ``cBA_time``. The
+independence is an approximation (one chain sample makes all of them), so the bound is approximate too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from polyinv.models.levels import combinations, normalised_weights
+from polyinv.schema import MMD_COLUMNS, TARGETS
+from polyinv.sim import simulate_many
+from polyinv.sim.designs import RECIPE_FIELDS
+
+FLOOR = 1e-3  # smallest noise width of any feature (noise-free data re-simulate to ~1e-12)
+MAX_LEVEL_CANDIDATES = 20_000  # more level combinations than this: the design is no grid
+
+
+@dataclass(frozen=True)
+class NoiseScales:
+    """Widths of the Gaussian noise model (see the module docstring)."""
+
+    cba_time_rel: float
+    log_mn: float
+    log_mw: float
+    sqrt_mmd: np.ndarray  # (100,)
+
+
+def features(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(``cBA_time``, matrix of log Mn, log Mw, sqrt MMD) of a compuesta frame."""
+    mmd = np.sqrt(np.clip(frame[list(MMD_COLUMNS)].to_numpy(np.float64), 0.0, None))
+    rest = np.column_stack([np.log(frame["Mn"].to_numpy(np.float64)), np.log(frame["Mw"].to_numpy(np.float64)), mmd])
+    return frame["cBA_time"].to_numpy(np.float64), rest
+
+
+def calibrate(train: pd.DataFrame) -> NoiseScales:
+    """Noise widths from training rows: observed features minus those of their true recipes re-simulated."""
+    clean = simulate_many(train[list(RECIPE_FIELDS)], progress=False)
+    c_obs, f_obs = features(train)
+    c_sim, f_sim = features(clean)
+    rms = np.sqrt(np.mean((f_obs - f_sim) ** 2, axis=0))
+    rel_c = float(np.sqrt(np.mean(((c_obs - c_sim) / c_obs) ** 2)))
+    return NoiseScales(max(rel_c, FLOOR), max(float(rms[0]), FLOOR), max(float(rms[1]), FLOOR),
+                       np.maximum(rms[2:], FLOOR))
+
+
+def posterior_mean(query: pd.DataFrame, candidates: pd.DataFrame, scales: NoiseScales,
+                   chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean recipe (rows × TARGETS) of each query row over simulated ``candidates`` (equal prior
+    weight each), and how many candidates carry the weight (effective sample size, 1 = one candidate)."""
+    widths = np.concatenate([[scales.log_mn, scales.log_mw], scales.sqrt_mmd])
+    c_cand, f_cand = features(candidates)
+    z_cand = f_cand / widths
+    sq_cand = (z_cand**2).sum(axis=1)
+    y_cand = candidates[list(TARGETS)].to_numpy(np.float64)
+    c_q, f_q = features(query)
+    z_q = f_q / widths
+    mean = np.empty((len(query), len(TARGETS)))
+    ess = np.empty(len(query))
+    for lo in range(0, len(query), chunk):
+        sl = slice(lo, lo + chunk)
+        cost = (z_q[sl] ** 2).sum(axis=1)[:, None] + sq_cand[None, :] - 2.0 * z_q[sl] @ z_cand.T
+        cost += ((c_q[sl, None] - c_cand[None, :]) / (scales.cba_time_rel * c_q[sl, None])) ** 2
+        w = normalised_weights(-0.5 * cost)
+        mean[sl] = w @ y_cand
+        ess[sl] = 1.0 / (w**2).sum(axis=1)
+    return mean, ess
+
+
+def level_candidates(train: pd.DataFrame) -> pd.DataFrame | None:
+    """Every combination of the distinct recipe levels in ``train``, or None if that is no small grid."""
+    levels = [np.unique(train[f].to_numpy(np.float64)) for f in RECIPE_FIELDS]
+    if int(np.prod([len(v) for v in levels])) > MAX_LEVEL_CANDIDATES:
+        return None
+    return pd.DataFrame(combinations(levels), columns=list(RECIPE_FIELDS))

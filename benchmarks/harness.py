@@ -1,0 +1,451 @@
+"""Benchmark harness (not installed with polyinv): the study's protocols and polyinv's models side by side,
+over several seeds, through ``python -m benchmarks``.
+
+Every (model, seed) is one ordinary ``polyinv.train.run`` of a shipped config, so the numbers come
+from the same data module, split and evaluation harness as any user run. Results are cached per
+(model, seed) as JSON so an interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.atomic import atomic_path, write_figure
+from polyinv.config import REPO_ROOT, build_parser, parse
+from polyinv.errors import PolyinvError
+from polyinv.metrics import write_json
+from polyinv.schema import TARGETS
+
+#: Benchmark name → config file. rf_mmd / rf / study_mlp are the study's protocols.
+MODELS: dict[str, str] = {
+    "rf_mmd": "configs/rf_mmd.yaml",
+    "rf": "configs/rf.yaml",
+    "study_mlp": "configs/study_mlp.yaml",
+    "mlp": "configs/mlp.yaml",
+    "cnn": "configs/cnn.yaml",
+    "gp": "configs/gp.yaml",
+    "gp_noisy": "configs/gp_noisy.yaml",
+    "gp_design": "configs/gp_design.yaml",
+}
+DESCRIPTIONS = {
+    "rf_mmd": "study RF, MMD only (randomized search)",
+    "rf": "study RF, composite (randomized search)",
+    "study_mlp": "study MLP 256-128-64, composite, no transforms",
+    "mlp": "polyinv MLP (configs/mlp.yaml)",
+    "cnn": "polyinv 1D-CNN (configs/cnn.yaml)",
+    "gp": "polyinv GP on MMD PCs (configs/gp.yaml)",
+    "gp_noisy": "polyinv GP for sampled MMDs (configs/gp_noisy.yaml)",
+    "gp_design": "polyinv GP for sampled MMDs, answers on the design's levels (configs/gp_design.yaml)",
+}
+#: The study's single-split numbers (DOMAIN.md §3), shown beside ours for reference.
+STUDY = {
+    "study RF, MMD only (paper)": {"cBA_0": 0.9445, "cAIBN_0": 0.1851, "temp": 0.5685, "time": 0.5999, "global_r2": 0.5745, "global_mse": 113545.6},
+    "study RF, composite (paper)": {"cBA_0": 0.9869, "cAIBN_0": 0.2386, "temp": 0.8997, "time": 0.8562, "global_r2": 0.7454, "global_mse": 40822.8},
+    "study Keras MLP (paper)": {"cBA_0": 0.9940, "cAIBN_0": 0.5927, "temp": 0.9754, "time": 0.9193, "global_r2": 0.8703, "global_mse": 22916.6},
+}
+QUICK = {"trainer.max_epochs": 2, "model.search": False, "model.n_estimators": 20, "model.n_restarts": 0}
+
+
+def _config_path(model: str) -> Path:
+    return REPO_ROOT / MODELS[model]
+
+
+def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mapping | None = None,
+            test_path: str | Path | None = None, force: bool = False, quick: bool = False) -> dict:
+    """Train/evaluate ``model`` with ``seed`` (split and initialisation) on ``data``; cached in ``out/records``."""
+    from polyinv.train import run
+
+    record_path = out / "records" / f"{model}_seed{seed}.json"
+    if record_path.exists() and not force:
+        return rescore(json.loads(record_path.read_text()), record_path)
+    cfg_path = _config_path(model)
+    base = {"data.path": str(data), "seed": int(seed), "output.root": str(out / "runs"), "name": model,
+            "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
+    if Path(data).suffix.lower() not in (".xlsx", ".xlsm"):
+        base["data.sheet"] = None
+    if test_path is not None:
+        base["data.test_path"] = str(test_path)
+    kind = parse(["--config", str(cfg_path)])[0]["model"]["kind"]
+    extra = dict(overrides or {})
+    if quick:
+        extra.update({k: v for k, v in QUICK.items() if _applies(k, kind)})
+    config = parse(config_argv(cfg_path, {**base, **{k: v for k, v in extra.items() if _applies(k, kind)}}))[0]
+    result = run(config, verbose=False)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    record = {"model": model, "seed": int(seed), "data": str(data), "run_dir": str(result.run_dir),
+              "train_seconds": result.train_seconds, "metrics": result.metrics, "rows": info.get("rows")}
+    write_json(record, record_path)
+    return record
+
+
+def record_run(record: Mapping) -> Path | None:
+    """The record's run folder if it still holds that run, else None.
+
+    Run folders are not committed: in a fresh checkout a new benchmark run can get the folder name a cached
+    record names (``runs/rf/version_0``) while being another seed's run. The folder's ``config.yaml`` tells.
+    """
+    from polyinv.config import load_yaml
+
+    run_dir = Path(record["run_dir"])
+    if not (run_dir / "predictions_test.csv").exists() or not (run_dir / "config.yaml").exists():
+        return None
+    config = load_yaml(run_dir / "config.yaml")
+    data = (config.get("data") or {}).get("path")
+    same = (config.get("name") == record["model"] and config.get("seed") == record["seed"]
+            and data is not None and Path(str(data)).resolve() == Path(str(record["data"])).resolve())
+    return run_dir if same else None
+
+
+def rescore(record: dict, record_path: Path) -> dict:
+    """Score a cached record again from its run's saved test predictions (harness fixes need no retraining).
+
+    The run's ``metrics.json`` and the record are rewritten when the harness now gives other numbers.
+    A record whose run folder is gone (e.g. a fresh clone: runs are not committed) or now holds another run
+    (:func:`record_run`) is returned as is.
+    """
+    from polyinv.metrics import evaluate, parity_figure
+
+    run_dir = record_run(record)
+    if run_dir is None:
+        return record
+    preds_path = run_dir / "predictions_test.csv"
+    preds = pd.read_csv(preds_path)
+    targets = [t for t in TARGETS if f"{t}_true" in preds]
+    y_true, y_pred = preds[[f"{t}_true" for t in targets]].to_numpy(), preds[[f"{t}_pred" for t in targets]].to_numpy()
+    metrics = evaluate(y_true, y_pred, targets)
+    if metrics != record["metrics"]:
+        record = {**record, "metrics": metrics}
+        write_json(metrics, preds_path.parent / "metrics.json")
+        write_figure(parity_figure(y_true, y_pred, targets, title=f"{record['model']} — test split"), preds_path.parent / "parity.png")
+        write_json(record, record_path)
+    return record
+
+
+def config_argv(cfg_path: Path, overrides: Mapping) -> list[str]:
+    """A ``polyinv fit`` command line: the config file, then ``--key value`` per override (values as YAML)."""
+    import yaml
+
+    argv = ["--config", str(cfg_path)]
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        argv += [f"--{key}", text]
+    return argv
+
+
+def _applies(key: str, kind: str) -> bool:
+    """Whether an override key fits a model kind (model.* keys of its class; trainer.* only for networks)."""
+    if key.startswith("model."):
+        return key in {action.dest for action in build_parser(kind)._actions}
+    if key.startswith(("trainer.", "early_stopping.", "checkpoint.")):
+        return kind in ("mlp", "cnn") or key == "trainer.enable_progress_bar"  # the GP's progress bar too
+    return True
+
+
+def records_frame(records: Sequence[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        row = {"model": r["model"], "seed": r["seed"], "train_seconds": r["train_seconds"],
+               "global_r2": m["global"]["r2"], "global_mse": m["global"]["mse"]}
+        for t in TARGETS:
+            row[f"r2_{t}"] = m["targets"][t]["r2"]
+            row[f"rel_mae_{t}"] = m["targets"][t]["rel_mae_pct"]
+        if "train_rows" in r:
+            row["train_rows"] = r["train_rows"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def overrides_text(overrides: Mapping) -> str:
+    """``key=value, ...`` of a run's ``--set`` overrides, as table titles name them."""
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
+def _pm(values: pd.Series, digits: int) -> str:
+    """``mean ± sample std``; one run has no spread to show, so its value stands alone."""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_study: bool = True,
+                   overridden: bool = False) -> str:
+    """Mean ± std over seeds of per-target R² and relative MAE, global R², global MSE, training time.
+
+    ``overridden``: the runs changed their configs (``--set``, listed in the title), and the names say so."""
+    head = ["model", "seeds", *(f"R² {t}" for t in TARGETS), "global R²", "global MSE",
+            *(f"rel. MAE % {t}" for t in TARGETS), "train s"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in order:
+        sub = frame[frame.model == model]
+        if sub.empty:
+            continue
+        name = DESCRIPTIONS.get(model, model) + (", with the overrides above" if overridden else "")
+        cells = [name, str(len(sub))]
+        cells += [_pm(sub[f"r2_{t}"], 4) for t in TARGETS]
+        mse = f"{sub.global_mse.mean():.4g}" + (f" ± {sub.global_mse.std(ddof=1):.2g}" if len(sub) > 1 else "")
+        cells += [_pm(sub.global_r2, 4), mse]
+        cells += [_pm(sub[f"rel_mae_{t}"], 2) for t in TARGETS]
+        cells += [f"{sub.train_seconds.median():.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if with_study:
+        for name, s in STUDY.items():
+            cells = [name, "1 (seed 42)", *(f"{s[t]:.4f}" for t in TARGETS), f"{s['global_r2']:.4f}", f"{s['global_mse']:.1f}",
+                     *("" for _ in TARGETS), ""]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: str | Path, title: str,
+          overrides: Mapping | None = None, force: bool = False, quick: bool = False, progress=print) -> pd.DataFrame:
+    """Run every model × seed on ``data``; write ``records.csv``, ``benchmark.md`` and parity plots into ``out``."""
+    out = Path(out)
+    records = []
+    for model in models:
+        for seed in seeds:
+            rec = run_one(model, seed, data, out, overrides, force=force, quick=quick)
+            progress(f"{model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f} ({rec['train_seconds']:.1f} s)")
+            records.append(rec)
+        run_dir = record_run(next(r for r in records if r["model"] == model))
+        parity = None if run_dir is None else run_dir / "parity.png"
+        if parity is not None and parity.exists():
+            with atomic_path(out / f"parity_{model}.png") as tmp:
+                shutil.copyfile(parity, tmp)
+    frame = records_frame(records)
+    with atomic_path(out / "records.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    text = markdown_table(frame, list(models), title, overridden=bool(overrides))
+    text += "\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (each seed sets the split and the initialisation). "
+    text += "Training time: median seconds per run on this machine. Parity plots (first seed): "
+    text += ", ".join(f"[{m}](parity_{m}.png)" for m in models) + ".\n"
+    with atomic_path(out / "benchmark.md") as tmp:
+        tmp.write_text(text)
+    return frame
+
+
+def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.9, progress=print) -> pd.DataFrame:
+    """Empirical coverage of the calibrated central ``level`` interval on each cached run's test split.
+
+    Reloads every (model, seed) run saved by :func:`table` in ``out`` (no retraining) and predicts the
+    interval for its test rows (``predictions_test.csv`` names them). ``time`` is censored: a run that went
+    the full t_max has the exact time t_max, so its coverage is reported apart from the stopped-early runs.
+    Writes ``coverage.csv`` and ``coverage.md`` into ``out``.
+    """
+    from polyinv.config import load_yaml
+    from polyinv.data.module import read_frame, resolve_data_path
+    from polyinv.models import load_model
+    from polyinv.schema import stopped_early
+
+    out = Path(out)
+    rows = []
+    frames: dict[tuple, pd.DataFrame] = {}  # every seed of a table reads the same file
+    for model_name in models:
+        for record_path in sorted((out / "records").glob(f"{model_name}_seed*.json")):
+            record = json.loads(record_path.read_text())
+            run_dir = record_run(record)
+            if run_dir is None:
+                progress(f"{record_path.name}: run folder {record['run_dir']} is gone or holds another run; skipped")
+                continue
+            model = load_model(run_dir)
+            if not hasattr(model, "predict_interval"):
+                continue
+            test_rows = pd.read_csv(run_dir / "predictions_test.csv")["row"].to_numpy()
+            run_config = load_yaml(run_dir / "config.yaml")  # the file and sheet the run was trained on
+            columns = tuple(dict.fromkeys((*model.side_names, *model.mmd_names, *model.target_names)))
+            key = (str(resolve_data_path(run_config["data"]["path"])), run_config["data"].get("sheet"), columns)
+            if key not in frames:
+                frames[key] = read_frame(key[0], columns, sheet=key[1])
+            frame = frames[key]
+            test = frame.iloc[test_rows]
+            mmd, side = test[list(model.mmd_names)].to_numpy(np.float64), test[list(model.side_names)].to_numpy(np.float64)
+            _, low, high = model.predict_interval(mmd, side, level=level)
+            y = test[list(model.target_names)].to_numpy(np.float64)
+            inside = (y >= low) & (y <= high)
+            row = {"model": model_name, "seed": record["seed"], "n_test": len(test)}
+            for j, t in enumerate(model.target_names):
+                row[f"cov_{t}"] = float(inside[:, j].mean())
+                row[f"width_{t}"] = float(np.median(high[:, j] - low[:, j]))
+            if "time" in model.target_names:
+                jt = model.target_names.index("time")
+                _, early = stopped_early(frame["time"].to_numpy(np.float64))
+                early = early[test_rows]
+                row["n_early"] = int(early.sum())
+                row["cov_time_early"] = float(inside[early, jt].mean()) if early.any() else float("nan")
+                row["cov_time_full"] = float(inside[~early, jt].mean()) if (~early).any() else float("nan")
+            progress(f"{model_name:>10} seed {record['seed']}: " + ", ".join(f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("cov_")))
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    with atomic_path(out / "coverage.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    cov_cols = [c for c in frame.columns if c.startswith("cov_")]
+    lines = [f"### Coverage of the calibrated central {level:.0%} interval on the test split", "",
+             "| model | seeds | " + " | ".join(c[4:].replace("time_early", "time (stopped early)").replace("time_full", "time (ran to t_max)")
+                                            for c in cov_cols) + " | pooled test rows |",
+             "|" + "---|" * (3 + len(cov_cols))]
+    for model_name, sub in frame.groupby("model", sort=False):
+        cells = []
+        for c in cov_cols:
+            if c.startswith("cov_time_"):
+                n = sub["n_early"] if c == "cov_time_early" else sub["n_test"] - sub["n_early"]
+            else:
+                n = sub["n_test"]
+            pooled = float((sub[c] * n).sum() / n.sum())
+            cells.append(f"{pooled:.3f} ({sub[c].min():.2f}–{sub[c].max():.2f})")
+        lines.append(f"| {model_name} | {len(sub)} | " + " | ".join(cells) + f" | {int(sub.n_test.sum())} |")
+    lines += ["", "Pooled over the seeds' test rows (per-seed minimum–maximum in brackets). Seeds "
+              + ", ".join(map(str, sorted(set(frame.seed)))) + ". Intervals are calibrated on training rows only. A run that went to "
+              "t_max has exactly that time: its interval is the point [t_max, t_max] when the model is sure, so its "
+              "coverage is an exactness check, not a calibration figure; the stopped-early column is the calibration "
+              "of the continuous part of `time`.", ""]
+    with atomic_path(out / "coverage.md") as tmp:
+        tmp.write_text("\n".join(lines))
+    return frame
+
+
+def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], out: str | Path,
+                   test_size: int = 1000, overrides: Mapping | None = None, quick: bool = False,
+                   noise_chains: int | None = None, progress=print) -> pd.DataFrame:
+    """Train on n Latin-hypercube recipes (n in ``sizes``), test on one fixed held-out LHS set.
+
+    With ``noise_chains`` every file (training and test) carries KMC-like noise of that many chains per
+    MMD: whether a model's gap on noisy data closes with more data, or stays (information the noise took).
+    """
+    from polyinv.sim import lhs_design, simulate_many
+    from polyinv.sim.io import write_dataset
+
+    out = Path(out)
+    data_dir = out / "data"
+    tag = "" if noise_chains is None else f"_noise{noise_chains}"
+
+    def make(path: Path, n: int, seed: int) -> None:
+        if path.exists():
+            return
+        meta = [("design", "lhs"), ("n", str(n)), ("seed", str(seed))]
+        if noise_chains is not None:
+            meta.append(("noise_chains", str(noise_chains)))
+        frame = simulate_many(lhs_design(n, seed=seed), noise_chains=noise_chains, seed=seed, progress=False)
+        write_dataset(frame, path, metadata=meta)
+
+    test_file = data_dir / f"test_lhs{test_size}{tag}.parquet"
+    make(test_file, test_size, 1_000_003)
+    records = []
+    for n in sizes:
+        train_file = data_dir / f"train_lhs{n}{tag}.parquet"
+        make(train_file, n, n)
+        for model in models:
+            for seed in seeds:
+                sub = out / f"n{n}"
+                rec = run_one(model, seed, train_file, sub, overrides, test_path=test_file, quick=quick)
+                rec["train_rows"] = n
+                progress(f"n={n:>5} {model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f}")
+                records.append(rec)
+    # cached runs of other models in the same folder stay in the table and the plot (a later call for one
+    # model adds it instead of replacing the others)
+    done = {(r["model"], r["seed"], r["train_rows"]) for r in records}
+    others = []
+    for n in sizes:
+        for path in sorted((out / f"n{n}" / "records").glob("*_seed*.json")):
+            rec = json.loads(path.read_text())
+            if rec["model"] in MODELS and (rec["model"], rec["seed"], n) not in done:
+                others.append({**rescore(rec, path), "train_rows": n})
+    records += others
+    models = list(dict.fromkeys([*models, *sorted({r["model"] for r in others})]))
+    frame = records_frame(records)
+    with atomic_path(out / "records.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    _plot_curve(frame, out / "learning_curve.png")
+    noise = "" if noise_chains is None else f", KMC-like noise of {noise_chains} chains per MMD in every file"
+    changed = "" if not overrides else " — overrides of the last run: " + overrides_text(overrides)
+    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise}){changed}", "",
+             "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
+             "|" + "---|" * (4 + len(TARGETS))]
+    for model in models:
+        for n in sizes:
+            sub = frame[(frame.model == model) & (frame.train_rows == n)]
+            if len(sub):
+                lines.append(f"| {model} | {n} | {len(sub)} | {_pm(sub.global_r2, 4)} | " + " | ".join(_pm(sub[f'r2_{t}'], 4) for t in TARGETS) + " |")
+    with atomic_path(out / "learning_curve.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n\n![learning curve](learning_curve.png)\n")
+    return frame
+
+
+def _plot_curve(frame: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["global_r2", *(f"r2_{t}" for t in TARGETS)]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), sharex=True)
+    for ax, col in zip(axes, cols, strict=True):
+        for model, sub in frame.groupby("model"):
+            g = sub.groupby("train_rows")[col]
+            x = np.array(sorted(g.groups))
+            ax.errorbar(x, g.mean().loc[x], yerr=g.std(ddof=1).fillna(0).loc[x], marker="o", ms=3, label=model, capsize=2)
+        ax.set_xscale("log")
+        ax.set_title(col.replace("r2_", "R² ").replace("global_r2", "global R²"), fontsize=9)
+        ax.set_xlabel("training recipes", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    write_figure(fig, path)
+
+
+CEILING_NAME = "exact posterior mean over the design's recipes (knows the grid; a bound, no usable model)"
+
+
+def ceiling(data: str | Path, seeds: Sequence[int], out: str | Path, test_fraction: float = 0.2,
+            progress=print) -> pd.DataFrame:
+    """The design-aware posterior mean of every test row (see :mod:`polyinv.ceiling`) on the table's splits.
+
+    Writes ``ceiling.md`` and ``ceiling_records.csv`` into ``out``.
+    """
+    import time
+
+    from polyinv.data.module import read_frame, split_indices
+    from polyinv.metrics import evaluate
+    from polyinv.schema import COMPOSITE_COLUMNS
+    from polyinv.sim import simulate_many
+
+    from benchmarks import ceiling as ce
+
+    data, out = Path(data), Path(out)
+    frame = read_frame(data, COMPOSITE_COLUMNS, "compuesta" if data.suffix.startswith(".xls") else None)
+    records, notes = [], []
+    for seed in seeds:
+        train_idx, _, test_idx = split_indices(len(frame), test_fraction, 0.0, seed, where=str(data))
+        train, test = frame.iloc[train_idx], frame.iloc[test_idx]
+        candidates = ce.level_candidates(train)
+        if candidates is None:
+            raise PolyinvError(f"{data}: the training rows of seed {seed} hold more than {ce.MAX_LEVEL_CANDIDATES} "
+                               "level combinations; the bound needs a grid design")
+        start = time.perf_counter()
+        scales = ce.calibrate(train)
+        pred, ess = ce.posterior_mean(test, simulate_many(candidates, progress=False), scales)
+        rec = {"model": "posterior_levels", "seed": seed, "train_seconds": time.perf_counter() - start,
+               "metrics": evaluate(test[list(TARGETS)].to_numpy(np.float64), pred)}
+        records.append(rec)
+        notes.append(f"seed {seed}: {len(candidates)} candidate recipes; noise widths log Mn {scales.log_mn:.4f}, "
+                     f"log Mw {scales.log_mw:.4f}, sqrt MMD {np.median(scales.sqrt_mmd):.4f} (median point), "
+                     f"cBA_time {scales.cba_time_rel:.1e} (relative); candidates carrying the weight per row: "
+                     f"median {np.median(ess):.1f}")
+        progress(f"posterior_levels seed {seed}: global R² {rec['metrics']['global']['r2']:.4f}")
+    table_frame = records_frame(records)
+    with atomic_path(out / "ceiling_records.csv") as tmp:
+        table_frame.to_csv(tmp, index=False)
+    text = markdown_table(table_frame.replace({"model": {"posterior_levels": CEILING_NAME}}), [CEILING_NAME],
+                          f"{data.name}: what the outputs tell when the design is known", with_study=False)
+    text += ("\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (the table's 80/20 splits; "
+             "`train s` = seconds per seed). Not a model: it needs the simulator that made the data and the "
+             "design's levels (see `benchmarks/ceiling.py`).\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    with atomic_path(out / "ceiling.md") as tmp:
+        tmp.write_text(text)
+    return table_frame

@@ -1,0 +1,36 @@
+"""The ``polyinv`` command: ``polyinv fit|predict|simulate|explain|ensemble ...`` (also ``python -m polyinv``).
+
+Each subcommand is a small module here that only parses its options and calls library functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = {
+    "fit": "train a model on a data file and score it on the held-out test split",
+    "predict": "predict the recipe of every row of a file with a saved model",
+    "simulate": "simulate a design with the kinetic model and write it in the study's format",
+    "explain": "permutation importance of the inputs, per target",
+    "ensemble": "train a deep ensemble of one network config, with calibrated intervals",
+}
+
+
+def usage() -> str:
+    lines = ["usage: polyinv COMMAND [options]   (polyinv COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(f"polyinv.cli.{command}").main(rest)

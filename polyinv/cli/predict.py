@@ -1,0 +1,75 @@
+"""``polyinv predict --ckpt RUN_OR_FILE --input FILE [--output preds.csv] [--interval 0.9] [--verify]``.
+
+Loads any polyinv model (a run folder, best.ckpt, model.skops or an ensemble folder) on CPU, validates
+the input's columns against the schema stored in it, and writes the predicted recipe (cBA_0, cAIBN_0,
+temp, time in physical units) per input row, with the applicability-domain columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="polyinv predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    parser.add_argument("--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns")
+    parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
+    parser.add_argument("--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--show", type=int, default=10, help="rows of the table to print (default 10)")
+    parser.add_argument("--interval", type=float, default=None, metavar="LEVEL",
+                        help="add <target>_lo/_hi of the central LEVEL interval, e.g. 0.9 (GP, ensembles)")
+    parser.add_argument("--verify", action="store_true",
+                        help="simulate each predicted recipe again and report the MMD distance and Mn/Mw/cBA_time errors")
+    parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder")
+    return parser
+
+
+def output_path(args) -> Path:
+    """The output file, refused before any work if it is the input or exists without --overwrite."""
+    output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
+    if output.suffix.lower() != ".csv":
+        raise PolyinvError(f"--output {output}: predictions are written as CSV; give a name ending in .csv")
+    if output.exists() and Path(args.input).exists() and output.resolve() == Path(args.input).resolve():
+        raise PolyinvError(f"--output {output} is the input file; give another name")
+    if output.is_dir():
+        raise PolyinvError(f"--output {output} is a folder; give a file name")
+    if output.exists() and not args.overwrite:
+        raise PolyinvError(f"--output {output} exists; pass --overwrite to replace it")
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        output = output_path(args)
+        from polyinv.atomic import atomic_path
+        from polyinv.inference import predict_table, read_inputs
+        from polyinv.models import load_model, resolve_checkpoint
+        from polyinv.trust.report import verify_table, warn_outside
+
+        ckpt = resolve_checkpoint(args.ckpt)
+        model = load_model(ckpt)
+        frame = read_inputs(model, args.input, args.sheet)
+        table = predict_table(model, frame, interval=args.interval)
+        if args.verify or args.plot_dir:
+            table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir)
+        with atomic_path(output) as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")
+        print(table.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+        if len(table) > args.show:
+            print(f"... {len(table) - args.show} more rows")
+        if "verify_hellinger" in table.columns:
+            print(f"forward verification: median Hellinger distance {table['verify_hellinger'].median():.4g}")
+        print(f"wrote {output}")
+        warn_outside(table)
+        return 0
+
+    return run_cli(body)
