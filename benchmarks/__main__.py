@@ -4,9 +4,10 @@ repository root).
   python -m benchmarks table [--data FILE] [--models ...] [--seeds 0 1 2 3 4] [--out results/grid432]
   python -m benchmarks table --noise-chains 20000 --out results/noisy20000
   python -m benchmarks coverage --out results/grid432 [--models gp]   (interval coverage of the cached runs)
-  python -m benchmarks ceiling --noise-chains 20000 --seeds 0 1 2     (the design-aware bound: polyinv/ceiling.py)
+  python -m benchmarks ceiling --noise-chains 20000 --seeds 0 1 2     (the design-aware bound: benchmarks/ceiling.py)
   python -m benchmarks learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
   python -m benchmarks learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
+  python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
 """
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "docs"])
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
             overrides[key] = yaml.safe_load(value)
+        if args.mode == "docs":
+            path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
+            print(f"wrote {path}")
+            return 0
         if args.mode == "coverage":
             out = Path(args.out or "results/grid432")
             if bm.coverage(out, args.models or ["gp"]).empty:
@@ -66,14 +71,18 @@ def main(argv: list[str] | None = None) -> int:
             data, out = table_paths(args)
             if args.noise_chains and not data.exists():
                 raise PolyinvError(f"{data}: run the noisy table first (python -m benchmarks table --noise-chains {args.noise_chains})")
-            bm.ceiling(data, args.seeds, out)
+            from benchmarks.ceiling import bound_table
+
+            bound_table(data, args.seeds, out)
             print(f"wrote {out / 'ceiling.md'}")
             return 0
         if args.mode == "learning-curve":
             models = args.models or ["rf", "mlp", "gp"]
             default = "results/learning_curve" + (f"_noise{args.noise_chains}" if args.noise_chains else "")
             out = Path(args.out or default)
-            bm.learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides,
+            from benchmarks.learning_curve import learning_curve
+
+            learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides,
                               quick=args.quick, noise_chains=args.noise_chains)
             print(f"wrote {out / 'learning_curve.md'}")
             return 0

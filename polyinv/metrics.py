@@ -1,6 +1,6 @@
 """The one evaluation harness: every model kind's test predictions are scored here, in physical units.
 
-Definitions (DOMAIN.md §3): per target MAE, relative MAE % = 100·MAE / nominal range width, R²;
+Definitions (docs/data-format.md, "Metrics"): per target MAE, relative MAE % = 100·MAE / nominal range width, R²;
 global MSE over all four targets together; global R² = unweighted mean of the per-target R².
 """
 

@@ -16,7 +16,7 @@ SIDE_INPUTS: tuple[str, ...] = ("cBA_time", "Mn", "Mw")
 #: The MMD vector, w(log10 M) on the fixed grid, MMD1..MMD100.
 MMD_COLUMNS: tuple[str, ...] = tuple(f"MMD{i}" for i in range(1, N_MMD + 1))
 
-#: Sheet names and column orders of the study's .xlsx (DOMAIN.md §2).
+#: Sheet names and column orders of the study's .xlsx (docs/data-format.md).
 SHEET_COMPOSITE = "compuesta"
 SHEET_MMD_RAW = "mmd_raw_data"
 SHEET_METADATA = "metadata"
@@ -26,7 +26,7 @@ MMD_RAW_COLUMNS: tuple[str, ...] = TARGETS + MMD_COLUMNS
 #: Feature sets: which scalar side inputs accompany the MMD vector.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"mmd": (), "composite": SIDE_INPUTS}
 
-#: Nominal recipe ranges of the design (DOMAIN.md §1); relative MAE divides by their width.
+#: Nominal recipe ranges of the design (docs/data-format.md); relative MAE divides by their width.
 NOMINAL_RANGES: dict[str, tuple[float, float]] = {
     "cBA_0": (0.5, 3.0),
     "cAIBN_0": (0.0025, 0.02),
@@ -56,7 +56,7 @@ def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 
 # ---------------------------------------------------------------------------------------------- run protocol
-#: A run stops at T_MAX seconds or when conversion reaches X_STOP, whichever comes first (DOMAIN.md §1).
+#: A run stops at T_MAX seconds or when conversion reaches X_STOP, whichever comes first (docs/data-format.md).
 T_MAX = 3600.0
 X_STOP = 0.9
 

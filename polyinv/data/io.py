@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,17 +35,37 @@ def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
                         f"{path}: no sheet {sheet!r}; the file has sheets {', '.join(map(repr, book.sheet_names))}"
                     )
                 frame = book.parse(sheet)
-            return frame, f"{path} [sheet {sheet}]"
+                header = list(book.parse(sheet, header=None, nrows=1).iloc[0]) if len(frame.columns) else []
+            where = f"{path} [sheet {sheet}]"
+            _check_header(header, where)
+            return frame, where
         if sheet:
             raise PolyinvError(f"{path}: a sheet name ({sheet!r}) only applies to .xlsx files")
         if suffix == ".csv":  # only a truly empty cell is missing; 'n/a', 'NA', '-' are reported as text
-            return pd.read_csv(path, keep_default_na=False, na_values=[""]), str(path)
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+                header = next(csv.reader(handle), [])
+            _check_header(header, str(path))
+            if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
+                raise PolyinvError(f"{path}: the file parses into one column; it looks separated by ';' "
+                                   "(polyinv reads comma-separated CSV: save it with ',' as the separator)")
+            return frame, str(path)
         return pd.read_parquet(path), str(path)
     except PolyinvError:
         raise
     except Exception as exc:  # unreadable / corrupt file: one line, no traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolyinvError(f"{path}: cannot read file ({first})") from exc
+
+
+def _check_header(header: Sequence, where: str) -> None:
+    """A column named twice is refused (pandas would rename the second copy and train on the first)."""
+    names = [str(h).strip() for h in header if not (isinstance(h, float) and np.isnan(h))]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise PolyinvError(f"{where}: column {name!r} appears more than once in the header")
+        seen.add(name)
 
 
 def _check_mmd_columns(frame: pd.DataFrame, where: str, mmd_columns: Sequence[str]) -> None:

@@ -23,7 +23,7 @@ GRID_TEMP = tuple(60.0 + 2.5 * i for i in range(9))  # 60 .. 80 °C
 
 
 def grid_design() -> pd.DataFrame:
-    """The study's 6x8x9 grid, 432 recipes (DOMAIN.md §4).
+    """The study's 6x8x9 grid, 432 recipes (docs/simulator.md).
 
     Order: ``cBA_0`` slowest, then ``cAIBN_0``, ``temp`` fastest (``itertools.product`` order), i.e.
     row ``i`` has cBA_0 index ``i // 72``, cAIBN_0 index ``(i // 9) % 8``, temp index ``i % 9``.

@@ -31,7 +31,7 @@ def metadata_sidecar(path: str | os.PathLike) -> Path:
 def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]]) -> Path:
     """Write ``data`` (compuesta columns) atomically; the format follows the extension.
 
-    .xlsx: sheets ``compuesta``, ``mmd_raw_data`` (DOMAIN.md §2, same names and order) and ``metadata``
+    .xlsx: sheets ``compuesta``, ``mmd_raw_data`` (docs/data-format.md, same names and order) and ``metadata``
     (two columns key, value). .csv: the compuesta columns, metadata in ``PATH.metadata.json``.
     .parquet: the compuesta columns, metadata as JSON in the file's schema metadata.
     """

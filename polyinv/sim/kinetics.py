@@ -1,6 +1,6 @@
 """Deterministic forward model: QSSA radicals, ODE for [M], Hamielec's cumulative chain-length distribution.
 
-Method (DOMAIN.md §4), vectorised over recipes:
+Method (docs/simulator.md), vectorised over recipes:
 
 * [I](t) = [I]0 exp(-kd t) (analytic); R_i = 2 f kd [I].
 * SPR (S) and MCR (T) concentrations from the quasi-steady-state balances

@@ -1,6 +1,6 @@
 """Kinetic parameters of BA/AIBN solution polymerization in toluene: the one table of rate coefficients.
 
-Conventions (DOMAIN.md §4):
+Conventions (docs/simulator.md):
 
 * Termination uses the IUPAC "2 kt" convention: the radical loss rate of SPR-SPR termination is
   ``-d[SPR]/dt = 2 kt_ss [SPR]^2``; SPR-MCR cross termination removes ``2 kt_st [SPR][MCR]`` SPR *and*
@@ -12,7 +12,7 @@ Conventions (DOMAIN.md §4):
   activation energy of kp. MCRs transfer to toluene with ``C_S_mcr * kpt`` (a calibrated sink, see its
   source); MCR transfer to monomer is neglected. A transferred radical starts a new chain (no net
   radical change).
-* β-scission of MCRs is neglected (60-80 °C, DOMAIN.md §4): backbiting does not cut chains; it only
+* β-scission of MCRs is neglected (60-80 °C, docs/simulator.md): backbiting does not cut chains; it only
   parks radicals in the slowly propagating MCR state.
 """
 

@@ -31,7 +31,7 @@ yet with inputs near training rows) is caught here. ``consistency_score`` = max 
 statistics of value / threshold. Cost: one simulation per row with ``n_steps`` = 120 time steps.
 
 The fitted domain is plain lists and numbers (:meth:`ApplicabilityDomain.to_dict`), so it is stored
-inside a Lightning checkpoint (loadable with ``torch.load(weights_only=True)``) or a joblib model file.
+inside a Lightning checkpoint (loadable with ``torch.load(weights_only=True)``) or a skops model file.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ class ApplicabilityDomain:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        """Plain lists/numbers/strings (safe for ``torch.load(weights_only=True)`` and joblib)."""
+        """Plain lists/numbers/strings (safe for ``torch.load(weights_only=True)`` and skops)."""
         as_list = lambda a: np.asarray(a, dtype=np.float64).tolist()  # noqa: E731
         return {
             "version": VERSION, "side_names": self.side_names, "mmd_names": self.mmd_names,

@@ -19,7 +19,7 @@ def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> 
         raise PolyinvError(f"--interval must lie between 0 and 1 (e.g. 0.9), got {level}")
     if not hasattr(model, "predict_interval"):
         raise PolyinvError(
-            f"a {model.kind} model gives no intervals; use a Gaussian process or a deep ensemble (python -m polyinv.ensemble)"
+            f"a {model.kind} model gives no intervals; use a Gaussian process or a deep ensemble (polyinv ensemble)"
         )
     _, low, high = model.predict_interval(mmd, side, level)
     out = pd.DataFrame(index=range(len(mmd)))

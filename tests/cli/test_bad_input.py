@@ -339,3 +339,25 @@ def test_predict_missing_argument(capsys):
 def write_frame_xlsx(path: Path, frame: pd.DataFrame, sheet: str = "compuesta") -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         frame.to_excel(writer, sheet_name=sheet, index=False)
+
+
+def test_semicolon_csv_gets_a_delimiter_hint(tmp_path, capsys, good):
+    path = tmp_path / "semicolons.csv"
+    good.to_csv(path, index=False, sep=";")
+    line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
+    assert "semicolons.csv" in line and "separated by ';'" in line
+    assert_no_run(tmp_path / "out")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_duplicated_header_is_refused_naming_the_column(tmp_path, capsys, good, suffix):
+    """A ×10 copy of Mn ahead of the real one would be read silently by pandas (first one wins)."""
+    doubled = pd.concat([good[["Mn"]] * 10, good], axis=1)
+    path = tmp_path / f"doubled{suffix}"
+    if suffix == ".csv":
+        doubled.to_csv(path, index=False)
+    else:
+        write_frame_xlsx(path, doubled)
+    line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
+    assert f"doubled{suffix}" in line and "'Mn' appears more than once" in line
+    assert_no_run(tmp_path / "out")

@@ -1,4 +1,4 @@
-"""Happy paths of ``python -m polyinv.fit`` and ``python -m polyinv.predict`` (called in-process).
+"""Happy paths of ``polyinv fit`` and ``polyinv predict`` (called in-process).
 
 One tiny MLP run (2 epochs) and one random-forest run are shared by the tests of this module.
 """

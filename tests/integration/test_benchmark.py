@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import harness as bm
+from benchmarks.learning_curve import learning_curve
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,8 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
 
 def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     sizes = [40, 60]
-    bm.learning_curve(["rf"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)
-    frame = bm.learning_curve(["gp"], sizes, [0], tmp_path, test_size=30, quick=True, overrides={"model.nu": 1.5},
+    learning_curve(["rf"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)
+    frame = learning_curve(["gp"], sizes, [0], tmp_path, test_size=30, quick=True, overrides={"model.nu": 1.5},
                               progress=lambda _: None)
     assert sorted(zip(frame.model, frame.train_rows, strict=True)) == [("gp", 40), ("gp", 60), ("rf", 40), ("rf", 60)]
     text = (tmp_path / "learning_curve.md").read_text()
@@ -123,7 +124,7 @@ def test_noisy_learning_curve_draws_noise_into_every_file(tmp_path):
     from polyinv.sim import lhs_design, simulate_many
     from polyinv.sim.io import read_metadata
 
-    frame = bm.learning_curve(["rf"], [40], [0], tmp_path, test_size=30, quick=True, noise_chains=500,
+    frame = learning_curve(["rf"], [40], [0], tmp_path, test_size=30, quick=True, noise_chains=500,
                               progress=lambda _: None)
     assert len(frame) == 1 and "noise of 500 chains" in (tmp_path / "learning_curve.md").read_text()
     for name, n, seed in (("train_lhs40_noise500.parquet", 40, 40), ("test_lhs30_noise500.parquet", 30, 1_000_003)):

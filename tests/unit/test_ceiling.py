@@ -1,4 +1,4 @@
-"""The design-aware posterior bound (polyinv/ceiling.py, scripts/benchmark.py ceiling) on small grids."""
+"""The design-aware posterior bound (benchmarks/ceiling.py, python -m benchmarks ceiling) on small grids."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from polyinv.sim.designs import RECIPE_FIELDS
 from polyinv.sim.io import write_dataset
 
 from benchmarks import ceiling as ce
-from benchmarks import harness as bm
 
 LEVELS = ([0.5, 1.75, 3.0], [0.0025, 0.01, 0.02], [60.0, 70.0, 80.0])
 
@@ -55,11 +54,11 @@ def test_level_posterior_finds_held_out_grid_recipes(small_grid):
 
 def test_ceiling_command_writes_its_table(tmp_path):
     path = write_dataset(_grid(noise_chains=2000), tmp_path / "grid27.xlsx", metadata=[("design", "grid27")])
-    frame = bm.ceiling(path, [0, 1], tmp_path / "out", progress=lambda _: None)
+    frame = ce.bound_table(path, [0, 1], tmp_path / "out", progress=lambda _: None)
     assert list(frame.seed) == [0, 1] and (frame.global_r2 > 0.5).all()
     text = (tmp_path / "out" / "ceiling.md").read_text()
     assert "knows the grid" in text and "27 candidate recipes" in text and "| 2 |" in text
     lhs = write_dataset(simulate_many(lhs_design(40, seed=2), progress=False), tmp_path / "lhs.xlsx", metadata=[])
     with pytest.raises(PolyinvError, match="needs a grid design"):
-        bm.ceiling(lhs, [0], tmp_path / "out2", progress=lambda _: None)
+        ce.bound_table(lhs, [0], tmp_path / "out2", progress=lambda _: None)
     assert not (tmp_path / "out2" / "ceiling.md").exists()
