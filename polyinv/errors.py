@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 
 
 class PolyinvError(ValueError):
     """A problem with the user's input; its message is one line that names the culprit."""
+
+
+class PolyinvWarning(UserWarning):
+    """Something in the user's input that polyinv uses as given but the user should know about."""
+
+
+class RunInterrupted(Exception):
+    """A training run stopped by a signal; its last.ckpt is kept so that ``polyinv fit --resume`` continues."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -18,13 +31,27 @@ class ArgumentParser(argparse.ArgumentParser):
         raise PolyinvError(f"{message} (see {self.prog} --help)")
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, PolyinvWarning):
+        return f"warning: {message}\n"
+    return _plain_format(message, category, filename, lineno, line)
+
+
+_plain_format = warnings.formatwarning
+
+
 def run_cli(main: Callable[[], int | None]) -> int:
-    """Run a command's body: a PolyinvError becomes one ``error: ...`` line on stderr and exit status 2."""
+    """Run a command's body: a PolyinvError becomes one ``error: ...`` line on stderr and exit status 2;
+    a signalled run exits 128 + the signal; polyinv's warnings print as one ``warning: ...`` line."""
+    warnings.formatwarning = _format_warning
     try:
         return int(main() or 0)
     except PolyinvError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:

@@ -98,10 +98,21 @@ def format_table(metrics: Mapping, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _finite(value):
+    """NaN and infinities as null, so that the file is valid JSON (JSON has no NaN)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(data: Mapping, path: str | Path) -> None:
-    """Write JSON atomically."""
+    """Write JSON atomically; non-finite numbers become null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def parity_figure(y_true, y_pred, targets: Sequence[str] = TARGETS, title: str | None = None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from polyinv.atomic import atomic_path, write_figure
 from polyinv.config import dump
 from polyinv.data.module import PolyDataModule
-from polyinv.errors import PolyinvError
+from polyinv.errors import PolyinvError, RunInterrupted
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
 from polyinv.models import CLASSICAL, MODEL_FILE, NETWORKS, ClassicalModel, InverseRegressor
@@ -180,7 +181,10 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
     elif worker_dir and os.environ.get("LOCAL_RANK", "0") != "0":
         run_dir = Path(worker_dir)
     else:
-        run_dir = new_run_dir(config["output"]["root"], config["name"])
+        try:
+            run_dir = new_run_dir(config["output"]["root"], config["name"])
+        except OSError as exc:
+            raise PolyinvError(f"output.root {config['output']['root']}: cannot create the run folder ({exc.strerror or exc})") from exc
         os.environ[RUN_DIR_ENV] = str(run_dir)
         fresh = True
     try:
@@ -247,13 +251,14 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         trainer = L.Trainer(default_root_dir=str(run_dir), logger=logger, callbacks=callbacks, **trainer_cfg)
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
         raise PolyinvError(f"trainer settings: {str(exc).strip().splitlines()[0]}") from exc
-    ckpt_path = None
-    if resume is not None:
-        ckpt_path = resume / "last.ckpt"
-        if not ckpt_path.exists():
-            raise PolyinvError(f"{resume}: no last.ckpt to resume from")
+    ckpt_path = None if resume is None else check_resumable(resume, trainer_cfg.get("max_epochs"))
     started = time.perf_counter()
-    trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SIGTERMException as exc:  # Lightning ends a SIGTERM'd fit in a code-less SystemExit (exit status 0)
+        trainer.save_checkpoint(run_dir / "last.ckpt")
+        raise RunInterrupted(signal.SIGTERM, f"{run_dir}: training stopped by SIGTERM after {trainer.current_epoch} "
+                                             f"epochs; continue with: polyinv fit --resume {run_dir}") from exc
     seconds = time.perf_counter() - started
     if trainer.global_rank != 0:
         return None
@@ -273,6 +278,21 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
     return RunResult(run_dir, metrics, seconds, best)
+
+
+def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:
+    """The run's last.ckpt, refused with one line (before anything is written) if it cannot continue."""
+    import torch
+
+    path = run_dir / "last.ckpt"
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        done = int(checkpoint["epoch"]) + 1
+    except Exception as exc:
+        raise PolyinvError(f"{path}: cannot resume from it ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from exc
+    if max_epochs is not None and max_epochs <= done:
+        raise PolyinvError(f"{run_dir}: the run has trained {done} epochs; give --trainer.max_epochs above {done} to continue")
+    return path
 
 
 def store_domain(path: Path, domain: dict | None, drop_training_state: bool = False) -> None:

@@ -7,6 +7,7 @@ temp, time in physical units) per input row, with the applicability-domain colum
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,14 +33,19 @@ def build_parser() -> ArgumentParser:
 def output_path(args) -> Path:
     """The output file, refused before any work if it is the input or exists without --overwrite."""
     output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
+    if output.is_dir():
+        raise PolyinvError(f"--output {output} is a folder; give a file name")
     if output.suffix.lower() != ".csv":
         raise PolyinvError(f"--output {output}: predictions are written as CSV; give a name ending in .csv")
     if output.exists() and Path(args.input).exists() and output.resolve() == Path(args.input).resolve():
         raise PolyinvError(f"--output {output} is the input file; give another name")
-    if output.is_dir():
-        raise PolyinvError(f"--output {output} is a folder; give a file name")
     if output.exists() and not args.overwrite:
         raise PolyinvError(f"--output {output} exists; pass --overwrite to replace it")
+    folder = output.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise PolyinvError(f"--output {output}: the folder {folder} is not writable")
     return output
 
 

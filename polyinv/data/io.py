@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from polyinv.errors import PolyinvError
+from polyinv.errors import PolyinvError, PolyinvWarning
 from polyinv.schema import MMD_COLUMNS, SHEET_COMPOSITE
 
 SUPPORTED = (".xlsx", ".xlsm", ".csv", ".parquet", ".pq")
@@ -91,7 +92,8 @@ def read_table(
 
     Every problem raises :class:`PolyinvError` with a one-line message naming the file, sheet,
     column, row and value: a missing file or sheet, a missing column, an MMD of the wrong length,
-    empty, non-numeric or non-finite cells. Row numbers are the file's own (header = row 1).
+    empty, non-numeric or non-finite cells, physically impossible rows (:func:`check_physical`). Rows are
+    named by :func:`row_text`.
     """
     path = Path(path)
     frame, where = _read_raw(path, sheet)
@@ -106,6 +108,9 @@ def read_table(
     out = {}
     for column in columns:
         raw = frame[column]
+        if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
+            raise PolyinvError(f"{where}: column {column!r} holds {'true/false' if pd.api.types.is_bool_dtype(raw) else 'date'} "
+                               "values, not numbers")
         values = pd.to_numeric(raw, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.astype(float))
         if bad.any():
@@ -115,7 +120,41 @@ def read_table(
             if not pd.isna(shown) and isinstance(shown, (int, float, np.number)):
                 what = f"the non-finite value {shown!r}"
             raise PolyinvError(
-                f"{where}: column {column!r}, row {i + 2}: {what} ({int(bad.sum())} bad cell(s) in this column)"
+                f"{where}: column {column!r}, {row_text(i)}: {what} ({int(bad.sum())} bad cell(s) in this column)"
             )
         out[column] = values.to_numpy(np.float64)
-    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+    table = pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+    check_physical(table, where)
+    return table
+
+
+def row_text(i: int) -> str:
+    """How every message names a row: the 0-based data row (as the ``row`` column of outputs) and its file line."""
+    return f"data row {i} (line {i + 2} of the file)"
+
+
+#: Columns that are concentrations, times or molar masses: a negative value is no measurement.
+NON_NEGATIVE = ("cBA_0", "cAIBN_0", "time", "cBA_time", "Mn", "Mw")
+
+
+def check_physical(table: pd.DataFrame, where: str) -> None:
+    """Refuse rows no polymerization can produce (negative concentrations, times or molar masses, Mw < Mn);
+    warn, naming the rows, about negative MMD values (baseline-corrected lab data may hold small ones)."""
+    for column in (c for c in NON_NEGATIVE if c in table):
+        bad = np.flatnonzero(table[column].to_numpy() < 0)
+        if len(bad):
+            raise PolyinvError(f"{where}: column {column!r}, {row_text(int(bad[0]))}: negative value "
+                               f"{table[column].iloc[bad[0]]!r} ({len(bad)} such row(s))")
+    if {"Mn", "Mw"} <= set(table):
+        bad = np.flatnonzero(table["Mw"].to_numpy() < table["Mn"].to_numpy() * (1 - 1e-9))
+        if len(bad):
+            i = int(bad[0])
+            raise PolyinvError(f"{where}: {row_text(i)}: Mw {table['Mw'].iloc[i]:.6g} is below Mn {table['Mn'].iloc[i]:.6g}, "
+                               f"which no distribution has ({len(bad)} such row(s))")
+    mmd = [c for c in table if _MMD_NAME.match(c)]
+    if mmd:
+        rows = np.flatnonzero((table[mmd].to_numpy() < 0).any(axis=1))
+        if len(rows):
+            shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            warnings.warn(f"{where}: negative MMD values in {len(rows)} data row(s) ({shown}); they are used as given",
+                          PolyinvWarning, stacklevel=2)

@@ -20,8 +20,9 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from polyinv.data.io import row_text
 from polyinv.errors import PolyinvError
-from polyinv.nn.scaling import ColumnScaler
+from polyinv.nn.scaling import MIN_STD, ColumnScaler
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS, TARGETS, feature_columns
 
 MIN_SPLIT_ROWS = 2  # R² needs two rows; fewer in any split is an error, not a silent NaN
@@ -134,6 +135,25 @@ class PolyDataModule(L.LightningDataModule):
             )
         self.frame = frame
         self._scalers = None
+        self._check_scalable()
+
+    def _check_scalable(self) -> None:
+        """Every training value stays finite through its transform and the training rows' standardisation
+        (a finite 1e308 would overflow the mean and train a NaN model)."""
+        train = self.frame.iloc[self.train_idx]
+        largest = float(np.finfo(np.float32).max)  # networks and forests compute in float32
+        for column in self.columns:
+            x = train[column].to_numpy(np.float64)
+            if self.transforms.get(column) == "log":
+                continue  # logs of positive values are finite; values <= 0 are refused when the scalers are fitted
+            with np.errstate(all="ignore"):
+                z = (x - x.mean()) / max(float(x.std()), MIN_STD)
+            bad = ~np.isfinite(z) | (np.abs(x) > largest)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[np.argmax(np.abs(x[bad]))])
+                raise PolyinvError(f"{self.path}: column {column!r}, {row_text(int(self.train_idx[i]))}: the value {x[i]!r} "
+                                   "is too large for the models (float32) or overflows when standardised; check the file (or give the "
+                                   "column a log transform)")
 
     def _rows(self, idx: np.ndarray) -> pd.DataFrame:
         if self.frame is None:

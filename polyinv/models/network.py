@@ -216,6 +216,10 @@ class InverseRegressor(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         """Per-target R² and MAE on the training rows (physical units, eval mode), for TensorBoard only:
         nothing monitors them, so they do not steer training."""
+        loss = self.trainer.callback_metrics.get("train/loss")
+        if loss is not None and not bool(torch.isfinite(loss)):
+            raise PolyinvError(f"the training loss became {float(loss)} at epoch {self.current_epoch}: the run stops "
+                               "(check the data for extreme values, or lower model.lr)")
         tensors = getattr(self.trainer.datamodule, "train_tensors", None) if self.trainer else None
         if tensors is None:
             return

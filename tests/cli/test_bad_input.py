@@ -90,7 +90,7 @@ def test_empty_numeric_cell(tmp_path, capsys, good):
     good.loc[3, "cBA_time"] = None  # data row 3 = file row 5 (header is row 1)
     good.to_csv(path, index=False)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "hole.csv" in line and "'cBA_time'" in line and "row 5" in line and "empty" in line
+    assert "hole.csv" in line and "'cBA_time'" in line and "data row 3 (line 5 of the file)" in line and "empty" in line
     assert_no_run(tmp_path / "out")
 
 
@@ -99,7 +99,7 @@ def test_empty_cell_in_xlsx(tmp_path, capsys, good):
     good.loc[0, "MMD42"] = None
     write_frame_xlsx(path, good)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "hole.xlsx" in line and "sheet compuesta" in line and "'MMD42'" in line and "row 2" in line
+    assert "hole.xlsx" in line and "sheet compuesta" in line and "'MMD42'" in line and "data row 0 (line 2 of the file)" in line
     assert_no_run(tmp_path / "out")
 
 
@@ -109,7 +109,7 @@ def test_text_in_numeric_cell(tmp_path, capsys, good):
     good.loc[5, "temp"] = "70 C"  # data row 5 = file row 7
     good.to_csv(path, index=False)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "text.csv" in line and "'temp'" in line and "row 7" in line and "'70 C'" in line
+    assert "text.csv" in line and "'temp'" in line and "data row 5 (line 7 of the file)" in line and "'70 C'" in line
     assert_no_run(tmp_path / "out")
 
 
@@ -295,7 +295,7 @@ def test_predict_text_in_input(tmp_path, capsys, composite_run, good):
     good.loc[2, "MMD7"] = "?"
     good.to_csv(path, index=False)
     line = predict_fails(capsys, tmp_path, composite_run, path)
-    assert "'MMD7'" in line and "row 4" in line and "'?'" in line
+    assert "'MMD7'" in line and "data row 2 (line 4 of the file)" in line and "'?'" in line
 
 
 def test_predict_wrong_sheet(tmp_path, capsys, composite_run, good):
