@@ -48,6 +48,21 @@ UNITS: dict[str, str] = {
 M_BA = 128.17
 
 
+class ColumnCounts:
+    """Counts of a model's columns; the model sets ``target_names``, ``side_names`` and ``mmd_names``."""
+
+    target_names: list[str]
+    side_names: list[str]
+
+    @property
+    def n_side(self) -> int:
+        return len(self.side_names)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.target_names)
+
+
 def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Return (side-input columns, MMD columns) of a feature set ('mmd' or 'composite')."""
     if feature_set not in FEATURE_SETS:

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from polyinv import __version__
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, ColumnCounts
 
 MODEL_FILE = "model.skops"
 #: The types beyond skops' defaults that a polyinv model file may hold.
@@ -39,7 +39,7 @@ def log_columns(values: np.ndarray, mask: Sequence[bool]) -> np.ndarray:
     return values
 
 
-class ClassicalModel:
+class ClassicalModel(ColumnCounts):
     """Base: subclasses implement ``_fit(mmd, side, y_scaled)`` and ``_predict(mmd, side) -> y_scaled``."""
 
     kind = "classical"
@@ -57,14 +57,6 @@ class ClassicalModel:
         self.side_log = [self.transforms.get(c) == "log" for c in self.side_names]
         self.state: dict[str, Any] = {}  # fitted estimators and preprocessing, saved with the model
         self.domain: dict | None = None
-
-    @property
-    def n_side(self) -> int:
-        return len(self.side_names)
-
-    @property
-    def n_targets(self) -> int:
-        return len(self.target_names)
 
     def _arrays(self, mmd, side) -> tuple[np.ndarray, np.ndarray]:
         mmd = np.asarray(mmd, dtype=np.float64).reshape(len(mmd), len(self.mmd_names))

@@ -21,13 +21,14 @@ import torch
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
+from polyinv.schema import ColumnCounts
 from polyinv.trust.calibration import abs_z, half_width_multiplier
 
 KIND = "ensemble"
 MANIFEST = "ensemble.json"
 
 
-class EnsembleModel:
+class EnsembleModel(ColumnCounts):
     """A list of loaded polyinv networks sharing one schema; same interface as any model."""
 
     kind = KIND
@@ -45,10 +46,6 @@ class EnsembleModel:
         self.mmd_names = list(first.mmd_names)
         self.domain = domain or getattr(first, "domain", None)  # the ensemble's own (with consistency) when saved
         self.calibration = dict(calibration or {})
-
-    @property
-    def n_side(self) -> int:
-        return len(self.side_names)
 
     def _scaled(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         """(members, N, T) member predictions in the first member's scaled target space."""

@@ -27,7 +27,7 @@ from torchmetrics import MeanAbsoluteError
 from polyinv.errors import PolyinvError
 from polyinv.metrics import ExactR2
 from polyinv.nn import ACTIVATIONS, CensoredMSE, CNNNet, ColumnScaler, MLPNet
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, stopped_early
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, ColumnCounts, stopped_early
 
 #: L-BFGS: iterations per training step (strong-Wolfe line search) and curvature history
 LBFGS_MAX_ITER = 20
@@ -39,7 +39,7 @@ TimeModel = Literal["plain", "censored"]
 Activation = Literal["relu", "silu", "tanh", "gelu"]
 
 
-class InverseRegressor(L.LightningModule):
+class InverseRegressor(ColumnCounts, L.LightningModule):
     """Multi-output regressor from (MMD, side inputs) to the recipe; base of :class:`MLP` and :class:`CNN`."""
 
     kind = "base"
@@ -58,6 +58,15 @@ class InverseRegressor(L.LightningModule):
         clip_outputs: bool = False,
         clip_inputs: bool = False,
     ) -> None:
+        """
+        Args:
+            lr: learning rate (Adam) or step length (L-BFGS, usually 1)
+            optimizer: adam (mini-batches) or lbfgs (full-batch quasi-Newton steps; data.batch_size 0)
+            time_model: censored (the run protocol's stop at t_max) or plain (time as an ordinary target)
+            mmd_pcs: principal components of the MMD the network sees (0: the grid values; the CNN adds them to its head)
+            clip_outputs: hold predictions inside the training rows' range of each target
+            clip_inputs: hold what the network sees inside the training rows' range
+        """
         super().__init__()
         self.save_hyperparameters()  # the subclass's arguments too
         if optimizer not in ("adam", "lbfgs"):
@@ -107,14 +116,6 @@ class InverseRegressor(L.LightningModule):
         self.domain: dict | None = None  # applicability domain (polyinv.trust.domain), saved in the checkpoint
 
     # ------------------------------------------------------------------ shapes
-    @property
-    def n_side(self) -> int:
-        return len(self.side_names)
-
-    @property
-    def n_targets(self) -> int:
-        return len(self.target_names)
-
     @property
     def encoded_widths(self) -> tuple[int, int]:
         """Widths of :meth:`encode_inputs`' two outputs (MMD part, scalar part)."""
@@ -308,6 +309,12 @@ class MLP(InverseRegressor):
 
     def __init__(self, widths: Sequence[int] = (256, 128, 64), activation: Activation = "relu",
                  dropout: float | Sequence[float] = 0.0, **base) -> None:
+        """
+        Args:
+            widths: units of each hidden layer
+            activation: activation after each hidden layer
+            dropout: dropout rate, one for all layers or one per layer (not with lbfgs)
+        """
         super().__init__(**base)
         self.network = MLPNet(self.encoded_widths[0], self.n_side, self.n_targets, list(widths), activation, dropout)
 
@@ -320,6 +327,16 @@ class CNN(InverseRegressor):
     def __init__(self, channels: Sequence[int] = (16, 32, 32), kernel_size: int = 5, pool: int = 2,
                  activation: Activation = "silu", head_widths: Sequence[int] = (256, 256, 256),
                  dropout: float | Sequence[float] = 0.0, feature_width: int = 8, **base) -> None:
+        """
+        Args:
+            channels: output channels of each conv block (conv, activation, max-pool)
+            kernel_size: width of the convolutions, in MMD points
+            pool: max-pool factor after each conv block
+            activation: activation of the conv blocks and the head
+            head_widths: units of each hidden layer of the dense head
+            dropout: dropout rate of the head, one or one per layer (not with lbfgs)
+            feature_width: learned features the flattened conv map is projected onto
+        """
         if int(feature_width) < 1:
             raise PolyinvError(f"model.feature_width must be at least 1, got {feature_width}")
         super().__init__(**base)

@@ -48,7 +48,8 @@ def test_scalars_named_by_target(tb_run):
     # one value per epoch (epoch-level compute(), not per batch; the sanity check is not logged)
     for tag in ("train/loss", "val/loss", f"val/r2/{TARGETS[0]}", f"val/mae/{TARGETS[-1]}"):
         assert len(acc.Scalars(tag)) == EPOCHS, tag
-    assert all(e.value > 0 for e in acc.Scalars("val/mae/temp"))
+    values = [e.value for e in acc.Scalars("val/mae/temp")]
+    assert len(set(values)) == EPOCHS  # a new value each epoch: the model changed between them
 
 
 def test_runs_without_validation_rows_show_per_target_training_metrics(synthetic_csv, tmp_path):

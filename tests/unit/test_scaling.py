@@ -41,7 +41,7 @@ def test_scalers_fitted_on_training_split_only(tmp_path, frame):
         for name, buf in scaler.state_dict().items():
             assert torch.equal(buf, before[key][name]), (key, name)
     # and a changed training value does move them (the test can fail)
-    changed.loc[dm.train_idx[:5], "Mn"] *= 50
+    changed.loc[dm.train_idx[:5], ["Mn", "Mw"]] *= 50  # both: Mw below Mn is refused as impossible
     changed.to_csv(path2, index=False)
     assert not torch.equal(_dm(path2).scalers()["side"].mean, before["side"]["mean"])
 
