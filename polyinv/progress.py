@@ -45,7 +45,8 @@ def quiet_libraries() -> None:
     for message in (r".*does not have many workers.*", r".*LeafSpec.*", r".*The number of training batches.*",
                     r".*Checkpoint directory .* exists and is not empty.*", r".*Total length of .* across ranks is zero.*",
                     r".*GPU available but not used.*", r".*`ckpt_path`, callbacks used to create the checkpoint.*",
-                    r".*You defined a `validation_step` but have no `val_dataloader`.*"):
+                    r".*You defined a `validation_step` but have no `val_dataloader`.*",
+                    r".*`sklearn.utils.parallel.delayed` should be used with.*"):
         warnings.filterwarnings("ignore", message=message)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process.*")  # ConvergenceWarning at the bounds

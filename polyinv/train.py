@@ -166,6 +166,7 @@ def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, t
 
 def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunResult | None:
     """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0)."""
+    quiet_libraries()
     model_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
     L.seed_everything(model_seed, workers=True, verbose=False)  # the split keeps config["seed"]
     dm = build_datamodule(config)
@@ -242,7 +243,6 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
     logger = _tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
-    quiet_libraries()
     if trainer_cfg.get("enable_progress_bar") is not False:  # one bar over the epochs instead of Lightning's
         trainer_cfg["enable_progress_bar"] = False
         steps = "L-BFGS steps" if model.hparams.optimizer == "lbfgs" else "epochs"
