@@ -144,7 +144,7 @@ def check_physical(table: pd.DataFrame, where: str) -> None:
         bad = np.flatnonzero(table[column].to_numpy() < 0)
         if len(bad):
             raise PolyinvError(f"{where}: column {column!r}, {row_text(int(bad[0]))}: negative value "
-                               f"{table[column].iloc[bad[0]]!r} ({len(bad)} such row(s))")
+                               f"{float(table[column].iloc[bad[0]]):g} ({len(bad)} such row(s))")
     if {"Mn", "Mw"} <= set(table):
         bad = np.flatnonzero(table["Mw"].to_numpy() < table["Mn"].to_numpy() * (1 - 1e-9))
         if len(bad):

@@ -151,7 +151,7 @@ class PolyDataModule(L.LightningDataModule):
             bad = ~np.isfinite(z) | (np.abs(x) > largest)
             if bad.any():
                 i = int(np.flatnonzero(bad)[np.argmax(np.abs(x[bad]))])
-                raise PolyinvError(f"{self.path}: column {column!r}, {row_text(int(self.train_idx[i]))}: the value {x[i]!r} "
+                raise PolyinvError(f"{self.path}: column {column!r}, {row_text(int(self.train_idx[i]))}: the value {float(x[i]):g} "
                                    "is too large for the models (float32) or overflows when standardised; check the file (or give the "
                                    "column a log transform)")
 
