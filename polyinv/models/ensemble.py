@@ -68,10 +68,6 @@ class EnsembleModel(ColumnCounts):
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         return self._physical(self.mean_std(mmd, side)[0])
 
-    @property
-    def interval_calibrated(self) -> bool:
-        return bool(self.calibration)
-
     def predict_interval(self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9):
         """(mean, lower, upper) of the calibrated central ``level`` interval, physical units."""
         if len(self.members) < 2:
