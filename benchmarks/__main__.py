@@ -7,6 +7,8 @@ repository root).
   python -m benchmarks ceiling --noise-chains 20000 --seeds 0 1 2     (the design-aware bound: benchmarks/ceiling.py)
   python -m benchmarks learning-curve [--sizes 100 200 432 1000 4000] [--test-size 1000] [--out results/learning_curve]
   python -m benchmarks learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
+  python -m benchmarks suite-data                              (the foreign-data suite: benchmarks/suite.py)
+  python -m benchmarks suite [--sets ...] [--models ...] [--seeds 0 1 2]   (results/suite/<set>, results/suite/suite.md)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "docs"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "docs"])
+    parser.add_argument("--sets", nargs="+", default=None, help="suite sets (default: all)")
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -60,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "docs":
             path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
             print(f"wrote {path}")
+            return 0
+        if args.mode in ("suite-data", "suite"):
+            from benchmarks import suite
+
+            unknown = [name for name in args.sets or [] if name not in {spec.name for spec in suite.SETS}]
+            if unknown:
+                raise PolyinvError(f"unknown suite set(s) {', '.join(unknown)}; choose from {', '.join(s.name for s in suite.SETS)}")
+            sets = [spec for spec in suite.SETS if args.sets is None or spec.name in args.sets]
+            if args.mode == "suite-data":
+                suite.make_all(sets=sets)
+                return 0
+            models = args.models or list(bm.MODELS)
+            out = Path(args.out or bm.REPO_ROOT / "results" / "suite")
+            suite.run_suite(sets, models, args.seeds, out, overrides=overrides, force=args.force, quick=args.quick)
+            print(f"wrote {out / 'suite.md'}")
             return 0
         if args.mode == "coverage":
             out = Path(args.out or "results/grid432")

@@ -216,7 +216,12 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         seconds = time.perf_counter() - started
         model.domain = fit_model_consistency(model, model.domain, frame)  # forward-consistency thresholds
         model.save(run_dir / MODEL_FILE)
-        metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, {"best_params": getattr(model, "best_params", None)})
+        checks = getattr(model, "fit_checks", None)
+        if verbose:
+            for line in fit_check_lines(checks):
+                print(line)
+        extra = {"best_params": getattr(model, "best_params", None), "fit_checks": checks}
+        metrics = finish_run(config, run_dir, model, dm, _tb_logger(run_dir), seconds, extra)
         if verbose:
             print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units"))
         return RunResult(run_dir, metrics, seconds, model)
@@ -278,6 +283,17 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
     return RunResult(run_dir, metrics, seconds, best)
+
+
+def fit_check_lines(checks: dict | None) -> list[str]:
+    """One line per target the GP's self-check refitted (run.json keeps every target's figures)."""
+    lines = []
+    for target, check in (checks or {}).items():
+        if "refit_loo_r2" in check:
+            lines.append(f"GP self-check: {target} leave-one-out R² {check['loo_r2']:.3f} (shortest length scale "
+                         f"{check['length_scales_min']:.3g}); refitted with bounded length scales: {check['refit_loo_r2']:.3f}; "
+                         f"kept the {'refit' if check['kept'] == 'refit' else 'first fit'}")
+    return lines
 
 
 def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:

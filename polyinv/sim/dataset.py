@@ -9,7 +9,7 @@ import pandas as pd
 
 import polyinv
 from polyinv.sim.designs import grid_design, lhs_design
-from polyinv.sim.grid import DELTA_LOG10M, LOG10M_MAX, LOG10M_MIN, N_POINTS
+from polyinv.sim.grid import DEFAULT_AXIS
 from polyinv.sim.io import output_format, write_dataset
 from polyinv.sim.kinetics import DEFAULT_N_STEPS, DEFAULT_T_MAX, DEFAULT_X_STOP
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, KineticParameters
@@ -45,11 +45,10 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
         ("t_max_s", repr(float(t_max))), ("x_stop", repr(float(x_stop))), ("n_steps", str(n_steps)),
         ("time", "stop time, s: t_max, or the exact time conversion reaches x_stop"),
         ("mmd_grid", "MMD1..MMD100 on log10(M / (g/mol)) evenly spaced, both ends included"),
-        ("mmd_log10M_min", repr(LOG10M_MIN)), ("mmd_log10M_max", repr(LOG10M_MAX)),
-        ("mmd_n_points", str(N_POINTS)), ("mmd_delta_log10M", repr(DELTA_LOG10M)),
+        *DEFAULT_AXIS.metadata()[:4],
         ("mmd_value", "mass fraction of chains in the cell of width delta centred on the point, divided by delta: "
                       "w(log10 M)"),
-        ("mmd_normalisation", "sum(MMD1..MMD100) * mmd_delta_log10M = 1"),
+        DEFAULT_AXIS.metadata()[4],
         ("molar_mass", "M = chain length * 128.17 g/mol (end groups neglected)"),
         ("Mn_Mw", "from the exact moments of the full distribution (or of the chain sample with noise), "
                   "not from the 100 points"),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyinv.schema import M_BA, T_MAX, X_STOP
-from polyinv.sim.grid import DELTA_LOG10M, log10m_grid
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.parameters import KineticParameters
 
 #: Default integration settings (convergence against a 10x finer grid is checked in tests/sim).
@@ -332,15 +332,17 @@ def number_density(cr: ChainRates, weights: np.ndarray, chain_length: np.ndarray
     return exp_part + comb_part
 
 
-def mmd_from_rates(cr: ChainRates, weights: np.ndarray, lam1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """100-point MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_BA), normalised, and its coverage.
+def mmd_from_rates(cr: ChainRates, weights: np.ndarray, lam1: np.ndarray,
+                   axis: MMDAxis = DEFAULT_AXIS) -> tuple[np.ndarray, np.ndarray]:
+    """MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_BA) on ``axis``, normalised, and its coverage.
 
-    Evaluated on the grid points from the continuous extension of the chain-length distribution (see
-    ``number_density``). Normalised so ``sum(w) * DELTA_LOG10M = 1``; coverage is that sum before
-    normalisation (~1 when the grid holds the whole distribution).
+    Evaluated on the axis points from the continuous extension of the full chain-length distribution (see
+    ``number_density``), never interpolated from another axis. Normalised as the axis says (polyinv's own:
+    ``sum(w) * delta = 1``); coverage is ``sum(w) * delta`` before normalisation (~1 when the axis holds the
+    whole distribution).
     """
-    x = 10.0 ** log10m_grid() / M_BA
+    x = 10.0 ** axis.points() / M_BA
     nd = number_density(cr, weights, x)
     w = np.log(10.0) * x * x * nd / lam1[:, None]
-    coverage = w.sum(axis=1) * DELTA_LOG10M
-    return w / coverage[:, None], coverage
+    coverage = w.sum(axis=1) * axis.delta
+    return axis.normalise(w / coverage[:, None]), coverage

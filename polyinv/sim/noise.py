@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from polyinv.schema import M_BA
-from polyinv.sim.grid import DELTA_LOG10M, LOG10M_MIN, N_POINTS
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 
 
 def sample_chain_lengths(chains_exp: np.ndarray, chains_comb: np.ndarray, a: np.ndarray, weights: np.ndarray,
@@ -29,19 +29,20 @@ def sample_chain_lengths(chains_exp: np.ndarray, chains_comb: np.ndarray, a: np.
     return lengths
 
 
-def mmd_from_sample(lengths: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
-    """100-point MMD (mass histogram per unit log10 M, normalised), Mn and Mw of a chain sample.
+def mmd_from_sample(lengths: np.ndarray, rng: np.random.Generator,
+                    axis: MMDAxis = DEFAULT_AXIS) -> tuple[np.ndarray, float, float]:
+    """MMD on ``axis`` (mass histogram per unit log10 M, normalised as the axis says), Mn and Mw of a chain sample.
 
     Each chain of length r is spread uniformly over [r - 1/2, r + 1/2] (the continuous representation of
-    the deterministic MMD) and goes into the grid cell (width DELTA_LOG10M, centred on a grid point)
+    the deterministic MMD) and goes into the axis cell (width delta, centred on a grid point)
     holding its log10 M; chains outside the grid go into the end cells so the MMD stays normalised.
     Mn and Mw are exact averages over the (integer) sample.
     """
     mass = lengths * M_BA
     spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * M_BA
-    cell = np.clip(np.floor((np.log10(spread) - LOG10M_MIN) / DELTA_LOG10M + 0.5), 0, N_POINTS - 1).astype(int)
-    hist = np.bincount(cell, weights=spread, minlength=N_POINTS)
-    mmd = hist / (spread.sum() * DELTA_LOG10M)
+    cell = np.clip(np.floor((np.log10(spread) - axis.log10m_min) / axis.delta + 0.5), 0, axis.n_points - 1).astype(int)
+    hist = np.bincount(cell, weights=spread, minlength=axis.n_points)
+    mmd = axis.normalise(hist / (spread.sum() * axis.delta))
     mn = float(mass.mean())
     mw = float((mass * mass).sum() / mass.sum())
     return mmd, mn, mw

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from polyinv.schema import COMPOSITE_COLUMNS, M_BA, MMD_COLUMNS
 from polyinv.sim.designs import RECIPE_FIELDS, validate_recipes
-from polyinv.sim.grid import LOG10M_MAX, log10m_grid
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.kinetics import (
     DEFAULT_N_STEPS,
     DEFAULT_T_MAX,
@@ -107,19 +107,20 @@ def _mcr_fraction(S: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: float, n_steps: int,
-               noise_chains: int | None, seeds: list[np.random.SeedSequence] | None) -> dict[str, np.ndarray]:
+               noise_chains: int | None, seeds: list[np.random.SeedSequence] | None,
+               axis: MMDAxis = DEFAULT_AXIS) -> dict[str, np.ndarray]:
     """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
     rates = RecipeRates.build(params, recipes[:, 0], recipes[:, 1], recipes[:, 2])
     traj = integrate(rates, t_max=t_max, x_stop=x_stop, n_steps=n_steps)
     cr = chain_rates(rates, traj.M, traj.S, traj.T)
     lam0, lam1, lam2 = cumulative_moments(cr, traj.weights)
     n = recipes.shape[0]
-    mmd = np.empty((n, len(MMD_COLUMNS)))
+    mmd = np.empty((n, axis.n_points))
     coverage = np.empty(n)
     for start in range(0, n, MMD_CHUNK):
         sl = slice(start, start + MMD_CHUNK)
         sub = _slice_rates(cr, sl)
-        mmd[sl], coverage[sl] = mmd_from_rates(sub, traj.weights[sl], lam1[sl])
+        mmd[sl], coverage[sl] = mmd_from_rates(sub, traj.weights[sl], lam1[sl], axis)
     mn = M_BA * lam1 / lam0
     mw = M_BA * lam2 / lam1
     out = {
@@ -136,7 +137,7 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
             rng = np.random.default_rng(seeds[i])
             lengths = sample_chain_lengths(cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i],
                                            int(noise_chains), rng)
-            out["mmd"][i], out["Mn"][i], out["Mw"][i] = mmd_from_sample(lengths, rng)
+            out["mmd"][i], out["Mn"][i], out["Mw"][i] = mmd_from_sample(lengths, rng, axis)
     out["_traj"], out["_cr"], out["_lam"] = traj, cr, (lam0, lam1, lam2)
     return out
 
@@ -147,17 +148,19 @@ def _slice_rates(cr, sl):
 
 def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PARAMETERS, *,
              t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS,
-             noise_chains: int | None = None, seed: int = 0, n_fine: int = 2000) -> SimulationResult:
-    """Simulate one recipe ``{"cBA_0": mol/L, "cAIBN_0": mol/L, "temp": °C}`` until t_max or x_stop."""
+             noise_chains: int | None = None, seed: int = 0, n_fine: int = 2000,
+             axis: MMDAxis = DEFAULT_AXIS) -> SimulationResult:
+    """Simulate one recipe ``{"cBA_0": mol/L, "cAIBN_0": mol/L, "temp": °C}`` until t_max or x_stop; the MMD
+    on ``axis``."""
     t_max = _check_t_max(t_max, 1)
     _check_settings(x_stop, n_steps, noise_chains)
     frame = validate_recipes(dict(recipe) if isinstance(recipe, Mapping) else recipe, params.max_cBA)
     if len(frame) != 1:
         raise ValueError(f"simulate takes one recipe, got {len(frame)}; use simulate_many")
     seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
-    out = _run_block(params, frame.to_numpy(), t_max, float(x_stop), int(n_steps), noise_chains, seeds)
+    out = _run_block(params, frame.to_numpy(), t_max, float(x_stop), int(n_steps), noise_chains, seeds, axis)
     traj, cr, (lam0, lam1, _) = out["_traj"], out["_cr"], out["_lam"]
-    r_max = 10.0 ** (LOG10M_MAX + 0.5) / M_BA
+    r_max = 10.0 ** (axis.log10m_max + 0.5) / M_BA
     chain_length = np.unique(np.rint(np.logspace(0.0, np.log10(r_max), n_fine)))
     nd = number_density(cr, traj.weights, chain_length)[0]
     live = traj.weights[0] > 0
@@ -170,7 +173,7 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
         stop_time=float(out["time"][0]), cBA_time=float(out["cBA_time"][0]),
         conversion=float(out["conversion"][0]), Mn=float(out["Mn"][0]), Mw=float(out["Mw"][0]),
         mcr_fraction=float(out["mcr_fraction"][0]), mcr_fraction_stop=float(out["mcr_fraction_stop"][0]),
-        reached_x_stop=bool(out["reached_x_stop"][0]), log10m=log10m_grid(), mmd=out["mmd"][0],
+        reached_x_stop=bool(out["reached_x_stop"][0]), log10m=axis.points(), mmd=out["mmd"][0],
         mmd_coverage=float(out["mmd_coverage"][0]), chain_length=chain_length,
         number_fraction=nd / lam0[0], weight_fraction=chain_length * nd / lam1[0],
         times=times[order], conversion_profile=conv[order],
@@ -181,27 +184,29 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
 def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_max=DEFAULT_T_MAX,
                   x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS, noise_chains: int | None = None,
                   seed: int = 0, chunk_size: int = 1000, n_jobs: int = 1, progress: bool = True,
-                  extra_columns: bool = False) -> pd.DataFrame:
+                  extra_columns: bool = False, axis: MMDAxis = DEFAULT_AXIS) -> pd.DataFrame:
     """Simulate many recipes (DataFrame with cBA_0, cAIBN_0, temp, or an (n, 3) array).
 
     Returns a DataFrame with exactly ``schema.COMPOSITE_COLUMNS`` (``time`` = stop time), plus
     ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size`` or ``n_jobs``; with
     ``noise_chains`` every recipe draws from its own generator spawned from ``seed``. ``t_max`` is one
     reaction time for every recipe or one per recipe (array of length n); a recipe's result does not
-    depend on the other recipes in the batch.
+    depend on the other recipes in the batch. The MMD columns hold the distribution on ``axis``.
     """
     frame = validate_recipes(recipes, params.max_cBA)
     values = frame.to_numpy()
     n = len(values)
     t_max = _check_t_max(t_max, n)
     _check_settings(x_stop, n_steps, noise_chains)
+    if axis.n_points != len(MMD_COLUMNS):
+        raise ValueError(f"the data format has {len(MMD_COLUMNS)} MMD columns; the axis has {axis.n_points} points")
     seeds = np.random.SeedSequence(seed).spawn(n) if noise_chains is not None else None
     blocks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
     def job(lo: int, hi: int) -> dict[str, np.ndarray]:
         block_t_max = t_max[lo:hi] if isinstance(t_max, np.ndarray) else t_max
         res = _run_block(params, values[lo:hi], block_t_max, float(x_stop), int(n_steps), noise_chains,
-                         None if seeds is None else seeds[lo:hi])
+                         None if seeds is None else seeds[lo:hi], axis)
         return {k: v for k, v in res.items() if not k.startswith("_")}
 
     bar = tqdm(total=n, desc="simulating", unit="recipe", disable=not progress)
