@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "gp": "configs/gp.yaml",
     "gp_noisy": "configs/gp_noisy.yaml",
     "gp_design": "configs/gp_design.yaml",
+    "auto": "configs/auto.yaml",
 }
 DESCRIPTIONS = {
     "rf_mmd": "study RF, MMD only (randomized search)",
@@ -41,6 +42,7 @@ DESCRIPTIONS = {
     "gp": "polyinv GP on MMD PCs (configs/gp.yaml)",
     "gp_noisy": "polyinv GP for sampled MMDs (configs/gp_noisy.yaml)",
     "gp_design": "polyinv GP for sampled MMDs, answers on the design's levels (configs/gp_design.yaml)",
+    "auto": "polyinv per-target choice by cross-validation on the training rows (configs/auto.yaml)",
 }
 #: The study's single-split numbers (docs/data-format.md, "Metrics"), shown beside ours for reference.
 STUDY = {

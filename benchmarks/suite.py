@@ -31,9 +31,9 @@ DATA_DIR = Path(__file__).resolve().parent / "data" / "suite"
 #: Kinetic variants: factors on polyinv's coefficients (kt scales kt_ss, kt_st and kt_tt together;
 #: ``transfer`` scales C_M, C_S and C_S_mcr) and a shift of the initiator efficiency f.
 KINETICS: dict[str, dict[str, float]] = {
-    "A": {"kt": 0.15, "kbb": 0.5, "kpt": 1.0, "f": -0.10, "C_M": 1.0, "C_S": 3.0},
+    "A": {"kt": 0.5, "kbb": 0.5, "kpt": 1.0, "f": -0.10, "C_M": 1.0, "C_S": 1.0},
     "B": {"kt": 0.3, "kbb": 1.8, "kpt": 0.7, "f": +0.12, "C_M": 0.3, "C_S": 0.5},
-    "C": {"kt": 0.2, "kbb": 1.5, "kpt": 2.0, "f": -0.15, "C_M": 3.0, "C_S": 2.0},
+    "C": {"kt": 1.0, "kbb": 1.5, "kpt": 2.0, "f": -0.15, "C_M": 3.0, "C_S": 2.0},
     "D": {"kt": 3.0, "kbb": 0.6, "kpt": 1.6, "f": +0.05, "C_M": 0.5, "C_S": 0.5},
 }
 #: MMD axes of the variants (log10 M range, normalisation).

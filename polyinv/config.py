@@ -79,9 +79,9 @@ class Output:
 
 
 def model_class(kind: str):
-    from polyinv.models import CLASSICAL, NETWORKS
+    from polyinv.models import CLASSICAL, NETWORKS, AutoModel
 
-    return {**NETWORKS, **CLASSICAL}[kind]
+    return {**NETWORKS, **CLASSICAL, AutoModel.kind: AutoModel}[kind]
 
 
 def find_config(path: str | Path) -> Path:

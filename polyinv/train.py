@@ -27,7 +27,7 @@ from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError, RunInterrupted
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate, format_table, parity_figure, write_json
-from polyinv.models import CLASSICAL, MODEL_FILE, NETWORKS, ClassicalModel, InverseRegressor
+from polyinv.models import CLASSICAL, MODEL_FILE, NETWORKS, AutoModel, ClassicalModel, InverseRegressor, auto
 from polyinv.progress import EpochProgress, quiet_libraries
 from polyinv.trust.domain import fit_domain, fit_model_consistency
 
@@ -78,6 +78,8 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
     }
     check_settings(config, len(dm.val_idx))
     try:
+        if kind == AutoModel.kind:
+            return AutoModel(**schema, random_state=config["seed"], **settings)
         if kind in CLASSICAL:
             if kind == "gaussian_process":
                 settings["progress"] = bool(config["trainer"].get("enable_progress_bar", True))
@@ -198,7 +200,7 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
 
 def _discard_unfinished(run_dir: Path) -> None:
     """Remove a run folder this run created if it failed before saving any model (nothing to resume)."""
-    if not any((run_dir / name).exists() for name in ("best.ckpt", "last.ckpt", MODEL_FILE)):
+    if not any((run_dir / name).exists() for name in ("best.ckpt", "last.ckpt", MODEL_FILE, auto.MANIFEST)):
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -208,6 +210,8 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if not is_worker and resume is None:  # a resumed run rewrites its config only once it has trained
         _write_text(run_dir / "config.yaml", dump(config))
 
+    if kind == AutoModel.kind:
+        return _train_auto(config, dm, model, run_dir, verbose)
     if kind in CLASSICAL:
         started = time.perf_counter()
         fit_rows = np.concatenate([dm.train_idx, dm.val_idx])  # no early stopping: classical models use train + val
@@ -283,6 +287,27 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
     return RunResult(run_dir, metrics, seconds, best)
+
+
+def _train_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path, verbose: bool) -> RunResult:
+    """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
+    started = time.perf_counter()
+    fit_rows = np.concatenate([dm.train_idx, dm.val_idx])
+    model.fit(config, dm, fit_rows, log=print if verbose else None)
+    seconds = time.perf_counter() - started
+    model.domain = fit_model_consistency(model, model.domain, dm.frame.iloc[fit_rows])  # held-out recipes
+    model.save(run_dir)
+    logger = _tb_logger(run_dir)
+    selection = model.selection
+    for name, scores in selection["heldout_r2"].items():
+        for target, r2 in scores.items():
+            logger.experiment.add_scalar(f"auto/heldout_r2/{target}/{name}", r2)
+    logger.experiment.add_text("auto/choice", ", ".join(f"{t}: {n}" for t, n in selection["choice"].items()))
+    logger.experiment.add_scalar("auto/seconds", selection["seconds_total"])
+    metrics = finish_run(config, run_dir, model, dm, logger, seconds, {"selection": selection})
+    if verbose:
+        print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}"))
+    return RunResult(run_dir, metrics, seconds, model)
 
 
 def fit_check_lines(checks: dict | None) -> list[str]:

@@ -155,6 +155,21 @@ class PolyDataModule(L.LightningDataModule):
                                    "is too large for the models (float32) or overflows when standardised; check the file (or give the "
                                    "column a log transform)")
 
+    def restricted(self, train_idx: np.ndarray, test_idx: np.ndarray | None = None) -> PolyDataModule:
+        """A copy over the same frame whose splits are these rows (no validation): inner cross-validation and
+        refits on the training rows, with scalers fitted on ``train_idx`` alone."""
+        import copy
+
+        if self.frame is None:
+            self.setup()
+        other = copy.copy(self)
+        other.train_idx = np.asarray(train_idx)
+        other.val_idx = np.empty(0, dtype=np.int64)
+        other.test_idx = np.empty(0, dtype=np.int64) if test_idx is None else np.asarray(test_idx)
+        other._scalers = None
+        other.__dict__.pop("train_tensors", None)
+        return other
+
     def _rows(self, idx: np.ndarray) -> pd.DataFrame:
         if self.frame is None:
             self.setup()

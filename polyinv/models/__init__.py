@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from polyinv.errors import PolyinvError
+from polyinv.models import auto
+from polyinv.models.auto import AutoModel
 from polyinv.models.classical import MODEL_FILE, ClassicalModel
 from polyinv.models.ensemble import MANIFEST, EnsembleModel, read_manifest
 from polyinv.models.forest import ForestModel
@@ -14,14 +16,14 @@ from polyinv.models.network import CNN, MLP, InverseRegressor
 
 NETWORKS: dict[str, type[InverseRegressor]] = {MLP.kind: MLP, CNN.kind: CNN}
 CLASSICAL: dict[str, type[ClassicalModel]] = {ForestModel.kind: ForestModel, GPModel.kind: GPModel}
-KINDS = (*NETWORKS, *CLASSICAL)
+KINDS = (*NETWORKS, *CLASSICAL, AutoModel.kind)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder resolves to its ensemble.json, best.ckpt or model.skops (then last.ckpt)."""
+    """A run folder resolves to its ensemble.json, auto.json, best.ckpt or model.skops (then last.ckpt)."""
     path = Path(path)
     if path.is_dir():
-        for name in (MANIFEST, "best.ckpt", MODEL_FILE, "last.ckpt"):
+        for name in (MANIFEST, auto.MANIFEST, "best.ckpt", MODEL_FILE, "last.ckpt"):
             if (path / name).exists():
                 return path / name
         raise PolyinvError(f"{path}: no best.ckpt, {MODEL_FILE} or {MANIFEST} in this folder")
@@ -38,6 +40,9 @@ def load_model(path: str | Path):
     if path.name == MANIFEST:
         manifest, files = read_manifest(path.parent)
         return EnsembleModel([load_model(f) for f in files], manifest.get("calibration"), manifest.get("domain"))
+    if path.name == auto.MANIFEST:
+        manifest, files = auto.read_manifest(path.parent)
+        return AutoModel.from_manifest(manifest, {name: load_model(f) for name, f in files.items()})
     if path.suffix == ".joblib":
         raise PolyinvError(f"{path}: joblib model files are no longer read (unpickling runs code); retrain the run")
     if path.suffix == ".skops":
@@ -63,5 +68,5 @@ def load_model(path: str | Path):
     return model
 
 
-__all__ = ["CLASSICAL", "CNN", "KINDS", "MLP", "NETWORKS", "ClassicalModel", "EnsembleModel", "ForestModel", "GPModel",
+__all__ = ["CLASSICAL", "AutoModel", "CNN", "KINDS", "MLP", "NETWORKS", "ClassicalModel", "EnsembleModel", "ForestModel", "GPModel",
            "InverseRegressor", "load_model", "resolve_checkpoint"]

@@ -354,8 +354,9 @@ class GPModel(ClassicalModel):
     def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Exact leave-one-out recipes (N, T), physical units, for the rows this model was fitted on.
 
-        Each target GP's LOO mean ``y_i - [K⁻¹y]_i / [K⁻¹]_ii`` (kernel fixed); ``time`` with the censored
-        model stays the in-sample prediction. Rows other than the fit rows (same order) are an error.
+        Each target GP's LOO mean ``y_i - [K⁻¹y]_i / [K⁻¹]_ii`` (kernel fixed). ``time`` with the censored
+        model: the stop decision from the leave-one-out cBA_0, the stopped-early runs' time from the
+        stopped-early GP's own leave-one-out mean. Rows other than the fit rows (same order) are an error.
         """
         mmd, side = self._arrays(mmd, side)
         x = self._features(mmd, side)
@@ -368,9 +369,21 @@ class GPModel(ClassicalModel):
             scaled[:, j] = y[:, j] - gp_loo(gp)[0]
         physical = self.physical_targets(scaled)
         if self.state.get("censored"):
-            jt = self.target_names.index("time")
-            physical[:, jt] = self._time_censored(side, x)
+            physical[:, self.target_names.index("time")] = self._time_censored_loo(side, x, physical, targets)
         return self._clip(self._design(physical)[0])
+
+    def _time_censored_loo(self, side: np.ndarray, x: np.ndarray, loo: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Leave-one-out censored time of the fit rows (``loo``: the other targets' LOO recipes)."""
+        c = self.state["censored"]
+        jt, jc = self.target_names.index("time"), self.target_names.index("cBA_0")
+        conv = 1.0 - side[:, self.side_names.index("cBA_time")] / np.maximum(loo[:, jc], 1e-12)
+        gp = c["gp"]
+        mu = gp.predict(x)
+        _, early_rows = stopped_early(np.asarray(targets, dtype=np.float64)[:, jt])
+        if early_rows.sum() == len(gp.X_train_) and np.allclose(x[early_rows], gp.X_train_):
+            mu[early_rows] = np.asarray(gp.y_train_).reshape(-1) - gp_loo(gp)[0]
+        log_t = mu * c["std"] + c["mean"]
+        return np.where(conv >= c["threshold"], np.minimum(np.exp(log_t), c["t_max"]), c["t_max"])
 
     def multipliers(self, level: float) -> np.ndarray:
         """Per-target half-width multipliers of sd for a central ``level`` interval (calibrated when stored)."""
