@@ -164,3 +164,34 @@ def test_model_files_load_without_running_code_and_refuse_foreign_content(tmp_pa
     (tmp_path / "broken.skops").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(PolyinvError, match="not a readable polyinv model file"):
         load_model(tmp_path / "broken.skops")
+
+
+def test_gp_leave_one_out_censored_time_refits_nothing_it_should_not_see():
+    """The censored time's leave-one-out recipe of a stopped-early fit row is what the stopped-early GP (kernel
+    fixed) predicts with that row left out; the stop decision uses the leave-one-out cBA_0."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from polyinv.schema import stopped_early
+    from polyinv.sim import lhs_design, simulate_many
+
+    mmd, side, y = _gp_arrays(simulate_many(lhs_design(80, seed=2), progress=False))  # about 20 % stop early
+    model = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, progress=False).fit(mmd, side, y)
+    c = model.state["censored"]
+    assert c is not None
+    loo = model.loo_predict_arrays(mmd, side, y)
+    jt, jc = TARGETS.index("time"), TARGETS.index("cBA_0")
+    _, early = stopped_early(y[:, jt])
+    x = model._features(mmd, side)
+    rows = np.flatnonzero(early)
+    conv = 1.0 - side[:, SIDE_INPUTS.index("cBA_time")] / loo[:, jc]
+    checked = 0
+    for k, i in enumerate(rows[:6]):
+        keep = np.delete(np.arange(len(rows)), k)
+        gp = GaussianProcessRegressor(c["gp"].kernel_, optimizer=None).fit(c["gp"].X_train_[keep], np.asarray(c["gp"].y_train_)[keep])
+        t = min(np.exp(gp.predict(x[[i]])[0] * c["std"] + c["mean"]), c["t_max"])
+        expected = t if conv[i] >= c["threshold"] else c["t_max"]
+        assert loo[i, jt] == pytest.approx(expected, rel=1e-6)
+        checked += conv[i] >= c["threshold"]
+    assert checked >= 3
+    in_sample = model.predict_arrays(mmd, side)[:, jt]
+    assert not np.allclose(loo[rows, jt], in_sample[rows])
