@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise PolyinvError(f"--set {item!r}: expected KEY=VALUE")
             overrides[key] = yaml.safe_load(value)
         if args.mode == "docs":
+            from benchmarks.suite import write_summary
+
+            if (bm.REPO_ROOT / "results" / "suite").exists():
+                write_summary(bm.REPO_ROOT / "results" / "suite")
             path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
             print(f"wrote {path}")
             return 0

@@ -204,8 +204,10 @@ def markdown_table(frame: pd.DataFrame, order: Sequence[str], title: str, with_s
 
 
 def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: str | Path, title: str,
-          overrides: Mapping | None = None, force: bool = False, quick: bool = False, progress=print) -> pd.DataFrame:
-    """Run every model × seed on ``data``; write ``records.csv``, ``benchmark.md`` and parity plots into ``out``."""
+          overrides: Mapping | None = None, force: bool = False, quick: bool = False, progress=print,
+          with_study: bool = True) -> pd.DataFrame:
+    """Run every model × seed on ``data``; write ``records.csv``, ``benchmark.md`` and parity plots into ``out``
+    (``with_study``: the study's own figures beside them, for its data set)."""
     out = Path(out)
     records = []
     for model in models:
@@ -221,7 +223,7 @@ def table(models: Sequence[str], seeds: Sequence[int], data: str | Path, out: st
     frame = records_frame(records)
     with atomic_path(out / "records.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    text = markdown_table(frame, list(models), title, overridden=bool(overrides))
+    text = markdown_table(frame, list(models), title, with_study=with_study, overridden=bool(overrides))
     text += "\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (each seed sets the split and the initialisation). "
     text += "Training time: median seconds per run on this machine. Parity plots (first seed): "
     text += ", ".join(f"[{m}](parity_{m}.png)" for m in models) + ".\n"
@@ -357,6 +359,10 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         for extra in ("coverage.md", "ceiling.md"):
             if (results / folder / extra).exists():
                 parts += [(results / folder / extra).read_text().strip().replace("### ", "#### "), ""]
+    suite = results / "suite" / "suite.md"
+    if suite.exists():
+        parts += ["## Foreign-data suite (files unlike the shipped grid: other kinetics, designs, MMD axes, noise)", "",
+                  suite.read_text().strip().replace("### ", "#### ").replace("`results/suite/", "`../results/suite/"), ""]
     for folder in ("learning_curve", "learning_curve_noise20000"):
         path = results / folder / "learning_curve.md"
         if path.exists():

@@ -184,12 +184,9 @@ def run_suite(sets: Sequence[SuiteSet], models: Sequence[str], seeds: Sequence[i
         path = DATA_DIR / spec.file
         if not path.exists():
             make_set(spec)
-        info = describe(spec)
-        title = (f"{spec.name}: {spec.design} design, {spec.n} rows, kinetics {spec.kinetics}, {info['axis']}, "
-                 f"noise {info['noise_chains']}; 80/20 split")
         progress(f"--- {spec.name}")
-        bm.table(models, seeds, path, out / spec.name, title, overrides=overrides, force=force, quick=quick,
-                 progress=progress)
+        bm.table(models, seeds, path, out / spec.name, set_title(spec), overrides=overrides, force=force, quick=quick,
+                 progress=progress, with_study=False)
     write_summary(out)
 
 
@@ -206,11 +203,24 @@ def summary_frame(out: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def set_title(spec: SuiteSet) -> str:
+    info = describe(spec)
+    return (f"{spec.name}: {spec.design} design, {spec.n} rows, kinetics {spec.kinetics}, {info['axis']}, "
+            f"noise {info['noise_chains']}; 80/20 split")
+
+
 def write_summary(out: Path) -> Path:
-    """``out/suite.md``: global R² per model and set (mean ± std over seeds, worst seed), and the sets."""
+    """``out/suite.md``: global R² per model and set (mean ± std over seeds, worst seed), and the sets; each
+    set's ``benchmark.md`` made again from its records (records of several processes merge here)."""
     from benchmarks import harness as bm
 
     frame = summary_frame(out)
+    for name, sub in ([] if frame.empty else frame.groupby("set", sort=False)):
+        order = [m for m in bm.MODELS if m in set(sub.model)]
+        text = bm.markdown_table(sub, order, set_title(set_by_name(name)), with_study=False)
+        text += "\nMean ± sample std over seeds " + ", ".join(map(str, sorted(set(sub.seed)))) + "; train s: median per run.\n"
+        with atomic_path(out / name / "benchmark.md") as tmp:
+            tmp.write_text(text)
     names = [spec.name for spec in SETS if not frame.empty and spec.name in set(frame.set)]
     lines = ["### Global R² on the foreign-data suite (mean ± std over seeds; worst seed in brackets)", "",
              "| model | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]

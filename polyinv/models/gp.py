@@ -168,7 +168,7 @@ class GPModel(ClassicalModel):
             found = self._gp(x.shape[1], seed, **kernel).fit(x[subset], y[subset]).kernel_
             return GaussianProcessRegressor(found, normalize_y=False, optimizer=None).fit(x, y)
 
-    def _fit_checked(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[GaussianProcessRegressor, dict]:
+    def _fit_checked(self, x: np.ndarray, y: np.ndarray, seed: int, check: bool = True) -> tuple[GaussianProcessRegressor, dict]:
         """Fit one target's GP and check it by its exact leave-one-out R² (``self_check``).
 
         A fit below ``check_loo_r2`` is refitted with the length scales bounded below by
@@ -176,8 +176,8 @@ class GPModel(ClassicalModel):
         Returns the GP and what was found and done.
         """
         gp = self._fit_gp(x, y, seed)
-        check = {"loo_r2": loo_r2(gp), "length_scales_min": _min_length_scale(gp)}
-        if not self.hparams["self_check"] or check["loo_r2"] >= self.hparams["check_loo_r2"]:
+        wanted, check = check, {"loo_r2": loo_r2(gp), "length_scales_min": _min_length_scale(gp)}
+        if not (self.hparams["self_check"] and wanted) or check["loo_r2"] >= self.hparams["check_loo_r2"]:
             return gp, check
         refit = self._fit_gp(x, y, seed, length_floor=REFIT_LENGTH_FLOOR, restarts=max(REFIT_RESTARTS, self.hparams["n_restarts"]))
         check["refit_loo_r2"] = loo_r2(refit)
@@ -213,16 +213,20 @@ class GPModel(ClassicalModel):
         censored = self._censoring_usable()
         bar = tqdm(total=y.shape[1] + int(censored), desc=f"GP kernels ({hp['n_restarts']} restarts each)",
                    unit="target", disable=not hp["progress"], leave=False)
+        # with the censored time the plain time GP answers nothing (the stopped-early GP does): not worth a refit
+        early = stopped_early(self._train_times)[1] if self._train_times is not None else None
+        censors = censored and early is not None and early.sum() >= MIN_EARLY_ROWS and (~early).any()
+        wanted = [not (censors and t == "time") for t in self.target_names]
         fits = []
         if hp["n_jobs"] == 1:
             for j in range(y.shape[1]):
-                fits.append(self._fit_checked(x, y[:, j], hp["random_state"] + j))
+                fits.append(self._fit_checked(x, y[:, j], hp["random_state"] + j, wanted[j]))
                 bar.update()
         else:
             from joblib import Parallel, delayed
 
             for fit in Parallel(n_jobs=hp["n_jobs"], return_as="generator")(
-                    delayed(self._fit_checked)(x, y[:, j], hp["random_state"] + j) for j in range(y.shape[1])):
+                    delayed(self._fit_checked)(x, y[:, j], hp["random_state"] + j, wanted[j]) for j in range(y.shape[1])):
                 fits.append(fit)
                 bar.update()
         gps = [gp for gp, _ in fits]

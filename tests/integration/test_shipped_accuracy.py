@@ -1,4 +1,4 @@
-"""The default model reaches its documented accuracy on the shipped data (the README's quick start)."""
+"""The single-model line of the README's quick start reaches its documented accuracy on the shipped data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from polyinv.cli import fit
 
-#: The README's quick start (configs/mlp.yaml, shipped data, seed 42 = the study's split): global R² 0.993 (0.9928 with torch on 2 threads).
+#: The README's one-model line (configs/mlp.yaml, shipped data, seed 42 = the study's split): global R² 0.993 (0.9928 with torch on 2 threads).
 DOCUMENTED_GLOBAL_R2 = 0.993
 
 
