@@ -282,7 +282,12 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows)
     store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
     store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
-    extra = {"epochs": int(trainer.current_epoch), "best_epoch": _best_epoch(trainer), "device": str(trainer.strategy.root_device)}
+    checks = training_fit_check(best, dm.train_frame)
+    if verbose:
+        for line in checks["warnings"]:
+            print(line)
+    extra = {"epochs": int(trainer.current_epoch), "best_epoch": _best_epoch(trainer), "device": str(trainer.strategy.root_device),
+             "fit_checks": checks}
     metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
@@ -308,6 +313,21 @@ def _train_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Pat
     if verbose:
         print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}"))
     return RunResult(run_dir, metrics, seconds, model)
+
+
+#: a network whose R² on its own training rows stays below this for a target has not fitted them
+TRAIN_FIT_R2 = 0.9
+
+
+def training_fit_check(model, train: pd.DataFrame) -> dict:
+    """The network's R² per target on its own training rows, and a warning line for each below TRAIN_FIT_R2
+    (a fit that diverged or stalled: its test figures cannot be better)."""
+    targets = list(model.target_names)
+    scores = evaluate(train[targets].to_numpy(np.float64), predict_frame(model, train), targets)
+    r2 = {t: scores["targets"][t]["r2"] for t in targets}
+    warnings = [f"training-fit check: {t} R² on the training rows {v:.3f} (below {TRAIN_FIT_R2}): the network did not fit "
+                "its own rows; try more steps (trainer.max_epochs) or another seed" for t, v in r2.items() if not v >= TRAIN_FIT_R2]
+    return {"train_r2": r2, "warnings": warnings}
 
 
 def fit_check_lines(checks: dict | None) -> list[str]:

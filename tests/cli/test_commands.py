@@ -122,3 +122,20 @@ def test_output_is_refused_before_any_work_when_it_is_the_input_or_exists(gp_run
     (tmp_path / "exists.csv").write_text("keep me")
     rc = predict.main(["--ckpt", str(run_dir), "--input", str(new), "--output", str(tmp_path / "exists.csv")])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err and (tmp_path / "exists.csv").read_text() == "keep me"
+
+
+def test_a_network_that_did_not_fit_its_training_rows_says_so(tmp_path, capsys):
+    """The networks' cheap self-check: R² per target on their own training rows in run.json, a warning line for
+    each target below 0.9 (one L-BFGS step fits nothing yet)."""
+    import json
+
+    path = tmp_path / "mine.csv"
+    synthetic_frame(80, seed=7).to_csv(path, index=False)
+    out = run(capsys, fit, ["--config", "mlp.yaml", *fast_overrides(path, tmp_path / "runs", epochs=1)])
+    run_dir = out.strip().splitlines()[-1].removeprefix("run: ")
+    checks = json.loads((tmp_path / "runs" / "mlp" / "version_0" / "run.json").read_text())["fit_checks"]
+    assert run_dir.endswith("version_0") and set(checks["train_r2"]) == set(TARGETS)
+    low = [t for t, r2 in checks["train_r2"].items() if r2 < 0.9]
+    assert low and len(checks["warnings"]) == len(low)
+    for t in low:
+        assert f"training-fit check: {t} R² on the training rows" in out
