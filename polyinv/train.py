@@ -79,6 +79,7 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
     check_settings(config, len(dm.val_idx))
     try:
         if kind == AutoModel.kind:
+            auto.candidate_configs(settings.get("candidates", auto.DEFAULT_CANDIDATES), config)  # bad names fail here
             return AutoModel(**schema, random_state=config["seed"], **settings)
         if kind in CLASSICAL:
             if kind == "gaussian_process":

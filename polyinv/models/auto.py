@@ -237,7 +237,10 @@ class AutoModel(ColumnCounts):
 
     @classmethod
     def from_manifest(cls, manifest: dict, members: dict) -> AutoModel:
-        model = cls(**manifest["schema"], **manifest["hparams"])
+        try:
+            model = cls(**manifest["schema"], **manifest["hparams"])
+        except (KeyError, TypeError) as exc:
+            raise PolyinvError(f"{MANIFEST}: does not match an auto model of this polyinv version ({exc})") from exc
         model.members, model.choice = members, dict(manifest["choice"])
         model.selection, model.calibration = manifest.get("selection") or {}, manifest.get("calibration") or {}
         model.domain = manifest.get("domain")
