@@ -343,7 +343,10 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
              "Provenance: seeds 0–4 of both grids were rerun after the redesign of 2026-12-01; the other records",
              "come from earlier runs of the same configs. Those earlier network runs took the MMD's principal",
              "components from numpy's SVD, whose component signs differ from scikit-learn's PCA used now — for a",
-             "network that is a different draw of its initial weights, not a different model.",
+             "network that is a different draw of its initial weights, not a different model. The GP self-check",
+             "(2026-12-03: a target with leave-one-out R² below 0.99 is refitted) changes GP results: gp_noisy's",
+             "seeds 0–4 on both grids and every suite record were run with it; the other GP records on the two",
+             "grids (gp, gp_design, gp_noisy seeds 6–10) and the coverage tables predate it.",
              "Metric definitions and the study's own figures: [data-format.md](data-format.md).", ""]
     for folder, title in PROTOCOLS:
         paths = sorted((results / folder / "records").glob("*_seed*.json"))
