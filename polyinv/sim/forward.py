@@ -1,0 +1,244 @@
+"""The forward model of a data file: kinetic parameters, MMD axis and run protocol, as plain data.
+
+polyinv's trust checks (forward consistency of the applicability domain, ``--verify``, ``--plot-dir``)
+re-simulate predicted recipes. They are only meaningful with the forward model of the file the model was
+trained on: its kinetics (polyinv's defaults, or a calibration, :mod:`polyinv.sim.calibrate`), its MMD
+axis (stated in polyinv's metadata or inferred from Mn/Mw, :func:`polyinv.sim.grid.infer_axis`) and its
+run protocol (the time limit and the conversion that stops a run). :class:`ForwardModel` holds the three
+as plain numbers and strings, so it is stored inside model files (no code runs when they load).
+
+Kinetics are described by :data:`PARAMETERS`: multiplicative factors on polyinv's rate coefficients and
+activation-energy shifts that keep the value at :data:`T_REF` (the calibration's coordinates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
+from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
+from polyinv.sim.parameters import DEFAULT_PARAMETERS, R_GAS, KineticParameters, RateCoefficient
+
+T_REF = 70.0  # °C: an activation-energy shift leaves every coefficient's value here unchanged
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One adjustable parameter of the kinetics. ``kind`` ``factor``: multiplies the coefficients named in
+    ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol."""
+
+    name: str
+    kind: str  # "factor" | "energy"
+    targets: tuple[str, ...]
+    text: str
+    bound: float  # |ln factor| or |shift in kJ/mol| allowed
+
+    @property
+    def unit(self) -> str:
+        return "x default" if self.kind == "factor" else "kJ/mol added to Ea"
+
+    @property
+    def scale(self) -> float:
+        """Internal coordinate = value / scale (ln factor, or shift / 10 kJ/mol): comparable steps."""
+        return 1.0 if self.kind == "factor" else 10.0
+
+
+_KT = ("kt_ss", "kt_st", "kt_tt")
+#: Every parameter a calibration may adjust (the identifiability analysis picks the ones a file determines).
+PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a calibration considers them
+    Parameter("kt", "factor", _KT, "termination, all three kt together", math.log(50.0)),
+    Parameter("f", "factor", ("f",), "initiator efficiency f (radical production 2 f kd [I])", math.log(3.0)),
+    Parameter("kbb", "factor", ("kbb",), "backbiting", math.log(5.0)),
+    Parameter("kpt", "factor", ("kpt",), "MCR propagation", math.log(5.0)),
+    Parameter("C_S", "factor", ("C_S", "C_S_mcr"), "transfer to solvent (SPR and MCR)", math.log(10.0)),
+    Parameter("C_M", "factor", ("C_M",), "transfer to monomer", math.log(10.0)),
+    Parameter("Ea_kt", "energy", _KT, "activation energy of termination", 30.0),
+    Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", 30.0),
+    Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", 30.0),
+    Parameter("kp", "factor", ("kp",), "SPR propagation (IUPAC benchmark: best known)", math.log(3.0)),
+    Parameter("Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", 30.0),
+)
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def default_value(name: str) -> float:
+    """The value of a parameter that leaves polyinv's kinetics unchanged (factor 1, shift 0)."""
+    return 1.0 if BY_NAME[name].kind == "factor" else 0.0
+
+
+def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMETERS) -> KineticParameters:
+    """``base`` with the parameters' ``values`` (factor, or kJ/mol for an energy shift) applied."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown kinetic parameter(s) {unknown}; known: {[p.name for p in PARAMETERS]}")
+    factor: dict[str, float] = {}
+    shift: dict[str, float] = {}
+    for name, value in values.items():
+        p = BY_NAME[name]
+        value = float(value)
+        if not math.isfinite(value) or (p.kind == "factor" and value <= 0):
+            raise ValueError(f"kinetic parameter {name} must be a {'positive ' if p.kind == 'factor' else ''}number, got {value!r}")
+        for target in p.targets:
+            if p.kind == "factor":
+                factor[target] = factor.get(target, 1.0) * value
+            else:
+                shift[target] = shift.get(target, 0.0) + value
+    t_ref = T_REF + 273.15
+    changes: dict[str, object] = {}
+    for target in set(factor) | set(shift):
+        current = getattr(base, target, None)
+        if isinstance(current, RateCoefficient):
+            d_ea = shift.get(target, 0.0)
+            a = current.A * factor.get(target, 1.0) * math.exp(d_ea * 1e3 / (R_GAS * t_ref))
+            changes[target] = dataclasses.replace(current, A=a, Ea=current.Ea + d_ea)
+        elif target == "f":
+            k = factor.get("f", 1.0)
+            changes["f_values"] = tuple(v * k for v in base.f_values)
+            changes["f_bounds"] = (base.f_bounds[0] * k, base.f_bounds[1] * k)
+        else:
+            changes[target] = current * factor.get(target, 1.0)
+    return base.replace(**changes)
+
+
+@dataclass
+class ForwardModel:
+    """Kinetics (``values`` of :data:`PARAMETERS` on polyinv's defaults), MMD axis and run protocol of a file.
+
+    ``source`` says where it comes from ("polyinv defaults (file metadata)", "calibrated on ..."); ``fit``
+    holds a calibration's statistics (plain data) for reports.
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    axis: MMDAxis = DEFAULT_AXIS
+    t_max: float = DEFAULT_T_MAX
+    x_stop: float = DEFAULT_X_STOP
+    source: str = "polyinv defaults"
+    fit: dict | None = None
+
+    @property
+    def parameters(self) -> KineticParameters:
+        return apply(self.values)
+
+    @property
+    def is_default_kinetics(self) -> bool:
+        return all(v == default_value(k) for k, v in self.values.items())
+
+    def simulate(self, recipes: pd.DataFrame, t_max: np.ndarray | float | None = None, n_steps: int | None = None) -> pd.DataFrame:
+        """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
+        ``t_max`` (default: the protocol's) or at ``x_stop`` conversion."""
+        from polyinv.sim.simulate import simulate_many
+
+        extra = {} if n_steps is None else {"n_steps": int(n_steps)}
+        return simulate_many(recipes[["cBA_0", "cAIBN_0", "temp"]], self.parameters,
+                             t_max=self.t_max if t_max is None else t_max, x_stop=self.x_stop, axis=self.axis,
+                             progress=False, **extra)
+
+    def describe(self) -> str:
+        a = self.axis
+        moved = ", ".join(f"{k} {_fmt(k, v)}" for k, v in self.values.items() if v != default_value(k)) or "none"
+        return (f"{self.source}; parameters moved from polyinv's: {moved}; MMD axis log10 M {a.log10m_min:.3f}.."
+                f"{a.log10m_max:.3f} ({a.normalisation}); runs stop at {self.t_max:g} s or {100 * self.x_stop:g} % conversion")
+
+    # ------------------------------------------------------------------ plain-data form (model files)
+    def to_dict(self) -> dict:
+        a = self.axis
+        return {"version": VERSION, "values": {k: float(v) for k, v in self.values.items()},
+                "axis": {"log10m_min": float(a.log10m_min), "log10m_max": float(a.log10m_max), "n_points": int(a.n_points),
+                         "normalisation": a.normalisation},
+                "t_max": float(self.t_max), "x_stop": float(self.x_stop), "source": self.source, "fit": self.fit}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ForwardModel:
+        if not isinstance(data, Mapping) or data.get("version") != VERSION:
+            raise ValueError("the stored forward model has an unknown format")
+        model = cls(dict(data.get("values") or {}), MMDAxis(**data["axis"]), float(data["t_max"]), float(data["x_stop"]),
+                    str(data.get("source", "")), data.get("fit"))
+        apply(model.values)  # validates names and values
+        return model
+
+
+def _fmt(name: str, value: float) -> str:
+    return f"x{value:.3g}" if BY_NAME[name].kind == "factor" else f"{value:+.3g} kJ/mol"
+
+
+# ---------------------------------------------------------------------- what a file says about itself
+_NORMALISATION_TEXT = {"sum(MMD1..MMD100) * mmd_delta_log10M = 1": "density", "sum(MMD1..MMD100) = 1": "sum",
+                       "max(MMD1..MMD100) = 1": "max"}
+
+
+def stated_axis(meta: Mapping[str, str] | None) -> MMDAxis | None:
+    """The MMD axis a file's polyinv metadata states, or None when it states none."""
+    if not meta or "mmd_log10M_min" not in meta:
+        return None
+    try:
+        norm = _NORMALISATION_TEXT.get(str(meta.get("mmd_normalisation", "")).strip(), "density")
+        return MMDAxis(float(meta["mmd_log10M_min"]), float(meta["mmd_log10M_max"]), int(meta.get("mmd_n_points", 100)), norm)
+    except (TypeError, ValueError):
+        return None
+
+
+def states_default_kinetics(meta: Mapping[str, str] | None) -> bool:
+    """Whether a file's metadata says polyinv's default kinetic parameters made it (every stored
+    coefficient and constant equal to :data:`DEFAULT_PARAMETERS`)."""
+    if not meta or meta.get("package") != "polyinv":
+        return False
+    expected = dict(DEFAULT_PARAMETERS.metadata())
+    numeric = [k for k, v in expected.items() if k.endswith((".A", ".Ea_kJ_per_mol")) or k in
+               ("C_M", "C_S", "C_S_mcr", "comb_ss", "comb_st", "comb_tt", "f_values", "f_temps")]
+    for key in numeric:
+        if str(meta.get(key, "")).strip() != expected[key]:
+            return False
+    return True
+
+
+def protocol_from_data(frame: pd.DataFrame) -> tuple[float, float]:
+    """The run protocol of a file's rows: the conversion that stops a run (median conversion of the rows
+    that stopped before the longest time; polyinv's 90 % when none did) and the time limit (the longest
+    time when a row ran that long without reaching the stop conversion; else no row met the limit, and it
+    is taken as the longest time or polyinv's 3600 s, whichever is larger)."""
+    time = frame["time"].to_numpy(float)
+    conversion = 1.0 - frame["cBA_time"].to_numpy(float) / frame["cBA_0"].to_numpy(float)
+    longest = float(np.nanmax(time))
+    early = time < longest * (1 - 1e-6)
+    x_stop = float(np.clip(np.nanmedian(conversion[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
+    limited = ~early & (conversion < x_stop - 2e-3)
+    t_max = longest if limited.any() else max(longest, DEFAULT_T_MAX)
+    return t_max, x_stop
+
+
+def read_file_metadata(path) -> dict[str, str] | None:
+    """polyinv's metadata of a data file (metadata sheet, CSV sidecar or Parquet key), None when it has none."""
+    from polyinv.sim.io import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except Exception:  # noqa: BLE001 - any file without readable polyinv metadata simply has none
+        return None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else None
+
+
+def file_axis(meta: Mapping[str, str] | None, frame: pd.DataFrame) -> tuple[MMDAxis | None, str]:
+    """The MMD axis of a file: stated in its metadata, else inferred from its Mn/Mw; None with the reason
+    when neither works (then the checks that need the axis are off)."""
+    from polyinv.schema import MMD_COLUMNS
+    from polyinv.sim.grid import infer_axis
+
+    stated = stated_axis(meta)
+    if stated is not None:
+        return stated, "stated in the file's metadata"
+    if not {"Mn", "Mw", *MMD_COLUMNS} <= set(frame.columns):
+        return None, "the file states no MMD axis and lacks Mn/Mw to infer it"
+    try:
+        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame["Mn"].to_numpy(float), frame["Mw"].to_numpy(float))
+    except ValueError as exc:
+        return None, str(exc)
+    if not fit.ok:
+        return None, f"no evenly spaced log10 M axis reconciles the MMD with Mn and Mw (best: {fit.describe()})"
+    return fit.axis, f"inferred from Mn/Mw: {fit.describe()}"
