@@ -1,4 +1,4 @@
-"""The ``polyinv`` command: ``polyinv fit|predict|simulate|explain|ensemble ...`` (also ``python -m polyinv``).
+"""The ``polyinv`` command: ``polyinv fit|predict|simulate|calibrate|explain|ensemble ...`` (also ``python -m polyinv``).
 
 Each subcommand is a small module here that only parses its options and calls library functions.
 """
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 COMMANDS = {
     "fit": "train a model on a data file and score it on the held-out test split",
     "predict": "predict the recipe of every row of a file with a saved model",
-    "simulate": "simulate a design with the kinetic model and write it in the study's format",
+    "simulate": "simulate a design or a file's recipes with the kinetic model, in the study's format",
+    "calibrate": "fit the kinetic model's parameters and MMD axis to a data file",
     "explain": "permutation importance of the inputs, per target",
     "ensemble": "train a deep ensemble of one network config, with calibrated intervals",
 }

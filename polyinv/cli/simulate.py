@@ -1,8 +1,10 @@
-"""``polyinv simulate --design grid|lhs [--n N] [--seed S] [--noise-chains K] --out FILE``.
+"""``polyinv simulate (--design grid|lhs | --recipes FILE) [--calibration CAL.yaml] [--noise-chains K] --out FILE``.
 
-Simulates a design with the deterministic kinetic model (optionally with KMC-like chain-sampling noise)
-and writes it in the study's format (.xlsx with the compuesta, mmd_raw_data and metadata sheets, or
-.csv / .parquet), with the command, the MMD axis and every kinetic parameter in its metadata.
+Simulates a design, or the recipes of a file (its ``cBA_0``, ``cAIBN_0``, ``temp`` under the run protocol),
+with the kinetic model — polyinv's, or one calibrated to a data file (``polyinv calibrate``) on that
+calibration's MMD axis and run protocol — optionally with KMC-like chain-sampling noise, and writes it in
+the study's format (.xlsx with the compuesta, mmd_raw_data and metadata sheets, or .csv / .parquet), with
+the command, the MMD axis and every kinetic parameter in its metadata.
 """
 
 from __future__ import annotations
@@ -11,21 +13,28 @@ from collections.abc import Sequence
 
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.sim.dataset import PROG, canonical_command, generate
-from polyinv.sim.kinetics import DEFAULT_N_STEPS, DEFAULT_T_MAX, DEFAULT_X_STOP
+from polyinv.sim.kinetics import DEFAULT_N_STEPS
 
 
 def build_parser() -> ArgumentParser:
     """The argument parser (``--help`` documents every option)."""
     p = ArgumentParser(prog=PROG, description="Simulate a BA/AIBN design and write it in the study's file format.")
-    p.add_argument("--design", required=True, choices=("grid", "lhs"),
-                   help="grid: the study's 6x8x9 grid (432 recipes); lhs: Latin hypercube inside the domain")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--design", choices=("grid", "lhs"),
+                        help="grid: the study's 6x8x9 grid (432 recipes); lhs: Latin hypercube inside the domain")
+    source.add_argument("--recipes", metavar="FILE",
+                        help="simulate the rows of this .xlsx/.csv/.parquet file (its cBA_0, cAIBN_0, temp columns)")
+    p.add_argument("--sheet", default=None, help="sheet of an .xlsx --recipes file (default: compuesta)")
+    p.add_argument("--calibration", metavar="CAL.yaml", default=None,
+                   help="kinetics, MMD axis and run protocol from `polyinv calibrate` (default: polyinv's own)")
     p.add_argument("--n", type=int, default=None, help="number of recipes (lhs; grid is always 432)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube and of the chain sampling")
     p.add_argument("--noise-chains", type=int, default=None, metavar="K",
                    help="draw K chains per recipe (KMC-like noise in the MMD, Mn, Mw)")
     p.add_argument("--out", required=True, help="output file: .xlsx, .csv or .parquet")
-    p.add_argument("--t-max", type=float, default=DEFAULT_T_MAX, help="time limit of a run, s")
-    p.add_argument("--x-stop", type=float, default=DEFAULT_X_STOP, help="conversion that stops a run")
+    p.add_argument("--t-max", type=float, default=None, help="time limit of a run, s (default: the calibration's, else 3600)")
+    p.add_argument("--x-stop", type=float, default=None,
+                   help="conversion that stops a run (default: the calibration's, else 0.9)")
     p.add_argument("--n-steps", type=int, default=DEFAULT_N_STEPS, help="RK4 steps over t_max")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (joblib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -37,10 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        forward = recipes = None
+        if args.calibration:
+            from polyinv.sim.calibrate import read_yaml
+
+            try:
+                forward = read_yaml(args.calibration)
+            except ValueError as exc:
+                raise PolyinvError(f"--calibration {exc}") from None
+        if args.recipes:
+            from polyinv.data.io import read_table
+
+            if args.n is not None:
+                raise PolyinvError("--n applies to --design lhs, not to --recipes")
+            recipes = read_table(args.recipes, ["cBA_0", "cAIBN_0", "temp"], args.sheet)
         try:
-            generate(args.design, args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
+            generate(args.design or "recipes", args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
                      t_max=args.t_max, x_stop=args.x_stop, n_steps=args.n_steps, n_jobs=args.jobs,
-                     progress=not args.quiet, command=canonical_command(args))
+                     progress=not args.quiet, command=canonical_command(args), recipes=recipes, forward=forward)
         except ValueError as exc:
             raise PolyinvError(str(exc)) from exc
         except OSError as exc:

@@ -9,7 +9,8 @@ import pandas as pd
 
 import polyinv
 from polyinv.sim.designs import grid_design, lhs_design
-from polyinv.sim.grid import DEFAULT_AXIS
+from polyinv.sim.forward import ForwardModel
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.io import output_format, write_dataset
 from polyinv.sim.kinetics import DEFAULT_N_STEPS, DEFAULT_T_MAX, DEFAULT_X_STOP
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, KineticParameters
@@ -19,23 +20,29 @@ PROG = "polyinv simulate"
 
 
 def canonical_command(args: argparse.Namespace) -> str:
-    """The command that reproduces the file (output given by file name only, so it is location-free)."""
-    parts = [PROG, f"--design {args.design}"]
+    """The command that reproduces the file (inputs and output given by file name only, so it is location-free)."""
+    if getattr(args, "recipes", None):
+        parts = [PROG, f"--recipes {Path(args.recipes).name}"]
+    else:
+        parts = [PROG, f"--design {args.design}"]
     if args.design == "lhs":
         parts.append(f"--n {args.n}")
+    if getattr(args, "calibration", None):
+        parts.append(f"--calibration {Path(args.calibration).name}")
     parts.append(f"--seed {args.seed}")
     if args.noise_chains is not None:
         parts.append(f"--noise-chains {args.noise_chains}")
     for flag, value, default in (("--t-max", args.t_max, DEFAULT_T_MAX), ("--x-stop", args.x_stop, DEFAULT_X_STOP),
                                  ("--n-steps", args.n_steps, DEFAULT_N_STEPS)):
-        if value != default:
+        if value is not None and value != default:
             parts.append(f"{flag} {value:g}")
     parts.append(f"--out {Path(args.out).name}")
     return " ".join(parts)
 
 
 def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None, t_max: float, x_stop: float,
-                     n_steps: int, command: str, params: KineticParameters = DEFAULT_PARAMETERS) -> list[tuple[str, str]]:
+                     n_steps: int, command: str, params: KineticParameters = DEFAULT_PARAMETERS,
+                     axis: MMDAxis = DEFAULT_AXIS, calibration: str | None = None) -> list[tuple[str, str]]:
     """Key/value rows stored with a data set: grid, normalisation, design, every parameter, version."""
     rows = [
         ("package", "polyinv"), ("version", polyinv.__version__), ("command", command),
@@ -45,23 +52,31 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
         ("t_max_s", repr(float(t_max))), ("x_stop", repr(float(x_stop))), ("n_steps", str(n_steps)),
         ("time", "stop time, s: t_max, or the exact time conversion reaches x_stop"),
         ("mmd_grid", "MMD1..MMD100 on log10(M / (g/mol)) evenly spaced, both ends included"),
-        *DEFAULT_AXIS.metadata()[:4],
+        *axis.metadata()[:4],
         ("mmd_value", "mass fraction of chains in the cell of width delta centred on the point, divided by delta: "
                       "w(log10 M)"),
-        DEFAULT_AXIS.metadata()[4],
+        axis.metadata()[4],
         ("molar_mass", "M = chain length * 128.17 g/mol (end groups neglected)"),
         ("Mn_Mw", "from the exact moments of the full distribution (or of the chain sample with noise), "
                   "not from the 100 points"),
         ("units", "cBA_0, cAIBN_0, cBA_time: mol/L; temp: degC; time: s; Mn, Mw: g/mol"),
     ]
+    if calibration:
+        rows.append(("calibration", calibration))
     return rows + params.metadata()
 
 
 def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, noise_chains: int | None = None,
-             t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS,
-             n_jobs: int = 1, progress: bool = True, command: str = "") -> pd.DataFrame:
-    """Simulate a design and write it to ``out``; returns the written compuesta table."""
+             t_max: float | None = None, x_stop: float | None = None, n_steps: int = DEFAULT_N_STEPS,
+             n_jobs: int = 1, progress: bool = True, command: str = "", recipes: pd.DataFrame | None = None,
+             forward: ForwardModel | None = None) -> pd.DataFrame:
+    """Simulate a design (``grid``, ``lhs``, or ``recipes``: the given cBA_0, cAIBN_0, temp rows) and write it
+    to ``out``; returns the written compuesta table. ``forward``: a calibrated forward model (kinetics, MMD
+    axis, run protocol); ``t_max``/``x_stop`` given here override its protocol."""
     output_format(out)
+    forward = forward or ForwardModel()
+    t_max = forward.t_max if t_max is None else t_max
+    x_stop = forward.x_stop if x_stop is None else x_stop
     if design == "grid":
         if n not in (None, 432):
             raise ValueError(f"--n must be omitted or 432 for the grid design, got {n}")
@@ -70,13 +85,18 @@ def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, nois
         if n is None:
             raise ValueError("--n is required for the lhs design")
         recipes = lhs_design(n, seed)
+    elif design == "recipes":
+        if recipes is None:
+            raise ValueError("design 'recipes' needs the recipes")
     else:
-        raise ValueError(f"design must be 'grid' or 'lhs', got {design!r}")
+        raise ValueError(f"design must be 'grid', 'lhs' or 'recipes', got {design!r}")
     if n_jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
-    data = simulate_many(recipes, t_max=t_max, x_stop=x_stop, n_steps=n_steps, noise_chains=noise_chains,
-                         seed=seed, n_jobs=n_jobs, progress=progress)
+    params = forward.parameters
+    data = simulate_many(recipes, params, t_max=t_max, x_stop=x_stop, n_steps=n_steps, noise_chains=noise_chains,
+                         seed=seed, n_jobs=n_jobs, progress=progress, axis=forward.axis)
     meta = dataset_metadata(design=design, n=len(recipes), seed=seed, noise_chains=noise_chains, t_max=t_max,
-                            x_stop=x_stop, n_steps=n_steps, command=command)
+                            x_stop=x_stop, n_steps=n_steps, command=command, params=params, axis=forward.axis,
+                            calibration=None if forward.is_default_kinetics else forward.describe())
     write_dataset(data, out, meta)
     return data

@@ -1,0 +1,477 @@
+"""Calibrating the simulator to a data file: which kinetic parameters its rows determine, and their values.
+
+Residuals of one row (recipe → outcome, the file's values minus the simulation's under the file's run
+protocol, on the file's MMD axis): the MMD as ``(√p − √q)/√2`` per point with both rows normalised to unit
+sum (their squares add up to the squared Hellinger distance; multinomial chain-sampling noise has the same
+variance at every point on this scale), ``ln`` of Mn and Mw, ``cBA_time`` in mol/L and the stop time in s.
+
+Weighted least squares (``scipy.optimize.least_squares``) with one standard deviation per block (MMD
+point, ln Mn, ln Mw, cBA_time, time), re-estimated from the residuals of the previous fit (feasible
+generalised least squares): the weights adapt to noise-free files, where the remaining error is the
+kinetic scheme's, and to files with sampling noise alike.
+
+Identifiability (Brun, Reichert & Künsch 2001): the weighted sensitivities of every candidate in
+:data:`polyinv.sim.forward.PARAMETERS`, normalised per column; while the collinearity index
+``1/√λmin`` of the chosen set exceeds :data:`GAMMA_MAX` the parameter most involved in the near-null
+direction is fixed at polyinv's value, then any whose standard error exceeds its limit. The analysis is
+done at polyinv's defaults; at the optimum a parameter that ended at its bound or whose standard error
+(clustered by row, :func:`_robust_covariance`) exceeds its limit is fixed too, and the rest refitted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.schema import MMD_COLUMNS
+from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, apply, default_value, protocol_from_data
+from polyinv.sim.grid import MMDAxis, infer_axis
+
+GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for
+# small data; with ~10^4 residuals per file the standard errors stay small up to ~30, and kp's exact redundancy
+# with kt, kbb, kpt shows as an index in the thousands)
+SE_LIMIT = {"factor": 0.3, "energy": 8.0}  # largest standard error kept: ln factor (±35 %), kJ/mol
+SIGMA_FLOOR = {"mmd": 2e-4, "Mn": 2e-3, "Mw": 2e-3, "cBA_time": 2e-4, "time": 2.0}
+SIGMA_START = {"mmd": 5e-3, "Mn": 0.03, "Mw": 0.03, "cBA_time": 0.02, "time": 60.0}
+BLOCKS = tuple(SIGMA_START)
+MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
+N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
+NEEDED = ("cBA_0", "cAIBN_0", "temp", "time", "cBA_time", "Mn", "Mw", *MMD_COLUMNS)
+
+
+@dataclass
+class Calibration:
+    """A calibrated forward model and how well the file determines it."""
+
+    forward: ForwardModel
+    table: pd.DataFrame  # one row per candidate parameter: value, se, status, unit, default, description
+    correlations: pd.DataFrame  # between the fitted parameters
+    residuals: dict[str, float]  # medians over the rows (see :func:`residual_summary`)
+    sigma: dict[str, float]
+    rows: int
+    seconds: float
+    simulations: int
+    axis_how: str
+    data: str = ""
+    fitted_frame: pd.DataFrame | None = field(default=None, repr=False)  # simulated rows at the optimum
+    fitted_rows: pd.DataFrame | None = field(default=None, repr=False)  # the file's rows that entered the fit
+
+
+# ---------------------------------------------------------------------- residuals
+def _unit_sum(mmd: np.ndarray) -> np.ndarray:
+    mmd = np.clip(mmd, 0.0, None)
+    return mmd / np.clip(mmd.sum(axis=1, keepdims=True), 1e-300, None)
+
+
+def residual_blocks(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-block residuals (file − simulation) of rows and their simulations (see the module text)."""
+    p = np.sqrt(_unit_sum(frame[list(MMD_COLUMNS)].to_numpy(float)))
+    q = np.sqrt(_unit_sum(sim[list(MMD_COLUMNS)].to_numpy(float)))
+    tiny = 1e-300
+    out = {"mmd": (p - q) / math.sqrt(2.0)}
+    for c in ("Mn", "Mw"):
+        out[c] = np.log(np.clip(frame[c].to_numpy(float), tiny, None)) - np.log(np.clip(sim[c].to_numpy(float), tiny, None))
+    out["cBA_time"] = frame["cBA_time"].to_numpy(float) - sim["cBA_time"].to_numpy(float)
+    out["time"] = frame["time"].to_numpy(float) - sim["time"].to_numpy(float)
+    return {k: np.where(np.isfinite(v), v, 1e3) for k, v in out.items()}  # a failed simulation is far off
+
+
+def residual_summary(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, float]:
+    """Medians over rows: Hellinger distance of the MMDs, |relative error| of Mn and Mw, |error| of
+    cBA_time (mol/L); mean |error| of the stop time (s) and over the rows that stopped early in the file."""
+    from polyinv.trust.verify import hellinger
+
+    mmd = list(MMD_COLUMNS)
+    h = hellinger(frame[mmd].to_numpy(float), sim[mmd].to_numpy(float))
+    rel = {c: np.abs(sim[c].to_numpy(float) / frame[c].to_numpy(float) - 1.0) for c in ("Mn", "Mw")}
+    dt = np.abs(sim["time"].to_numpy(float) - frame["time"].to_numpy(float))
+    early = frame["time"].to_numpy(float) < frame["time"].max() * (1 - 1e-6)
+    return {"hellinger_median": float(np.nanmedian(h)), "hellinger_p90": float(np.nanquantile(h, 0.9)),
+            "Mn_rel_median": float(np.nanmedian(rel["Mn"])), "Mw_rel_median": float(np.nanmedian(rel["Mw"])),
+            "cBA_time_abs_median": float(np.nanmedian(np.abs(sim["cBA_time"] - frame["cBA_time"]))),
+            "time_mae_s": float(np.nanmean(dt)), "time_mae_stopped_early_s": float(np.nanmean(dt[early])) if early.any() else float("nan"),
+            "rows": int(len(frame))}
+
+
+# ---------------------------------------------------------------------- the fit
+class _Problem:
+    """Residual vector of a subset of parameters (internal coordinates), counting simulations."""
+
+    def __init__(self, frame: pd.DataFrame, axis: MMDAxis, t_max: float, x_stop: float, n_steps: int,
+                 tick: Callable[[], None]) -> None:
+        self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = frame, axis, t_max, x_stop, n_steps, tick
+        self.recipes = frame[["cBA_0", "cAIBN_0", "temp"]]
+        self.sigma = dict(SIGMA_START)
+        self.simulations = 0
+        n = len(frame)  # the row of each element of the residual vector (blocks in BLOCKS order)
+        self.row_of = np.concatenate([np.repeat(np.arange(n), len(MMD_COLUMNS))] + [np.arange(n)] * (len(BLOCKS) - 1))
+
+    def forward(self, values: dict[str, float]) -> ForwardModel:
+        return ForwardModel(values, self.axis, self.t_max, self.x_stop)
+
+    def simulate(self, values: dict[str, float]) -> pd.DataFrame:
+        self.simulations += 1
+        self.tick()
+        with np.errstate(all="ignore"):
+            return self.forward(values).simulate(self.recipes, n_steps=self.n_steps)
+
+    def blocks(self, values: dict[str, float]) -> dict[str, np.ndarray]:
+        return residual_blocks(self.frame, self.simulate(values))
+
+    def vector(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([(blocks[b] / self.sigma[b]).ravel() for b in BLOCKS])
+
+    def values(self, names: Sequence[str], x: np.ndarray, base: dict[str, float]) -> dict[str, float]:
+        out = dict(base)
+        for name, xi in zip(names, x, strict=True):
+            p = BY_NAME[name]
+            out[name] = math.exp(xi) if p.kind == "factor" else xi * p.scale
+        return out
+
+    def update_sigma(self, blocks: dict[str, np.ndarray]) -> None:
+        self.sigma = {b: max(float(np.sqrt(np.mean(blocks[b] ** 2))), SIGMA_FLOOR[b]) for b in BLOCKS}
+
+
+def _coords(names: Sequence[str], values: dict[str, float]) -> np.ndarray:
+    out = []
+    for name in names:
+        p = BY_NAME[name]
+        v = values.get(name, default_value(name))
+        out.append(math.log(v) if p.kind == "factor" else v / p.scale)
+    return np.array(out)
+
+
+def _jacobian(problem: _Problem, names: Sequence[str], values: dict[str, float], step: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted residual vector and its forward-difference Jacobian in internal coordinates."""
+    x0 = _coords(names, values)
+    r0 = problem.vector(problem.blocks(values))
+    jac = np.empty((r0.size, len(names)))
+    for j in range(len(names)):
+        x = x0.copy()
+        x[j] += step
+        jac[:, j] = (problem.vector(problem.blocks(problem.values(names, x, values))) - r0) / step
+    return r0, jac
+
+
+def _robust_covariance(r: np.ndarray, jac: np.ndarray, row_of: np.ndarray) -> np.ndarray:
+    """Covariance of the fitted coordinates, clustered by row (sandwich estimator): the residuals of one
+    row (its 100 MMD points and scalars) share the row's noise draw and the forward model's error for
+    that recipe, so they are not independent; treating them so understates the standard errors ~10x."""
+    bread = np.linalg.pinv(jac.T @ jac)
+    n_rows = int(row_of.max()) + 1
+    scores = np.zeros((n_rows, jac.shape[1]))
+    np.add.at(scores, row_of, jac * r[:, None])
+    meat = scores.T @ scores * n_rows / max(n_rows - jac.shape[1], 1)
+    return bread @ meat @ bread
+
+
+def choose_identifiable(jac: np.ndarray, names: Sequence[str], dof_scale: float = 1.0) -> tuple[list[str], dict[str, str]]:
+    """The parameters the data determine, and for each one left out the reason.
+
+    Forward selection in the order of ``names`` (least known first, :data:`PARAMETERS`): a parameter joins
+    when it moves the outcomes, the collinearity index of the set with it stays at most :data:`GAMMA_MAX`
+    and every standard error of the set stays within :data:`SE_LIMIT`.
+    """
+    names = list(names)
+    norms = np.linalg.norm(jac, axis=0)
+    keep: list[int] = []
+    why: dict[str, str] = {}
+    for j, name in enumerate(names):
+        if norms[j] <= 1e-9 * max(norms.max(), 1e-300):
+            why[name] = "no effect on the outcomes"
+            continue
+        trial = keep + [j]
+        s = jac[:, trial] / norms[trial]
+        gamma = 1.0 / math.sqrt(max(float(np.linalg.eigvalsh(s.T @ s)[0]), 1e-300))
+        if gamma > GAMMA_MAX:
+            why[name] = f"collinear with {', '.join(names[k] for k in keep)} (collinearity index {gamma:.0f} > {GAMMA_MAX:g})"
+            continue
+        cov = np.linalg.pinv(jac[:, trial].T @ jac[:, trial]) * dof_scale
+        se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        limits = np.array([SE_LIMIT[BY_NAME[names[k]].kind] / BY_NAME[names[k]].scale for k in trial])
+        if np.any(se > limits):
+            why[name] = "not determined by the rows (standard error above its limit)"
+            continue
+        keep = trial
+    return [names[j] for j in keep], why
+
+
+def _fit(problem: _Problem, names: Sequence[str], values: dict[str, float], max_nfev: int) -> dict[str, float]:
+    from scipy.optimize import least_squares
+
+    if not names:
+        return dict(values)
+    lo = np.array([-BY_NAME[n].bound / BY_NAME[n].scale for n in names])
+    hi = -lo
+    x0 = np.clip(_coords(names, values), lo * 0.999, hi * 0.999)
+    res = least_squares(lambda x: problem.vector(problem.blocks(problem.values(names, x, values))), x0,
+                        bounds=(lo, hi), method="trf", diff_step=1e-3, x_scale=1.0, max_nfev=max_nfev,
+                        xtol=1e-5, ftol=1e-6)
+    return problem.values(names, res.x, values)
+
+
+def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: Sequence[str] | None = None,
+              max_rows: int = 432, n_steps: int = N_STEPS, seed: int = 0, progress: bool = True,
+              data: str = "", log: Callable[[str], None] | None = None) -> Calibration:
+    """Calibrate polyinv's kinetics to the rows of ``frame`` (the study's columns, physical units).
+
+    ``axis``: the file's MMD axis (inferred from Mn/Mw when None); ``candidates``: the parameters to
+    consider (default every one of :data:`PARAMETERS`); at most ``max_rows`` rows (a random subset of
+    larger files) enter the fit.
+    """
+    from tqdm.auto import tqdm
+
+    missing = [c for c in NEEDED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"calibration needs the columns {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    started = time.perf_counter()
+    say = log or (lambda _m: None)
+    if axis is None:
+        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame["Mn"].to_numpy(float), frame["Mw"].to_numpy(float))
+        if not fit.ok:
+            raise ValueError(f"no evenly spaced log10 M axis reconciles the MMD columns with Mn and Mw "
+                             f"(best: {fit.describe()}); give the axis")
+        axis, axis_how = fit.axis, f"inferred from Mn/Mw (rms {fit.rms_log10:.2g} decades)"
+    else:
+        axis_how = "given"
+    names = list(candidates) if candidates is not None else [p.name for p in PARAMETERS]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown kinetic parameter(s) {unknown}; known: {[p.name for p in PARAMETERS]}")
+    rows = frame
+    if len(frame) > max_rows:
+        rows = frame.iloc[np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False))]
+    rows = rows.reset_index(drop=True)
+    t_max, x_stop = protocol_from_data(rows)
+    bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
+    problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1))
+    defaults = {n: default_value(n) for n in names}
+
+    # 1. which parameters the rows determine, judged at polyinv's defaults; fit them (weights re-estimated once)
+    _, jac = _jacobian(problem, names, defaults)
+    chosen, why = choose_identifiable(jac, names)
+    say(f"calibration: fitting {', '.join(chosen) or 'nothing'}" + (f"; fixed {', '.join(why)}" if why else ""))
+    values = _fit(problem, chosen, defaults, max_nfev=MAX_ITERATIONS)
+    problem.update_sigma(problem.blocks(values))
+    values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
+    problem.update_sigma(problem.blocks(values))
+    # 2. every fitted parameter must be determined where it ended: one at its bound or with a standard error
+    #    above its limit is fixed at polyinv's value and the rest refitted
+    while True:
+        r0, jac = _jacobian(problem, names, values)
+        idx = [names.index(n) for n in chosen]
+        cov = _robust_covariance(r0, jac[:, idx], problem.row_of) if idx else np.zeros((0, 0))
+        se_internal = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        badness = []
+        for k, n in enumerate(chosen):
+            p = BY_NAME[n]
+            limit = SE_LIMIT[p.kind] / p.scale
+            at_bound = abs(_coords([n], values)[0]) >= 0.98 * p.bound / p.scale
+            badness.append(np.inf if at_bound else se_internal[k] / limit)
+        if not chosen or max(badness) <= 1.0:
+            break
+        worst = chosen[int(np.argmax(badness))]
+        why[worst] = ("at the bound of its range: not determined by the rows" if np.isinf(max(badness))
+                      else "not determined by the rows (standard error above its limit)")
+        chosen = [n for n in chosen if n != worst]
+        say(f"calibration: {worst} {why[worst]}; fixed at polyinv's value, refitting {', '.join(chosen) or 'nothing'}")
+        values = _fit(problem, chosen, {n: (values[n] if n in chosen else default_value(n)) for n in names}, max_nfev=MAX_ITERATIONS)
+        problem.update_sigma(problem.blocks(values))
+    sim = problem.simulate(values)
+    bar.close()
+
+    table = []
+    defaults_text = _defaults_text()
+    for n in names:
+        p = BY_NAME[n]
+        fitted = n in chosen
+        se = se_internal[chosen.index(n)] * p.scale if fitted else float("nan")
+        table.append({"parameter": n, "value": values[n], "se": se,
+                      "se_kind": "relative (se of ln factor)" if p.kind == "factor" else "kJ/mol",
+                      "status": "fitted" if fitted else f"fixed at polyinv's value: {why.get(n, 'not a candidate')}",
+                      "unit": p.unit, "default": default_value(n), "replaces": defaults_text[n], "description": p.text})
+    sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None)) if idx else np.ones(0)
+    corr = pd.DataFrame(cov / np.outer(sd, sd) if idx else np.zeros((0, 0)), index=chosen, columns=chosen)
+    summary = residual_summary(rows, sim)
+    forward = ForwardModel({n: values[n] for n in names}, axis, t_max, x_stop,
+                           f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
+                           {"residuals": summary, "fitted": chosen, "axis": axis_how})
+    return Calibration(forward, pd.DataFrame(table).set_index("parameter"), corr, summary, dict(problem.sigma),
+                       len(rows), time.perf_counter() - started, problem.simulations, axis_how, data, sim, rows)
+
+
+def _defaults_text() -> dict[str, str]:
+    from polyinv.sim.parameters import DEFAULT_PARAMETERS as P
+
+    def at_ref(c) -> str:
+        return f"{c.at(70.0):.4g} {c.unit} at 70 °C (A {c.A:.4g}, Ea {c.Ea:g} kJ/mol)"
+
+    return {
+        "kt": f"kt_ss {at_ref(P.kt_ss)}; kt_st, kt_tt scaled alike", "f": f"f {P.f_values} at {P.f_temps} °C",
+        "kp": f"kp {at_ref(P.kp)}", "kbb": f"kbb {at_ref(P.kbb)}", "kpt": f"kpt {at_ref(P.kpt)}",
+        "C_M": f"C_M {P.C_M:g}", "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
+        "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol", "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
+        "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol", "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
+    }
+
+
+# ---------------------------------------------------------------------- the YAML file
+def to_yaml_dict(cal: Calibration) -> dict:
+    """The calibration as a human-readable mapping (written by ``polyinv calibrate``)."""
+    a = cal.forward.axis
+    params = {}
+    for name, row in cal.table.iterrows():
+        entry = {"value": _round(row["value"]), "unit": row["unit"], "default": row["default"], "status": row["status"]}
+        if row["status"] == "fitted":
+            entry["se"] = _round(row["se"])
+            entry["se_is"] = row["se_kind"]
+        entry["replaces"] = row["replaces"]
+        entry["description"] = row["description"]
+        params[name] = entry
+    return {
+        "polyinv_calibration": 1,
+        "data": cal.data, "rows": cal.rows,
+        "axis": {"log10m_min": _round(a.log10m_min), "log10m_max": _round(a.log10m_max), "n_points": a.n_points,
+                 "normalisation": a.normalisation, "how": cal.axis_how},
+        "protocol": {"t_max_s": cal.forward.t_max, "x_stop": _round(cal.forward.x_stop)},
+        "parameters": params,
+        "correlations": {r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()},
+        "residuals": {k: _round(v) for k, v in cal.residuals.items()},
+        "weights_sigma": {k: _round(v) for k, v in cal.sigma.items()},
+        "cost": {"seconds": round(cal.seconds, 1), "simulations": cal.simulations},
+    }
+
+
+def _round(value, digits: int = 6):
+    value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
+
+
+def write_yaml(cal: Calibration, path: str | Path) -> Path:
+    """Write the calibration atomically; the header says what the file is."""
+    import yaml
+
+    from polyinv.atomic import atomic_path
+
+    path = Path(path)
+    text = ("# polyinv calibration: polyinv's kinetic simulator fitted to a data file's recipe -> outcome rows.\n"
+            "# parameters: value (a factor on polyinv's coefficient, or kJ/mol added to its activation energy at a\n"
+            "# fixed value at 70 °C), standard error, and the default it replaces. Use it with\n"
+            "# `polyinv simulate --recipes FILE --calibration THIS.yaml` or `polyinv fit --trust.calibration THIS.yaml`.\n")
+    text += yaml.safe_dump(to_yaml_dict(cal), sort_keys=False, allow_unicode=True, width=110)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_yaml(path: str | Path) -> ForwardModel:
+    """The forward model of a calibration file (ValueError naming the key for anything malformed)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or data.get("polyinv_calibration") != 1:
+        raise ValueError(f"{path}: not a polyinv calibration (no 'polyinv_calibration: 1')")
+    try:
+        a = data["axis"]
+        axis = MMDAxis(float(a["log10m_min"]), float(a["log10m_max"]), int(a.get("n_points", 100)), a.get("normalisation", "density"))
+        values = {name: float(entry["value"]) for name, entry in (data.get("parameters") or {}).items()}
+        apply(values)
+        proto = data.get("protocol") or {}
+        t_max, x_stop = float(proto.get("t_max_s", 3600.0)), float(proto.get("x_stop", 0.9))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed calibration ({exc})") from None
+    if not (t_max > 0 and 0 < x_stop < 1):
+        raise ValueError(f"{path}: protocol t_max_s {t_max} / x_stop {x_stop} out of range")
+    return ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}",
+                        {"residuals": data.get("residuals"), "axis": a.get("how", "")})
+
+
+# ---------------------------------------------------------------------- the figure
+def plot(cal: Calibration, path: str | Path, n_overlays: int = 6) -> Path:
+    """Parity of Mn, Mw, conversion and stop time, and MMD overlays of a few rows (file vs calibrated), over
+    the rows the calibration was fitted on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polyinv.atomic import write_figure
+
+    sim, rows = cal.fitted_frame, cal.fitted_rows
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
+    conv = lambda f: 1 - f["cBA_time"] / f["cBA_0"]  # noqa: E731
+    panels = [("Mn", "Mn / g mol⁻¹", True), ("Mw", "Mw / g mol⁻¹", True), (conv, "conversion", False), ("time", "stop time / s", False)]
+    for ax, (col, label, log) in zip(axes.flat[:4], panels, strict=True):
+        x = col(rows) if callable(col) else rows[col]
+        y = col(sim) if callable(col) else sim[col]
+        ax.plot(x, y, ".", ms=3, alpha=0.6)
+        lo, hi = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(f"file: {label}")
+        ax.set_ylabel(f"calibrated simulator: {label}")
+    grid = cal.forward.axis.points()
+    picks = np.linspace(0, len(rows) - 1, n_overlays).round().astype(int)
+    for ax, part in zip(axes.flat[4:], (picks[: n_overlays // 2], picks[n_overlays // 2:]), strict=True):
+        for k, i in enumerate(part):
+            colour = f"C{k}"
+            ax.plot(grid, rows[list(MMD_COLUMNS)].iloc[i], "-", color=colour, lw=1.6, label=f"row {i} file")
+            ax.plot(grid, sim[list(MMD_COLUMNS)].iloc[i], "--", color=colour, lw=1.2)
+        ax.set_xlabel("log10(M / g mol⁻¹)")
+        ax.set_ylabel("MMD (file's normalisation)")
+        ax.legend(fontsize=7, title="solid: file, dashed: calibrated", title_fontsize=7)
+    r = cal.residuals
+    fig.suptitle(f"{cal.forward.source}: median Hellinger {r['hellinger_median']:.3f}, Mn {100 * r['Mn_rel_median']:.1f} %, "
+                 f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
+                 f"stop time MAE {r['time_mae_s']:.0f} s", fontsize=10)
+    fig.tight_layout()
+    write_figure(fig, path)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------- the forward model of a training run
+def forward_for_training(setting: str, calibration: str | None, data_path, fit_frame: pd.DataFrame,
+                         log: Callable[[str], None] | None = None, progress: bool = False) -> tuple[ForwardModel | None, str]:
+    """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
+    run), from its training rows only; (None, why) when the checks must be off."""
+    from polyinv.sim.forward import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
+
+    say = log or (lambda _m: None)
+    if calibration:
+        forward = read_yaml(calibration)
+        return forward, f"{forward.describe()} (trust.calibration)"
+    if setting == "none":
+        return None, "trust.forward is none"
+    meta = read_file_metadata(data_path)
+    axis, how = file_axis(meta, fit_frame)
+    if axis is None:
+        say(f"warning: forward checks off (domain consistency, --verify): {how}")
+        return None, how
+    t_max, x_stop = protocol_from_data(fit_frame)
+    if setting == "default" or (setting == "auto" and states_default_kinetics(meta)):
+        why = "the file's metadata states polyinv's default kinetics" if setting == "auto" else "trust.forward is default"
+        forward = ForwardModel({}, axis, t_max, x_stop, f"polyinv's kinetics ({why}); axis {how}")
+        return forward, forward.describe()
+    if setting == "auto":
+        say("the file does not state polyinv's default kinetics: calibrating the simulator on the training rows "
+            "for the trust checks (trust.forward: auto; `polyinv calibrate` makes a reusable file)")
+    cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
+    cal.forward.fit["axis"] = how
+    r = cal.residuals
+    say(f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
+        f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)")
+    return cal.forward, cal.forward.describe()
