@@ -78,6 +78,22 @@ class Output:
     root: str = "checkpoints"
 
 
+@dataclass
+class Trust:
+    """The forward model of the trust checks (the domain's forward consistency, predict --verify and
+    --plot-dir): kinetics, MMD axis and run protocol of the training file, stored in the model file.
+
+    Args:
+        forward: auto: polyinv's kinetics when the file's metadata says polyinv's default simulator made
+            it, else the simulator calibrated on the training rows (polyinv calibrate); default: polyinv's
+            kinetics on the file's axis; calibrate: always calibrate; none: no forward checks
+        calibration: a calibration file (polyinv calibrate) to use instead of ``forward``
+    """
+
+    forward: Literal["auto", "default", "calibrate", "none"] = "auto"
+    calibration: str | None = None
+
+
 def model_class(kind: str):
     from polyinv.models import CLASSICAL, NETWORKS, AutoModel
 
@@ -153,6 +169,7 @@ def build_parser(kind: str = "mlp", prog: str = "polyinv fit", description: str 
     parser.add_class_arguments(EarlyStopping, "early_stopping")
     parser.add_class_arguments(Checkpointing, "checkpoint")
     parser.add_class_arguments(Output, "output")
+    parser.add_class_arguments(Trust, "trust")
     if extra is not None:
         extra(parser)
     return parser
@@ -223,7 +240,7 @@ def _where(parser, argv: Sequence[str]) -> str:
     return ""
 
 
-SECTIONS = ("name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output")
+SECTIONS = ("name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output", "trust")
 
 
 def dump(config: dict) -> str:

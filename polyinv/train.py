@@ -161,14 +161,16 @@ def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, t
     info = {
         "name": config["name"], "kind": config["model"].get("kind"), "seed": config["seed"],
         "train_seconds": train_seconds, "rows": {"train": len(dm.train_idx), "val": len(dm.val_idx), "test": len(dm.test_idx)},
-        "data": str(dm.path), **extra,
+        "data": str(dm.path), **forward_info(getattr(model, "domain", None)), **extra,
     }
     write_json(info, run_dir / "run.json")
     return metrics
 
 
-def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunResult | None:
-    """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0)."""
+def run(config: dict, resume: Path | None = None, verbose: bool = True, forward: tuple | None = None) -> RunResult | None:
+    """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0).
+
+    ``forward``: the trust checks' (forward model, how) when the caller already has it (an ensemble's members)."""
     quiet_libraries()
     model_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
     L.seed_everything(model_seed, workers=True, verbose=False)  # the split keeps config["seed"]
@@ -177,6 +179,8 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
     model = build_model(config, dm)
     model.domain = fit_domain(dm).to_dict()  # applicability domain of the training rows, saved with the model
     kind = config["model"]["kind"]
+    if forward is None:  # the trust checks' forward model, from the training rows
+        forward = run_forward(config, dm, verbose)
 
     worker_dir = os.environ.get(RUN_DIR_ENV)
     fresh = False
@@ -192,11 +196,45 @@ def run(config: dict, resume: Path | None = None, verbose: bool = True) -> RunRe
         os.environ[RUN_DIR_ENV] = str(run_dir)
         fresh = True
     try:
-        return _train(config, dm, model, kind, run_dir, resume, verbose)
+        return _train(config, dm, model, kind, run_dir, resume, verbose, forward)
     except BaseException:
         if fresh:
             _discard_unfinished(run_dir)
         raise
+
+
+def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> tuple:
+    """(forward model of the trust checks or None, what it is or why there is none), from the run's ``trust``
+    settings and its non-test rows (docs/forward-model.md)."""
+    from polyinv.sim.calibrate import forward_for_training
+
+    trust = config.get("trust") or {}
+    rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+    try:
+        forward = forward_for_training(trust.get("forward", "auto"), trust.get("calibration"), dm.path, rows,
+                                       log=print if verbose else None, progress=verbose)
+        if verbose and forward[0] is not None:
+            print(f"forward model of the trust checks: {forward[1]}")
+        return forward
+    except ValueError as exc:
+        if trust.get("calibration"):
+            raise PolyinvError(f"trust.calibration {exc}") from None
+        if verbose:
+            print(f"warning: forward checks off (domain consistency, --verify): {exc}")
+        return None, str(exc)
+
+
+def forward_info(domain: dict | None) -> dict:
+    """What run.json says about the trust checks' forward model."""
+    from polyinv.trust.domain import ApplicabilityDomain
+
+    if not domain:
+        return {"forward_model": None}
+    dom = ApplicabilityDomain.from_dict(domain)
+    fm = dom.forward_model()
+    if fm is None:
+        return {"forward_model": None, "forward_off": dom.forward_off}
+    return {"forward_model": fm.describe(), "forward_fit": fm.fit}
 
 
 def _discard_unfinished(run_dir: Path) -> None:
@@ -205,21 +243,22 @@ def _discard_unfinished(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, resume: Path | None, verbose: bool) -> RunResult | None:
+def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, resume: Path | None, verbose: bool,
+           forward: tuple = (None, "")) -> RunResult | None:
     """Train and evaluate into ``run_dir`` (see :func:`run`)."""
     is_worker = os.environ.get("LOCAL_RANK", "0") != "0"
     if not is_worker and resume is None:  # a resumed run rewrites its config only once it has trained
         _write_text(run_dir / "config.yaml", dump(config))
 
     if kind == AutoModel.kind:
-        return _train_auto(config, dm, model, run_dir, verbose)
+        return _train_auto(config, dm, model, run_dir, verbose, forward)
     if kind in CLASSICAL:
         started = time.perf_counter()
         fit_rows = np.concatenate([dm.train_idx, dm.val_idx])  # no early stopping: classical models use train + val
         frame = dm.frame.iloc[fit_rows]
         model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
         seconds = time.perf_counter() - started
-        model.domain = fit_model_consistency(model, model.domain, frame)  # forward-consistency thresholds
+        model.domain = fit_model_consistency(model, model.domain, frame, *forward)  # forward-consistency thresholds
         model.save(run_dir / MODEL_FILE)
         checks = getattr(model, "fit_checks", None)
         if verbose:
@@ -280,7 +319,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     # forward-consistency thresholds of the applicability domain need the trained model: fit them on the
     # non-test rows (training + validation) and store them in both checkpoints
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
-    best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows)
+    best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows, *forward)
     store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
     store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
     checks = training_fit_check(best, dm.train_frame)
@@ -295,13 +334,14 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     return RunResult(run_dir, metrics, seconds, best)
 
 
-def _train_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path, verbose: bool) -> RunResult:
+def _train_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path, verbose: bool,
+                forward: tuple = (None, "")) -> RunResult:
     """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
     started = time.perf_counter()
     fit_rows = np.concatenate([dm.train_idx, dm.val_idx])
     model.fit(config, dm, fit_rows, log=print if verbose else None)
     seconds = time.perf_counter() - started
-    model.domain = fit_model_consistency(model, model.domain, dm.frame.iloc[fit_rows])  # held-out recipes
+    model.domain = fit_model_consistency(model, model.domain, dm.frame.iloc[fit_rows], *forward)  # held-out recipes
     model.save(run_dir)
     logger = _tb_logger(run_dir)
     selection = model.selection
@@ -412,10 +452,12 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     dm = build_datamodule(config)
     dm.setup("fit")
     build_model(config, dm)  # bad data or model settings fail here, before any folder is made
+    forward = run_forward(config, dm, verbose)  # one forward model for every member (same training rows)
     folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
     files, runs = [], []
     for i in range(members):
-        result = run(dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"), verbose=verbose)
+        result = run(dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"), verbose=verbose,
+                     forward=forward)
         if result is None:  # DDP worker
             return None, None
         name = f"member_{i:02d}.ckpt"
@@ -429,7 +471,7 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
 
     model.calibrate(*arrays(dm.val_frame))
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
-    model.domain = fit_model_consistency(model, model.domain, fit_rows)  # thresholds of the ensemble's own recipes
+    model.domain = fit_model_consistency(model, model.domain, fit_rows, *forward)  # thresholds of the ensemble's own recipes
     mmd, side, y = arrays(dm.test_frame)
     mean, low, high = model.predict_interval(mmd, side, level)
     metrics = evaluate(y, mean, list(dm.target_columns))

@@ -19,9 +19,9 @@ Independently, the predicted recipe must lie inside the training range of every 
 ``range_tolerance`` (default 5 %) of that range's width.
 
 Forward consistency (optional, :meth:`ApplicabilityDomain.fit_consistency`, fitted once the model is
-trained): the predicted recipe (``cBA_0``, ``cAIBN_0``, ``temp``) is simulated again with
-:mod:`polyinv.sim` under the run protocol (stop at the training data's longest time or at 90 %
-conversion) and compared with the input: Hellinger distance between the MMDs and |log(simulated /
+trained): the predicted recipe (``cBA_0``, ``cAIBN_0``, ``temp``) is simulated again with the training
+file's forward model (:class:`polyinv.sim.forward.ForwardModel`: polyinv's kinetics or a calibration on the
+training rows, the file's MMD axis and run protocol; stored here) and compared with the input: Hellinger distance between the MMDs and |log(simulated /
 input)| (≈ relative error) of each scalar side input the model reads (``Mn``, ``Mw``, ``cBA_time``).
 Each statistic has its own threshold: ``consistency_margin`` × its ``consistency_quantile`` over
 training rows (held-out predictions where the model gives them, e.g. the GP's leave-one-out
@@ -85,6 +85,7 @@ class ApplicabilityDomain:
         self.range_tolerance = float(range_tolerance)
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
+        self.forward_off: str | None = None  # why there is no forward-consistency check (the run says so)
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")
@@ -146,26 +147,40 @@ class ApplicabilityDomain:
         """The statistics of the forward-consistency check this domain can compute."""
         return ["hellinger", *(c for c in CONSISTENCY_SIDE if c in self.side_names)]
 
-    def _consistency_usable(self) -> bool:
-        from polyinv.schema import N_MMD
+    def _consistency_usable(self, forward) -> str | None:
+        """Why the check cannot run with ``forward`` (None: it can)."""
         from polyinv.sim import RECIPE_FIELDS
 
-        return len(self.mmd_names) == N_MMD and all(t in self.target_names for t in RECIPE_FIELDS)
+        if not all(t in self.target_names for t in RECIPE_FIELDS):
+            return "the model does not predict every recipe field"
+        if len(self.mmd_names) != forward.axis.n_points:
+            return f"the model reads {len(self.mmd_names)} MMD points, the forward model's axis has {forward.axis.n_points}"
+        return None
+
+    def forward_model(self):
+        """The stored forward model of the check (polyinv's own for models saved before it was stored), or None."""
+        from polyinv.sim.forward import ForwardModel
+
+        if not self.consistency:
+            return None
+        stored = self.consistency.get("forward")
+        return ForwardModel.from_dict(stored) if stored else ForwardModel(t_max=float(self.consistency.get("t_max", 3600.0)))
 
     def consistency_stats(self, frame: pd.DataFrame, recipe: np.ndarray, t_max: float | None = None,
-                          n_steps: int | None = None) -> np.ndarray:
+                          n_steps: int | None = None, forward=None) -> np.ndarray:
         """(N, S) forward-consistency statistics (:meth:`consistency_names`) of predicted recipes (N, T)."""
         from polyinv.sim import RECIPE_FIELDS
         from polyinv.trust.verify import hellinger, resimulate
 
         settings = self.consistency or {}
-        t_max = float(settings.get("t_max", 3600.0) if t_max is None else t_max)
+        forward = forward or self.forward_model()
+        t_max = float(forward.t_max if t_max is None else t_max)
         n_steps = int(settings.get("n_steps", CONSISTENCY_STEPS) if n_steps is None else n_steps)
         recipe = np.asarray(recipe, dtype=np.float64).reshape(len(frame), len(self.target_names))
         recipes = pd.DataFrame({t: recipe[:, self.target_names.index(t)] for t in RECIPE_FIELDS})
         recipes["time"] = t_max
         with np.errstate(all="ignore"):  # absurd recipes give NaN outcomes, judged inconsistent below
-            sim, _ = resimulate(recipes, n_steps=n_steps)
+            sim, _ = resimulate(recipes, n_steps=n_steps, forward=forward)
         sim_mmd = sim[[f"MMD{i}" for i in range(1, len(self.mmd_names) + 1)]].to_numpy()
         stats = [hellinger(frame[self.mmd_names].to_numpy(np.float64), sim_mmd)]
         for column in self.consistency_names()[1:]:
@@ -173,24 +188,23 @@ class ApplicabilityDomain:
             stats.append(np.abs(np.log(np.clip(sim[column].to_numpy(np.float64), TINY, None) / want)))
         return np.column_stack(stats)
 
-    def fit_consistency(self, frame: pd.DataFrame, recipe: np.ndarray, quantile: float = 0.99,
-                        margin: float = 2.0, n_steps: int = CONSISTENCY_STEPS) -> ApplicabilityDomain:
-        """Fit the forward-consistency thresholds on training rows and the model's recipes for them.
-
-        Skipped (no check) when the MMD is not the simulator's grid or a recipe field is not predicted.
-        """
-        if not self._consistency_usable():
-            self.consistency = None
+    def fit_consistency(self, frame: pd.DataFrame, recipe: np.ndarray, forward, quantile: float = 0.99,
+                        margin: float = 2.0, n_steps: int = CONSISTENCY_STEPS, off_reason: str = "") -> ApplicabilityDomain:
+        """Fit the forward-consistency thresholds on training rows and the model's recipes for them, with
+        ``forward`` (a :class:`~polyinv.sim.forward.ForwardModel`; None: no check, ``off_reason`` says why)."""
+        why = (off_reason or "no forward model") if forward is None else self._consistency_usable(forward)
+        if why:
+            self.consistency, self.forward_off = None, why
             return self
-        t_max = float(self.target_high[self.target_names.index("time")]) if "time" in self.target_names else 3600.0
-        stats = self.consistency_stats(frame, recipe, t_max=t_max, n_steps=n_steps)
+        stats = self.consistency_stats(frame, recipe, t_max=forward.t_max, n_steps=n_steps, forward=forward)
         finite = np.where(np.isfinite(stats), stats, np.nan)
         base = np.nanquantile(finite, quantile, axis=0)
         self.consistency = {
             "names": self.consistency_names(), "threshold": (margin * np.maximum(base, 1e-6)).tolist(),
-            "quantile": float(quantile), "margin": float(margin), "t_max": t_max, "n_steps": int(n_steps),
-            "train_rows": int(len(frame)),
+            "quantile": float(quantile), "margin": float(margin), "t_max": forward.t_max, "n_steps": int(n_steps),
+            "train_rows": int(len(frame)), "forward": forward.to_dict(),
         }
+        self.forward_off = None
         return self
 
     def consistency_ratio(self, frame: pd.DataFrame, recipe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +252,7 @@ class ApplicabilityDomain:
             "feat_mean": as_list(self.feat_mean), "feat_std": as_list(self.feat_std),
             "train_features": as_list(self.train_features), "target_low": as_list(self.target_low),
             "target_high": as_list(self.target_high), "knn_margin": self.knn_margin, "consistency": self.consistency,
+            "forward_off": self.forward_off,
         }
 
     @classmethod
@@ -248,6 +263,7 @@ class ApplicabilityDomain:
                   n_components=data["n_components"], range_tolerance=data["range_tolerance"],
                   knn_margin=data["knn_margin"])
         dom.consistency = data.get("consistency")
+        dom.forward_off = data.get("forward_off")
         dom.threshold = float(data["threshold"])
         for key in ("mmd_mean", "components", "feat_mean", "feat_std", "train_features", "target_low", "target_high"):
             setattr(dom, key, np.asarray(data[key], dtype=np.float64))
@@ -270,12 +286,24 @@ def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_arrays(mmd, side)
 
 
-def fit_model_consistency(model, domain: Mapping | None, frame: pd.DataFrame) -> dict | None:
-    """``domain`` (a stored dict) with forward-consistency thresholds fitted on the model's training rows."""
+def fit_model_consistency(model, domain: Mapping | None, frame: pd.DataFrame, forward=None,
+                          off_reason: str = "") -> dict | None:
+    """``domain`` (a stored dict) with forward-consistency thresholds fitted on the model's training rows
+    with ``forward`` (None: the check is off, ``off_reason`` says why)."""
     if not domain:
         return domain
     dom = ApplicabilityDomain.from_dict(domain)
-    return dom.fit_consistency(frame, heldout_recipes(model, frame)).to_dict()
+    recipes = heldout_recipes(model, frame) if forward is not None else None
+    return dom.fit_consistency(frame, recipes, forward, off_reason=off_reason).to_dict()
+
+
+def model_forward(model):
+    """(forward model of a loaded model's trust checks or None, why none)."""
+    dom = model_domain(model)
+    if dom is None:
+        return None, "the model file stores no applicability domain"
+    fm = dom.forward_model()
+    return (fm, "") if fm is not None else (None, dom.forward_off or "the model was saved without a forward model")
 
 
 def model_domain(model) -> ApplicabilityDomain | None:

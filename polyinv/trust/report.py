@@ -10,7 +10,7 @@ import pandas as pd
 
 from polyinv.errors import PolyinvError
 from polyinv.schema import SIDE_INPUTS, TARGETS
-from polyinv.trust.domain import model_domain
+from polyinv.trust.domain import model_domain, model_forward
 
 
 def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
@@ -64,18 +64,24 @@ def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFra
 
 def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Path, sheet: str | None,
                  plot_dir: str | Path | None = None) -> pd.DataFrame:
-    """Append forward-verification columns (and write per-row plots) for a prediction table."""
+    """Append forward-verification columns (and write per-row plots) for a prediction table, with the
+    forward model stored in the model (its training file's kinetics, axis and protocol). Without one, a
+    warning says why and the table is returned as it is."""
     from polyinv.trust.verify import plot_rows, verify
 
     missing = [t for t in TARGETS if t not in table.columns]
     if missing:
         raise PolyinvError(f"--verify needs a model that predicts {', '.join(TARGETS)}")
+    forward, why = model_forward(model)
+    if forward is None:
+        print(f"warning: forward verification is off for this model: {why}", file=sys.stderr)
+        return table
     requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
     requested = pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1) \
         if requested is not None else frame[list(model.side_names)].reset_index(drop=True)
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
-    checks, sim = verify(mmd, table[list(TARGETS)], requested)
+    checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
     if plot_dir is not None:
         true = optional_columns(path, sheet, TARGETS)
-        plot_rows(plot_dir, mmd, sim, table, checks, true)
+        plot_rows(plot_dir, mmd, sim, table, checks, true, forward=forward)
     return pd.concat([table, checks], axis=1)

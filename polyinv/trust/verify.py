@@ -1,8 +1,10 @@
 """Forward verification: simulate each predicted recipe again and compare with the requested outcome.
 
 Each recipe is first clipped to physical sense (positive concentrations, monomer below pure BA,
-temperature 0–200 °C, reaction time 1–3600 s), then simulated with :mod:`polyinv.sim` with
-``t_max`` = the predicted time (the run still stops earlier at 90 % conversion, as in the study).
+temperature 0–200 °C, reaction time from 1 s to the protocol's limit), then simulated with the model's
+forward model (:class:`polyinv.sim.forward.ForwardModel`: polyinv's kinetics or a calibration, on the
+training file's MMD axis) with ``t_max`` = the predicted time (the run still stops earlier at the
+protocol's conversion, as in the study).
 Reported per row: the Hellinger distance between the requested and the re-simulated MMD, each
 normalised to unit sum (0 = identical, 1 = disjoint), and the relative errors
 (simulated − requested) / requested of ``Mn``, ``Mw`` and ``cBA_time`` where the input holds them.
@@ -19,9 +21,9 @@ import pandas as pd
 from polyinv.atomic import write_figure
 from polyinv.errors import PolyinvError
 from polyinv.schema import N_MMD, SIDE_INPUTS, TARGETS, UNITS
-from polyinv.sim import DEFAULT_PARAMETERS, log10m_grid, simulate_many
+from polyinv.sim import DEFAULT_PARAMETERS
 from polyinv.sim.designs import TEMP_LIMITS
-from polyinv.sim.kinetics import DEFAULT_T_MAX
+from polyinv.sim.forward import ForwardModel
 
 MIN_CONC = 1e-6  # mol/L: the smallest concentration a clipped recipe keeps
 MIN_TIME = 1.0  # s
@@ -39,14 +41,14 @@ def hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))
 
 
-def clip_recipes(recipes: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+def clip_recipes(recipes: pd.DataFrame, t_max: float) -> tuple[pd.DataFrame, np.ndarray]:
     """Recipes clipped to physical sense, and a per-row flag telling whether anything was clipped."""
     out = pd.DataFrame(index=recipes.index)
     limits = {
         "cBA_0": (MIN_CONC, 0.99 * DEFAULT_PARAMETERS.max_cBA),
         "cAIBN_0": (MIN_CONC, MAX_INITIATOR),
         "temp": TEMP_LIMITS,
-        "time": (MIN_TIME, DEFAULT_T_MAX),
+        "time": (MIN_TIME, t_max),
     }
     clipped = np.zeros(len(recipes), dtype=bool)
     for name, (low, high) in limits.items():
@@ -58,20 +60,22 @@ def clip_recipes(recipes: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return out, clipped
 
 
-def resimulate(recipes: pd.DataFrame, n_steps: int | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def resimulate(recipes: pd.DataFrame, n_steps: int | None = None,
+               forward: ForwardModel | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The one re-simulation path of the trust checks: recipes (cBA_0, cAIBN_0, temp and ``time``, the
-    run's time limit) clipped to physical sense and simulated, each up to its own time (it still stops at
-    90 % conversion). Returns (compuesta frame, per-row flag: was anything clipped)."""
-    clipped, was_clipped = clip_recipes(recipes[list(TARGETS)])
-    extra = {} if n_steps is None else {"n_steps": int(n_steps)}
-    sim = simulate_many(clipped[["cBA_0", "cAIBN_0", "temp"]], t_max=clipped["time"].to_numpy(np.float64),
-                        progress=False, **extra)
+    run's time limit) clipped to physical sense and simulated with ``forward`` (polyinv's own by default),
+    each up to its own time (it still stops at the protocol's conversion). Returns (compuesta frame on
+    the forward model's axis, per-row flag: was anything clipped)."""
+    forward = forward or ForwardModel()
+    clipped, was_clipped = clip_recipes(recipes[list(TARGETS)], forward.t_max)
+    sim = forward.simulate(clipped, t_max=clipped["time"].to_numpy(np.float64), n_steps=n_steps)
     sim.index = recipes.index
     sim["time"] = np.minimum(sim["time"].to_numpy(), clipped["time"].to_numpy())
     return sim, was_clipped
 
 
-def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | None = None,
+           forward: ForwardModel | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verify predicted ``recipes`` (TARGETS columns) against requested ``mmd`` (N, 100) and scalars.
 
     Returns (per-row verification table with :data:`VERIFY_COLUMNS`, re-simulated compuesta frame).
@@ -83,7 +87,7 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
     if missing:
         raise PolyinvError(f"forward verification needs predicted {', '.join(missing)}")
     recipes = recipes.reset_index(drop=True)
-    sim, was_clipped = resimulate(recipes)
+    sim, was_clipped = resimulate(recipes, forward=forward)
     table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy())})
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:
@@ -96,7 +100,8 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
 
 
 def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: pd.DataFrame,
-              table: pd.DataFrame, true: pd.DataFrame | None = None, rows: Sequence[int] | None = None) -> list[Path]:
+              table: pd.DataFrame, true: pd.DataFrame | None = None, rows: Sequence[int] | None = None,
+              forward: ForwardModel | None = None) -> list[Path]:
     """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
     import matplotlib
 
@@ -104,7 +109,7 @@ def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: 
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    grid = log10m_grid()
+    grid = (forward or ForwardModel()).axis.points()
     sim_mmd = sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy()
     written = []
     for i in rows if rows is not None else range(len(recipes)):
