@@ -167,14 +167,17 @@ def test_fit_reads_xlsx_and_parquet(tmp_path, capsys, fmt):
     if fmt == "xlsx-mmd_raw_data":  # an MMD-only model needs nothing but MMD1..MMD100 at inference
         bare = tmp_path / "bare.csv"
         synthetic_frame(5, seed=14)[list(MMD_COLUMNS)].to_csv(bare, index=False)
+        # the sheet has no Mn/Mw and the file states no MMD axis: the forward checks are off, and the run says so
+        assert "forward checks off" in out and "lacks Mn/Mw" in out
         run_predict(capsys, ["--ckpt", str(run_dir), "--input", str(bare), "--output", str(tmp_path / "p.csv")])
-        check_prediction_file(tmp_path / "p.csv", 5)
+        check_prediction_file(tmp_path / "p.csv", 5, consistency=False)
 
 
 # ---------------------------------------------------------------------------------------------- predict
-def check_prediction_file(path: Path, n_rows: int) -> pd.DataFrame:
+def check_prediction_file(path: Path, n_rows: int, consistency: bool = True) -> pd.DataFrame:
     table = pd.read_csv(path)
-    assert list(table.columns) == ["row", *TARGETS, "in_domain", "domain_score", "consistency_score", "domain_note"]  # polyinv.trust
+    trust = ["in_domain", "domain_score", *(["consistency_score"] if consistency else []), "domain_note"]  # polyinv.trust
+    assert list(table.columns) == ["row", *TARGETS, *trust]
     assert table["row"].tolist() == list(range(n_rows))
     assert np.isfinite(table[list(TARGETS)].to_numpy()).all()
     return table

@@ -94,7 +94,12 @@ def test_predict_verify_and_plot_dir(gp_run, tmp_path, capsys):
     out = run(capsys, predict, ["--ckpt", str(run_dir), "--input", str(new), "--verify", "--plot-dir", str(tmp_path / "plots"),
                                 "--output", str(tmp_path / "p.csv")])
     table, inputs = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(new)
-    expected, _ = verify(inputs[list(MMD_COLUMNS)].to_numpy(), table[list(TARGETS)], inputs[list(SIDE_INPUTS)])
+    from polyinv.models import load_model
+    from polyinv.trust.domain import model_forward
+
+    forward, _ = model_forward(load_model(run_dir))  # the CSV states no axis: inferred from Mn/Mw at fit time
+    assert abs(forward.axis.log10m_min - 1.85) < 0.002 and abs(forward.axis.log10m_max - 6.6) < 0.002
+    expected, _ = verify(inputs[list(MMD_COLUMNS)].to_numpy(), table[list(TARGETS)], inputs[list(SIDE_INPUTS)], forward)
     np.testing.assert_allclose(table["verify_hellinger"], expected["verify_hellinger"], rtol=1e-9)
     assert table["verify_hellinger"].median() < 0.05 and "median Hellinger distance" in out
     assert table["verify_rel_err_Mn"].abs().median() < 0.15

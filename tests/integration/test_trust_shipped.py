@@ -18,6 +18,7 @@ from polyinv.errors import PolyinvError
 from polyinv.models import GPModel
 from polyinv.schema import MMD_COLUMNS
 from polyinv.sim import lhs_design, simulate_many
+from polyinv.sim.forward import ForwardModel
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, heldout_recipes
 from polyinv.trust.verify import hellinger, verify
 
@@ -43,7 +44,7 @@ def shipped():
     dm, gp = _split_and_gp(42, n_restarts=0, random_state=0)
     train = dm.train_frame
     domain = fit_domain(dm)
-    domain.fit_consistency(train, heldout_recipes(gp, train))
+    domain.fit_consistency(train, heldout_recipes(gp, train), ForwardModel())
     return dm, gp, domain
 
 
@@ -54,8 +55,9 @@ def _arrays(model, frame):
 def test_domain_roundtrip_is_plain_data(shipped):
     _, _, domain = shipped
     data = domain.to_dict()
-    assert all(isinstance(v, (list, str, int, float, dict)) for v in data.values())
-    assert all(isinstance(v, (list, str, int, float)) for v in data["consistency"].values())
+    assert all(isinstance(v, (list, str, int, float, dict, type(None))) for v in data.values())
+    assert data["forward_off"] is None and data["consistency"]["forward"]["values"] == {}  # polyinv's own kinetics
+    assert all(isinstance(v, (list, str, int, float, dict)) for v in data["consistency"].values())
     again = ApplicabilityDomain.from_dict(data)
     frame = shipped[0].test_frame
     np.testing.assert_allclose(again.score(frame), domain.score(frame))

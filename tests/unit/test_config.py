@@ -16,7 +16,8 @@ def test_every_shipped_config_resolves_by_its_bare_name_from_any_folder(name, tm
     config, _ = parse(["--config", name])
     assert config["name"] == name.removesuffix(".yaml")
     assert config["data"]["sheet"] is None  # an .xlsx reads compuesta; a .csv or .parquet trains unchanged
-    assert set(config) == {"name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output"}
+    assert set(config) == {"name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output", "trust"}
+    assert config["trust"] == {"forward": "auto", "calibration": None}
 
 
 def test_exponent_numbers_and_dotted_overrides(tmp_path, synthetic_csv):
