@@ -9,6 +9,8 @@ repository root).
   python -m benchmarks learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
   python -m benchmarks suite-data                              (the foreign-data suite: benchmarks/suite.py)
   python -m benchmarks suite [--sets ...] [--models ...] [--seeds 0 1 2]   (results/suite/<set>, results/suite/suite.md)
+  python -m benchmarks calibration                             (calibrated forward model vs the suite: results/calibration)
+  python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "docs"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "calibration", "trust-foreign", "docs"])
     parser.add_argument("--sets", nargs="+", default=None, help="suite sets (default: all)")
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
@@ -67,6 +69,18 @@ def main(argv: list[str] | None = None) -> int:
                 write_summary(bm.REPO_ROOT / "results" / "suite")
             path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
             print(f"wrote {path}")
+            return 0
+        if args.mode == "trust-foreign":
+            from benchmarks import trust_foreign
+
+            out = Path(args.out or bm.REPO_ROOT / "results" / "trust_foreign")
+            seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0]
+            print(f"wrote {trust_foreign.main(out, args.models or ('gp', 'mlp', 'cnn'), seeds)}")
+            return 0
+        if args.mode == "calibration":
+            from benchmarks import calibration
+
+            print(f"wrote {calibration.main(Path(args.out or bm.REPO_ROOT / 'results' / 'calibration'))}")
             return 0
         if args.mode in ("suite-data", "suite"):
             from benchmarks import suite

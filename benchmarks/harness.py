@@ -67,7 +67,8 @@ def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mappi
         return rescore(json.loads(record_path.read_text()), record_path)
     cfg_path = _config_path(model)
     base = {"data.path": str(data), "seed": int(seed), "output.root": str(out / "runs"), "name": model,
-            "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
+            "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
+            "trust.forward": "default"}  # accuracy only: no calibration inside each run (trust-foreign measures the trust checks)
     if Path(data).suffix.lower() not in (".xlsx", ".xlsm"):
         base["data.sheet"] = None
     if test_path is not None:
@@ -366,6 +367,10 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
     if suite.exists():
         parts += ["## Foreign-data suite (files unlike the shipped grid: other kinetics, designs, MMD axes, noise)", "",
                   suite.read_text().strip().replace("### ", "#### ").replace("`results/suite/", "`../results/suite/"), ""]
+    for folder, name in (("calibration", "calibration.md"), ("trust_foreign", "trust_foreign.md")):
+        path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)
+        if path.exists():
+            parts += ["## " + path.read_text().strip().removeprefix("# "), ""]
     for folder in ("learning_curve", "learning_curve_noise20000"):
         path = results / folder / "learning_curve.md"
         if path.exists():
