@@ -98,7 +98,7 @@ def test_calibration_recovers_parameters_where_the_model_is_exact():
     polyinv's values. (With any structural error, kt and f move along their ridge: the next test.)"""
     from polyinv.sim.calibrate import N_STEPS
 
-    cal = calibrate(foreign(40, seed=3, n_steps=N_STEPS), AXIS, progress=False)
+    cal = calibrate(foreign(30, seed=3, n_steps=N_STEPS), AXIS, progress=False)
     table = cal.table
     for name, true in TRUTH.items():
         row = table.loc[name]
