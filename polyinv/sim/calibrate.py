@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from polyinv.schema import MMD_COLUMNS
-from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, apply, default_value, protocol_from_data
-from polyinv.sim.grid import MMDAxis, infer_axis
+from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, apply, default_value, file_axis, protocol_from_data
+from polyinv.sim.grid import MMDAxis
 
 GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for
 # small data; with ~10^4 residuals per file the standard errors stay small up to ~30, and kp's exact redundancy
@@ -233,11 +233,9 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     started = time.perf_counter()
     say = log or (lambda _m: None)
     if axis is None:
-        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame["Mn"].to_numpy(float), frame["Mw"].to_numpy(float))
-        if not fit.ok:
-            raise ValueError(f"no evenly spaced log10 M axis reconciles the MMD columns with Mn and Mw "
-                             f"(best: {fit.describe()}); give the axis")
-        axis, axis_how = fit.axis, f"inferred from Mn/Mw (rms {fit.rms_log10:.2g} decades)"
+        axis, axis_how = file_axis(None, frame)
+        if axis is None:
+            raise ValueError(f"{axis_how}; give the axis")
     else:
         axis_how = "given"
     names = list(candidates) if candidates is not None else [p.name for p in PARAMETERS]
@@ -448,7 +446,7 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
                          log: Callable[[str], None] | None = None, progress: bool = False) -> tuple[ForwardModel | None, str]:
     """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
     run), from its training rows only; (None, why) when the checks must be off."""
-    from polyinv.sim.forward import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
+    from polyinv.sim.forward import read_file_metadata, states_default_kinetics
 
     say = log or (lambda _m: None)
     if calibration:
