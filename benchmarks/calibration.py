@@ -14,8 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.suite import DATA_DIR, set_by_name
 
 #: (calibrated on, checked on): same kinetics and axis, another design (and noise)
@@ -32,9 +30,10 @@ def _read(name: str):
 
 def noise_floor(check_on: str) -> dict:
     """The check file against its own generator without noise: the floor of any forward model's residuals."""
-    from benchmarks.suite import AXES, KINETICS, moved_parameters
     from polyinv.sim import simulate_many
     from polyinv.sim.calibrate import residual_summary
+
+    from benchmarks.suite import AXES, KINETICS, moved_parameters
 
     spec = set_by_name(check_on)
     check = _read(check_on)

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.suite import AXES, DATA_DIR, KINETICS, moved_parameters
 from polyinv.schema import COMPOSITE_COLUMNS
+
+from benchmarks.suite import AXES, DATA_DIR, KINETICS, moved_parameters
 
 TRAIN = "grid_A.xlsx"
 GROUPS = {"in range (LHS)": None, "90-100 °C": ("temp", 90.0, 100.0), "4-5 mol/L monomer": ("cBA_0", 4.0, 5.0),

@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import pandas as pd
 
         from polyinv.data.io import read_table
-        from polyinv.sim.calibrate import NEEDED, calibrate, plot as plot_fit, write_yaml
+        from polyinv.sim.calibrate import NEEDED, calibrate, write_yaml
+        from polyinv.sim.calibrate import plot as plot_fit
         from polyinv.sim.forward import file_axis, read_file_metadata
         from polyinv.sim.grid import MMDAxis
 

@@ -30,7 +30,15 @@ import numpy as np
 import pandas as pd
 
 from polyinv.schema import MMD_COLUMNS
-from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, apply, default_value, file_axis, protocol_from_data
+from polyinv.sim.forward import (
+    BY_NAME,
+    PARAMETERS,
+    ForwardModel,
+    apply,
+    default_value,
+    file_axis,
+    protocol_from_data,
+)
 from polyinv.sim.grid import MMDAxis
 
 GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for

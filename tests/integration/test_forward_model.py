@@ -23,6 +23,7 @@ from polyinv.sim.forward import ForwardModel, apply, file_axis, read_file_metada
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
 from polyinv.sim.parameters import DEFAULT_PARAMETERS
+
 from tests.synthetic import REPO
 
 TRUTH = {"kt": 0.07, "kbb": 0.5, "f": 0.85, "C_S": 3.0}
