@@ -68,7 +68,7 @@ def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mappi
     cfg_path = _config_path(model)
     base = {"data.path": str(data), "seed": int(seed), "output.root": str(out / "runs"), "name": model,
             "trainer.enable_progress_bar": False, "trainer.enable_model_summary": False,
-            "trust.forward": "default"}  # accuracy only: no calibration inside each run (trust-foreign measures the trust checks)
+            "trust.forward": "default", "trust.refine": "none"}  # accuracy only: no calibration inside each run (trust-foreign measures the trust checks)
     if Path(data).suffix.lower() not in (".xlsx", ".xlsm"):
         base["data.sheet"] = None
     if test_path is not None:

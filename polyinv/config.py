@@ -88,10 +88,16 @@ class Trust:
             it, else the simulator calibrated on the training rows (polyinv calibrate); default: polyinv's
             kinetics on the file's axis; calibrate: always calibrate; none: no forward checks
         calibration: a calibration file (polyinv calibrate) to use instead of ``forward``
+        refine: auto: check on held-out training rows whether refining answers against the forward model
+            improves them, and store the noise model it chose (predict --refine uses it); none: no check
+            (predict --refine then returns the model's answer)
+        refine_rows: held-out training rows the refine check uses (more: steadier choice, slower fit)
     """
 
     forward: Literal["auto", "default", "calibrate", "none"] = "auto"
     calibration: str | None = None
+    refine: Literal["auto", "none"] = "auto"
+    refine_rows: int = 60
 
 
 def model_class(kind: str):

@@ -53,6 +53,9 @@ def _listify(value):
 def check_settings(config: dict, val_rows: int) -> None:
     """Settings that are valid alone but not together (before any folder is made)."""
     kind = config["model"]["kind"]
+    refine_rows = (config.get("trust") or {}).get("refine_rows", 60)
+    if refine_rows < 10:
+        raise PolyinvError(f"trust.refine_rows must be at least 10, got {refine_rows}")
     if kind not in NETWORKS:
         return
     epochs = config["trainer"].get("max_epochs")
@@ -232,9 +235,19 @@ def forward_info(domain: dict | None) -> dict:
         return {"forward_model": None}
     dom = ApplicabilityDomain.from_dict(domain)
     fm = dom.forward_model()
+    refine = {"refine_check": dom.refine} if dom.refine else {}
     if fm is None:
-        return {"forward_model": None, "forward_off": dom.forward_off}
-    return {"forward_model": fm.describe(), "forward_fit": fm.fit}
+        return {"forward_model": None, "forward_off": dom.forward_off, **refine}
+    return {"forward_model": fm.describe(), "forward_fit": fm.fit, **refine}
+
+
+def refine_check(config: dict, model, frame: pd.DataFrame, forward: tuple, verbose: bool) -> dict | None:
+    """The model's stored domain with the refine check (polyinv.refine.fit_check) on held-out ``frame`` rows."""
+    from polyinv.refine import fit_check
+
+    trust = config.get("trust") or {}
+    return fit_check(model, getattr(model, "domain", None), frame, forward[0], trust.get("refine", "auto"),
+                     int(trust.get("refine_rows", 60)), seed=int(config["seed"]), log=print if verbose else None)
 
 
 def _discard_unfinished(run_dir: Path) -> None:
@@ -259,6 +272,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
         model.fit(frame[list(dm.mmd_columns)].to_numpy(), frame[list(dm.side_columns)].to_numpy(), frame[list(dm.target_columns)].to_numpy())
         seconds = time.perf_counter() - started
         model.domain = fit_model_consistency(model, model.domain, frame, *forward)  # forward-consistency thresholds
+        model.domain = refine_check(config, model, frame, forward, verbose)
         model.save(run_dir / MODEL_FILE)
         checks = getattr(model, "fit_checks", None)
         if verbose:
@@ -320,6 +334,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     # non-test rows (training + validation) and store them in both checkpoints
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
     best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows, *forward)
+    best.domain = refine_check(config, best, dm.val_frame if len(dm.val_idx) >= 10 else fit_rows, forward, verbose)
     store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
     store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
     checks = training_fit_check(best, dm.train_frame)
@@ -342,6 +357,7 @@ def _train_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Pat
     model.fit(config, dm, fit_rows, log=print if verbose else None)
     seconds = time.perf_counter() - started
     model.domain = fit_model_consistency(model, model.domain, dm.frame.iloc[fit_rows], *forward)  # held-out recipes
+    model.domain = refine_check(config, model, dm.frame.iloc[fit_rows], forward, verbose)
     model.save(run_dir)
     logger = _tb_logger(run_dir)
     selection = model.selection
@@ -472,6 +488,7 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     model.calibrate(*arrays(dm.val_frame))
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
     model.domain = fit_model_consistency(model, model.domain, fit_rows, *forward)  # thresholds of the ensemble's own recipes
+    model.domain = refine_check(config, model, dm.val_frame, forward, verbose)
     mmd, side, y = arrays(dm.test_frame)
     mean, low, high = model.predict_interval(mmd, side, level)
     metrics = evaluate(y, mean, list(dm.target_columns))

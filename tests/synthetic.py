@@ -90,6 +90,7 @@ def fast_overrides(data_path: Path, root: Path, epochs: int = 2) -> list[str]:
         "--data.path", str(data_path), "--output.root", str(root),
         "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
         "--trainer.enable_progress_bar", "false", "--trust.forward", "default",  # no calibration in quick tests
+        "--trust.refine", "none",
     ]
 
 

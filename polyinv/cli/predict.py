@@ -26,6 +26,8 @@ def build_parser() -> ArgumentParser:
                         help="add <target>_lo/_hi of the central LEVEL interval, e.g. 0.9 (GP, ensembles)")
     parser.add_argument("--verify", action="store_true",
                         help="simulate each predicted recipe again and report the MMD distance and Mn/Mw/cBA_time errors")
+    parser.add_argument("--refine", action="store_true",
+                        help="refine each recipe against the model's forward model (kept where held-out training rows improved)")
     parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder")
     return parser
 
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
         frame = read_inputs(model, args.input, args.sheet)
-        table = predict_table(model, frame, interval=args.interval)
+        table = predict_table(model, frame, interval=args.interval, refine=args.refine)
         if args.verify or args.plot_dir:
             table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir)
         with atomic_path(output) as tmp:

@@ -130,15 +130,16 @@ class ForwardModel:
     def is_default_kinetics(self) -> bool:
         return all(v == default_value(k) for k, v in self.values.items())
 
-    def simulate(self, recipes: pd.DataFrame, t_max: np.ndarray | float | None = None, n_steps: int | None = None) -> pd.DataFrame:
+    def simulate(self, recipes: pd.DataFrame, t_max: np.ndarray | float | None = None, n_steps: int | None = None,
+                 x_stop: float | None = None) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
-        ``t_max`` (default: the protocol's) or at ``x_stop`` conversion."""
+        ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's)."""
         from polyinv.sim.simulate import simulate_many
 
         extra = {} if n_steps is None else {"n_steps": int(n_steps)}
         return simulate_many(recipes[["cBA_0", "cAIBN_0", "temp"]], self.parameters,
-                             t_max=self.t_max if t_max is None else t_max, x_stop=self.x_stop, axis=self.axis,
-                             progress=False, **extra)
+                             t_max=self.t_max if t_max is None else t_max, x_stop=self.x_stop if x_stop is None else x_stop,
+                             axis=self.axis, progress=False, **extra)
 
     def describe(self) -> str:
         a = self.axis

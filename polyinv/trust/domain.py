@@ -86,6 +86,7 @@ class ApplicabilityDomain:
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
         self.forward_off: str | None = None  # why there is no forward-consistency check (the run says so)
+        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine.fit_check)
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")
@@ -252,7 +253,7 @@ class ApplicabilityDomain:
             "feat_mean": as_list(self.feat_mean), "feat_std": as_list(self.feat_std),
             "train_features": as_list(self.train_features), "target_low": as_list(self.target_low),
             "target_high": as_list(self.target_high), "knn_margin": self.knn_margin, "consistency": self.consistency,
-            "forward_off": self.forward_off,
+            "forward_off": self.forward_off, "refine": self.refine,
         }
 
     @classmethod
@@ -264,6 +265,7 @@ class ApplicabilityDomain:
                   knn_margin=data["knn_margin"])
         dom.consistency = data.get("consistency")
         dom.forward_off = data.get("forward_off")
+        dom.refine = data.get("refine")
         dom.threshold = float(data["threshold"])
         for key in ("mmd_mean", "components", "feat_mean", "feat_std", "train_features", "target_low", "target_high"):
             setattr(dom, key, np.asarray(data[key], dtype=np.float64))

@@ -37,7 +37,7 @@ def _candidates(tmp_path):
 def _config(tmp_path, data, **model):
     argv = ["--config", "auto.yaml", "--data.path", str(data), "--output.root", str(tmp_path / "runs"), "--seed", "1",
             "--model.candidates", json.dumps(_candidates(tmp_path)), "--trainer.enable_progress_bar", "false",
-            "--trust.forward", "default"]
+            "--trust.forward", "default", "--trust.refine", "none"]
     for key, value in model.items():
         argv += [f"--model.{key}", str(value)]
     return parse(argv)[0]
@@ -103,5 +103,5 @@ def test_bad_auto_settings_are_one_line_errors(tmp_path, data):
         run(_config(tmp_path, data, folds=1), verbose=False)
     with pytest.raises(PolyinvError, match="config file not found"):
         run(parse(["--config", "auto.yaml", "--data.path", str(data), "--output.root", str(tmp_path),
-                   "--model.candidates", '["nope.yaml"]', "--trust.forward", "default"])[0], verbose=False)
+                   "--model.candidates", '["nope.yaml"]', "--trust.forward", "default", "--trust.refine", "none"])[0], verbose=False)
     assert not (tmp_path / "auto").exists()  # refused before any folder was made

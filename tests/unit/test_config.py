@@ -17,7 +17,7 @@ def test_every_shipped_config_resolves_by_its_bare_name_from_any_folder(name, tm
     assert config["name"] == name.removesuffix(".yaml")
     assert config["data"]["sheet"] is None  # an .xlsx reads compuesta; a .csv or .parquet trains unchanged
     assert set(config) == {"name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output", "trust"}
-    assert config["trust"] == {"forward": "auto", "calibration": None}
+    assert config["trust"] == {"forward": "auto", "calibration": None, "refine": "auto", "refine_rows": 60}
 
 
 def test_exponent_numbers_and_dotted_overrides(tmp_path, synthetic_csv):

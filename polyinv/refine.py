@@ -1,0 +1,355 @@
+"""Recipes refined against the model file's forward model (``polyinv predict --refine``, docs/refine.md).
+
+Each row's recipe (cBA_0, cAIBN_0, temp) is moved from the model's answer to the maximum of a posterior: the
+likelihood of the observed outcome (MMD on √p, log Mn, log Mw, cBA_time) under the forward model plus a
+Gaussian prior centred on the model's answer with the model's own held-out error as its width. The noise
+widths and the prior's strength are set at fit time on held-out training rows (:func:`tune`): refinement is
+used only where it improved them, else ``--refine`` says so and returns the model's answer. The time follows
+the row's own evidence: a run whose conversion lies below the protocol's stop ran the full time; otherwise
+it is the refined recipe's simulated stop time.
+
+Rows are solved together as one block-diagonal least-squares problem (scipy's ``least_squares`` with a
+``jac_sparsity``): a finite-difference Jacobian then costs three batch simulations, whatever the row count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.sparse import block_diag, csr_matrix
+
+from polyinv.schema import MMD_COLUMNS
+from polyinv.sim.kinetics import DEFAULT_N_STEPS
+
+#: The refined coordinates: cBA_0 (mol/L), ln cAIBN_0, temp (°C).
+REFINED = ("cBA_0", "cAIBN_0", "temp")
+#: Conversion below the protocol's stop by more than this: the run went the full time.
+RAN_FULL_MARGIN = 0.002
+#: Prior strengths tried at fit time (multiples of the model's held-out error as the prior's width).
+PRIOR_GRID = (0.1, 0.5, 2.0)
+#: A refinement must raise the held-out rows' global R² by this much to be used.
+KEEP_MARGIN = 0.002
+NO_STOP = 0.9999  # the conversion "stop" of a run that went the full time
+LONG_RUN = 1.5  # a stopped-early row is simulated this much past the time limit (same step size) ...
+TIME_SIGMA = 0.01  # ... and pays for a stop later than the limit in units of this fraction of it
+_BAD = 1e3  # residual of a recipe the simulator cannot run
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Weights of the refinement's objective.
+
+    chains: effective chain count of the MMD term (σ of √p per point = 1/(2√chains)); scalar: σ of log Mn,
+    log Mw and of cBA_time relative to itself; prior: strength of the prior (1 = the model's held-out error
+    as its width); scale: that error in (cBA_0, ln cAIBN_0, temp).
+    """
+
+    chains: float
+    scalar: float
+    prior: float
+    scale: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {k: (list(map(float, v)) if isinstance(v, tuple) else float(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> NoiseModel:
+        return cls(float(data["chains"]), float(data["scalar"]), float(data["prior"]), tuple(map(float, data["scale"])))
+
+
+@dataclass
+class Refined:
+    """Refined recipes (N, 3 in REFINED order, physical units), their time, and the fit statistics."""
+
+    recipe: np.ndarray
+    time: np.ndarray
+    hellinger: np.ndarray
+    loglik: np.ndarray
+    changed: np.ndarray
+
+
+def _unit(mmd: np.ndarray) -> np.ndarray:
+    """√ of the MMD normalised to sum 1 (any normalisation of an evenly spaced log M axis)."""
+    mmd = np.clip(np.asarray(mmd, dtype=np.float64), 0.0, None)
+    total = mmd.sum(axis=1, keepdims=True)
+    return np.sqrt(mmd / np.where(total > 0, total, 1.0))
+
+
+def _to_z(recipe: np.ndarray) -> np.ndarray:
+    return np.column_stack([recipe[:, 0], np.log(recipe[:, 1]), recipe[:, 2]])
+
+
+def _from_z(z: np.ndarray) -> np.ndarray:
+    return np.column_stack([z[:, 0], np.exp(z[:, 1]), z[:, 2]])
+
+
+class _Problem:
+    """The stacked residuals of N rows (data terms, then prior terms) for one noise model."""
+
+    def __init__(self, forward, observed: pd.DataFrame, z0: np.ndarray, noise: NoiseModel):
+        self.forward, self.noise, self.z0 = forward, noise, z0
+        self.sqrt_p = _unit(observed[list(MMD_COLUMNS)].to_numpy())
+        self.scalars = [c for c in ("Mn", "Mw", "cBA_time") if c in observed.columns]
+        self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
+        self.n = len(observed)
+        # rows whose conversion lies short of the protocol's stop ran the full time: simulated past the stop,
+        # so that a recipe reaching it too early still feels how far it overshoots (no flat region there)
+        self.ran_full = np.zeros(self.n, dtype=bool)
+        if "cBA_time" in observed.columns:
+            conversion = 1.0 - self.obs["cBA_time"] / np.clip(z0[:, 0], 1e-9, None)
+            self.ran_full = conversion < forward.x_stop - RAN_FULL_MARGIN
+        self.n_data = self.sqrt_p.shape[1] + len(self.scalars) + 1
+        self.width = self.n_data + (3 if noise.prior > 0 else 0)
+
+    def simulate(self, z: np.ndarray) -> pd.DataFrame:
+        recipes = pd.DataFrame(_from_z(z), columns=list(REFINED))
+        with np.errstate(all="ignore"):
+            parts = []
+            # a run that stopped early is simulated past the limit too: a recipe that would reach the stop
+            # just after it then costs a little (the time term), not a jump in every outcome
+            long = {"t_max": LONG_RUN * self.forward.t_max, "n_steps": int(np.ceil(LONG_RUN * DEFAULT_N_STEPS))}
+            for mask, x_stop, extra in ((~self.ran_full, None, long), (self.ran_full, NO_STOP, {})):
+                if mask.any():
+                    part = self.forward.simulate(recipes[mask], x_stop=x_stop, **extra)
+                    part.index = recipes.index[mask]
+                    parts.append(part)
+            return pd.concat(parts).loc[recipes.index]
+
+    def data_residuals(self, sim: pd.DataFrame) -> np.ndarray:
+        noise = self.noise
+        parts = [(_unit(sim[list(MMD_COLUMNS)].to_numpy()) - self.sqrt_p) * 2.0 * np.sqrt(noise.chains)]
+        for c in self.scalars:
+            s = sim[c].to_numpy(np.float64)
+            if c == "cBA_time":
+                parts.append(((s - self.obs[c]) / np.maximum(self.obs[c], 1e-9) / noise.scalar)[:, None])
+            else:
+                parts.append((np.log(np.clip(s, 1e-12, None) / self.obs[c]) / noise.scalar)[:, None])
+        late = np.clip(sim["time"].to_numpy(np.float64) - self.forward.t_max, 0.0, None)
+        parts.append(np.where(self.ran_full, 0.0, late / (TIME_SIGMA * self.forward.t_max))[:, None])
+        r = np.concatenate(parts, axis=1)
+        return np.where(np.isfinite(r), r, _BAD)
+
+    def residuals(self, z: np.ndarray) -> np.ndarray:
+        z = z.reshape(self.n, 3)
+        r = self.data_residuals(self.simulate(z))
+        if self.noise.prior > 0:
+            r = np.concatenate([r, self.noise.prior * (z - self.z0) / np.asarray(self.noise.scale)], axis=1)
+        return r
+
+    def row_cost(self, z: np.ndarray) -> np.ndarray:
+        return 0.5 * (self.residuals(z) ** 2).sum(axis=1)
+
+
+def _solve(problem: _Problem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_nfev: int) -> np.ndarray:
+    """Least squares of every row at once from ``start`` (N, 3); block-diagonal Jacobian."""
+    n = problem.n
+    start = np.clip(start, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
+    sparsity = block_diag([csr_matrix(np.ones((problem.width, 3)))] * n, format="csr")
+    scale = np.tile(np.maximum(np.asarray(problem.noise.scale), 1e-6), n)
+    res = least_squares(lambda z: problem.residuals(z).ravel(), start.ravel(), jac_sparsity=sparsity,
+                        bounds=(lo.ravel(), hi.ravel()), x_scale=scale, diff_step=1e-5, max_nfev=max_nfev,
+                        method="trf", tr_solver="lsmr")
+    return res.x.reshape(n, 3)
+
+
+def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: NoiseModel, low: np.ndarray,
+           high: np.ndarray, max_nfev: int = 30, chunk: int = 100, progress: Callable[[int], None] | None = None) -> Refined:
+    """Refine ``model_recipe`` (N, 3: REFINED, physical units) for the ``observed`` rows (MMD columns on the
+    forward model's axis, plus any of Mn, Mw, cBA_time) inside the box ``low``–``high`` (3,).
+
+    Rows whose refined fit ends far worse than the typical row's are restarted from two points beside the
+    model's answer along the initiator/temperature ridge; each row keeps its best optimum, and the model's
+    answer where no optimum beats it.
+    """
+    model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
+    lo_z, hi_z = _to_z(np.asarray(low, float)[None]), _to_z(np.asarray(high, float)[None])
+    z_model = np.clip(_to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
+    out = np.empty_like(z_model)
+    for begin in range(0, len(z_model), chunk):
+        rows = slice(begin, min(begin + chunk, len(z_model)))
+        problem = _Problem(forward, observed.iloc[rows], z_model[rows], noise)
+        lo, hi = np.repeat(lo_z, problem.n, 0), np.repeat(hi_z, problem.n, 0)
+        best = z_model[rows].copy()
+        best_cost = problem.row_cost(best)
+        z = _solve(problem, best, lo, hi, max_nfev)
+        cost = problem.row_cost(z)
+        better = cost < best_cost
+        best[better], best_cost[better] = z[better], cost[better]
+        poor = best_cost > 3.0 * np.median(best_cost) + problem.n_data
+        if poor.any():  # other basins along the ridge (log cAIBN_0 and temp moved the same way)
+            sub = np.flatnonzero(poor)
+            for sign in (1.0, -1.0):
+                step = sign * 2.0 * np.array([0.0, noise.scale[1], noise.scale[2]])
+                part = _Problem(forward, observed.iloc[rows].iloc[sub], z_model[rows][sub], noise)
+                z_sub = _solve(part, z_model[rows][sub] + step, lo[sub], hi[sub], max_nfev)
+                c_sub = part.row_cost(z_sub)
+                win = c_sub < best_cost[sub]
+                best[sub[win]], best_cost[sub[win]] = z_sub[win], c_sub[win]
+        out[rows] = best
+        if progress is not None:
+            progress(problem.n)
+    return _finish(forward, observed, z_model, out, noise)
+
+
+def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray, noise: NoiseModel) -> Refined:
+    from polyinv.trust.verify import hellinger
+
+    problem = _Problem(forward, observed, z_model, noise)
+    sim = problem.simulate(z)
+    data = problem.data_residuals(sim)
+    recipe = _from_z(z)
+    time = np.minimum(sim["time"].to_numpy(np.float64), forward.t_max)
+    if "cBA_time" in observed.columns:  # the data's own evidence: conversion short of the stop = the full run
+        conversion = 1.0 - observed["cBA_time"].to_numpy(np.float64) / recipe[:, 0]
+        time[conversion < forward.x_stop - RAN_FULL_MARGIN] = forward.t_max
+    changed = np.any(np.abs(z - z_model) > 1e-9 * (1 + np.abs(z_model)), axis=1)
+    return Refined(recipe, time, hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
+                   -0.5 * (data ** 2).sum(axis=1), changed)
+
+
+def as_targets(refined: Refined, target_names, model_recipe_full: np.ndarray) -> np.ndarray:
+    """(N, T) recipe in ``target_names`` order: the refined fields and time, other targets the model's."""
+    out = np.array(model_recipe_full, dtype=np.float64, copy=True)
+    for j, name in enumerate(target_names):
+        if name in REFINED:
+            out[:, j] = refined.recipe[:, REFINED.index(name)]
+        elif name == "time":
+            out[:, j] = refined.time
+    return out
+
+
+def noise_from_truth(forward, observed: pd.DataFrame, true_recipe: np.ndarray, heldout_recipe: np.ndarray,
+                     prior: float) -> NoiseModel:
+    """Noise widths measured on training rows: the forward model's misfit at their true recipes (sampling noise
+    and structural error together), and the model's held-out error as the prior's width."""
+    z_true, z_held = _to_z(true_recipe), _to_z(heldout_recipe)
+    sim = _Problem(forward, observed, z_true, NoiseModel(1.0, 1.0, 0.0, (1.0, 1.0, 1.0))).simulate(z_true)
+    d = _unit(sim[list(MMD_COLUMNS)].to_numpy()) - _unit(observed[list(MMD_COLUMNS)].to_numpy())
+    chains = 1.0 / (4.0 * max(float(np.nanmean(d ** 2)), 1e-12))
+    logs = [np.log(sim[c].to_numpy() / observed[c].to_numpy()) for c in ("Mn", "Mw") if c in observed.columns]
+    if "cBA_time" in observed.columns:
+        logs.append((sim["cBA_time"].to_numpy() - observed["cBA_time"].to_numpy()) / observed["cBA_time"].to_numpy())
+    scalar = max(float(np.sqrt(np.nanmean(np.concatenate(logs) ** 2))), 1e-4) if logs else 1.0
+    scale = np.sqrt(np.nanmean((z_held - z_true) ** 2, axis=0))
+    return NoiseModel(min(chains, 1e9), scalar, prior, tuple(np.maximum(scale, [1e-4, 1e-4, 1e-3]).tolist()))
+
+
+def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray) -> float:
+    """Mean over targets of 1 - MSE / ``spread`` (each target's variance over all held-out training rows): the
+    global R² of a subset judged on the whole set's scale, steady where a subset holds few stopped-early runs."""
+    mse = np.mean((np.asarray(pred, float) - np.asarray(true, float)) ** 2, axis=0)
+    return float(np.mean(1.0 - mse / np.maximum(spread, 1e-300)))
+
+
+def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray, target_names, low: np.ndarray,
+         high: np.ndarray, rows: int = 60, seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
+    """Choose the noise model on held-out training rows (their model answers ``heldout`` and ``true`` recipes,
+    (N, T) in ``target_names`` order): the widths are measured (:func:`noise_from_truth`), the prior's strength
+    is the one of :data:`PRIOR_GRID` that best raises the rows' :func:`spread_r2`. Returns the plain-data record
+    stored in the model file: ``use`` (did it beat the model by :data:`KEEP_MARGIN`), ``noise``, scores, why."""
+    names = list(target_names)
+    cols = [names.index(t) for t in REFINED]
+    true, heldout = np.asarray(true, float), np.asarray(heldout, float)
+    spread = true.var(axis=0)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(observed))[:rows])
+    obs, true, heldout = observed.iloc[pick].reset_index(drop=True), true[pick], heldout[pick]
+    base = spread_r2(true, heldout, spread)
+    record = {"rows": int(len(pick)), "model_r2": base, "tried": []}
+    best = None
+    start = np.clip(heldout[:, cols], low, high)
+    started = time.perf_counter()
+    for prior in PRIOR_GRID:
+        noise = noise_from_truth(forward, obs, true[:, cols], start, prior)
+        refined = as_targets(refine(forward, obs, start, noise, low, high), names, heldout)
+        score = spread_r2(true, refined, spread)
+        record["tried"].append({"noise": noise.to_dict(), "r2": score})
+        if log:
+            log(f"refine check: prior {prior:g}, held-out training rows' R² {base:.4f} -> {score:.4f} ({len(pick)} rows)")
+        if best is None or score > best[1]:
+            best = (noise, score)
+    record.update({"use": bool(best[1] - base >= KEEP_MARGIN), "noise": best[0].to_dict(), "refined_r2": best[1],
+                   "seconds": time.perf_counter() - started})
+    record["why"] = (f"refinement raised held-out training rows' R² {base:.4f} -> {best[1]:.4f}" if record["use"] else
+                     f"refinement did not improve held-out training rows (R² {base:.4f} -> {best[1]:.4f}; needs +{KEEP_MARGIN})")
+    return record
+
+
+def _box(domain) -> tuple[np.ndarray, np.ndarray]:
+    """The refinement's box: the training range of each refined field, widened by the domain's tolerance."""
+    names = list(domain.target_names)
+    low = np.array([domain.target_low[names.index(t)] for t in REFINED])
+    high = np.array([domain.target_high[names.index(t)] for t in REFINED])
+    pad = domain.range_tolerance * (high - low)
+    low, high = low - pad, high + pad
+    low[1] = max(low[1], 0.5 * domain.target_low[names.index("cAIBN_0")])  # a positive initiator
+    return np.maximum(low, [1e-3, 1e-6, -50.0]), high
+
+
+def fit_check(model, domain: dict | None, frame: pd.DataFrame, forward, setting: str = "auto", rows: int = 60,
+              seed: int = 0, log: Callable[[str], None] | None = None) -> dict | None:
+    """``domain`` (a stored dict) with its refine record: the noise model chosen on ``frame`` (held-out training
+    rows: the model's leave-one-out answers where it has them, else rows it did not train on) and whether
+    refining improved them; ``use`` False with ``why`` when there is nothing to refine with."""
+    from polyinv.trust.domain import ApplicabilityDomain, heldout_recipes
+
+    if not domain:
+        return domain
+    dom = ApplicabilityDomain.from_dict(domain)
+    names = list(dom.target_names)
+    if setting == "none":
+        record = {"use": False, "why": "the refine check was off at fit time (trust.refine none)"}
+    elif forward is None:
+        record = {"use": False, "why": f"no forward model ({dom.forward_off or 'trust.forward none'})"}
+    elif not all(t in names for t in (*REFINED, "time")) or len(dom.mmd_names) != len(MMD_COLUMNS):
+        record = {"use": False, "why": "the model does not predict a whole recipe from the 100-point MMD"}
+    elif len(frame) < 10:
+        record = {"use": False, "why": f"only {len(frame)} held-out training rows to check refinement on"}
+    else:
+        low, high = _box(dom)
+        record = tune(forward, frame.reset_index(drop=True), frame[names].to_numpy(np.float64),
+                      heldout_recipes(model, frame), names, low, high, rows=rows, seed=seed, log=log)
+    dom.refine = record
+    return dom.to_dict()
+
+
+def model_refine(model):
+    """(forward model, noise model, why) of a loaded model's refinement; the first two None when it declines."""
+    from polyinv.trust.domain import model_domain, model_forward
+
+    forward, why = model_forward(model)
+    if forward is None:
+        return None, None, f"no forward model in the model file: {why}"
+    record = model_domain(model).refine
+    if not record:
+        return None, None, "the model file holds no refine check (saved by an older polyinv)"
+    if not record.get("use"):
+        return None, None, record.get("why", "refinement declined at fit time")
+    return forward, NoiseModel.from_dict(record["noise"]), record.get("why", "")
+
+
+def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: bool = True) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """Refined recipes (N, T) for validated input rows and the extra columns of ``predict --refine``
+    (``model_<target>``, ``refine_hellinger``, ``refine_loglik``, ``refine_changed``); None when the model's
+    refine check declined (:func:`model_refine` says why)."""
+    from tqdm.auto import tqdm
+
+    from polyinv.trust.domain import model_domain
+
+    forward, noise, _ = model_refine(model)
+    if forward is None:
+        return None
+    names = list(model.target_names)
+    cols = [names.index(t) for t in REFINED]
+    low, high = _box(model_domain(model))
+    observed = frame.reset_index(drop=True)
+    with tqdm(total=len(observed), desc="refining", unit="row", disable=not progress) as bar:
+        result = refine(forward, observed, recipe[:, cols], noise, low, high, progress=bar.update)
+    refined = as_targets(result, names, recipe)
+    extra = pd.DataFrame({f"model_{t}": recipe[:, j] for j, t in enumerate(names)})
+    extra["refine_hellinger"], extra["refine_loglik"], extra["refine_changed"] = result.hellinger, result.loglik, result.changed
+    return refined, extra

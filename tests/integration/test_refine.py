@@ -1,0 +1,92 @@
+"""``polyinv predict --refine`` (issue 22): recipes refined against the model file's forward model.
+
+Rows are made by polyinv's simulator, so the forward model is the generator: refinement must recover the
+true recipe and its stop time from a perturbed start, the fit-time check must let it run there, and a model
+saved without the check returns its own answer and says why.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyinv.cli import fit as fit_cli
+from polyinv.cli import predict as predict_cli
+from polyinv.cli import simulate as simulate_cli
+from polyinv.metrics import evaluate
+from polyinv.refine import NoiseModel, refine
+from polyinv.schema import TARGETS
+from polyinv.sim import lhs_design, simulate_many
+from polyinv.sim.forward import ForwardModel
+
+from tests.synthetic import REPO
+
+
+def test_refine_recovers_recipes_and_stop_times_from_a_perturbed_start():
+    forward = ForwardModel()
+    recipes = lhs_design(10, seed=3)
+    rows = simulate_many(recipes, progress=False)
+    rng = np.random.default_rng(0)
+    true = rows[["cBA_0", "cAIBN_0", "temp"]].to_numpy()
+    start = true * np.column_stack([1 + rng.normal(0, 0.02, 10), np.exp(rng.normal(0, 0.1, 10)), 1 + rng.normal(0, 0.01, 10)])
+    noise = NoiseModel(chains=1e6, scalar=1e-3, prior=0.1, scale=(0.05, 0.1, 1.0))
+    out = refine(forward, rows, start, noise, low=np.array([0.5, 1e-3, 45.0]), high=np.array([6.0, 0.05, 100.0]))
+    assert np.allclose(out.recipe[:, 0], true[:, 0], rtol=2e-3)
+    assert np.allclose(out.recipe[:, 1], true[:, 1], rtol=2e-2), np.c_[out.recipe[:, 1], true[:, 1]]
+    assert np.allclose(out.recipe[:, 2], true[:, 2], atol=0.1)
+    stopped = rows["time"].to_numpy() < forward.t_max
+    assert stopped.any() and (~stopped).any()  # both kinds of run are in the rows
+    assert np.allclose(out.time[~stopped], forward.t_max)  # ran the full time: the data says so
+    assert np.allclose(out.time[stopped], rows["time"].to_numpy()[stopped], rtol=0.01)
+    assert out.changed.all() and np.median(out.hellinger) < 1e-3
+
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("refine")
+    train, query = folder / "train.csv", folder / "query.csv"
+    assert simulate_cli.main(["--design", "lhs", "--n", "80", "--seed", "1", "--out", str(train), "--quiet"]) == 0
+    assert simulate_cli.main(["--design", "lhs", "--n", "12", "--seed", "2", "--out", str(query), "--quiet"]) == 0
+    return folder, train, query
+
+
+def _fit(folder, train, name, *extra):
+    assert fit_cli.main(["--config", str(REPO / "configs" / "gp.yaml"), "--data.path", str(train), "--data.sheet", "null",
+                         "--output.root", str(folder / "runs"), "--name", name, *extra]) == 0
+    return max((folder / "runs" / name).glob("version_*"))
+
+
+def test_predict_refine_where_the_forward_model_is_the_generator(small_files, capsys):
+    folder, train, query = small_files
+    run_dir = _fit(folder, train, "gp_refine", "--trust.refine_rows", "20")
+    check = json.loads((run_dir / "run.json").read_text())["refine_check"]
+    assert check["use"] and check["refined_r2"] > check["model_r2"] + 0.002, check
+    capsys.readouterr()
+    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--output", str(folder / "plain.csv")]) == 0
+    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--output", str(folder / "r.csv")]) == 0
+    assert "--refine: refinement raised" in capsys.readouterr().err
+    plain, refined = pd.read_csv(folder / "plain.csv"), pd.read_csv(folder / "r.csv")
+    for t in TARGETS:  # the model's own answer beside the refined one
+        assert np.allclose(refined[f"model_{t}"], plain[t])
+    assert {"refine_hellinger", "refine_loglik", "refine_changed", "in_domain"} <= set(refined.columns)
+    truth = pd.read_csv(query)[list(TARGETS)].to_numpy()
+    before = evaluate(truth, plain[list(TARGETS)].to_numpy())["global"]["r2"]
+    after = evaluate(truth, refined[list(TARGETS)].to_numpy())["global"]["r2"]
+    assert after > max(before, 0.98), (before, after)
+
+
+def test_predict_refine_without_the_check_returns_the_models_answer(small_files, capsys):
+    folder, train, query = small_files
+    run_dir = _fit(folder, train, "gp_norefine", "--trust.refine", "none")
+    capsys.readouterr()
+    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--output", str(folder / "n.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "returning the model's answer" in err and "trust.refine none" in err
+    assert "model_cBA_0" not in pd.read_csv(folder / "n.csv").columns
+    assert fit_cli.main(["--config", "gp.yaml", "--data.path", str(train), "--output.root", str(folder / "bad"),
+                         "--trust.refine_rows", "3"]) == 2
+    assert "trust.refine_rows must be at least 10, got 3" in capsys.readouterr().err
+    assert not (folder / "bad").exists()
