@@ -35,31 +35,38 @@ def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_arrays(mmd, side)
 
 
-def predict_table(model, frame: pd.DataFrame, interval: float | None = None, refine: bool = False) -> pd.DataFrame:
+def predict_table(model, frame: pd.DataFrame, interval: float | None = None, refine: bool = False,
+                  candidates: int | None = None) -> pd.DataFrame:
     """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``.
 
     With ``interval`` (e.g. 0.9) adds ``<target>_lo``/``<target>_hi`` (models with ``predict_interval``).
     Models saved with an applicability domain add ``in_domain``, ``domain_score`` and ``domain_note``.
     With ``refine`` the recipe is refined against the model's forward model (polyinv.refine), the model's
     own answer kept in ``model_<target>``; where the model's refine check declined, a line says why and the
-    table holds the model's answer.
+    table holds the model's answer. ``candidates`` K adds up to K distinct recipes that reproduce each row.
     """
     from polyinv.trust.report import domain_columns, interval_columns
 
     recipe = predict_frame(model, frame)
-    extra = None
-    if refine:
+    extra = []
+    if refine or candidates:
         import sys
 
-        from polyinv.refine import model_refine, refine_columns
+        from polyinv.refine import candidate_columns, model_refine, refine_columns
 
         _, _, why = model_refine(model)
-        refined = refine_columns(model, frame, recipe)
-        if refined is None:
-            print(f"--refine: returning the model's answer: {why}", file=sys.stderr)
-        else:
-            print(f"--refine: {why}", file=sys.stderr)
-            recipe, extra = refined
+        if candidates:
+            found = candidate_columns(model, frame, recipe, candidates)
+            print(f"--candidates: {why}" if found is not None else f"--candidates: none offered: {why}", file=sys.stderr)
+            extra += [] if found is None else [found]
+        if refine:
+            refined = refine_columns(model, frame, recipe)
+            if refined is None:
+                print(f"--refine: returning the model's answer: {why}", file=sys.stderr)
+            else:
+                print(f"--refine: {why}", file=sys.stderr)
+                recipe, columns = refined
+                extra.insert(0, columns)
     out = pd.DataFrame({"row": np.arange(len(frame))})
     for j, name in enumerate(model.target_names):
         out[name] = recipe[:, j]
@@ -67,8 +74,8 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
         mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
         side = frame[list(model.side_names)].to_numpy(np.float64)
         out = pd.concat([out, interval_columns(model, mmd, side, interval)], axis=1)
-    if extra is not None:
-        out = pd.concat([out, extra], axis=1)
+    if extra:
+        out = pd.concat([out, *extra], axis=1)
     return pd.concat([out, domain_columns(model, frame, recipe)], axis=1)
 
 

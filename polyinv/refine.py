@@ -14,6 +14,7 @@ Rows are solved together as one block-diagonal least-squares problem (scipy's ``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -34,6 +35,9 @@ RAN_FULL_MARGIN = 0.002
 PRIOR_GRID = (0.1, 0.5, 2.0)
 #: A refinement must raise the held-out rows' global R² by this much to be used.
 KEEP_MARGIN = 0.002
+#: Restarts of a poorly fitted row along the ridge (more initiator with a lower temperature, and the
+#: reverse), in fractions of the box's width in ln cAIBN_0 and temp.
+RESTART_OFFSETS = (-0.15, 0.15)
 NO_STOP = 0.9999  # the conversion "stop" of a run that went the full time
 LONG_RUN = 1.5  # a stopped-early row is simulated this much past the time limit (same step size) ...
 TIME_SIGMA = 0.01  # ... and pays for a stop later than the limit in units of this fraction of it
@@ -89,10 +93,12 @@ def _from_z(z: np.ndarray) -> np.ndarray:
 
 
 class _Problem:
-    """The stacked residuals of N rows (data terms, then prior terms) for one noise model."""
+    """The stacked residuals of N rows (data terms, then prior terms) for one noise model; ``prior`` (N,)
+    overrides its prior strength per row (several strengths tried in one solve)."""
 
-    def __init__(self, forward, observed: pd.DataFrame, z0: np.ndarray, noise: NoiseModel):
+    def __init__(self, forward, observed: pd.DataFrame, z0: np.ndarray, noise: NoiseModel, prior: np.ndarray | None = None):
         self.forward, self.noise, self.z0 = forward, noise, z0
+        self.prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),))
         self.sqrt_p = _unit(observed[list(MMD_COLUMNS)].to_numpy())
         self.scalars = [c for c in ("Mn", "Mw", "cBA_time") if c in observed.columns]
         self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
@@ -104,7 +110,7 @@ class _Problem:
             conversion = 1.0 - self.obs["cBA_time"] / np.clip(z0[:, 0], 1e-9, None)
             self.ran_full = conversion < forward.x_stop - RAN_FULL_MARGIN
         self.n_data = self.sqrt_p.shape[1] + len(self.scalars) + 1
-        self.width = self.n_data + (3 if noise.prior > 0 else 0)
+        self.width = self.n_data + (3 if self.prior.any() else 0)
 
     def simulate(self, z: np.ndarray) -> pd.DataFrame:
         recipes = pd.DataFrame(_from_z(z), columns=list(REFINED))
@@ -137,8 +143,8 @@ class _Problem:
     def residuals(self, z: np.ndarray) -> np.ndarray:
         z = z.reshape(self.n, 3)
         r = self.data_residuals(self.simulate(z))
-        if self.noise.prior > 0:
-            r = np.concatenate([r, self.noise.prior * (z - self.z0) / np.asarray(self.noise.scale)], axis=1)
+        if self.prior.any():
+            r = np.concatenate([r, self.prior[:, None] * (z - self.z0) / np.asarray(self.noise.scale)], axis=1)
         return r
 
     def row_cost(self, z: np.ndarray) -> np.ndarray:
@@ -152,27 +158,29 @@ def _solve(problem: _Problem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     sparsity = block_diag([csr_matrix(np.ones((problem.width, 3)))] * n, format="csr")
     scale = np.tile(np.maximum(np.asarray(problem.noise.scale), 1e-6), n)
     res = least_squares(lambda z: problem.residuals(z).ravel(), start.ravel(), jac_sparsity=sparsity,
-                        bounds=(lo.ravel(), hi.ravel()), x_scale=scale, diff_step=1e-5, max_nfev=max_nfev,
+                        bounds=(lo.ravel(), hi.ravel()), x_scale=scale, diff_step=1e-5, max_nfev=max_nfev, ftol=1e-5, xtol=1e-5,
                         method="trf", tr_solver="lsmr")
     return res.x.reshape(n, 3)
 
 
 def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: NoiseModel, low: np.ndarray,
-           high: np.ndarray, max_nfev: int = 30, chunk: int = 100, progress: Callable[[int], None] | None = None) -> Refined:
+           high: np.ndarray, max_nfev: int = 30, chunk: int = 100, progress: Callable[[int], None] | None = None,
+           prior: np.ndarray | None = None) -> Refined:
     """Refine ``model_recipe`` (N, 3: REFINED, physical units) for the ``observed`` rows (MMD columns on the
     forward model's axis, plus any of Mn, Mw, cBA_time) inside the box ``low``–``high`` (3,).
 
-    Rows whose refined fit ends far worse than the typical row's are restarted from two points beside the
-    model's answer along the initiator/temperature ridge; each row keeps its best optimum, and the model's
-    answer where no optimum beats it.
+    Rows whose refined fit ends far worse than the typical row's are restarted from points beside the model's
+    answer along the initiator/temperature ridge (:data:`RESTART_OFFSETS`); each row keeps its best optimum,
+    and the model's answer where no optimum beats it. ``prior`` (N,) overrides the noise model's prior strength per row.
     """
     model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
+    prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(model_recipe),))
     lo_z, hi_z = _to_z(np.asarray(low, float)[None]), _to_z(np.asarray(high, float)[None])
     z_model = np.clip(_to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
     out = np.empty_like(z_model)
     for begin in range(0, len(z_model), chunk):
         rows = slice(begin, min(begin + chunk, len(z_model)))
-        problem = _Problem(forward, observed.iloc[rows], z_model[rows], noise)
+        problem = _Problem(forward, observed.iloc[rows], z_model[rows], noise, prior[rows])
         lo, hi = np.repeat(lo_z, problem.n, 0), np.repeat(hi_z, problem.n, 0)
         best = z_model[rows].copy()
         best_cost = problem.row_cost(best)
@@ -181,19 +189,77 @@ def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: Noi
         better = cost < best_cost
         best[better], best_cost[better] = z[better], cost[better]
         poor = best_cost > 3.0 * np.median(best_cost) + problem.n_data
-        if poor.any():  # other basins along the ridge (log cAIBN_0 and temp moved the same way)
+        if poor.any():  # other basins: restart from both sides along the ridge, in one solve
             sub = np.flatnonzero(poor)
-            for sign in (1.0, -1.0):
-                step = sign * 2.0 * np.array([0.0, noise.scale[1], noise.scale[2]])
-                part = _Problem(forward, observed.iloc[rows].iloc[sub], z_model[rows][sub], noise)
-                z_sub = _solve(part, z_model[rows][sub] + step, lo[sub], hi[sub], max_nfev)
-                c_sub = part.row_cost(z_sub)
-                win = c_sub < best_cost[sub]
-                best[sub[win]], best_cost[sub[win]] = z_sub[win], c_sub[win]
+            steps = [m * np.array([0.0, hi_z[0, 1] - lo_z[0, 1], lo_z[0, 2] - hi_z[0, 2]]) for m in RESTART_OFFSETS]
+            part = _Problem(forward, pd.concat([observed.iloc[rows].iloc[sub]] * len(steps)),
+                            np.tile(z_model[rows][sub], (len(steps), 1)), noise, np.tile(prior[rows][sub], len(steps)))
+            lo_s, hi_s = np.tile(lo[sub], (len(steps), 1)), np.tile(hi[sub], (len(steps), 1))
+            start = np.clip(np.concatenate([z_model[rows][sub] + step for step in steps]), lo_s, hi_s)
+            z_all = _solve(part, start, lo_s, hi_s, max_nfev)
+            c_all = part.row_cost(z_all).reshape(len(steps), len(sub))
+            z_all = z_all.reshape(len(steps), len(sub), 3)
+            pick = c_all.argmin(axis=0)
+            z_sub, c_sub = z_all[pick, np.arange(len(sub))], c_all[pick, np.arange(len(sub))]
+            win = c_sub < best_cost[sub]
+            best[sub[win]], best_cost[sub[win]] = z_sub[win], c_sub[win]
         out[rows] = best
         if progress is not None:
             progress(problem.n)
     return _finish(forward, observed, z_model, out, noise)
+
+
+#: Starts of the candidate search besides the model's answer: points along the initiator/temperature ridge
+#: (more initiator and a lower temperature give about the same chains), in fractions of the box's width.
+RIDGE_OFFSETS = (-0.3, -0.15, 0.15, 0.3)
+#: A candidate may fit worse than the row's best by this much cost (½ χ² of 3 parameters at 95 %).
+TOLERANCE = 3.9
+
+
+def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: NoiseModel, low: np.ndarray,
+               high: np.ndarray, k: int, max_nfev: int = 30, chunk: int = 100,
+               progress: Callable[[int], None] | None = None) -> list[Refined]:
+    """Up to ``k`` distinct recipes per row that reproduce it within the noise model's tolerance, best first:
+    optima from the model's answer and from starts along the ridge, sorted by their fit; an optimum is kept if
+    its cost is within :data:`TOLERANCE` of the row's best and it differs from every kept one by more than 2 %
+    of the box in some field. Returns ``k`` results; a row with fewer candidates holds NaN in the later ones."""
+    model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
+    lo_z, hi_z = _to_z(np.asarray(low, float)[None]), _to_z(np.asarray(high, float)[None])
+    width = (hi_z - lo_z)[0]
+    z_model = np.clip(_to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
+    ranked = np.full((k, *z_model.shape), np.nan)
+    for begin in range(0, len(z_model), chunk):
+        rows = slice(begin, min(begin + chunk, len(z_model)))
+        n, n_starts = rows.stop - rows.start, 1 + len(RIDGE_OFFSETS)
+        # every start of every row in one solve: a batch simulation costs about the same for 5 rows as for 500
+        stacked = _Problem(forward, pd.concat([observed.iloc[rows]] * n_starts), np.tile(z_model[rows], (n_starts, 1)), noise)
+        lo, hi = np.repeat(lo_z, n * n_starts, 0), np.repeat(hi_z, n * n_starts, 0)
+        starts = np.concatenate([z_model[rows]] + [z_model[rows] + m * np.array([0.0, width[1], -width[2]]) for m in RIDGE_OFFSETS])
+        solved = _solve(stacked, np.clip(starts, lo, hi), lo, hi, max_nfev)
+        costs = stacked.row_cost(solved).reshape(n_starts, n)
+        found = solved.reshape(n_starts, n, 3)
+        for i in range(n):
+            kept: list[np.ndarray] = []
+            for s in np.argsort(costs[:, i]):
+                if costs[s, i] > costs[:, i].min() + TOLERANCE or len(kept) == k:
+                    break
+                if all(np.max(np.abs(found[s, i] - z) / width) > 0.02 for z in kept):
+                    kept.append(found[s, i])
+            for j, z in enumerate(kept):
+                ranked[j, begin + i] = z
+        if progress is not None:
+            progress(n)
+    out = []
+    for j in range(k):
+        have = np.isfinite(ranked[j, :, 0])
+        result = Refined(np.full((len(z_model), 3), np.nan), np.full(len(z_model), np.nan), np.full(len(z_model), np.nan),
+                         np.full(len(z_model), np.nan), np.zeros(len(z_model), dtype=bool))
+        if have.any():
+            part = _finish(forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise)
+            for name in ("recipe", "time", "hellinger", "loglik", "changed"):
+                getattr(result, name)[have] = getattr(part, name)
+        out.append(result)
+    return out
 
 
 def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray, noise: NoiseModel) -> Refined:
@@ -260,18 +326,22 @@ def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray,
     obs, true, heldout = observed.iloc[pick].reset_index(drop=True), true[pick], heldout[pick]
     base = spread_r2(true, heldout, spread)
     record = {"rows": int(len(pick)), "model_r2": base, "tried": []}
-    best = None
     start = np.clip(heldout[:, cols], low, high)
     started = time.perf_counter()
-    for prior in PRIOR_GRID:
-        noise = noise_from_truth(forward, obs, true[:, cols], start, prior)
-        refined = as_targets(refine(forward, obs, start, noise, low, high), names, heldout)
-        score = spread_r2(true, refined, spread)
-        record["tried"].append({"noise": noise.to_dict(), "r2": score})
+    noise = noise_from_truth(forward, obs, true[:, cols], start, PRIOR_GRID[0])
+    k = len(PRIOR_GRID)  # every strength in one solve (the rows repeated once per strength)
+    refined = refine(forward, pd.concat([obs] * k, ignore_index=True), np.tile(start, (k, 1)), noise, low, high,
+                     prior=np.repeat(PRIOR_GRID, len(obs)))
+    answers = as_targets(refined, names, np.tile(heldout, (k, 1))).reshape(k, len(obs), len(names))
+    best = None
+    for prior, answer in zip(PRIOR_GRID, answers, strict=True):
+        score = spread_r2(true, answer, spread)
+        tried = dataclasses.replace(noise, prior=float(prior))
+        record["tried"].append({"noise": tried.to_dict(), "r2": score})
         if log:
             log(f"refine check: prior {prior:g}, held-out training rows' R² {base:.4f} -> {score:.4f} ({len(pick)} rows)")
         if best is None or score > best[1]:
-            best = (noise, score)
+            best = (tried, score)
     record.update({"use": bool(best[1] - base >= KEEP_MARGIN), "noise": best[0].to_dict(), "refined_r2": best[1],
                    "seconds": time.perf_counter() - started})
     record["why"] = (f"refinement raised held-out training rows' R² {base:.4f} -> {best[1]:.4f}" if record["use"] else
@@ -330,6 +400,29 @@ def model_refine(model):
     if not record.get("use"):
         return None, None, record.get("why", "refinement declined at fit time")
     return forward, NoiseModel.from_dict(record["noise"]), record.get("why", "")
+
+
+def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True) -> pd.DataFrame | None:
+    """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
+    ``predict --candidates``; None when the model's refine check declined."""
+    from tqdm.auto import tqdm
+
+    from polyinv.trust.domain import model_domain
+
+    forward, noise, _ = model_refine(model)
+    if forward is None:
+        return None
+    names = list(model.target_names)
+    cols = [names.index(t) for t in REFINED]
+    low, high = _box(model_domain(model))
+    with tqdm(total=len(frame), desc="candidates", unit="row", disable=not progress) as bar:
+        found = candidates(forward, frame.reset_index(drop=True), recipe[:, cols], noise, low, high, k, progress=bar.update)
+    out = {}
+    for j, result in enumerate(found, start=1):
+        values = as_targets(result, names, np.full_like(recipe, np.nan))
+        out.update({f"candidate{j}_{t}": values[:, i] for i, t in enumerate(names)})
+        out[f"candidate{j}_hellinger"], out[f"candidate{j}_loglik"] = result.hellinger, result.loglik
+    return pd.DataFrame(out)
 
 
 def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: bool = True) -> tuple[np.ndarray, pd.DataFrame] | None:

@@ -28,6 +28,8 @@ def build_parser() -> ArgumentParser:
                         help="simulate each predicted recipe again and report the MMD distance and Mn/Mw/cBA_time errors")
     parser.add_argument("--refine", action="store_true",
                         help="refine each recipe against the model's forward model (kept where held-out training rows improved)")
+    parser.add_argument("--candidates", type=int, default=None, metavar="K",
+                        help="add up to K distinct recipes that reproduce each row within the noise (best first)")
     parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder")
     return parser
 
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        if args.candidates is not None and not 1 <= args.candidates <= 10:
+            raise PolyinvError(f"--candidates must lie between 1 and 10, got {args.candidates}")
         output = output_path(args)
         from polyinv.atomic import atomic_path
         from polyinv.inference import predict_table, read_inputs
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
         frame = read_inputs(model, args.input, args.sheet)
-        table = predict_table(model, frame, interval=args.interval, refine=args.refine)
+        table = predict_table(model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates)
         if args.verify or args.plot_dir:
             table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir)
         with atomic_path(output) as tmp:

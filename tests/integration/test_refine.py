@@ -49,7 +49,7 @@ def small_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("refine")
     train, query = folder / "train.csv", folder / "query.csv"
     assert simulate_cli.main(["--design", "lhs", "--n", "80", "--seed", "1", "--out", str(train), "--quiet"]) == 0
-    assert simulate_cli.main(["--design", "lhs", "--n", "12", "--seed", "2", "--out", str(query), "--quiet"]) == 0
+    assert simulate_cli.main(["--design", "lhs", "--n", "8", "--seed", "2", "--out", str(query), "--quiet"]) == 0
     return folder, train, query
 
 
@@ -66,12 +66,20 @@ def test_predict_refine_where_the_forward_model_is_the_generator(small_files, ca
     assert check["use"] and check["refined_r2"] > check["model_r2"] + 0.002, check
     capsys.readouterr()
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--output", str(folder / "plain.csv")]) == 0
-    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--output", str(folder / "r.csv")]) == 0
-    assert "--refine: refinement raised" in capsys.readouterr().err
+    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--candidates", "2",
+                             "--output", str(folder / "r.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "--refine: refinement raised" in err and "--candidates: refinement raised" in err
     plain, refined = pd.read_csv(folder / "plain.csv"), pd.read_csv(folder / "r.csv")
     for t in TARGETS:  # the model's own answer beside the refined one
         assert np.allclose(refined[f"model_{t}"], plain[t])
     assert {"refine_hellinger", "refine_loglik", "refine_changed", "in_domain"} <= set(refined.columns)
+    first = refined[[f"candidate1_{t}" for t in TARGETS]].to_numpy()
+    second = refined[[f"candidate2_{t}" for t in TARGETS]].to_numpy()
+    assert np.isfinite(first).all() and (refined["candidate1_hellinger"] < 0.01).all()
+    has_second = np.isfinite(second).all(axis=1)
+    assert (np.isnan(second[~has_second])).all()  # a row with one candidate leaves the second empty
+    assert (refined.loc[has_second, "candidate2_loglik"] <= refined.loc[has_second, "candidate1_loglik"] + 3.9).all()
     truth = pd.read_csv(query)[list(TARGETS)].to_numpy()
     before = evaluate(truth, plain[list(TARGETS)].to_numpy())["global"]["r2"]
     after = evaluate(truth, refined[list(TARGETS)].to_numpy())["global"]["r2"]
@@ -89,4 +97,6 @@ def test_predict_refine_without_the_check_returns_the_models_answer(small_files,
     assert fit_cli.main(["--config", "gp.yaml", "--data.path", str(train), "--output.root", str(folder / "bad"),
                          "--trust.refine_rows", "3"]) == 2
     assert "trust.refine_rows must be at least 10, got 3" in capsys.readouterr().err
+    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--candidates", "0", "--output", str(folder / "c.csv")]) == 2
+    assert "--candidates must lie between 1 and 10, got 0" in capsys.readouterr().err
     assert not (folder / "bad").exists()
