@@ -1,4 +1,4 @@
-"""The ``polyinv`` command: ``polyinv fit|predict|simulate|calibrate|explain|ensemble ...`` (also ``python -m polyinv``).
+"""The ``polyinv`` command: ``polyinv fit|predict|simulate|calibrate|design|explain|ensemble ...`` (also ``python -m polyinv``).
 
 Each subcommand is a small module here that only parses its options and calls library functions.
 """
@@ -14,6 +14,7 @@ COMMANDS = {
     "predict": "predict the recipe of every row of a file with a saved model",
     "simulate": "simulate a design or a file's recipes with the kinetic model, in the study's format",
     "calibrate": "fit the kinetic model's parameters and MMD axis to a data file",
+    "design": "propose recipes for target Mn, Mw or dispersity, conversion and time, verified by simulation",
     "explain": "permutation importance of the inputs, per target",
     "ensemble": "train a deep ensemble of one network config, with calibrated intervals",
 }

@@ -100,3 +100,30 @@ def test_predict_refine_without_the_check_returns_the_models_answer(small_files,
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--candidates", "0", "--output", str(folder / "c.csv")]) == 2
     assert "--candidates must lie between 1 and 10, got 0" in capsys.readouterr().err
     assert not (folder / "bad").exists()
+
+
+def test_design_meets_reachable_targets_and_says_when_none_can(tmp_path, capsys):
+    from polyinv.cli import design as design_cli
+
+    row = simulate_many(pd.DataFrame({"cBA_0": [1.5], "cAIBN_0": [0.008], "temp": [70.0]}), progress=False).iloc[0]
+    conversion = 1 - row["cBA_time"] / row["cBA_0"]
+    out = tmp_path / "d.csv"
+    assert design_cli.main(["--Mn", f"{row['Mn']:.1f}", "--Mw", f"{row['Mw']:.1f}", "--conversion", f"{conversion:.4f}",
+                            "--starts", "12", "--out", str(out), "--plot", str(tmp_path / "d.png")]) == 0
+    text = capsys.readouterr().out
+    assert "meet every target within 5%" in text and "forward model: polyinv defaults" in text
+    table = pd.read_csv(out)
+    best = table.iloc[0]
+    assert best["meets"] and best["worst_miss"] <= 0.05 and (tmp_path / "d.png").exists()
+    # the proposal, simulated again on its own, has the properties the table says
+    again = simulate_many(pd.DataFrame({k: [best[k]] for k in ("cBA_0", "cAIBN_0", "temp")}), t_max=best["time"], progress=False).iloc[0]
+    assert abs(again["Mn"] / row["Mn"] - 1) <= 0.05 and abs(again["Mw"] / row["Mw"] - 1) <= 0.05
+    assert abs((1 - again["cBA_time"] / again["cBA_0"]) / conversion - 1) <= 0.05
+    # a molar mass no recipe inside the study's ranges reaches
+    assert design_cli.main(["--Mn", "2000000", "--starts", "8", "--out", str(tmp_path / "none.csv")]) == 0
+    assert "no recipe inside the bounds meets every target within 5%" in capsys.readouterr().out
+    assert not pd.read_csv(tmp_path / "none.csv")["meets"].any()
+    assert design_cli.main(["--Mw", "1", "--dispersity", "2", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give --Mw or --dispersity, not both" in capsys.readouterr().err
+    assert design_cli.main(["--Mn", "10000", "--bounds", "temp=80", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "expected FIELD=LOW:HIGH" in capsys.readouterr().err

@@ -1,0 +1,182 @@
+"""``polyinv design --Mn 20000 [--Mw 45000 | --dispersity 2.2] [--conversion 0.7] [--max-time 3600]
+[--ckpt RUN | --calibration CAL.yaml] [--bounds temp=60:75 ...] --out designs.csv [--plot designs.png]``.
+
+Proposes recipes whose simulated properties meet the targets within the tolerance, each verified by the forward
+model (its simulated outcome beside the target), fastest first. The forward model is a trained model's (its
+training file's kinetics, axis and protocol), a calibration's, or polyinv's own; a design is only as good as
+that model, so its calibration residuals are printed with the answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="polyinv design", description=__doc__.splitlines()[0].strip("`"))
+    p.add_argument("--Mn", type=float, default=None, help="target number-average molar mass, g/mol")
+    p.add_argument("--Mw", type=float, default=None, help="target weight-average molar mass, g/mol")
+    p.add_argument("--dispersity", type=float, default=None, help="target Mw/Mn (instead of --Mw)")
+    p.add_argument("--conversion", type=float, default=None, help="target monomer conversion at the end of the run (0-1)")
+    p.add_argument("--max-time", type=float, default=None, help="longest reaction time allowed, s (default: the protocol's limit)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--ckpt", default=None, help="a trained model: its forward model and training ranges")
+    source.add_argument("--calibration", metavar="CAL.yaml", default=None, help="a `polyinv calibrate` file")
+    p.add_argument("--bounds", nargs="+", default=[], metavar="FIELD=LOW:HIGH",
+                   help="bounds of cBA_0, cAIBN_0, temp (default: the model's training ranges, else the study's)")
+    p.add_argument("--tolerance", type=float, default=0.05, help="relative miss allowed per target (default 0.05)")
+    p.add_argument("--top", type=int, default=5, help="recipes to list (default 5)")
+    p.add_argument("--starts", type=int, default=48, help="starting recipes of the search (default 48)")
+    p.add_argument("--out", required=True, help="CSV of the proposed recipes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--plot", default=None, help="PNG of the proposed recipes' MMDs with the target Mn/Mw marked")
+    return p
+
+
+def targets_of(args) -> dict[str, float]:
+    if args.Mw is not None and args.dispersity is not None:
+        raise PolyinvError("give --Mw or --dispersity, not both")
+    targets = {k: v for k, v in (("Mn", args.Mn), ("Mw", args.Mw), ("dispersity", args.dispersity),
+                                 ("conversion", args.conversion)) if v is not None}
+    if not targets:
+        raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity or --conversion")
+    for name, value in targets.items():
+        if not value > 0:
+            raise PolyinvError(f"--{name} must be positive, got {value:g}")
+    if "dispersity" in targets and targets["dispersity"] < 1:
+        raise PolyinvError(f"--dispersity is Mw/Mn and cannot be below 1, got {targets['dispersity']:g}")
+    if "conversion" in targets and targets["conversion"] >= 1:
+        raise PolyinvError(f"--conversion is a fraction below 1, got {targets['conversion']:g}")
+    if not 0 < args.tolerance < 1:
+        raise PolyinvError(f"--tolerance must lie between 0 and 1, got {args.tolerance:g}")
+    if args.top < 1 or args.starts < 2:
+        raise PolyinvError("--top must be at least 1 and --starts at least 2")
+    return targets
+
+
+def forward_and_bounds(args) -> tuple:
+    """(forward model, default bounds of cBA_0/cAIBN_0/temp, where they come from)."""
+    from polyinv.schema import NOMINAL_RANGES
+    from polyinv.sim.forward import ForwardModel
+
+    bounds = {k: NOMINAL_RANGES[k] for k in ("cBA_0", "cAIBN_0", "temp")}
+    if args.ckpt:
+        from polyinv.models import load_model, resolve_checkpoint
+        from polyinv.trust.domain import model_domain, model_forward
+
+        model = load_model(resolve_checkpoint(args.ckpt))
+        forward, why = model_forward(model)
+        if forward is None:
+            raise PolyinvError(f"--ckpt {args.ckpt}: {why}; give --calibration or neither")
+        dom = model_domain(model)
+        names = list(dom.target_names)
+        bounds = {k: (float(dom.target_low[names.index(k)]), float(dom.target_high[names.index(k)])) for k in bounds}
+        return forward, bounds, f"the training ranges of {args.ckpt}"
+    if args.calibration:
+        from polyinv.sim.calibrate import read_yaml
+
+        try:
+            return read_yaml(args.calibration), bounds, "the study's ranges"
+        except ValueError as exc:
+            raise PolyinvError(f"--calibration {exc}") from None
+    return ForwardModel(), bounds, "the study's ranges"
+
+
+def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
+    out = dict(bounds)
+    for item in items:
+        name, _, rest = item.partition("=")
+        low, sep, high = rest.partition(":")
+        if name not in ("cBA_0", "cAIBN_0", "temp") or not sep:
+            raise PolyinvError(f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of cBA_0, cAIBN_0, temp")
+        try:
+            lo, hi = float(low), float(high)
+        except ValueError:
+            raise PolyinvError(f"--bounds {item!r}: LOW and HIGH must be numbers") from None
+        if not 0 < lo < hi if name != "temp" else not lo < hi:
+            raise PolyinvError(f"--bounds {item!r}: need 0 < LOW < HIGH")
+        out[name] = (lo, hi)
+    return out
+
+
+def forward_residuals(forward) -> str:
+    """How far the forward model is from its data file (its calibration residuals), one line."""
+    fit = forward.fit or {}
+    r = fit.get("residuals") or {}
+    if not r:
+        return f"forward model: {forward.source} (no calibration residuals: its kinetics were not fitted to a file)"
+    return (f"forward model: {forward.source}; on its calibration rows: median Hellinger {r.get('hellinger_median', float('nan')):.4f}, "
+            f"Mn {100 * r.get('Mn_rel_median', float('nan')):.2f} %, Mw {100 * r.get('Mw_rel_median', float('nan')):.2f} % "
+            f"(a design is only as good as this model)")
+
+
+def plot(path: Path, forward, table, targets: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from polyinv.atomic import write_figure
+    from polyinv.schema import MMD_COLUMNS
+
+    sim = forward.simulate(table[["cBA_0", "cAIBN_0", "temp"]], t_max=table["time"].to_numpy())
+    log_m = np.linspace(forward.axis.log10m_min, forward.axis.log10m_max, forward.axis.n_points)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, row in table.iterrows():
+        ax.plot(log_m, sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
+                label=f"#{row['rank']}: {row['cBA_0']:.2f} mol/L, {row['cAIBN_0']:.4f} mol/L, {row['temp']:.1f} °C, {row['time']:.0f} s")
+    for name in ("Mn", "Mw"):
+        if name in targets:
+            ax.axvline(np.log10(targets[name]), color="k", ls="--" if name == "Mn" else ":", label=f"target {name}")
+    ax.set_xlabel("log10 M (g/mol)")
+    ax.set_ylabel(f"MMD ({forward.axis.normalisation})")
+    ax.legend(fontsize=7)
+    write_figure(fig, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        targets = targets_of(args)
+        out = Path(args.out)
+        if out.suffix.lower() != ".csv":
+            raise PolyinvError(f"--out {out}: proposals are written as CSV; give a name ending in .csv")
+        if out.exists() and not args.overwrite:
+            raise PolyinvError(f"--out {out} exists; pass --overwrite to replace it")
+        folder = out.absolute().parent
+        if not folder.exists() or not os.access(folder, os.W_OK):
+            raise PolyinvError(f"--out {out}: the folder {folder} does not exist or is not writable")
+        forward, bounds, where = forward_and_bounds(args)
+        bounds = parse_bounds(args.bounds, bounds)
+        max_time = forward.t_max if args.max_time is None else args.max_time
+        if not 0 < max_time:
+            raise PolyinvError(f"--max-time must be positive, got {max_time:g}")
+        if targets.get("conversion", 0) > forward.x_stop:
+            raise PolyinvError(f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})")
+        bounds["time"] = (min(60.0, 0.5 * max_time), max_time)
+        from polyinv.atomic import atomic_path
+        from polyinv.design import design
+
+        print(forward_residuals(forward))
+        print("bounds (" + (where if not args.bounds else "given") + "): " +
+              ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items()))
+        result = design(forward, targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top)
+        with atomic_path(out) as tmp:
+            result.table.to_csv(tmp, index=False)
+        print(result.message)
+        shown = ["rank", "cBA_0", "cAIBN_0", "temp", "time", *(f"sim_{k}" for k in targets), "worst_miss"]
+        print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+        if args.plot and len(result.table):
+            plot(Path(args.plot), forward, result.table, targets)
+            print(f"wrote {args.plot}")
+        print(f"wrote {out}")
+        return 0
+
+    return run_cli(body)
