@@ -11,6 +11,8 @@ repository root).
   python -m benchmarks suite [--sets ...] [--models ...] [--seeds 0 1 2]   (results/suite/<set>, results/suite/suite.md)
   python -m benchmarks calibration                             (calibrated forward model vs the suite: results/calibration)
   python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
+  python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
+  python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "calibration", "trust-foreign", "docs"])
+    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "calibration", "trust-foreign", "refine", "docs"])
     parser.add_argument("--sets", nargs="+", default=None, help="suite sets (default: all)")
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
@@ -76,6 +78,23 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or bm.REPO_ROOT / "results" / "trust_foreign")
             seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0]
             print(f"wrote {trust_foreign.main(out, args.models or ('gp', 'mlp', 'cnn'), seeds)}")
+            return 0
+        if args.mode == "refine":
+            from benchmarks import refine
+
+            names = args.sets or ["lhs432_B", "clustered300_C", "lhs150_A", "lhs432_C_noise20000"]
+            out = Path(args.out or bm.REPO_ROOT / "results" / "refine")
+            from benchmarks.suite import SETS
+
+            known = {spec.name for spec in SETS} | set(refine.EXTRA_SETS) | {"design"}
+            unknown = [name for name in names if name not in known]
+            if unknown:
+                raise PolyinvError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            if names == ["design"]:
+                print(f"wrote {refine.design_benchmark(out)}")
+                return 0
+            seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0, 1, 2]
+            print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force)}")
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration
@@ -129,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         data, out = table_paths(args)
         title = f"{data.name}, 80/20 split"
         if args.noise_chains:
-            from polyinv.sim import grid_design, simulate_many
-            from polyinv.sim.io import write_dataset
-
-            if not data.exists():
-                frame = simulate_many(grid_design(), noise_chains=args.noise_chains, seed=0, progress=False)
-                write_dataset(frame, data, metadata=[("design", "grid"), ("noise_chains", str(args.noise_chains)), ("seed", "0")])
+            bm.noisy_grid(data, args.noise_chains)
             title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
         if overrides:
             title += " — overrides for every model: " + bm.overrides_text(overrides)

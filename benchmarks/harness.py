@@ -331,6 +331,17 @@ def _seed_text(seeds: Sequence[int]) -> str:
     return ", ".join(runs)
 
 
+def noisy_grid(path: Path, chains: int) -> Path:
+    """The study's grid simulated with ``chains`` chains per MMD (seed 0), made once at ``path``."""
+    from polyinv.sim import grid_design, simulate_many
+    from polyinv.sim.io import write_dataset
+
+    if not path.exists():
+        frame = simulate_many(grid_design(), noise_chains=chains, seed=0, progress=False)
+        write_dataset(frame, path, metadata=[("design", "grid"), ("noise_chains", str(chains)), ("seed", "0")])
+    return path
+
+
 def write_docs(results: str | Path, docs: str | Path) -> Path:
     """``docs/benchmark.md`` from the committed records (no training): per protocol the seeds 0–4 table and the
     table over every recorded seed, then the coverage, design-aware bound and learning-curve tables."""
@@ -367,7 +378,8 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
     if suite.exists():
         parts += ["## Foreign-data suite (files unlike the shipped grid: other kinetics, designs, MMD axes, noise)", "",
                   suite.read_text().strip().replace("### ", "#### ").replace("`results/suite/", "`../results/suite/"), ""]
-    for folder, name in (("calibration", "calibration.md"), ("trust_foreign", "trust_foreign.md")):
+    for folder, name in (("calibration", "calibration.md"), ("trust_foreign", "trust_foreign.md"),
+                         ("refine", "refine.md"), ("refine", "design.md")):
         path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)
         if path.exists():
             parts += ["## " + path.read_text().strip().removeprefix("# "), ""]

@@ -1,0 +1,161 @@
+"""``predict --refine`` measured: the model's answer vs the refined one on held-out test rows.
+
+Each (set, model, seed) is an ordinary ``polyinv fit`` with the trust settings a user gets (``trust.forward
+auto``: the simulator calibrated on the training rows for a foreign file, polyinv's kinetics for a file of
+polyinv's; ``trust.refine auto``: the fit-time check on held-out training rows), then the test rows are
+refined through the same code as ``polyinv predict --refine``. Records in ``<out>/<set>/records``, the table
+in ``<out>/refine.md``.
+
+  python -m benchmarks refine [--sets lhs432_B ...] [--models gp] [--seeds 0 1 2]   (results/refine)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.atomic import atomic_path
+from polyinv.metrics import evaluate, write_json
+from polyinv.schema import COMPOSITE_COLUMNS
+
+#: Data sets the refine benchmark knows beyond the suite: polyinv's noisy grid (results/noisy20000).
+EXTRA_SETS = {"grid432_noise20000": "results/noisy20000/grid432_noise20000.xlsx"}
+
+
+def data_path(name: str, root: Path) -> Path:
+    from benchmarks.suite import DATA_DIR, make_set, set_by_name
+
+    if name in EXTRA_SETS:
+        from benchmarks.harness import noisy_grid
+
+        return noisy_grid(root / EXTRA_SETS[name], 20000)
+    spec = set_by_name(name)
+    path = DATA_DIR / spec.file
+    if not path.exists():
+        make_set(spec)
+    return path
+
+
+def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool = False) -> dict:
+    """Fit with the user's trust settings, then refine the test rows; cached in ``out/<name>/records``."""
+    from polyinv.data.io import read_table
+    from polyinv.inference import predict_frame
+    from polyinv.models import load_model, resolve_checkpoint
+    from polyinv.refine import model_refine, refine_columns
+
+    from benchmarks import harness as bm
+
+    record_path = out / name / "records" / f"{model}_seed{seed}.json"
+    if record_path.exists() and not force:
+        return json.loads(record_path.read_text())
+    data = data_path(name, root)
+    started = time.perf_counter()
+    fit = bm.run_one(model, seed, data, out / name, overrides={"trust.forward": "auto", "trust.refine": "auto"}, force=True)
+    fit_seconds = time.perf_counter() - started
+    run_dir = Path(fit["run_dir"])
+    loaded = load_model(resolve_checkpoint(run_dir))
+    rows = pd.read_csv(run_dir / "predictions_test.csv")["row"].to_numpy()
+    sheet = "compuesta" if data.suffix == ".xlsx" else None
+    frame = read_table(data, list(COMPOSITE_COLUMNS), sheet=sheet).iloc[rows].reset_index(drop=True)
+    names = list(loaded.target_names)
+    truth = frame[names].to_numpy(np.float64)
+    answer = predict_frame(loaded, frame)
+    _, _, why = model_refine(loaded)
+    started = time.perf_counter()
+    result = refine_columns(loaded, frame, answer, progress=False)
+    seconds = time.perf_counter() - started
+    refined = answer if result is None else result[0]
+    info = json.loads((run_dir / "run.json").read_text())
+    record = {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
+              "used": result is not None, "why": why, "check": info.get("refine_check"),
+              "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
+              "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
+              "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
+    write_json(record, record_path)
+    return record
+
+
+def _pm(values: Sequence[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def write_table(out: Path) -> Path:
+    """``out/refine.md``: per set and model, global and per-target R² of the model's answers and of the refined
+    ones (mean ± std over seeds), how often the fit-time check let refinement run, and its cost per row."""
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*/records/*_seed*.json"))]
+    lines = ["# Answers refined against the forward model (`python -m benchmarks refine`; docs/refine.md)", "",
+             "| set | model | seeds | global R², model | global R², --refine | Δ (worst seed) | cAIBN_0 model → refined | "
+             "time model → refined | refinement used | s per row |", "|---|---|---|---|---|---|---|---|---|---|"]
+    frame = pd.DataFrame([{"set": r["set"], "model": r["model"], "seed": r["seed"], "used": r["used"],
+                           "m": r["model_metrics"]["global"]["r2"], "r": r["refined_metrics"]["global"]["r2"],
+                           "mI": r["model_metrics"]["targets"]["cAIBN_0"]["r2"], "rI": r["refined_metrics"]["targets"]["cAIBN_0"]["r2"],
+                           "mt": r["model_metrics"]["targets"]["time"]["r2"], "rt": r["refined_metrics"]["targets"]["time"]["r2"],
+                           "spr": r["seconds_per_row"]} for r in records])
+    for (name, model), sub in ([] if frame.empty else frame.groupby(["set", "model"], sort=False)):
+        delta = sub.r - sub.m
+        spr = sub.spr[sub.used]
+        lines.append(f"| {name} | {model} | {len(sub)} | {_pm(sub.m)} | {_pm(sub.r)} | {delta.mean():+.4f} ({delta.min():+.4f}) | "
+                     f"{sub.mI.mean():.3f} → {sub.rI.mean():.3f} | {sub.mt.mean():.3f} → {sub.rt.mean():.3f} | "
+                     f"{int(sub.used.sum())}/{len(sub)} | {spr.median():.2f} |" if len(spr) else
+                     f"| {name} | {model} | {len(sub)} | {_pm(sub.m)} | {_pm(sub.r)} | {delta.mean():+.4f} ({delta.min():+.4f}) | "
+                     f"{sub.mI.mean():.3f} → {sub.rI.mean():.3f} | {sub.mt.mean():.3f} → {sub.rt.mean():.3f} | 0/{len(sub)} | |")
+    lines += ["", "Test rows of each seed's 80/20 split; the fit used `trust.forward auto` and `trust.refine auto`; where the "
+              "fit-time check declined, the refined column equals the model's. s per row: refinement of the test rows, "
+              "one process (2-core machine, other jobs running).", ""]
+    path = out / "refine.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+    return path
+
+
+def main(names: Sequence[str], models: Sequence[str], seeds: Sequence[int], root: Path, out: Path, force: bool = False,
+         progress=print) -> Path:
+    for name in names:
+        for model in models:
+            for seed in seeds:
+                r = run_one(name, model, seed, root, out, force)
+                progress(f"{name} {model} seed {seed}: {r['model_metrics']['global']['r2']:.4f} -> "
+                         f"{r['refined_metrics']['global']['r2']:.4f} ({'refined' if r['used'] else 'declined'}; {r['why']})")
+    return write_table(out)
+
+
+def design_benchmark(out: Path, n: int = 20, seed: int = 7, tolerance: float = 0.05, progress=print) -> Path:
+    """``polyinv design`` on ``n`` property targets inside the domain: the Mn, Mw and conversion of recipes of a
+    Latin hypercube in the study's ranges, simulated with polyinv's kinetics; does the best proposal meet every
+    target within ``tolerance`` when simulated, and how long does a design take. ``out/design.md``."""
+    from polyinv.design import design
+    from polyinv.schema import NOMINAL_RANGES
+    from polyinv.sim import lhs_design
+    from polyinv.sim.forward import ForwardModel
+
+    forward = ForwardModel()
+    truth = forward.simulate(lhs_design(n, seed=seed))
+    bounds = {k: NOMINAL_RANGES[k] for k in ("cBA_0", "cAIBN_0", "temp")} | {"time": (60.0, forward.t_max)}
+    rows = []
+    for i, row in truth.iterrows():
+        targets = {"Mn": row["Mn"], "Mw": row["Mw"], "conversion": 1 - row["cBA_time"] / row["cBA_0"]}
+        started = time.perf_counter()
+        result = design(forward, targets, bounds, tolerance=tolerance)
+        seconds = time.perf_counter() - started
+        best = result.table.iloc[0]
+        rows.append({"target": i, **{k: float(v) for k, v in targets.items()}, "met": result.met,
+                     "worst_miss": float(best["worst_miss"]), "seconds": seconds, "proposals": len(result.table)})
+        progress(f"design target {i}: Mn {targets['Mn']:.0f}, Mw {targets['Mw']:.0f}, conversion {targets['conversion']:.3f} -> "
+                 f"{'met' if result.met else 'not met'} (worst miss {best['worst_miss']:.2%}, {seconds:.0f} s)")
+    frame = pd.DataFrame(rows)
+    text = ("# Recipes designed for target properties (`python -m benchmarks refine --sets design`)\n\n"
+            f"{int(frame.met.sum())} of {n} targets met within {tolerance:.0%} (worst miss of the best proposal: median "
+            f"{frame.worst_miss.median():.2%}, max {frame.worst_miss.max():.2%}); {frame.seconds.median():.0f} s per design "
+            f"(median, one process, 48 starts).\n")
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "design.csv", index=False)
+    path = out / "design.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
