@@ -446,3 +446,52 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
     extra = pd.DataFrame({f"model_{t}": recipe[:, j] for j, t in enumerate(names)})
     extra["refine_hellinger"], extra["refine_loglik"], extra["refine_changed"] = result.hellinger, result.loglik, result.changed
     return refined, extra
+
+
+def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame) -> list:
+    """One PNG per row (``candidates_row<i>.png``): the input MMD and each candidate's simulated MMD, with the
+    candidates' recipes in the legend. Atomic writes; nothing without candidate columns or a forward model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from polyinv.atomic import write_figure
+    from polyinv.schema import TARGETS
+    from polyinv.trust.domain import model_forward
+    from polyinv.trust.verify import resimulate
+
+    forward, _ = model_forward(model)
+    ks = sorted({int(c.split("_")[0].removeprefix("candidate")) for c in table.columns if c.startswith("candidate")})
+    if forward is None or not ks:
+        return []
+    sims = {}
+    for k in ks:
+        recipes = table[[f"candidate{k}_{t}" for t in TARGETS]].set_axis(list(TARGETS), axis=1)
+        have = recipes.notna().all(axis=1).to_numpy()
+        if have.any():
+            sims[k] = (have, resimulate(recipes[have].reset_index(drop=True), forward=forward)[0])
+    grid, mmd = forward.axis.points(), frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    written = []
+    for i in range(len(frame)):
+        fig, ax = plt.subplots(figsize=(7.5, 3.8))
+        ax.plot(grid, mmd[i], "k-", lw=2.0, label="input")
+        for k, (have, sim) in sims.items():
+            if have[i]:
+                j = int(np.cumsum(have)[i] - 1)
+                r = table.iloc[i]
+                ax.plot(grid, sim[list(MMD_COLUMNS)].to_numpy()[j], "--", lw=1.3,
+                        label=f"candidate {k}: {r[f'candidate{k}_cBA_0']:.3g} mol/L, {r[f'candidate{k}_cAIBN_0']:.3g} mol/L, "
+                              f"{r[f'candidate{k}_temp']:.1f} °C, {r[f'candidate{k}_time']:.0f} s "
+                              f"(Hellinger {r[f'candidate{k}_hellinger']:.4f})")
+        ax.set_xlabel("log10(M / g mol⁻¹)")
+        ax.set_ylabel("MMD")
+        ax.set_title(f"row {i}: recipes that reproduce the input", fontsize=10)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out_dir) / f"candidates_row{i:04d}.png"
+        write_figure(fig, path, dpi=100)
+        written.append(path)
+    return written

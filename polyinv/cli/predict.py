@@ -30,7 +30,7 @@ def build_parser() -> ArgumentParser:
                         help="refine each recipe against the model's forward model (kept where held-out training rows improved)")
     parser.add_argument("--candidates", type=int, default=None, metavar="K",
                         help="add up to K distinct recipes that reproduce each row within the noise (best first)")
-    parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder")
+    parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder (with --candidates: one more per row)")
     return parser
 
 
@@ -72,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = predict_table(model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates)
         if args.verify or args.plot_dir:
             table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir)
+        if args.plot_dir and args.candidates:
+            from polyinv.refine import plot_candidates
+
+            plot_candidates(args.plot_dir, model, frame, table)
         with atomic_path(output) as tmp:
             table.to_csv(tmp, index=False)
         print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")

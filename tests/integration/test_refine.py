@@ -67,7 +67,8 @@ def test_predict_refine_where_the_forward_model_is_the_generator(small_files, ca
     capsys.readouterr()
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--output", str(folder / "plain.csv")]) == 0
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--candidates", "2",
-                             "--output", str(folder / "r.csv")]) == 0
+                             "--plot-dir", str(folder / "plots"), "--output", str(folder / "r.csv")]) == 0
+    assert len(list((folder / "plots").glob("candidates_row*.png"))) == 8  # one per row, beside the verify plots
     err = capsys.readouterr().err
     assert "--refine: refinement raised" in err and "--candidates: refinement raised" in err
     plain, refined = pd.read_csv(folder / "plain.csv"), pd.read_csv(folder / "r.csv")
