@@ -75,6 +75,7 @@ class Refined:
     hellinger: np.ndarray
     loglik: np.ndarray
     changed: np.ndarray
+    reverted: np.ndarray  # rows whose refinement contradicted the data: the model's answer stands (time included)
 
 
 def _unit(mmd: np.ndarray) -> np.ndarray:
@@ -253,10 +254,10 @@ def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise:
     for j in range(k):
         have = np.isfinite(ranked[j, :, 0])
         result = Refined(np.full((len(z_model), 3), np.nan), np.full(len(z_model), np.nan), np.full(len(z_model), np.nan),
-                         np.full(len(z_model), np.nan), np.zeros(len(z_model), dtype=bool))
+                         np.full(len(z_model), np.nan), np.zeros(len(z_model), dtype=bool), np.zeros(len(z_model), dtype=bool))
         if have.any():
             part = _finish(forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise)
-            for name in ("recipe", "time", "hellinger", "loglik", "changed"):
+            for name in ("recipe", "time", "hellinger", "loglik", "changed", "reverted"):
                 getattr(result, name)[have] = getattr(part, name)
         out.append(result)
     return out
@@ -267,6 +268,13 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
 
     problem = _Problem(forward, observed, z_model, noise)
     sim = problem.simulate(z)
+    # a row that stopped at the conversion limit must stop before the time limit: a refined recipe that does not
+    # contradicts the data, and the row keeps the model's answer
+    stopped = "cBA_time" in observed.columns and ~problem.ran_full
+    reverted = stopped & (sim["time"].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
+    if reverted.any():
+        z = np.where(reverted[:, None], z_model, z)
+        sim = problem.simulate(z)
     data = problem.data_residuals(sim)
     recipe = _from_z(z)
     time = np.minimum(sim["time"].to_numpy(np.float64), forward.t_max)
@@ -275,17 +283,19 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
         time[conversion < forward.x_stop - RAN_FULL_MARGIN] = forward.t_max
     changed = np.any(np.abs(z - z_model) > 1e-9 * (1 + np.abs(z_model)), axis=1)
     return Refined(recipe, time, hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
-                   -0.5 * (data ** 2).sum(axis=1), changed)
+                   -0.5 * (data ** 2).sum(axis=1), changed, np.asarray(reverted, dtype=bool) & np.ones(len(z), dtype=bool))
 
 
 def as_targets(refined: Refined, target_names, model_recipe_full: np.ndarray) -> np.ndarray:
-    """(N, T) recipe in ``target_names`` order: the refined fields and time, other targets the model's."""
+    """(N, T) recipe in ``target_names`` order: the refined fields and time, other targets the model's (and
+    every target the model's on rows whose refinement was reverted)."""
     out = np.array(model_recipe_full, dtype=np.float64, copy=True)
+    new = ~refined.reverted
     for j, name in enumerate(target_names):
         if name in REFINED:
-            out[:, j] = refined.recipe[:, REFINED.index(name)]
+            out[new, j] = refined.recipe[new, REFINED.index(name)]
         elif name == "time":
-            out[:, j] = refined.time
+            out[new, j] = refined.time[new]
     return out
 
 
@@ -305,11 +315,27 @@ def noise_from_truth(forward, observed: pd.DataFrame, true_recipe: np.ndarray, h
     return NoiseModel(min(chains, 1e9), scalar, prior, tuple(np.maximum(scale, [1e-4, 1e-4, 1e-3]).tolist()))
 
 
-def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray) -> float:
-    """Mean over targets of 1 - MSE / ``spread`` (each target's variance over all held-out training rows): the
-    global R² of a subset judged on the whole set's scale, steady where a subset holds few stopped-early runs."""
-    mse = np.mean((np.asarray(pred, float) - np.asarray(true, float)) ** 2, axis=0)
+def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Mean over targets of 1 - MSE / ``spread`` (each target's variance over all held-out training rows; the MSE
+    weighted by ``weight``, the rows each sampled row stands for): the global R² of the held-out set estimated
+    from a sample of it, on the whole set's scale."""
+    err = (np.asarray(pred, float) - np.asarray(true, float)) ** 2
+    mse = np.average(err, axis=0, weights=weight)
     return float(np.mean(1.0 - mse / np.maximum(spread, 1e-300)))
+
+
+def _sample(stopped: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``rows`` held-out rows: the runs that stopped early (where refinement gains or loses most, and
+    which a plain sample of a file with few of them misses) up to half the sample, the rest at random; each
+    row's weight is the number of held-out rows of its kind it stands for."""
+    rng = np.random.default_rng(seed)
+    early, full = np.flatnonzero(stopped), np.flatnonzero(~stopped)
+    n_early = min(len(early), max(rows // 2, rows - len(full)))
+    pick_early = rng.permutation(early)[:n_early]
+    pick_full = rng.permutation(full)[:rows - n_early]
+    weight = np.concatenate([np.full(len(pick_early), len(early) / max(len(pick_early), 1)),
+                             np.full(len(pick_full), len(full) / max(len(pick_full), 1))])
+    return np.concatenate([pick_early, pick_full]), weight
 
 
 def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray, target_names, low: np.ndarray,
@@ -322,9 +348,9 @@ def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray,
     cols = [names.index(t) for t in REFINED]
     true, heldout = np.asarray(true, float), np.asarray(heldout, float)
     spread = true.var(axis=0)
-    pick = np.sort(np.random.default_rng(seed).permutation(len(observed))[:rows])
+    pick, weight = _sample(true[:, names.index("time")] < 0.999 * np.max(true[:, names.index("time")]), rows, seed)
     obs, true, heldout = observed.iloc[pick].reset_index(drop=True), true[pick], heldout[pick]
-    base = spread_r2(true, heldout, spread)
+    base = spread_r2(true, heldout, spread, weight)
     record = {"rows": int(len(pick)), "model_r2": base, "tried": []}
     start = np.clip(heldout[:, cols], low, high)
     started = time.perf_counter()
@@ -335,7 +361,7 @@ def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray,
     answers = as_targets(refined, names, np.tile(heldout, (k, 1))).reshape(k, len(obs), len(names))
     best = None
     for prior, answer in zip(PRIOR_GRID, answers, strict=True):
-        score = spread_r2(true, answer, spread)
+        score = spread_r2(true, answer, spread, weight)
         tried = dataclasses.replace(noise, prior=float(prior))
         record["tried"].append({"noise": tried.to_dict(), "r2": score})
         if log:
