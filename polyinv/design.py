@@ -84,7 +84,8 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)
         table = table[meets].sort_values(["time", "worst_miss"])
         table = table[table["worst_miss"] <= table["worst_miss"].cummin()]
-        message = f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}; the fastest first"
+        message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}; those no faster "
+                   "recipe matches as well (the Pareto set of time and miss), fastest first")
     else:
         best = table.iloc[0] if len(table) else None
         message = (f"no recipe inside the bounds meets every target within {tolerance:.0%}" +

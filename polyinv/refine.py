@@ -39,7 +39,7 @@ KEEP_MARGIN = 0.002
 #: reverse), in fractions of the box's width in ln cAIBN_0 and temp.
 RESTART_OFFSETS = (-0.15, 0.15)
 NO_STOP = 0.9999  # the conversion "stop" of a run that went the full time
-LONG_RUN = 1.5  # a stopped-early row is simulated this much past the time limit (same step size) ...
+LONG_RUN = 1.5  # a stopped-early row is simulated up to this multiple of the time limit (same step size) ...
 TIME_SIGMA = 0.01  # ... and pays for a stop later than the limit in units of this fraction of it
 _BAD = 1e3  # residual of a recipe the simulator cannot run
 
@@ -107,7 +107,8 @@ class _Problem:
         # rows whose conversion lies short of the protocol's stop ran the full time: simulated past the stop,
         # so that a recipe reaching it too early still feels how far it overshoots (no flat region there)
         self.ran_full = np.zeros(self.n, dtype=bool)
-        if "cBA_time" in observed.columns:
+        self.evidence = "cBA_time" in observed.columns
+        if self.evidence:
             conversion = 1.0 - self.obs["cBA_time"] / np.clip(z0[:, 0], 1e-9, None)
             self.ran_full = conversion < forward.x_stop - RAN_FULL_MARGIN
         self.n_data = self.sqrt_p.shape[1] + len(self.scalars) + 1
@@ -116,6 +117,8 @@ class _Problem:
     def simulate(self, z: np.ndarray) -> pd.DataFrame:
         recipes = pd.DataFrame(_from_z(z), columns=list(REFINED))
         with np.errstate(all="ignore"):
+            if not self.evidence:  # no cBA_time: nothing says whether the run stopped early
+                return self.forward.simulate(recipes)
             parts = []
             # a run that stopped early is simulated past the limit too: a recipe that would reach the stop
             # just after it then costs a little (the time term), not a jump in every outcome
@@ -137,7 +140,8 @@ class _Problem:
             else:
                 parts.append((np.log(np.clip(s, 1e-12, None) / self.obs[c]) / noise.scalar)[:, None])
         late = np.clip(sim["time"].to_numpy(np.float64) - self.forward.t_max, 0.0, None)
-        parts.append(np.where(self.ran_full, 0.0, late / (TIME_SIGMA * self.forward.t_max))[:, None])
+        stopped = ~self.ran_full & self.evidence
+        parts.append(np.where(stopped, late / (TIME_SIGMA * self.forward.t_max), 0.0)[:, None])
         r = np.concatenate(parts, axis=1)
         return np.where(np.isfinite(r), r, _BAD)
 
@@ -270,7 +274,7 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
     sim = problem.simulate(z)
     # a row that stopped at the conversion limit must stop before the time limit: a refined recipe that does not
     # contradicts the data, and the row keeps the model's answer
-    stopped = "cBA_time" in observed.columns and ~problem.ran_full
+    stopped = problem.evidence & ~problem.ran_full
     reverted = stopped & (sim["time"].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
     if reverted.any():
         z = np.where(reverted[:, None], z_model, z)
@@ -278,9 +282,7 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
     data = problem.data_residuals(sim)
     recipe = _from_z(z)
     time = np.minimum(sim["time"].to_numpy(np.float64), forward.t_max)
-    if "cBA_time" in observed.columns:  # the data's own evidence: conversion short of the stop = the full run
-        conversion = 1.0 - observed["cBA_time"].to_numpy(np.float64) / recipe[:, 0]
-        time[conversion < forward.x_stop - RAN_FULL_MARGIN] = forward.t_max
+    time[problem.ran_full] = forward.t_max  # the data's own evidence (conversion with the model's cBA_0)
     changed = np.any(np.abs(z - z_model) > 1e-9 * (1 + np.abs(z_model)), axis=1)
     return Refined(recipe, time, hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
                    -0.5 * (data ** 2).sum(axis=1), changed, np.asarray(reverted, dtype=bool) & np.ones(len(z), dtype=bool))
@@ -321,7 +323,8 @@ def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray, weight: np
     from a sample of it, on the whole set's scale."""
     err = (np.asarray(pred, float) - np.asarray(true, float)) ** 2
     mse = np.average(err, axis=0, weights=weight)
-    return float(np.mean(1.0 - mse / np.maximum(spread, 1e-300)))
+    varies = spread > 0  # a target every held-out row shares says nothing about the fit
+    return float(np.mean(1.0 - mse[varies] / spread[varies])) if varies.any() else 0.0
 
 
 def _sample(stopped: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,22 +378,29 @@ def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray,
     return record
 
 
-def _box(domain) -> tuple[np.ndarray, np.ndarray]:
-    """The refinement's box: the training range of each refined field, widened by the domain's tolerance."""
+def _box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
+    """The refinement's box: the training range of each refined field widened by the domain's tolerance (of
+    the value itself where every training row had one value), inside what the simulator accepts."""
+    from polyinv.sim.designs import TEMP_LIMITS
+
     names = list(domain.target_names)
     low = np.array([domain.target_low[names.index(t)] for t in REFINED])
     high = np.array([domain.target_high[names.index(t)] for t in REFINED])
-    pad = domain.range_tolerance * (high - low)
+    width = high - low
+    pad = domain.range_tolerance * np.where(width > 0, width, np.abs(high) + 1e-12)
     low, high = low - pad, high + pad
-    low[1] = max(low[1], 0.5 * domain.target_low[names.index("cAIBN_0")])  # a positive initiator
-    return np.maximum(low, [1e-3, 1e-6, -50.0]), high
+    low[1] = max(low[1], 0.5 * domain.target_low[names.index("cAIBN_0")], 1e-6)  # a positive initiator
+    low = np.maximum(low, [1e-3, 1e-6, TEMP_LIMITS[0]])
+    high = np.minimum(high, [0.999 * forward.parameters.max_cBA, np.inf, TEMP_LIMITS[1]])
+    return low, high
 
 
 def fit_check(model, domain: dict | None, frame: pd.DataFrame, forward, setting: str = "auto", rows: int = 60,
               seed: int = 0, log: Callable[[str], None] | None = None) -> dict | None:
     """``domain`` (a stored dict) with its refine record: the noise model chosen on ``frame`` (held-out training
-    rows: the model's leave-one-out answers where it has them, else rows it did not train on) and whether
-    refining improved them; ``use`` False with ``why`` when there is nothing to refine with."""
+    rows: the model's leave-one-out answers where it has them (GP, auto), a network's validation rows; a forest
+    and a network without 10 validation rows are judged on rows they trained on, which makes the check
+    stricter) and whether refining improved them; ``use`` False with ``why`` when there is nothing to refine with."""
     from polyinv.trust.domain import ApplicabilityDomain, heldout_recipes
 
     if not domain:
@@ -406,9 +416,12 @@ def fit_check(model, domain: dict | None, frame: pd.DataFrame, forward, setting:
     elif len(frame) < 10:
         record = {"use": False, "why": f"only {len(frame)} held-out training rows to check refinement on"}
     else:
-        low, high = _box(dom)
-        record = tune(forward, frame.reset_index(drop=True), frame[names].to_numpy(np.float64),
-                      heldout_recipes(model, frame), names, low, high, rows=rows, seed=seed, log=log)
+        inputs = frame[list(dom.side_names) + list(dom.mmd_names)].reset_index(drop=True)  # what predict will see
+        try:
+            record = tune(forward, inputs, frame[names].to_numpy(np.float64), heldout_recipes(model, frame), names,
+                          *_box(dom, forward), rows=rows, seed=seed, log=log)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # the model is kept, refinement declined
+            record = {"use": False, "why": f"the refine check failed: {str(exc).splitlines()[0]}"}
     dom.refine = record
     return dom.to_dict()
 
@@ -440,14 +453,15 @@ def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, pr
         return None
     names = list(model.target_names)
     cols = [names.index(t) for t in REFINED]
-    low, high = _box(model_domain(model))
+    low, high = _box(model_domain(model), forward)
     with tqdm(total=len(frame), desc="candidates", unit="row", disable=not progress) as bar:
         found = candidates(forward, frame.reset_index(drop=True), recipe[:, cols], noise, low, high, k, progress=bar.update)
     out = {}
     for j, result in enumerate(found, start=1):
-        values = as_targets(result, names, np.full_like(recipe, np.nan))
+        values = as_targets(result, names, np.full_like(recipe, np.nan))  # a reverted optimum is no candidate
         out.update({f"candidate{j}_{t}": values[:, i] for i, t in enumerate(names)})
-        out[f"candidate{j}_hellinger"], out[f"candidate{j}_loglik"] = result.hellinger, result.loglik
+        out[f"candidate{j}_hellinger"] = np.where(result.reverted, np.nan, result.hellinger)
+        out[f"candidate{j}_loglik"] = np.where(result.reverted, np.nan, result.loglik)
     return pd.DataFrame(out)
 
 
@@ -464,13 +478,14 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
         return None
     names = list(model.target_names)
     cols = [names.index(t) for t in REFINED]
-    low, high = _box(model_domain(model))
+    low, high = _box(model_domain(model), forward)
     observed = frame.reset_index(drop=True)
     with tqdm(total=len(observed), desc="refining", unit="row", disable=not progress) as bar:
         result = refine(forward, observed, recipe[:, cols], noise, low, high, progress=bar.update)
     refined = as_targets(result, names, recipe)
     extra = pd.DataFrame({f"model_{t}": recipe[:, j] for j, t in enumerate(names)})
-    extra["refine_hellinger"], extra["refine_loglik"], extra["refine_changed"] = result.hellinger, result.loglik, result.changed
+    changed = np.any(np.abs(refined - recipe) > 1e-9 * (1 + np.abs(recipe)), axis=1)  # the answer differs from the model's
+    extra["refine_hellinger"], extra["refine_loglik"], extra["refine_changed"] = result.hellinger, result.loglik, changed
     return refined, extra
 
 

@@ -97,10 +97,25 @@ def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
             lo, hi = float(low), float(high)
         except ValueError:
             raise PolyinvError(f"--bounds {item!r}: LOW and HIGH must be numbers") from None
-        if not 0 < lo < hi if name != "temp" else not lo < hi:
-            raise PolyinvError(f"--bounds {item!r}: need 0 < LOW < HIGH")
         out[name] = (lo, hi)
     return out
+
+
+def check_bounds(bounds: dict, forward, where: str) -> None:
+    """Bounds the simulator can run: finite, LOW < HIGH, concentrations positive and below pure monomer,
+    temperatures within the simulator's limits."""
+    import math
+
+    from polyinv.sim.designs import TEMP_LIMITS
+
+    limits = {"cBA_0": (0.0, forward.parameters.max_cBA), "cAIBN_0": (0.0, math.inf), "temp": TEMP_LIMITS,
+              "time": (0.0, math.inf)}
+    for name, (lo, hi) in bounds.items():
+        floor, ceiling = limits[name]
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise PolyinvError(f"{where}: the bounds of {name} must be finite with LOW < HIGH, got {lo:g}:{hi:g}")
+        if not (floor < lo and hi <= ceiling) if name != "temp" else not (floor <= lo and hi <= ceiling):
+            raise PolyinvError(f"{where}: the bounds of {name} must lie within {floor:g}-{ceiling:g}, got {lo:g}:{hi:g}")
 
 
 def forward_residuals(forward) -> str:
@@ -153,21 +168,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = out.absolute().parent
         if not folder.exists() or not os.access(folder, os.W_OK):
             raise PolyinvError(f"--out {out}: the folder {folder} does not exist or is not writable")
+        if args.plot and Path(args.plot).exists() and not args.overwrite:
+            raise PolyinvError(f"--plot {args.plot} exists; pass --overwrite to replace it")
         forward, bounds, where = forward_and_bounds(args)
         bounds = parse_bounds(args.bounds, bounds)
         max_time = forward.t_max if args.max_time is None else args.max_time
-        if not 0 < max_time:
-            raise PolyinvError(f"--max-time must be positive, got {max_time:g}")
+        if not 0 < max_time < float("inf"):
+            raise PolyinvError(f"--max-time must be a positive number of seconds, got {max_time:g}")
         if targets.get("conversion", 0) > forward.x_stop:
             raise PolyinvError(f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})")
         bounds["time"] = (min(60.0, 0.5 * max_time), max_time)
+        check_bounds(bounds, forward, "--bounds" if args.bounds else where)
         from polyinv.atomic import atomic_path
         from polyinv.design import design
 
         print(forward_residuals(forward))
         print("bounds (" + (where if not args.bounds else "given") + "): " +
               ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items()))
-        result = design(forward, targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top)
+        try:
+            result = design(forward, targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top)
+        except ValueError as exc:  # the simulator refused a recipe inside the bounds
+            raise PolyinvError(f"design: {str(exc).splitlines()[0]}") from None
         with atomic_path(out) as tmp:
             result.table.to_csv(tmp, index=False)
         print(result.message)

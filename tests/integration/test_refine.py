@@ -128,3 +128,5 @@ def test_design_meets_reachable_targets_and_says_when_none_can(tmp_path, capsys)
     assert "give --Mw or --dispersity, not both" in capsys.readouterr().err
     assert design_cli.main(["--Mn", "10000", "--bounds", "temp=80", "--out", str(tmp_path / "x.csv")]) == 2
     assert "expected FIELD=LOW:HIGH" in capsys.readouterr().err
+    assert design_cli.main(["--Mn", "10000", "--bounds", "temp=-10:250", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "the bounds of temp must lie within 0-200" in capsys.readouterr().err
