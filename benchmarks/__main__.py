@@ -12,6 +12,7 @@ repository root).
   python -m benchmarks calibration                             (calibrated forward model vs the suite: results/calibration)
   python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
   python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
+  python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
     parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
+    parser.add_argument("--recheck", action="store_true",
+                        help="refine: the fit-time check and the test rows of every recorded run again, without refitting")
     parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
 
     def body() -> int:
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [name for name in names if name not in known]
             if unknown:
                 raise PolyinvError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            if args.recheck:
+                print(f"wrote {refine.recheck(out, bm.REPO_ROOT, args.sets)}")
+                return 0
             if names == ["design"]:
                 print(f"wrote {refine.design_benchmark(out)}")
                 return 0

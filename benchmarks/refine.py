@@ -43,10 +43,7 @@ def data_path(name: str, root: Path) -> Path:
 
 def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool = False) -> dict:
     """Fit with the user's trust settings, then refine the test rows; cached in ``out/<name>/records``."""
-    from polyinv.data.io import read_table
-    from polyinv.inference import predict_frame
     from polyinv.models import load_model, resolve_checkpoint
-    from polyinv.refine import model_refine, refine_columns
 
     from benchmarks import harness as bm
 
@@ -58,7 +55,18 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
     fit = bm.run_one(model, seed, data, out / name, overrides={"trust.forward": "auto", "trust.refine": "auto"}, force=True)
     fit_seconds = time.perf_counter() - started
     run_dir = Path(fit["run_dir"])
-    loaded = load_model(resolve_checkpoint(run_dir))
+    check = json.loads((run_dir / "run.json").read_text()).get("refine_check")
+    record = score(load_model(resolve_checkpoint(run_dir)), name, model, seed, run_dir, data, fit_seconds, check)
+    write_json(record, record_path)
+    return record
+
+
+def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, fit_seconds: float, check) -> dict:
+    """The record of one run: its test rows' answers and refined answers (as ``predict --refine`` gives them)."""
+    from polyinv.data.io import read_table
+    from polyinv.inference import predict_frame
+    from polyinv.refine import model_refine, refine_columns
+
     rows = pd.read_csv(run_dir / "predictions_test.csv")["row"].to_numpy()
     sheet = "compuesta" if data.suffix == ".xlsx" else None
     frame = read_table(data, list(COMPOSITE_COLUMNS), sheet=sheet).iloc[rows].reset_index(drop=True)
@@ -70,14 +78,43 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
     result = refine_columns(loaded, frame, answer, progress=False)
     seconds = time.perf_counter() - started
     refined = answer if result is None else result[0]
-    info = json.loads((run_dir / "run.json").read_text())
-    record = {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
-              "used": result is not None, "why": why, "check": info.get("refine_check"),
-              "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
-              "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
-              "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
-    write_json(record, record_path)
-    return record
+    return {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
+            "used": result is not None, "why": why, "check": check,
+            "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
+            "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
+            "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
+
+
+def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=print) -> Path:
+    """Every recorded run again without refitting: the fit-time refine check on the run's own held-out training
+    rows (rebuilt from its config) with the code as it is now, then its test rows refined. For changes to
+    refinement alone; the records say ``rechecked``."""
+    from polyinv.config import load_yaml
+    from polyinv.models import CLASSICAL, AutoModel, load_model, resolve_checkpoint
+    from polyinv.train import build_datamodule, refine_check
+    from polyinv.trust.domain import model_forward
+
+    for path in sorted(out.glob("*/records/*_seed*.json")):
+        old = json.loads(path.read_text())
+        if names and old["set"] not in names:
+            continue
+        run_dir = Path(old["run_dir"])
+        config = load_yaml(run_dir / "config.yaml")
+        dm = build_datamodule(config)
+        dm.setup("fit")
+        loaded = load_model(resolve_checkpoint(run_dir))
+        fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+        kind = config["model"]["kind"]
+        held = fit_rows if kind in CLASSICAL or kind == AutoModel.kind or len(dm.val_idx) < 10 else dm.val_frame
+        forward, _ = model_forward(loaded)
+        loaded.domain = refine_check(config, loaded, held, (forward, ""), verbose=False)
+        check = loaded.domain.get("refine")
+        record = score(loaded, old["set"], old["model"], old["seed"], run_dir, data_path(old["set"], root),
+                       old["fit_seconds"], check) | {"rechecked": True}
+        write_json(record, path)
+        progress(f"{old['set']} {old['model']} seed {old['seed']}: {record['model_metrics']['global']['r2']:.4f} -> "
+                 f"{record['refined_metrics']['global']['r2']:.4f} ({'refined' if record['used'] else 'declined'})")
+    return write_table(out)
 
 
 def _pm(values: Sequence[float]) -> str:

@@ -29,8 +29,12 @@ from polyinv.sim.kinetics import DEFAULT_N_STEPS
 
 #: The refined coordinates: cBA_0 (mol/L), ln cAIBN_0, temp (°C).
 REFINED = ("cBA_0", "cAIBN_0", "temp")
-#: Conversion below the protocol's stop by more than this: the run went the full time.
-RAN_FULL_MARGIN = 0.002
+#: A row's conversion (with the model's cBA_0) below the protocol's stop by more than this many standard
+#: errors (from the model's cBA_0 error; at least 1e-4) ran the full time; the others stopped at the stop.
+#: Runs end just short of the stop too (0.9997 of it on the shipped grid), so the line must be this narrow.
+STOP_SIGMAS = 3.0
+#: Bounds of the measured noise widths (a forward model that reproduces its rows exactly measures none).
+MAX_CHAINS, MIN_SCALAR = 1e9, 1e-4
 #: Prior strengths tried at fit time (multiples of the model's held-out error as the prior's width).
 PRIOR_GRID = (0.1, 0.5, 2.0)
 #: A refinement must raise the held-out rows' global R² by this much to be used.
@@ -110,7 +114,9 @@ class _Problem:
         self.evidence = "cBA_time" in observed.columns
         if self.evidence:
             conversion = 1.0 - self.obs["cBA_time"] / np.clip(z0[:, 0], 1e-9, None)
-            self.ran_full = conversion < forward.x_stop - RAN_FULL_MARGIN
+            margin = STOP_SIGMAS * (1.0 - forward.x_stop) * noise.scale[0] / np.clip(z0[:, 0], 1e-9, None)
+            self.ran_full = conversion < forward.x_stop - np.maximum(margin, 1e-4)
+        self.stopped = self.evidence & ~self.ran_full
         self.n_data = self.sqrt_p.shape[1] + len(self.scalars) + 1
         self.width = self.n_data + (3 if self.prior.any() else 0)
 
@@ -123,7 +129,7 @@ class _Problem:
             # a run that stopped early is simulated past the limit too: a recipe that would reach the stop
             # just after it then costs a little (the time term), not a jump in every outcome
             long = {"t_max": LONG_RUN * self.forward.t_max, "n_steps": int(np.ceil(LONG_RUN * DEFAULT_N_STEPS))}
-            for mask, x_stop, extra in ((~self.ran_full, None, long), (self.ran_full, NO_STOP, {})):
+            for mask, x_stop, extra in ((self.stopped, None, long), (self.ran_full, NO_STOP, {})):
                 if mask.any():
                     part = self.forward.simulate(recipes[mask], x_stop=x_stop, **extra)
                     part.index = recipes.index[mask]
@@ -140,8 +146,7 @@ class _Problem:
             else:
                 parts.append((np.log(np.clip(s, 1e-12, None) / self.obs[c]) / noise.scalar)[:, None])
         late = np.clip(sim["time"].to_numpy(np.float64) - self.forward.t_max, 0.0, None)
-        stopped = ~self.ran_full & self.evidence
-        parts.append(np.where(stopped, late / (TIME_SIGMA * self.forward.t_max), 0.0)[:, None])
+        parts.append(np.where(self.stopped, late / (TIME_SIGMA * self.forward.t_max), 0.0)[:, None])
         r = np.concatenate(parts, axis=1)
         return np.where(np.isfinite(r), r, _BAD)
 
@@ -274,8 +279,7 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
     sim = problem.simulate(z)
     # a row that stopped at the conversion limit must stop before the time limit: a refined recipe that does not
     # contradicts the data, and the row keeps the model's answer
-    stopped = problem.evidence & ~problem.ran_full
-    reverted = stopped & (sim["time"].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
+    reverted = problem.stopped & (sim["time"].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
     if reverted.any():
         z = np.where(reverted[:, None], z_model, z)
         sim = problem.simulate(z)
@@ -312,9 +316,9 @@ def noise_from_truth(forward, observed: pd.DataFrame, true_recipe: np.ndarray, h
     logs = [np.log(sim[c].to_numpy() / observed[c].to_numpy()) for c in ("Mn", "Mw") if c in observed.columns]
     if "cBA_time" in observed.columns:
         logs.append((sim["cBA_time"].to_numpy() - observed["cBA_time"].to_numpy()) / observed["cBA_time"].to_numpy())
-    scalar = max(float(np.sqrt(np.nanmean(np.concatenate(logs) ** 2))), 1e-4) if logs else 1.0
+    scalar = max(float(np.sqrt(np.nanmean(np.concatenate(logs) ** 2))), MIN_SCALAR) if logs else 1.0
     scale = np.sqrt(np.nanmean((z_held - z_true) ** 2, axis=0))
-    return NoiseModel(min(chains, 1e9), scalar, prior, tuple(np.maximum(scale, [1e-4, 1e-4, 1e-3]).tolist()))
+    return NoiseModel(min(chains, MAX_CHAINS), scalar, prior, tuple(np.maximum(scale, [1e-4, 1e-4, 1e-3]).tolist()))
 
 
 def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray, weight: np.ndarray | None = None) -> float:
