@@ -90,8 +90,8 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
     rows (rebuilt from its config) with the code as it is now, then its test rows refined. For changes to
     refinement alone; the records say ``rechecked``."""
     from polyinv.config import load_yaml
-    from polyinv.models import CLASSICAL, AutoModel, load_model, resolve_checkpoint
-    from polyinv.train import build_datamodule, refine_check
+    from polyinv.models import load_model, resolve_checkpoint
+    from polyinv.train import build_datamodule, refine_check, refine_rows
     from polyinv.trust.domain import model_forward
 
     for path in sorted(out.glob("*/records/*_seed*.json")):
@@ -103,11 +103,8 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
         dm = build_datamodule(config)
         dm.setup("fit")
         loaded = load_model(resolve_checkpoint(run_dir))
-        fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
-        kind = config["model"]["kind"]
-        held = fit_rows if kind in CLASSICAL or kind == AutoModel.kind or len(dm.val_idx) < 10 else dm.val_frame
         forward, _ = model_forward(loaded)
-        loaded.domain = refine_check(config, loaded, held, (forward, ""), verbose=False)
+        loaded.domain = refine_check(config, loaded, refine_rows(dm, config["model"]["kind"]), (forward, ""), verbose=False)
         check = loaded.domain.get("refine")
         record = score(loaded, old["set"], old["model"], old["seed"], run_dir, data_path(old["set"], root),
                        old["fit_seconds"], check) | {"rechecked": True}

@@ -464,19 +464,28 @@ def model_refine(model):
     return forward, NoiseModel.from_dict(record["noise"]), record.get("why", "")
 
 
-def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True) -> pd.DataFrame | None:
-    """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
-    ``predict --candidates``; None when the model's refine check declined."""
-    from tqdm.auto import tqdm
-
+def _prepared(model):
+    """(forward model, noise model, refined columns' indices in the model's targets, box low, box high) of a
+    loaded model whose refine check let refinement run, else None."""
     from polyinv.trust.domain import model_domain
 
     forward, noise, _ = model_refine(model)
     if forward is None:
         return None
     names = list(model.target_names)
-    cols = [names.index(t) for t in REFINED]
-    low, high = _box(model_domain(model), forward)
+    return forward, noise, [names.index(t) for t in REFINED], *_box(model_domain(model), forward)
+
+
+def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True) -> pd.DataFrame | None:
+    """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
+    ``predict --candidates``; None when the model's refine check declined."""
+    from tqdm.auto import tqdm
+
+    prepared = _prepared(model)
+    if prepared is None:
+        return None
+    forward, noise, cols, low, high = prepared
+    names = list(model.target_names)
     with tqdm(total=len(frame), desc="candidates", unit="row", disable=not progress) as bar:
         found = candidates(forward, frame.reset_index(drop=True), recipe[:, cols], noise, low, high, k, progress=bar.update)
     out = {}
@@ -494,14 +503,11 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
     refine check declined (:func:`model_refine` says why)."""
     from tqdm.auto import tqdm
 
-    from polyinv.trust.domain import model_domain
-
-    forward, noise, _ = model_refine(model)
-    if forward is None:
+    prepared = _prepared(model)
+    if prepared is None:
         return None
+    forward, noise, cols, low, high = prepared
     names = list(model.target_names)
-    cols = [names.index(t) for t in REFINED]
-    low, high = _box(model_domain(model), forward)
     observed = frame.reset_index(drop=True)
     with tqdm(total=len(observed), desc="refining", unit="row", disable=not progress) as bar:
         result = refine(forward, observed, recipe[:, cols], noise, low, high, progress=bar.update)

@@ -241,6 +241,15 @@ def forward_info(domain: dict | None) -> dict:
     return {"forward_model": fm.describe(), "forward_fit": fm.fit, **refine}
 
 
+def refine_rows(dm: PolyDataModule, kind: str) -> pd.DataFrame:
+    """The held-out rows of a run's refine check: the non-test rows for models that answer them by leave-one-out
+    (or judge themselves on them: forests), a network's validation rows (the non-test rows below 10 of them)."""
+    fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
+    if kind in CLASSICAL or kind == AutoModel.kind or len(dm.val_idx) < 10:
+        return fit_rows
+    return dm.val_frame
+
+
 def refine_check(config: dict, model, frame: pd.DataFrame, forward: tuple, verbose: bool) -> dict | None:
     """The model's stored domain with the refine check (polyinv.refine.fit_check) on held-out ``frame`` rows."""
     from polyinv.refine import fit_check
@@ -334,7 +343,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     # non-test rows (training + validation) and store them in both checkpoints
     fit_rows = dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
     best.domain = fit_model_consistency(best, getattr(best, "domain", None) or model.domain, fit_rows, *forward)
-    best.domain = refine_check(config, best, dm.val_frame if len(dm.val_idx) >= 10 else fit_rows, forward, verbose)
+    best.domain = refine_check(config, best, refine_rows(dm, kind), forward, verbose)
     store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
     store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
     checks = training_fit_check(best, dm.train_frame)
