@@ -23,17 +23,31 @@ from polyinv.atomic import atomic_path
 from polyinv.metrics import evaluate, write_json
 from polyinv.schema import COMPOSITE_COLUMNS
 
-#: Data sets the refine benchmark knows beyond the suite: polyinv's noisy grid (results/noisy20000).
-EXTRA_SETS = {"grid432_noise20000": "results/noisy20000/grid432_noise20000.xlsx"}
+#: Data sets the refine benchmark knows beyond the suite, all made by polyinv's own simulator (the case where the
+#: forward model is the generator): name -> (design, recipes, chains per MMD or None for exact MMDs). The noisy
+#: grid is results/noisy20000's; the others are made once in benchmarks/data (seed 0).
+EXTRA_SETS = {"grid432_noise20000": ("grid", 432, 20000), "grid432": ("grid", 432, None),
+              "lhs125_polyinv": ("lhs", 125, None), "lhs432_polyinv_noise20000": ("lhs", 432, 20000)}
 
 
 def data_path(name: str, root: Path) -> Path:
     from benchmarks.suite import DATA_DIR, make_set, set_by_name
 
-    if name in EXTRA_SETS:
+    if name == "grid432_noise20000":
         from benchmarks.harness import noisy_grid
 
-        return noisy_grid(root / EXTRA_SETS[name], 20000)
+        return noisy_grid(root / "results/noisy20000/grid432_noise20000.xlsx", 20000)
+    if name == "grid432":
+        return root / "data" / "ba_aibn_grid432.xlsx"  # the shipped default data
+    if name in EXTRA_SETS:
+        from polyinv.sim.dataset import generate
+
+        design, n, chains = EXTRA_SETS[name]
+        path = DATA_DIR / f"{name}.csv"
+        if not path.exists():
+            DATA_DIR.mkdir(parents=True, exist_ok=True)
+            generate(design, str(path), n=n, seed=0, noise_chains=chains, progress=False)
+        return path
     spec = set_by_name(name)
     path = DATA_DIR / spec.file
     if not path.exists():
