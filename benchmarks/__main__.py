@@ -14,6 +14,7 @@ repository root).
   python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
   python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
+  python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or bm.REPO_ROOT / "results" / "refine")
             from benchmarks.suite import SETS
 
-            known = {spec.name for spec in SETS} | set(refine.EXTRA_SETS) | {"design"}
+            known = {spec.name for spec in SETS} | set(refine.EXTRA_SETS) | {"design", "design_mmd"}
             unknown = [name for name in names if name not in known]
             if unknown:
                 raise PolyinvError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if names == ["design"]:
                 print(f"wrote {refine.design_benchmark(out)}")
+                return 0
+            if names == ["design_mmd"]:
+                print(f"wrote {refine.design_mmd_benchmark(out, bm.REPO_ROOT)}")
                 return 0
             seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0, 1, 2]
             print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force)}")

@@ -5,6 +5,9 @@ stopping at its time or at the protocol's conversion); the objective is each tar
 the tolerance (5 %: a residual of 1). Three properties leave a family of recipes, so many starts (a Latin
 hypercube in the bounds) are solved at once (scipy's ``least_squares``, block-diagonal Jacobian) and the
 recipes that meet every target are ranked by reaction time; the Pareto set of (worst miss, time) is returned.
+A target MMD (on the forward model's axis) adds its shape: (√p − √q) / (√2 · the Hellinger tolerance) per point,
+so that a Hellinger distance equal to the tolerance costs as much as a property missed by its tolerance; a trained
+model's answers for that MMD join the starts.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
 from scipy.stats import qmc
+
+from polyinv.refine import sqrt_shape
+from polyinv.schema import MMD_COLUMNS
+from polyinv.trust.verify import hellinger
 
 #: Properties a design can aim at; conversion is 1 - cBA_time / cBA_0 at the end of the run.
 PROPERTIES = ("Mn", "Mw", "dispersity", "conversion")
@@ -46,9 +53,12 @@ def _simulate(forward, z: np.ndarray) -> pd.DataFrame:
 
 
 def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[float, float]], tolerance: float = 0.05,
-           n_starts: int = 48, top: int = 5, seed: int = 0, max_nfev: int = 40) -> Design:
+           n_starts: int = 48, top: int = 5, seed: int = 0, max_nfev: int = 40, mmd: np.ndarray | None = None,
+           mmd_tolerance: float = 0.02, starts: np.ndarray | None = None) -> Design:
     """Recipes inside ``bounds`` (VARIABLES → (low, high)) whose simulated properties meet ``targets``
-    (PROPERTIES → value) within ``tolerance`` (relative), shortest reaction first; at most ``top`` rows."""
+    (PROPERTIES → value) within ``tolerance`` (relative) and, with ``mmd`` (a target MMD on the forward model's
+    axis), whose MMD lies within ``mmd_tolerance`` (Hellinger) of it; shortest reaction first; at most ``top``
+    rows. ``starts``: recipes (rows of VARIABLES) to start from besides ``n_starts`` Latin-hypercube points."""
     names = [p for p in PROPERTIES if p in targets]
     want = np.array([float(targets[p]) for p in names])
     low = np.array([bounds[v][0] for v in VARIABLES], dtype=np.float64)
@@ -57,14 +67,25 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     hi_z = np.array([high[0], np.log(high[1]), high[2], high[3]])
     unit = qmc.LatinHypercube(d=4, seed=seed).random(n_starts)
     start = lo_z + unit * (hi_z - lo_z)
+    if starts is not None and len(starts):
+        given = np.column_stack([starts[:, 0], np.log(starts[:, 1]), starts[:, 2], starts[:, 3]])
+        inside = lo_z + 0.001 * (hi_z - lo_z), hi_z - 0.001 * (hi_z - lo_z)
+        start = np.vstack([np.clip(given, *inside), start])
+    n_starts = len(start)
     scale = np.log1p(tolerance)
+    target_shape = None if mmd is None else sqrt_shape(np.asarray(mmd, dtype=np.float64)[None, :])
+    n_res = len(names) + (0 if target_shape is None else target_shape.shape[1])
 
     def residuals(flat: np.ndarray) -> np.ndarray:
-        got = _outcome(_simulate(forward, flat.reshape(n_starts, 4)))
+        sim = _simulate(forward, flat.reshape(n_starts, 4))
+        got = _outcome(sim)
         r = np.column_stack([np.log(np.clip(got[p], 1e-12, None) / w) / scale for p, w in zip(names, want, strict=True)])
+        if target_shape is not None:
+            shape = (sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy(np.float64)) - target_shape) / (np.sqrt(2.0) * mmd_tolerance)
+            r = np.column_stack([r, shape])
         return np.where(np.isfinite(r), r, 1e3).ravel()
 
-    sparsity = block_diag([csr_matrix(np.ones((len(names), 4)))] * n_starts, format="csr")
+    sparsity = block_diag([csr_matrix(np.ones((n_res, 4)))] * n_starts, format="csr")
     res = least_squares(residuals, start.ravel(), jac_sparsity=sparsity, bounds=(np.tile(lo_z, n_starts), np.tile(hi_z, n_starts)),
                         x_scale=np.tile(hi_z - lo_z, n_starts), diff_step=1e-4, max_nfev=max_nfev, method="trf",
                         tr_solver="lsmr", ftol=1e-6, xtol=1e-6)
@@ -78,21 +99,29 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     for p, w in zip(names, want, strict=True):
         table[f"miss_{p}"] = got[p] / w - 1.0
     table["worst_miss"] = table[[f"miss_{p}" for p in names]].abs().max(axis=1)
-    table = table[np.isfinite(table["worst_miss"])].sort_values("worst_miss")
+    score = table["worst_miss"] / tolerance  # the worst miss in units of its tolerance
+    if target_shape is not None:
+        table["hellinger"] = hellinger(mmd[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64))
+        score = np.maximum(score, table["hellinger"] / mmd_tolerance)
+    table["score"] = score
+    table = table[np.isfinite(table["score"])].sort_values("score")
     table = _distinct(table, hi_z - lo_z)
-    meets = table["worst_miss"] <= tolerance
+    meets = table["score"] <= 1.0
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)
-        table = table[meets].sort_values(["time", "worst_miss"])
-        table = table[table["worst_miss"] <= table["worst_miss"].cummin()]
+        table = table[meets].sort_values(["time", "score"])
+        table = table[table["score"] <= table["score"].cummin()]
         message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}; those no faster "
                    "recipe matches as well (the Pareto set of time and miss), fastest first")
     else:
         best = table.iloc[0] if len(table) else None
-        message = (f"no recipe inside the bounds meets every target within {tolerance:.0%}" +
-                   (f"; the closest misses by {best['worst_miss']:.1%}" if best is not None else ""))
+        message = (f"no recipe inside the bounds meets every target within {tolerance:.0%}"
+                   + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
+                   + (f"; the closest misses by {best['worst_miss']:.1%}" if best is not None else "")
+                   + (f" (Hellinger {best['hellinger']:.4f})" if best is not None and target_shape is not None else ""))
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    table["meets"] = table["worst_miss"] <= tolerance
+    table["meets"] = table.pop("score") <= 1.0
     return Design(table.head(top).reset_index(drop=True), bool(meets.any()), message)
+
 
 
 def _distinct(table: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
@@ -103,3 +132,24 @@ def _distinct(table: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
         if all(np.max(np.abs(z[i] - z[j]) / width) > 0.02 for j in kept):
             kept.append(i)
     return table.iloc[kept]
+
+
+def inverse_starts(model, mmd: np.ndarray, mn: float, mw: float, conversions, bounds: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """The trained model's answers (rows of VARIABLES) for a target MMD at each assumed conversion: the model
+    reads cBA_time, which a target does not have, so cBA_time = cBA_0 (1 − conversion), cBA_0 from the model's
+    own answer (two passes from the middle of the bounds). Fields the model does not predict: the bounds' middle."""
+    from polyinv.inference import predict_frame
+
+    middle = {v: 0.5 * (lo + hi) for v, (lo, hi) in bounds.items()}
+    targets = list(model.target_names)
+    rows = []
+    for conversion in conversions:
+        c0 = middle["cBA_0"]
+        for _ in range(2):
+            frame = pd.DataFrame([mmd], columns=list(model.mmd_names))
+            for name, value in (("cBA_time", c0 * (1.0 - conversion)), ("Mn", mn), ("Mw", mw)):
+                frame[name] = value
+            answer = predict_frame(model, frame)[0]
+            c0 = float(answer[targets.index("cBA_0")]) if "cBA_0" in targets else c0
+        rows.append([float(answer[targets.index(v)]) if v in targets else middle[v] for v in VARIABLES])
+    return np.array(rows, dtype=np.float64)

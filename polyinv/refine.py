@@ -83,7 +83,7 @@ class Refined:
     reverted: np.ndarray  # rows whose refinement contradicted the data: the model's answer stands (time included)
 
 
-def _unit(mmd: np.ndarray) -> np.ndarray:
+def sqrt_shape(mmd: np.ndarray) -> np.ndarray:
     """√ of the MMD normalised to sum 1 (any normalisation of an evenly spaced log M axis)."""
     mmd = np.clip(np.asarray(mmd, dtype=np.float64), 0.0, None)
     total = mmd.sum(axis=1, keepdims=True)
@@ -105,7 +105,7 @@ class _Problem:
     def __init__(self, forward, observed: pd.DataFrame, z0: np.ndarray, noise: NoiseModel, prior: np.ndarray | None = None):
         self.forward, self.noise, self.z0 = forward, noise, z0
         self.prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),))
-        self.sqrt_p = _unit(observed[list(MMD_COLUMNS)].to_numpy())
+        self.sqrt_p = sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
         self.scalars = [c for c in ("Mn", "Mw", "cBA_time") if c in observed.columns]
         self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
         self.n = len(observed)
@@ -142,7 +142,7 @@ class _Problem:
 
     def data_residuals(self, sim: pd.DataFrame) -> np.ndarray:
         noise = self.noise
-        parts = [(_unit(sim[list(MMD_COLUMNS)].to_numpy()) - self.sqrt_p) * 2.0 * np.sqrt(noise.chains)]
+        parts = [(sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - self.sqrt_p) * 2.0 * np.sqrt(noise.chains)]
         for c in self.scalars:
             s = sim[c].to_numpy(np.float64)
             if c == "cBA_time":
@@ -315,7 +315,7 @@ def noise_from_truth(forward, observed: pd.DataFrame, true_recipe: np.ndarray, h
     and structural error together), and the model's held-out error as the prior's width."""
     z_true, z_held = _to_z(true_recipe), _to_z(heldout_recipe)
     sim = _Problem(forward, observed, z_true, NoiseModel(1.0, 1.0, 0.0, (1.0, 1.0, 1.0))).simulate(z_true)
-    d = _unit(sim[list(MMD_COLUMNS)].to_numpy()) - _unit(observed[list(MMD_COLUMNS)].to_numpy())
+    d = sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
     chains = 1.0 / (4.0 * max(float(np.nanmean(d ** 2)), 1e-12))
     logs = [np.log(sim[c].to_numpy() / observed[c].to_numpy()) for c in ("Mn", "Mw") if c in observed.columns]
     if "cBA_time" in observed.columns:

@@ -1,8 +1,9 @@
 """``polyinv design --Mn 20000 [--Mw 45000 | --dispersity 2.2] [--conversion 0.7] [--max-time 3600]
-[--ckpt RUN | --calibration CAL.yaml] [--bounds temp=60:75 ...] --out designs.csv [--plot designs.png]``.
+[--ckpt RUN | --calibration CAL.yaml] [--bounds temp=60:75 ...] --out designs.csv [--plot designs.png]``, or
+``polyinv design --mmd wanted.csv [--conversion 0.7] ...`` for target MMDs (one per row).
 
-Proposes recipes whose simulated properties meet the targets within the tolerance, each verified by the forward
-model (its simulated outcome beside the target), fastest first. The forward model is a trained model's (its
+Proposes recipes whose simulated properties meet the targets within the tolerance (and whose MMD matches a
+target MMD), each verified by the forward model (its simulated outcome beside the target), fastest first. The forward model is a trained model's (its
 training file's kinetics, axis and protocol), a calibration's, or polyinv's own; a design is only as good as
 that model, so its calibration residuals are printed with the answer.
 """
@@ -23,6 +24,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dispersity", type=float, default=None, help="target Mw/Mn (instead of --Mw)")
     p.add_argument("--conversion", type=float, default=None, help="target monomer conversion at the end of the run (0-1)")
     p.add_argument("--max-time", type=float, default=None, help="longest reaction time allowed, s (default: the protocol's limit)")
+    p.add_argument("--mmd", default=None, metavar="FILE",
+                   help="target MMDs, one per row (.xlsx, .csv or .parquet with MMD1..MMD100 on the forward model's axis; "
+                        "Mn, Mw columns are targets too, else computed from the MMD); instead of --Mn/--Mw/--dispersity")
+    p.add_argument("--sheet", default=None, help="sheet of an .xlsx --mmd file (default: compuesta)")
+    p.add_argument("--mmd-tolerance", type=float, default=0.02,
+                   help="Hellinger distance allowed between a target MMD and a recipe's (default 0.02)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--ckpt", default=None, help="a trained model: its forward model and training ranges")
     source.add_argument("--calibration", metavar="CAL.yaml", default=None, help="a `polyinv calibrate` file")
@@ -33,17 +40,22 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--starts", type=int, default=48, help="starting recipes of the search (default 48)")
     p.add_argument("--out", required=True, help="CSV of the proposed recipes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--plot", default=None, help="PNG of the proposed recipes' MMDs with the target Mn/Mw marked")
+    p.add_argument("--plot", default=None, help="PNG of the proposed recipes' MMDs with the target Mn/Mw (or the target MMD) "
+                                                "marked; with several target MMDs one PNG per row, named <stem>_row<i>.png")
     return p
 
 
 def targets_of(args) -> dict[str, float]:
     if args.Mw is not None and args.dispersity is not None:
         raise PolyinvError("give --Mw or --dispersity, not both")
+    if args.mmd and any(v is not None for v in (args.Mn, args.Mw, args.dispersity)):
+        raise PolyinvError("with --mmd, Mn and Mw come from the file; drop --Mn, --Mw and --dispersity")
     targets = {k: v for k, v in (("Mn", args.Mn), ("Mw", args.Mw), ("dispersity", args.dispersity),
                                  ("conversion", args.conversion)) if v is not None}
-    if not targets:
-        raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity or --conversion")
+    if not targets and not args.mmd:
+        raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity, --conversion or --mmd")
+    if not 0 < args.mmd_tolerance < 1:
+        raise PolyinvError(f"--mmd-tolerance is a Hellinger distance between 0 and 1, got {args.mmd_tolerance:g}")
     for name, value in targets.items():
         if not value > 0:
             raise PolyinvError(f"--{name} must be positive, got {value:g}")
@@ -59,7 +71,7 @@ def targets_of(args) -> dict[str, float]:
 
 
 def forward_and_bounds(args) -> tuple:
-    """(forward model, default bounds of cBA_0/cAIBN_0/temp, where they come from)."""
+    """(forward model, default bounds of cBA_0/cAIBN_0/temp, where they come from, the trained model or None)."""
     from polyinv.schema import NOMINAL_RANGES
     from polyinv.sim.forward import ForwardModel
 
@@ -75,15 +87,39 @@ def forward_and_bounds(args) -> tuple:
         dom = model_domain(model)
         names = list(dom.target_names)
         bounds = {k: (float(dom.target_low[names.index(k)]), float(dom.target_high[names.index(k)])) for k in bounds}
-        return forward, bounds, f"the training ranges of {args.ckpt}"
+        return forward, bounds, f"the training ranges of {args.ckpt}", model
     if args.calibration:
         from polyinv.sim.calibrate import read_yaml
 
         try:
-            return read_yaml(args.calibration), bounds, "the study's ranges"
+            return read_yaml(args.calibration), bounds, "the study's ranges", None
         except ValueError as exc:
             raise PolyinvError(f"--calibration {exc}") from None
-    return ForwardModel(), bounds, "the study's ranges"
+    return ForwardModel(), bounds, "the study's ranges", None
+
+
+def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
+    """(MMDs (rows × points), Mn, Mw) of a target file; Mn/Mw from the MMD on the forward model's axis where the
+    file has no such columns."""
+    import numpy as np
+
+    from polyinv.data.io import read_table, row_text
+    from polyinv.schema import MMD_COLUMNS
+    from polyinv.sim.grid import moments_from_mmd
+
+    frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=("Mn", "Mw"))
+    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    empty = np.flatnonzero(mmd.sum(axis=1) <= 0)
+    if len(empty):
+        raise PolyinvError(f"--mmd {path}: {row_text(int(empty[0]))}: the MMD is zero everywhere")
+    if mmd.shape[1] != forward.axis.n_points:
+        raise PolyinvError(f"--mmd {path}: {mmd.shape[1]} MMD points, the forward model's axis has {forward.axis.n_points}")
+    mn, mw = moments_from_mmd(mmd, forward.axis)
+    if "Mn" in frame:
+        mn = frame["Mn"].to_numpy(np.float64)
+    if "Mw" in frame:
+        mw = frame["Mw"].to_numpy(np.float64)
+    return mmd, np.asarray(mn, dtype=np.float64), np.asarray(mw, dtype=np.float64)
 
 
 def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
@@ -129,7 +165,7 @@ def forward_residuals(forward) -> str:
             f"(a design is only as good as this model)")
 
 
-def plot(path: Path, forward, table, targets: dict) -> None:
+def plot(path: Path, forward, table, targets: dict, mmd=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,6 +178,10 @@ def plot(path: Path, forward, table, targets: dict) -> None:
     sim = forward.simulate(table[["cBA_0", "cAIBN_0", "temp"]], t_max=table["time"].to_numpy())
     log_m = np.linspace(forward.axis.log10m_min, forward.axis.log10m_max, forward.axis.n_points)
     fig, ax = plt.subplots(figsize=(7, 4))
+    if mmd is not None:  # the target on the simulator's normalisation, for comparison
+        shown = np.asarray(mmd, dtype=np.float64)
+        ax.plot(log_m, shown / shown.sum() * sim[list(MMD_COLUMNS)].to_numpy(float).sum(axis=1).mean(), color="k", lw=2.5,
+                alpha=0.5, label="target MMD")
     for i, row in table.iterrows():
         ax.plot(log_m, sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
                 label=f"#{row['rank']}: {row['cBA_0']:.2f} mol/L, {row['cAIBN_0']:.4f} mol/L, {row['temp']:.1f} °C, {row['time']:.0f} s")
@@ -168,9 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = out.absolute().parent
         if not folder.exists() or not os.access(folder, os.W_OK):
             raise PolyinvError(f"--out {out}: the folder {folder} does not exist or is not writable")
-        if args.plot and Path(args.plot).exists() and not args.overwrite:
-            raise PolyinvError(f"--plot {args.plot} exists; pass --overwrite to replace it")
-        forward, bounds, where = forward_and_bounds(args)
+        if args.sheet and not args.mmd:
+            raise PolyinvError("--sheet names a sheet of the --mmd file; give --mmd")
+        forward, bounds, where, model = forward_and_bounds(args)
         bounds = parse_bounds(args.bounds, bounds)
         max_time = forward.t_max if args.max_time is None else args.max_time
         if not 0 < max_time < float("inf"):
@@ -179,24 +219,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})")
         bounds["time"] = (min(60.0, 0.5 * max_time), max_time)
         check_bounds(bounds, forward, "--bounds" if args.bounds else where)
+        jobs = [(None, targets, None, None)]  # (row of --mmd, targets, target MMD, starting recipes)
+        if args.mmd:
+            import numpy as np
+
+            from polyinv.design import inverse_starts
+
+            mmds, mns, mws = read_target_mmds(args.mmd, args.sheet, forward)
+            conversions = [targets["conversion"]] if "conversion" in targets else list(np.linspace(0.2, forward.x_stop - 0.02, 3))
+            jobs = [(i, {**targets, "Mn": float(mns[i]), "Mw": float(mws[i])}, mmds[i],
+                     None if model is None else inverse_starts(model, mmds[i], float(mns[i]), float(mws[i]), conversions, bounds))
+                    for i in range(len(mmds))]
+        plots = [None] * len(jobs)
+        if args.plot:
+            plots = [Path(args.plot) if len(jobs) == 1 else
+                     Path(args.plot).with_name(f"{Path(args.plot).stem}_row{row}{Path(args.plot).suffix}") for row, *_ in jobs]
+            taken = [p for p in plots if p.exists()]
+            if taken and not args.overwrite:
+                raise PolyinvError(f"--plot: {taken[0]} exists; pass --overwrite to replace it")
+        import pandas as pd
+
         from polyinv.atomic import atomic_path
         from polyinv.design import design
 
         print(forward_residuals(forward))
         print("bounds (" + (where if not args.bounds else "given") + "): " +
               ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items()))
-        try:
-            result = design(forward, targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top)
-        except ValueError as exc:  # the simulator refused a recipe inside the bounds
-            raise PolyinvError(f"design: {str(exc).splitlines()[0]}") from None
+        results = []
+        for row, job_targets, mmd, starts in jobs:
+            try:
+                result = design(forward, job_targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top,
+                                mmd=mmd, mmd_tolerance=args.mmd_tolerance, starts=starts)
+            except ValueError as exc:  # the simulator refused a recipe inside the bounds
+                raise PolyinvError(f"design: {str(exc).splitlines()[0]}") from None
+            if row is not None:
+                result.table.insert(0, "row", row)
+                print(f"target MMD of data row {row} (Mn {job_targets['Mn']:.5g}, Mw {job_targets['Mw']:.5g}):")
+            print(result.message)
+            shown = ["rank", "cBA_0", "cAIBN_0", "temp", "time", *(f"sim_{k}" for k in job_targets), "worst_miss",
+                     *(["hellinger"] if mmd is not None else [])]
+            print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+            results.append(result)
         with atomic_path(out) as tmp:
-            result.table.to_csv(tmp, index=False)
-        print(result.message)
-        shown = ["rank", "cBA_0", "cAIBN_0", "temp", "time", *(f"sim_{k}" for k in targets), "worst_miss"]
-        print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-        if args.plot and len(result.table):
-            plot(Path(args.plot), forward, result.table, targets)
-            print(f"wrote {args.plot}")
+            pd.concat([r.table for r in results], ignore_index=True).to_csv(tmp, index=False)
+        for path, (_, job_targets, mmd, _), result in zip(plots, jobs, results, strict=True):
+            if path is not None and len(result.table):
+                plot(path, forward, result.table, job_targets, mmd)
+                print(f"wrote {path}")
         print(f"wrote {out}")
         return 0
 

@@ -87,8 +87,9 @@ def read_table(
     columns: Sequence[str],
     sheet: str | None = None,
     mmd_columns: Sequence[str] = MMD_COLUMNS,
+    optional: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Read ``path`` and return exactly ``columns`` as float64, validated.
+    """Read ``path`` and return exactly ``columns`` as float64, validated (and those of ``optional`` the file has).
 
     Every problem raises :class:`PolyinvError` with a one-line message naming the file, sheet,
     column, row and value: a missing file or sheet, a missing column, an MMD of the wrong length,
@@ -105,6 +106,7 @@ def read_table(
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PolyinvError(f"{where}: missing column(s) {', '.join(missing)}")
+    columns = [*columns, *(c for c in optional if c in frame.columns and c not in columns)]
     out = {}
     for column in columns:
         raw = frame[column]

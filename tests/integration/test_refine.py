@@ -130,3 +130,41 @@ def test_design_meets_reachable_targets_and_says_when_none_can(tmp_path, capsys)
     assert "expected FIELD=LOW:HIGH" in capsys.readouterr().err
     assert design_cli.main(["--Mn", "10000", "--bounds", "temp=-10:250", "--out", str(tmp_path / "x.csv")]) == 2
     assert "the bounds of temp must lie within 0-200" in capsys.readouterr().err
+
+
+def test_design_from_target_mmds(small_files, capsys):
+    """Target MMDs of polyinv-made runs (Mn, Mw computed from the MMD): each gets a recipe whose simulated MMD
+    matches within the Hellinger tolerance, re-simulated here; the trained model's answers join the starts."""
+    from polyinv.cli import design as design_cli
+    from polyinv.schema import MMD_COLUMNS
+    from polyinv.trust.verify import hellinger
+
+    folder, train, query = small_files
+    run_dir = _fit(folder, train, "gp_design_mmd", "--trust.refine", "none")
+    wanted = pd.read_csv(query).iloc[:2][list(MMD_COLUMNS)]
+    wanted.to_csv(folder / "wanted.csv", index=False)
+    out = folder / "designs.csv"
+    capsys.readouterr()
+    assert design_cli.main(["--mmd", str(folder / "wanted.csv"), "--ckpt", str(run_dir), "--starts", "6", "--top", "3",
+                            "--out", str(out), "--plot", str(folder / "d.png")]) == 0
+    text = capsys.readouterr().out
+    assert "target MMD of data row 0" in text and "target MMD of data row 1" in text
+    table = pd.read_csv(out)
+    assert set(table["row"]) == {0, 1} and (folder / "d_row0.png").exists() and (folder / "d_row1.png").exists()
+    for row, group in table.groupby("row"):
+        best = group.iloc[0]
+        assert best["meets"] and best["hellinger"] <= 0.02 and best["worst_miss"] <= 0.05, best
+        again = simulate_many(pd.DataFrame({k: [best[k]] for k in ("cBA_0", "cAIBN_0", "temp")}), t_max=best["time"],
+                              progress=False)
+        assert hellinger(wanted.iloc[row].to_numpy(), again[list(MMD_COLUMNS)].to_numpy())[0] <= 0.02
+        assert (group["time"].diff().dropna() >= 0).all()  # fastest first
+    zero = wanted.copy()
+    zero.iloc[1] = 0.0
+    zero.to_csv(folder / "zero.csv", index=False)
+    assert design_cli.main(["--mmd", str(folder / "zero.csv"), "--out", str(folder / "z.csv")]) == 2
+    assert "data row 1 (line 3 of the file): the MMD is zero everywhere" in capsys.readouterr().err
+    assert design_cli.main(["--mmd", str(folder / "wanted.csv"), "--Mn", "20000", "--out", str(folder / "z.csv")]) == 2
+    assert "with --mmd, Mn and Mw come from the file" in capsys.readouterr().err
+    assert design_cli.main(["--Mn", "20000", "--sheet", "x", "--out", str(folder / "z.csv")]) == 2
+    assert "--sheet names a sheet of the --mmd file" in capsys.readouterr().err
+    assert not (folder / "z.csv").exists()
