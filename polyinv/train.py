@@ -324,6 +324,10 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
         raise PolyinvError(f"trainer settings: {str(exc).strip().splitlines()[0]}") from exc
     ckpt_path = None if resume is None else check_resumable(resume, trainer_cfg.get("max_epochs"))
+    if model.hparams.optimizer == "lbfgs":  # its line search compares close losses: keep GPU convolutions in full
+        import torch  # float32 (PyTorch lets cuDNN use TF32, a 10-bit mantissa, by default; see README, GPU)
+
+        torch.backends.cudnn.allow_tf32 = False
     started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
