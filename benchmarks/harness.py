@@ -371,7 +371,7 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         if (frame.seed >= 5).any():
             parts += [markdown_table(frame, order, "Every recorded seed", with_study=False).strip(), "",
                       "Seeds per model: " + "; ".join(f"{m} {_seed_text(frame[frame.model == m].seed)}" for m in order) + ".", ""]
-        for extra in ("coverage.md", "ceiling.md"):
+        for extra in ("coverage.md", "ceiling.md", "ceiling_box.md"):
             if (results / folder / extra).exists():
                 parts += [(results / folder / extra).read_text().strip().replace("### ", "#### "), ""]
     suite = results / "suite" / "suite.md"
