@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
     parser.add_argument("--recheck", action="store_true",
                         help="refine: the fit-time check and the test rows of every recorded run again, without refitting")
+    parser.add_argument("--candidates", type=int, default=0, metavar="K", help="refine: also measure --candidates K on the test rows")
     parser.add_argument("--box", action="store_true", help="ceiling: the posterior mean over the training box (no design) instead")
     parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {refine.design_mmd_benchmark(out, bm.REPO_ROOT)}")
                 return 0
             seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0, 1, 2]
-            print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force)}")
+            print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force, candidates=args.candidates)}")
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration

@@ -55,7 +55,7 @@ def data_path(name: str, root: Path) -> Path:
     return path
 
 
-def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool = False) -> dict:
+def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool = False, candidates: int = 0) -> dict:
     """Fit with the user's trust settings, then refine the test rows; cached in ``out/<name>/records``."""
     from polyinv.models import load_model, resolve_checkpoint
 
@@ -70,13 +70,15 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
     fit_seconds = time.perf_counter() - started
     run_dir = Path(fit["run_dir"])
     check = json.loads((run_dir / "run.json").read_text()).get("refine_check")
-    record = score(load_model(resolve_checkpoint(run_dir)), name, model, seed, run_dir, data, fit_seconds, check)
+    record = score(load_model(resolve_checkpoint(run_dir)), name, model, seed, run_dir, data, fit_seconds, check, candidates)
     write_json(record, record_path)
     return record
 
 
-def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, fit_seconds: float, check) -> dict:
-    """The record of one run: its test rows' answers and refined answers (as ``predict --refine`` gives them)."""
+def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, fit_seconds: float, check,
+          candidates: int = 0) -> dict:
+    """The record of one run: its test rows' answers and refined answers (as ``predict --refine`` gives them);
+    with ``candidates`` K also those of ``--candidates K`` (see :func:`score_candidates`)."""
     from polyinv.data.io import read_table
     from polyinv.inference import predict_frame
     from polyinv.refine import model_refine, refine_columns
@@ -92,11 +94,35 @@ def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, f
     result = refine_columns(loaded, frame, answer, progress=False)
     seconds = time.perf_counter() - started
     refined = answer if result is None else result[0]
-    return {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
-            "used": result is not None, "why": why, "check": check,
-            "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
-            "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
-            "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
+    record = {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
+              "used": result is not None, "why": why, "check": check,
+              "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
+              "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
+              "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
+    if candidates and result is not None:
+        record["candidates"] = score_candidates(loaded, frame, answer, truth, candidates)
+    return record
+
+
+def score_candidates(loaded, frame: pd.DataFrame, answer: np.ndarray, truth: np.ndarray, k: int) -> dict:
+    """``--candidates k`` on the test rows: how many distinct recipes each row gets, the first candidate's global R²,
+    and the best-of-k R² (per row the candidate nearest the true recipe, in units of each target's spread over the
+    rows: what a chemist who tries every candidate could reach)."""
+    from polyinv.refine import candidate_columns
+
+    names = list(loaded.target_names)
+    started = time.perf_counter()
+    table = candidate_columns(loaded, frame, answer, k, progress=False)
+    seconds = time.perf_counter() - started
+    found = np.stack([table[[f"candidate{j}_{t}" for t in names]].to_numpy(np.float64) for j in range(1, k + 1)], axis=1)
+    spread = truth.std(axis=0)
+    distance = np.sqrt(np.nansum(((found - truth[:, None, :]) / spread) ** 2, axis=2))
+    distance[np.isnan(found).any(axis=2)] = np.inf
+    nearest = found[np.arange(len(found)), distance.argmin(axis=1)]
+    counts = np.isfinite(found).all(axis=2).sum(axis=1)
+    return {"k": k, "mean_count": float(counts.mean()), "rows_with_several": float((counts > 1).mean()),
+            "first_metrics": evaluate(truth, found[:, 0], names), "best_of_k_metrics": evaluate(truth, nearest, names),
+            "seconds_per_row": seconds / max(len(frame), 1)}
 
 
 def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=print) -> Path:
@@ -156,6 +182,18 @@ def write_table(out: Path) -> Path:
     lines += ["", "Test rows of each seed's 80/20 split; the fit used `trust.forward auto` and `trust.refine auto`; where the "
               "fit-time check declined, the refined column equals the model's. s per row: refinement of the test rows, "
               "one process (2-core machine, other jobs running).", ""]
+    with_candidates = [r for r in records if "candidates" in r]
+    if with_candidates:
+        lines += ["`--candidates K` on the test rows (runs where refinement is used): distinct recipes per row, the first "
+                  "candidate's global R² and the best of the K (per row the candidate nearest the true recipe, each target "
+                  "in units of its spread: what trying every candidate could reach).", "",
+                  "| set | model | seed | K | recipes per row (rows with several) | global R², first | global R², best of K | s per row |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in with_candidates:
+            c = r["candidates"]
+            lines.append(f"| {r['set']} | {r['model']} | {r['seed']} | {c['k']} | {c['mean_count']:.2f} ({c['rows_with_several']:.0%}) | "
+                         f"{c['first_metrics']['global']['r2']:.4f} | {c['best_of_k_metrics']['global']['r2']:.4f} | {c['seconds_per_row']:.2f} |")
+        lines.append("")
     path = out / "refine.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
@@ -163,11 +201,11 @@ def write_table(out: Path) -> Path:
 
 
 def main(names: Sequence[str], models: Sequence[str], seeds: Sequence[int], root: Path, out: Path, force: bool = False,
-         progress=print) -> Path:
+         progress=print, candidates: int = 0) -> Path:
     for name in names:
         for model in models:
             for seed in seeds:
-                r = run_one(name, model, seed, root, out, force)
+                r = run_one(name, model, seed, root, out, force, candidates)
                 progress(f"{name} {model} seed {seed}: {r['model_metrics']['global']['r2']:.4f} -> "
                          f"{r['refined_metrics']['global']['r2']:.4f} ({'refined' if r['used'] else 'declined'}; {r['why']})")
     return write_table(out)
