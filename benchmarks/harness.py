@@ -379,10 +379,11 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         parts += ["## Foreign-data suite (files unlike the shipped grid: other kinetics, designs, MMD axes, noise)", "",
                   suite.read_text().strip().replace("### ", "#### ").replace("`results/suite/", "`../results/suite/"), ""]
     for folder, name in (("calibration", "calibration.md"), ("trust_foreign", "trust_foreign.md"),
-                         ("refine", "refine.md"), ("refine", "design.md")):
+                         ("refine", "refine.md"), ("refine", "design.md"), ("refine", "design_mmd.md"),
+                         ("lhs432_polyinv_noise20000", "ceiling_box.md")):
         path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)
         if path.exists():
-            parts += ["## " + path.read_text().strip().removeprefix("# "), ""]
+            parts += ["## " + path.read_text().strip().lstrip("#").strip(), ""]
     for folder in ("learning_curve", "learning_curve_noise20000"):
         path = results / folder / "learning_curve.md"
         if path.exists():

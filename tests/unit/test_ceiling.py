@@ -62,3 +62,18 @@ def test_ceiling_command_writes_its_table(tmp_path):
     with pytest.raises(PolyinvError, match="needs a grid design"):
         ce.bound_table(lhs, [0], tmp_path / "out2", progress=lambda _: None)
     assert not (tmp_path / "out2" / "ceiling.md").exists()
+
+
+def test_box_posterior_needs_no_design(tmp_path):
+    """--box: candidates spread over the training rows' box (not the design's levels), noise widths tempered."""
+    noisy = simulate_many(lhs_design(40, seed=2), noise_chains=2000, seed=1, progress=False)
+    box = ce.box_candidates(noisy, 256)
+    for field in ("cBA_0", "cAIBN_0", "temp"):
+        assert noisy[field].min() <= box[field].min() and box[field].max() <= noisy[field].max()
+        assert box[field].max() - box[field].min() > 0.8 * (noisy[field].max() - noisy[field].min())
+    path = write_dataset(noisy, tmp_path / "lhs.xlsx", metadata=[])
+    frame = ce.bound_table(path, [0], tmp_path / "out", progress=lambda _: None, box=True, box_size=1024)
+    text = (tmp_path / "out" / "ceiling_box.md").read_text()
+    assert "without the design" in text and "1,024 simulated recipes" in text and "1024 candidate recipes" in text
+    assert frame.loc[0, "r2_cBA_0"] > 0.8
+    assert not (tmp_path / "out" / "ceiling.md").exists()
