@@ -173,7 +173,7 @@ def bound_table(data: str | Path, seeds: Sequence[int], out: str | Path, test_fr
     text += ("\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (the table's 80/20 splits; "
              "`train s` = seconds per seed). Not a model: it needs the simulator that made the data and "
              + (f"{box_size:,} simulated recipes spread over the training box; the noise widths are tempered by the factor "
-                "(of 1, 2, 3, 5) that scores best on the training rows" if box else "the design's levels")
+                f"(of {', '.join(f'{t:g}' for t in TEMPERS)}) that scores best on the training rows" if box else "the design's levels")
              + " (see `benchmarks/ceiling.py`).\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(text)

@@ -20,14 +20,15 @@ import numpy as np
 import pandas as pd
 
 from polyinv.atomic import atomic_path
+from polyinv.errors import PolyinvError
 from polyinv.metrics import evaluate, write_json
 from polyinv.schema import COMPOSITE_COLUMNS
 
-#: Data sets the refine benchmark knows beyond the suite, all made by polyinv's own simulator (the case where the
-#: forward model is the generator): name -> (design, recipes, chains per MMD or None for exact MMDs). The noisy
-#: grid is results/noisy20000's; the others are made once in benchmarks/data (seed 0).
-EXTRA_SETS = {"grid432_noise20000": ("grid", 432, 20000), "grid432": ("grid", 432, None),
-              "lhs125_polyinv": ("lhs", 125, None), "lhs432_polyinv_noise20000": ("lhs", 432, 20000)}
+#: Files made by polyinv's own simulator that the refine benchmark makes once in benchmarks/data (seed 0), the case
+#: where the forward model is the generator: name -> (design, recipes, chains per MMD or None for exact MMDs).
+POLYINV_SETS = {"lhs125_polyinv": ("lhs", 125, None), "lhs432_polyinv_noise20000": ("lhs", 432, 20000)}
+#: Every set the refine benchmark knows beyond the suite: those, the shipped grid and results/noisy20000's grid.
+EXTRA_SETS = ("grid432", "grid432_noise20000", *POLYINV_SETS)
 
 
 def data_path(name: str, root: Path) -> Path:
@@ -39,10 +40,10 @@ def data_path(name: str, root: Path) -> Path:
         return noisy_grid(root / "results/noisy20000/grid432_noise20000.xlsx", 20000)
     if name == "grid432":
         return root / "data" / "ba_aibn_grid432.xlsx"  # the shipped default data
-    if name in EXTRA_SETS:
+    if name in POLYINV_SETS:
         from polyinv.sim.dataset import generate
 
-        design, n, chains = EXTRA_SETS[name]
+        design, n, chains = POLYINV_SETS[name]
         path = DATA_DIR / f"{name}.csv"
         if not path.exists():
             DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,17 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
 
     record_path = out / name / "records" / f"{model}_seed{seed}.json"
     if record_path.exists() and not force:
-        return json.loads(record_path.read_text())
+        record = json.loads(record_path.read_text())
+        if not candidates or "candidates" in record or not record["used"]:
+            return record
+        if not Path(record["run_dir"]).is_dir():  # the runs live in the session that made them
+            raise PolyinvError(f"{record_path}: no candidates recorded and its run {record['run_dir']} is gone; "
+                               "pass --force to refit")
+        # the run is there: score its candidates without refitting
+        record = score(load_model(resolve_checkpoint(record["run_dir"])), name, model, seed, Path(record["run_dir"]),
+                       data_path(name, root), record["fit_seconds"], record["check"], candidates)
+        write_json(record, record_path)
+        return record
     data = data_path(name, root)
     started = time.perf_counter()
     fit = bm.run_one(model, seed, data, out / name, overrides={"trust.forward": "auto", "trust.refine": "auto"}, force=True)
@@ -100,14 +111,16 @@ def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, f
               "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
               "changed": float(result[1]["refine_changed"].mean()) if result is not None else 0.0}
     if candidates and result is not None:
-        record["candidates"] = score_candidates(loaded, frame, answer, truth, candidates)
+        record["candidates"] = score_candidates(loaded, frame, answer, refined, truth, candidates)
     return record
 
 
-def score_candidates(loaded, frame: pd.DataFrame, answer: np.ndarray, truth: np.ndarray, k: int) -> dict:
+def score_candidates(loaded, frame: pd.DataFrame, answer: np.ndarray, refined: np.ndarray, truth: np.ndarray, k: int) -> dict:
     """``--candidates k`` on the test rows: how many distinct recipes each row gets, the first candidate's global R²,
     and the best-of-k R² (per row the candidate nearest the true recipe, in units of each target's spread over the
-    rows: what a chemist who tries every candidate could reach)."""
+    rows: what a chemist who tries every candidate could reach). A row without a candidate (its optimum contradicts
+    the row's stop, see docs/refine.md) counts with its ``--refine`` answer; ``answer``: the model's, as predict
+    gives it to ``--candidates``."""
     from polyinv.refine import candidate_columns
 
     names = list(loaded.target_names)
@@ -115,13 +128,16 @@ def score_candidates(loaded, frame: pd.DataFrame, answer: np.ndarray, truth: np.
     table = candidate_columns(loaded, frame, answer, k, progress=False)
     seconds = time.perf_counter() - started
     found = np.stack([table[[f"candidate{j}_{t}" for t in names]].to_numpy(np.float64) for j in range(1, k + 1)], axis=1)
+    present = np.isfinite(found).all(axis=2)
+    counts = present.sum(axis=1)
+    found[counts == 0, 0] = refined[counts == 0]
+    first = found[np.arange(len(found)), np.where(counts == 0, 0, present.argmax(axis=1))]
     spread = truth.std(axis=0)
     distance = np.sqrt(np.nansum(((found - truth[:, None, :]) / spread) ** 2, axis=2))
     distance[np.isnan(found).any(axis=2)] = np.inf
     nearest = found[np.arange(len(found)), distance.argmin(axis=1)]
-    counts = np.isfinite(found).all(axis=2).sum(axis=1)
     return {"k": k, "mean_count": float(counts.mean()), "rows_with_several": float((counts > 1).mean()),
-            "first_metrics": evaluate(truth, found[:, 0], names), "best_of_k_metrics": evaluate(truth, nearest, names),
+            "first_metrics": evaluate(truth, first, names), "best_of_k_metrics": evaluate(truth, nearest, names),
             "seconds_per_row": seconds / max(len(frame), 1)}
 
 
@@ -147,7 +163,7 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
         loaded.domain = refine_check(config, loaded, refine_rows(dm, config["model"]["kind"]), (forward, ""), verbose=False)
         check = loaded.domain.get("refine")
         record = score(loaded, old["set"], old["model"], old["seed"], run_dir, data_path(old["set"], root),
-                       old["fit_seconds"], check) | {"rechecked": True}
+                       old["fit_seconds"], check, old.get("candidates", {}).get("k", 0)) | {"rechecked": True}
         write_json(record, path)
         progress(f"{old['set']} {old['model']} seed {old['seed']}: {record['model_metrics']['global']['r2']:.4f} -> "
                  f"{record['refined_metrics']['global']['r2']:.4f} ({'refined' if record['used'] else 'declined'})")
@@ -251,9 +267,10 @@ def design_mmd_benchmark(out: Path, root: Path, n: int = 20, seed: int = 7, tole
                          mmd_tolerance: float = 0.02, progress=print) -> Path:
     """``polyinv design --mmd`` on ``n`` target MMDs (noise-free, of Latin-hypercube recipes simulated with polyinv's
     kinetics; Mn and Mw computed from the MMD as for a file without them), twice: from 48 Latin-hypercube starts
-    alone, and from a GP's answers (trained on the shipped grid, seed 0) plus 12. Does the best proposal meet
-    every target, re-simulated; how much faster than the recipe that made the target; seconds. ``out/design_mmd.md``."""
-    from polyinv.design import design, inverse_starts
+    alone, and from a GP's answers (trained on the shipped grid, seed 0) plus 12 (the command adds them to 48).
+    Does the best proposal meet every target, re-simulated; how much faster than the recipe that made the target;
+    seconds, the model's answers included. ``out/design_mmd.md``."""
+    from polyinv.design import assumed_conversions, design, inverse_starts
     from polyinv.models import load_model, resolve_checkpoint
     from polyinv.schema import MMD_COLUMNS, NOMINAL_RANGES
     from polyinv.sim import lhs_design
@@ -268,17 +285,19 @@ def design_mmd_benchmark(out: Path, root: Path, n: int = 20, seed: int = 7, tole
     bounds = {k: NOMINAL_RANGES[k] for k in ("cBA_0", "cAIBN_0", "temp")} | {"time": (60.0, forward.t_max)}
     fit = bm.run_one("gp", 0, root / "data" / "ba_aibn_grid432.xlsx", out / "design_model")
     model = load_model(resolve_checkpoint(fit["run_dir"]))
-    conversions = list(np.linspace(0.2, forward.x_stop - 0.02, 3))
+    conversions = assumed_conversions(forward)
     rows = []
     for i, row in truth.iterrows():
         mmd = row[list(MMD_COLUMNS)].to_numpy(np.float64)
         mn, mw = (float(v[0]) for v in moments_from_mmd(mmd[None, :], forward.axis))
-        for how, n_starts, starts in (("48 Latin-hypercube starts", 48, None),
-                                      ("GP answers + 12", 12, inverse_starts(model, mmd, mn, mw, conversions, bounds))):
+        for how, n_starts, with_model in (("48 Latin-hypercube starts", 48, False), ("GP answers + 12", 12, True)):
             started = time.perf_counter()
+            starts = inverse_starts(model, mmd, mn, mw, conversions, bounds) if with_model else None
             result = design(forward, {"Mn": mn, "Mw": mw}, bounds, tolerance=tolerance, n_starts=n_starts, mmd=mmd,
                             mmd_tolerance=mmd_tolerance, starts=starts)
             seconds = time.perf_counter() - started
+            if not len(result.table):
+                raise PolyinvError(f"design --mmd target {i}: no proposal came back")
             best = result.table.iloc[0]
             again = forward.simulate(pd.DataFrame({k: [best[k]] for k in ("cBA_0", "cAIBN_0", "temp")}), t_max=np.array([best["time"]]))
             h = float(hellinger(mmd, again[list(MMD_COLUMNS)].to_numpy(np.float64))[0])
@@ -297,7 +316,8 @@ def design_mmd_benchmark(out: Path, root: Path, n: int = 20, seed: int = 7, tole
         lines.append(f"| {how} | {int(sub.met.sum())}/{len(sub)} | {sub.hellinger.median():.4f} ({sub.hellinger.max():.4f}) | "
                      f"{(sub.time / sub.target_time).median():.2f} | {sub.seconds.median():.0f} |")
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "design_mmd.csv", index=False)
+    with atomic_path(out / "design_mmd.csv") as tmp:
+        frame.to_csv(tmp, index=False)
     path = out / "design_mmd.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

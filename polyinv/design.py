@@ -6,8 +6,9 @@ the tolerance (5 %: a residual of 1). Three properties leave a family of recipes
 hypercube in the bounds) are solved at once (scipy's ``least_squares``, block-diagonal Jacobian) and the
 recipes that meet every target are ranked by reaction time; the Pareto set of (worst miss, time) is returned.
 A target MMD (on the forward model's axis) adds its shape: (√p − √q) / (√2 · the Hellinger tolerance) per point,
-so that a Hellinger distance equal to the tolerance costs as much as a property missed by its tolerance; a trained
-model's answers for that MMD join the starts.
+so that a Hellinger distance equal to the tolerance costs as much as a property missed by its tolerance; starting
+recipes may be given besides the Latin hypercube (``polyinv design --mmd --ckpt`` gives a trained model's answers,
+:func:`inverse_starts`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     hi_z = np.array([high[0], np.log(high[1]), high[2], high[3]])
     unit = qmc.LatinHypercube(d=4, seed=seed).random(n_starts)
     start = lo_z + unit * (hi_z - lo_z)
-    if starts is not None and len(starts):
+    starts = None if starts is None else starts[np.isfinite(starts).all(axis=1) & (starts > 0).all(axis=1)]
+    if starts is not None and len(starts):  # a model's answers: inside the bounds, non-physical ones dropped
         given = np.column_stack([starts[:, 0], np.log(starts[:, 1]), starts[:, 2], starts[:, 3]])
         inside = lo_z + 0.001 * (hi_z - lo_z), hi_z - 0.001 * (hi_z - lo_z)
         start = np.vstack([np.clip(given, *inside), start])
@@ -101,7 +103,7 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     table["worst_miss"] = table[[f"miss_{p}" for p in names]].abs().max(axis=1)
     score = table["worst_miss"] / tolerance  # the worst miss in units of its tolerance
     if target_shape is not None:
-        table["hellinger"] = hellinger(mmd[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64))
+        table["hellinger"] = hellinger(np.asarray(mmd, dtype=np.float64)[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64))
         score = np.maximum(score, table["hellinger"] / mmd_tolerance)
     table["score"] = score
     table = table[np.isfinite(table["score"])].sort_values("score")
@@ -110,8 +112,9 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)
         table = table[meets].sort_values(["time", "score"])
         table = table[table["score"] <= table["score"].cummin()]
-        message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}; those no faster "
-                   "recipe matches as well (the Pareto set of time and miss), fastest first")
+        message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}"
+                   + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
+                   + "; those no faster recipe matches as well (the Pareto set of time and miss), fastest first")
     else:
         best = table.iloc[0] if len(table) else None
         message = (f"no recipe inside the bounds meets every target within {tolerance:.0%}"
@@ -123,7 +126,6 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     return Design(table.head(top).reset_index(drop=True), bool(meets.any()), message)
 
 
-
 def _distinct(table: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
     """Rows (sorted best first) that differ from every better row by more than 2 % of the bounds somewhere."""
     z = np.column_stack([table["cBA_0"], np.log(table["cAIBN_0"]), table["temp"], table["time"]])
@@ -132,6 +134,12 @@ def _distinct(table: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
         if all(np.max(np.abs(z[i] - z[j]) / width) > 0.02 for j in kept):
             kept.append(i)
     return table.iloc[kept]
+
+
+def assumed_conversions(forward, conversion: float | None = None) -> list[float]:
+    """Conversions at which a model is asked for a target MMD's recipe: the given one, else three across the
+    protocol's range (0.2, the middle, just below the stop)."""
+    return [conversion] if conversion is not None else list(np.linspace(0.2, forward.x_stop - 0.02, 3))
 
 
 def inverse_starts(model, mmd: np.ndarray, mn: float, mw: float, conversions, bounds: Mapping[str, tuple[float, float]]) -> np.ndarray:

@@ -8,6 +8,7 @@ Every run gets its own folder ``<output.root>/<name>/version_N`` holding the res
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -324,13 +325,10 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     except (ValueError, TypeError, MisconfigurationException) as exc:  # a bad trainer.* value: one line
         raise PolyinvError(f"trainer settings: {str(exc).strip().splitlines()[0]}") from exc
     ckpt_path = None if resume is None else check_resumable(resume, trainer_cfg.get("max_epochs"))
-    if model.hparams.optimizer == "lbfgs":  # its line search compares close losses: keep GPU convolutions in full
-        import torch  # float32 (PyTorch lets cuDNN use TF32, a 10-bit mantissa, by default; see README, GPU)
-
-        torch.backends.cudnn.allow_tf32 = False
     started = time.perf_counter()
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        with full_float32(model.hparams.optimizer == "lbfgs"):
+            trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SIGTERMException as exc:  # Lightning ends a SIGTERM'd fit in a code-less SystemExit (exit status 0)
         trainer.save_checkpoint(run_dir / "last.ckpt")
         raise RunInterrupted(signal.SIGTERM, f"{run_dir}: training stopped by SIGTERM after {trainer.current_epoch} "
@@ -409,6 +407,21 @@ def fit_check_lines(checks: dict | None) -> list[str]:
                          f"{check['length_scales_min']:.3g}); refitted with bounded length scales: {check['refit_loo_r2']:.3f}; "
                          f"kept the {'refit' if check['kept'] == 'refit' else 'first fit'}")
     return lines
+
+
+@contextlib.contextmanager
+def full_float32(on: bool = True):
+    """cuDNN convolutions in full float32 while ``on`` (PyTorch lets them use TF32, a 10-bit mantissa, by default):
+    L-BFGS's line search compares close losses, and with TF32 the shipped CNN fell short of its own training rows
+    on an H200 (README, GPU). The previous setting is restored."""
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = before and not on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
 
 
 def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:

@@ -28,8 +28,8 @@ def build_parser() -> ArgumentParser:
                    help="target MMDs, one per row (.xlsx, .csv or .parquet with MMD1..MMD100 on the forward model's axis; "
                         "Mn, Mw columns are targets too, else computed from the MMD); instead of --Mn/--Mw/--dispersity")
     p.add_argument("--sheet", default=None, help="sheet of an .xlsx --mmd file (default: compuesta)")
-    p.add_argument("--mmd-tolerance", type=float, default=0.02,
-                   help="Hellinger distance allowed between a target MMD and a recipe's (default 0.02)")
+    p.add_argument("--mmd-tolerance", type=float, default=None,
+                   help="with --mmd: Hellinger distance allowed between a target MMD and a recipe's (default 0.02)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--ckpt", default=None, help="a trained model: its forward model and training ranges")
     source.add_argument("--calibration", metavar="CAL.yaml", default=None, help="a `polyinv calibrate` file")
@@ -54,6 +54,10 @@ def targets_of(args) -> dict[str, float]:
                                  ("conversion", args.conversion)) if v is not None}
     if not targets and not args.mmd:
         raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity, --conversion or --mmd")
+    if args.mmd_tolerance is not None and not args.mmd:
+        raise PolyinvError("--mmd-tolerance applies to target MMDs; give --mmd")
+    if args.mmd_tolerance is None:
+        args.mmd_tolerance = 0.02
     if not 0 < args.mmd_tolerance < 1:
         raise PolyinvError(f"--mmd-tolerance is a Hellinger distance between 0 and 1, got {args.mmd_tolerance:g}")
     for name, value in targets.items():
@@ -109,17 +113,23 @@ def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
 
     frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=("Mn", "Mw"))
     mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
-    empty = np.flatnonzero(mmd.sum(axis=1) <= 0)
+    empty = np.flatnonzero(np.clip(mmd, 0.0, None).sum(axis=1) <= 0)
     if len(empty):
-        raise PolyinvError(f"--mmd {path}: {row_text(int(empty[0]))}: the MMD is zero everywhere")
-    if mmd.shape[1] != forward.axis.n_points:
-        raise PolyinvError(f"--mmd {path}: {mmd.shape[1]} MMD points, the forward model's axis has {forward.axis.n_points}")
-    mn, mw = moments_from_mmd(mmd, forward.axis)
-    if "Mn" in frame:
-        mn = frame["Mn"].to_numpy(np.float64)
-    if "Mw" in frame:
-        mw = frame["Mw"].to_numpy(np.float64)
-    return mmd, np.asarray(mn, dtype=np.float64), np.asarray(mw, dtype=np.float64)
+        raise PolyinvError(f"--mmd {path}: {row_text(int(empty[0]))}: the MMD has no positive value")
+    mn, mw = (np.asarray(v, dtype=np.float64) for v in moments_from_mmd(mmd, forward.axis))
+    mn = frame["Mn"].to_numpy(np.float64) if "Mn" in frame else mn
+    mw = frame["Mw"].to_numpy(np.float64) if "Mw" in frame else mw
+    source = {"Mn": "the file's Mn" if "Mn" in frame else "Mn computed from the MMD",
+              "Mw": "the file's Mw" if "Mw" in frame else "Mw computed from the MMD"}
+    for name, values in (("Mn", mn), ("Mw", mw)):
+        bad = np.flatnonzero(~(values > 0))
+        if len(bad):
+            raise PolyinvError(f"--mmd {path}: {row_text(int(bad[0]))}: {source[name]} must be positive, got {values[bad[0]]:g}")
+    bad = np.flatnonzero(mw < mn)
+    if len(bad):
+        i = int(bad[0])
+        raise PolyinvError(f"--mmd {path}: {row_text(i)}: Mw {mw[i]:g} ({source['Mw']}) lies below Mn {mn[i]:g} ({source['Mn']})")
+    return mmd, mn, mw
 
 
 def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
@@ -221,12 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bounds(bounds, forward, "--bounds" if args.bounds else where)
         jobs = [(None, targets, None, None)]  # (row of --mmd, targets, target MMD, starting recipes)
         if args.mmd:
-            import numpy as np
 
-            from polyinv.design import inverse_starts
+            from polyinv.design import assumed_conversions, inverse_starts
 
             mmds, mns, mws = read_target_mmds(args.mmd, args.sheet, forward)
-            conversions = [targets["conversion"]] if "conversion" in targets else list(np.linspace(0.2, forward.x_stop - 0.02, 3))
+            conversions = assumed_conversions(forward, targets.get("conversion"))
             jobs = [(i, {**targets, "Mn": float(mns[i]), "Mw": float(mws[i])}, mmds[i],
                      None if model is None else inverse_starts(model, mmds[i], float(mns[i]), float(mws[i]), conversions, bounds))
                     for i in range(len(mmds))]
@@ -240,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import pandas as pd
 
         from polyinv.atomic import atomic_path
+        from polyinv.data.io import row_text
         from polyinv.design import design
 
         print(forward_residuals(forward))
@@ -251,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = design(forward, job_targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top,
                                 mmd=mmd, mmd_tolerance=args.mmd_tolerance, starts=starts)
             except ValueError as exc:  # the simulator refused a recipe inside the bounds
-                raise PolyinvError(f"design: {str(exc).splitlines()[0]}") from None
+                where = "" if row is None else f"--mmd {args.mmd}: {row_text(row)}: "
+                raise PolyinvError(f"{where}design: {str(exc).splitlines()[0]}") from None
             if row is not None:
                 result.table.insert(0, "row", row)
                 print(f"target MMD of data row {row} (Mn {job_targets['Mn']:.5g}, Mw {job_targets['Mw']:.5g}):")

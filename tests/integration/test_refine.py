@@ -136,12 +136,22 @@ def test_design_from_target_mmds(small_files, capsys):
     """Target MMDs of polyinv-made runs (Mn, Mw computed from the MMD): each gets a recipe whose simulated MMD
     matches within the Hellinger tolerance, re-simulated here; the trained model's answers join the starts."""
     from polyinv.cli import design as design_cli
+    from polyinv.design import assumed_conversions, inverse_starts
+    from polyinv.models import load_model, resolve_checkpoint
     from polyinv.schema import MMD_COLUMNS
     from polyinv.trust.verify import hellinger
 
     folder, train, query = small_files
     run_dir = _fit(folder, train, "gp_design_mmd", "--trust.refine", "none")
-    wanted = pd.read_csv(query).iloc[:2][list(MMD_COLUMNS)]
+    rows = pd.read_csv(query)
+    wanted = rows.iloc[:2][list(MMD_COLUMNS)]
+    # the model's answers at three assumed conversions, as whole recipes (a GP on 80 rows may answer outside the
+    # bounds there: design() clips such starts into the bounds and drops non-physical ones, as the run below does)
+    forward = ForwardModel()
+    bounds = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (60.0, forward.t_max)}
+    starts = inverse_starts(load_model(resolve_checkpoint(run_dir)), wanted.iloc[0].to_numpy(), rows.loc[0, "Mn"],
+                            rows.loc[0, "Mw"], assumed_conversions(forward), bounds)
+    assert starts.shape == (3, 4) and np.isfinite(starts).all()
     wanted.to_csv(folder / "wanted.csv", index=False)
     out = folder / "designs.csv"
     capsys.readouterr()
@@ -162,9 +172,32 @@ def test_design_from_target_mmds(small_files, capsys):
     zero.iloc[1] = 0.0
     zero.to_csv(folder / "zero.csv", index=False)
     assert design_cli.main(["--mmd", str(folder / "zero.csv"), "--out", str(folder / "z.csv")]) == 2
-    assert "data row 1 (line 3 of the file): the MMD is zero everywhere" in capsys.readouterr().err
+    assert "data row 1 (line 3 of the file): the MMD has no positive value" in capsys.readouterr().err
+    low = wanted.copy()
+    low["Mn"] = 5e6  # an Mn column, Mw from the MMD: a pair no distribution has
+    low.to_csv(folder / "low.csv", index=False)
+    assert design_cli.main(["--mmd", str(folder / "low.csv"), "--out", str(folder / "z.csv")]) == 2
+    assert "(Mw computed from the MMD) lies below Mn 5e+06 (the file's Mn)" in capsys.readouterr().err
+    assert design_cli.main(["--Mn", "20000", "--mmd-tolerance", "0.05", "--out", str(folder / "z.csv")]) == 2
+    assert "--mmd-tolerance applies to target MMDs; give --mmd" in capsys.readouterr().err
     assert design_cli.main(["--mmd", str(folder / "wanted.csv"), "--Mn", "20000", "--out", str(folder / "z.csv")]) == 2
     assert "with --mmd, Mn and Mw come from the file" in capsys.readouterr().err
     assert design_cli.main(["--Mn", "20000", "--sheet", "x", "--out", str(folder / "z.csv")]) == 2
     assert "--sheet names a sheet of the --mmd file" in capsys.readouterr().err
     assert not (folder / "z.csv").exists()
+
+
+def test_design_keeps_given_starts_inside_the_bounds_and_drops_non_physical_ones():
+    from polyinv.design import design
+
+    forward = ForwardModel()
+    row = simulate_many(pd.DataFrame({"cBA_0": [1.5], "cAIBN_0": [0.008], "temp": [70.0]}), progress=False).iloc[0]
+    bounds = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (60.0, forward.t_max)}
+    starts = np.array([[1.5, 0.008, 70.0, 3600.0],  # the recipe itself
+                       [0.1, 0.01, 115.0, 3600.0],  # outside the bounds: clipped
+                       [1.0, -0.001, 70.0, 3600.0],  # negative initiator: dropped
+                       [np.nan, 0.01, 70.0, 3600.0]])
+    result = design(forward, {"Mn": row["Mn"], "Mw": row["Mw"]}, bounds, n_starts=2, starts=starts, max_nfev=5)
+    assert result.met and result.table["worst_miss"].iloc[0] < 0.01
+    for name, (lo, hi) in bounds.items():
+        assert result.table[name].between(lo, hi).all(), name

@@ -170,3 +170,26 @@ def test_checkpoint_is_self_contained_and_refuses_another_layout(tmp_path):
     torch.save(ckpt, tmp_path / "other.ckpt")
     with pytest.raises(PolyinvError, match="does not match a cnn model"):
         load_model(tmp_path / "other.ckpt")
+
+
+def test_lbfgs_fits_run_cudnn_in_full_float32(monkeypatch, synthetic_csv, tmp_path):
+    """The shipped networks' L-BFGS fits turn cuDNN's TF32 off while they train (README, GPU) and restore it."""
+    import lightning as L
+
+    from polyinv.cli import fit
+    from polyinv.train import full_float32
+
+    from tests.synthetic import REPO, fast_overrides
+
+    seen, original = [], L.Trainer.fit
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "fit", recording_fit)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert fit.main(["--config", str(REPO / "configs" / "mlp.yaml"), *fast_overrides(synthetic_csv, tmp_path, epochs=1)]) == 0
+    assert seen == [False] and torch.backends.cudnn.allow_tf32
+    with full_float32(False):
+        assert torch.backends.cudnn.allow_tf32
