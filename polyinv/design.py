@@ -47,6 +47,12 @@ def _outcome(sim: pd.DataFrame) -> dict[str, np.ndarray]:
             "conversion": 1.0 - sim["cBA_time"].to_numpy(np.float64) / sim["cBA_0"].to_numpy(np.float64)}
 
 
+def _to_z(recipes: np.ndarray) -> np.ndarray:
+    """Rows of VARIABLES as the solver's coordinates (cAIBN_0 as its log); :func:`_simulate` reads them."""
+    recipes = np.atleast_2d(np.asarray(recipes, dtype=np.float64))
+    return np.column_stack([recipes[:, 0], np.log(recipes[:, 1]), recipes[:, 2], recipes[:, 3]])
+
+
 def _simulate(forward, z: np.ndarray) -> pd.DataFrame:
     recipes = pd.DataFrame({"cBA_0": z[:, 0], "cAIBN_0": np.exp(z[:, 1]), "temp": z[:, 2]})
     with np.errstate(all="ignore"):
@@ -64,15 +70,13 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     want = np.array([float(targets[p]) for p in names])
     low = np.array([bounds[v][0] for v in VARIABLES], dtype=np.float64)
     high = np.array([bounds[v][1] for v in VARIABLES], dtype=np.float64)
-    lo_z = np.array([low[0], np.log(low[1]), low[2], low[3]])
-    hi_z = np.array([high[0], np.log(high[1]), high[2], high[3]])
+    lo_z, hi_z = _to_z(low)[0], _to_z(high)[0]
     unit = qmc.LatinHypercube(d=4, seed=seed).random(n_starts)
     start = lo_z + unit * (hi_z - lo_z)
     starts = None if starts is None else starts[np.isfinite(starts).all(axis=1) & (starts > 0).all(axis=1)]
     if starts is not None and len(starts):  # a model's answers: inside the bounds, non-physical ones dropped
-        given = np.column_stack([starts[:, 0], np.log(starts[:, 1]), starts[:, 2], starts[:, 3]])
         inside = lo_z + 0.001 * (hi_z - lo_z), hi_z - 0.001 * (hi_z - lo_z)
-        start = np.vstack([np.clip(given, *inside), start])
+        start = np.vstack([np.clip(_to_z(starts), *inside), start])
     n_starts = len(start)
     scale = np.log1p(tolerance)
     target_shape = None if mmd is None else sqrt_shape(np.asarray(mmd, dtype=np.float64)[None, :])
@@ -128,7 +132,7 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
 
 def _distinct(table: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
     """Rows (sorted best first) that differ from every better row by more than 2 % of the bounds somewhere."""
-    z = np.column_stack([table["cBA_0"], np.log(table["cAIBN_0"]), table["temp"], table["time"]])
+    z = _to_z(table[list(VARIABLES)].to_numpy())
     kept: list[int] = []
     for i in range(len(z)):
         if all(np.max(np.abs(z[i] - z[j]) / width) > 0.02 for j in kept):

@@ -231,7 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_bounds(bounds, forward, "--bounds" if args.bounds else where)
         jobs = [(None, targets, None, None)]  # (row of --mmd, targets, target MMD, starting recipes)
         if args.mmd:
-
             from polyinv.design import assumed_conversions, inverse_starts
 
             mmds, mns, mws = read_target_mmds(args.mmd, args.sheet, forward)
