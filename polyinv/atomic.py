@@ -1,24 +1,124 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it."""
+"""The output policy of every command that writes (one place, used everywhere).
+
+- ``check_output`` / ``check_folder`` before any work: an output that is one of the command's inputs is refused
+  even with ``--overwrite``; an existing file is replaced only with ``--overwrite``; a folder where a file is
+  wanted (or the reverse), a name too long for the file system and a place that cannot be written are one-line
+  errors.
+- ``atomic_path`` at the end: the output is written to a temporary file beside the target and then placed;
+  without ``overwrite`` the placement refuses a file that appeared meanwhile (another process), so nothing is
+  ever replaced silently. A crash or an error leaves nothing half-written.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from polyinv.errors import PolyinvError
+
+
+def _same(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    return False
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the name is too long for the file system"
+    return exc.strerror or str(exc)
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _existing_folder(target: Path) -> Path:
+    folder = target.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def _check_name(target: Path, option: str) -> None:
+    """No part of the name is longer than the file system allows (checked first: stat() fails on such names)."""
+    limit = _name_max(_existing_folder(target))
+    long = [part for part in target.absolute().parts if len(os.fsencode(part)) > limit]
+    if long:
+        raise PolyinvError(f"{option} {str(target)[:60]}...: the name is longer than the file system allows "
+                           f"({len(os.fsencode(long[0]))} bytes, at most {limit})")
+
+
+def _writable(target: Path, option: str) -> None:
+    """The nearest existing folder above ``target`` can take new files (a probe file is made and removed
+    there: a read-only mount or folder says so even to root)."""
+    folder = _existing_folder(target)
+    if not folder.is_dir():
+        raise PolyinvError(f"{option} {target}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".polyinv-probe.", dir=folder)
+    except OSError as exc:
+        raise PolyinvError(f"{option} {target}: cannot write in {folder} ({_reason(exc)})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = False, inputs: Iterable = (),
+                 suffixes: Iterable[str] | None = None) -> Path:
+    """Refuse, before any work, an output file that cannot or may not be written (module docstring)."""
+    target = Path(path)
+    _check_name(target, option)
+    if target.is_dir():
+        raise PolyinvError(f"{option} {target} is a folder; give a file name")
+    if suffixes is not None:
+        suffixes = tuple(suffixes)
+        if target.suffix.lower() not in suffixes:
+            raise PolyinvError(f"{option} {target}: give a name ending in {' or '.join(suffixes)}")
+    for source in inputs:
+        if source is not None and _same(target, Path(source)):
+            raise PolyinvError(f"{option} {target} is the input file {source}; give another name")
+    if target.exists() and not overwrite:
+        raise PolyinvError(f"{option} {target} exists; pass --overwrite to replace it")
+    _writable(target, option)
+    return target
+
+
+def check_folder(path: str | os.PathLike, option: str, names: Iterable[str], *, overwrite: bool = False,
+                 inputs: Iterable = ()) -> Path:
+    """Refuse, before any work, a folder of outputs that cannot take the files ``names`` (existing ones are
+    replaced only with ``overwrite``; none may be an input)."""
+    folder = Path(path)
+    _check_name(folder, option)
+    if folder.exists() and not folder.is_dir():
+        raise PolyinvError(f"{option} {folder} is a file; give a folder")
+    for name in names:
+        check_output(folder / name, option, overwrite=overwrite, inputs=inputs)
+    _writable(folder / "x", option)
+    return folder
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it onto ``path``.
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success place it at ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was, so a
-    crash never leaves a half-written output.
+    ``overwrite`` False: the placement refuses a file that appeared at ``path`` meanwhile (one-line error,
+    nothing replaced). On any exception the temporary file is removed and ``path`` is left as it was. A failure
+    of the file system (read-only, full, name too long) is a one-line error naming the file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix + ".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # a short temporary name: a target near the file system's name limit must still get one
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:32]}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise PolyinvError(f"{target}: cannot write ({_reason(exc)})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -26,19 +126,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp_path, target)
+        else:
+            _place_new(tmp_path, target)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError):
+            raise PolyinvError(f"{target}: cannot write ({_reason(exc)})") from None
         raise
 
 
-def write_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Save a matplotlib figure as PNG atomically and close it."""
+def _place_new(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` only if ``target`` does not exist (a hard link fails if it does)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise PolyinvError(f"{target} appeared while this command ran (another process?); nothing was replaced: "
+                           f"run again with another name or --overwrite") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        try:  # a file system without hard links: reserve the name, then move over the reservation
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise PolyinvError(f"{target} appeared while this command ran (another process?); nothing was "
+                               f"replaced: run again with another name or --overwrite") from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
+def write_figure(fig, path: str | os.PathLike, dpi: int = 110, overwrite: bool = True) -> None:
+    """Save a matplotlib figure as PNG atomically (see ``atomic_path``) and close it."""
     import matplotlib.pyplot as plt
 
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, overwrite) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)

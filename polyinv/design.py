@@ -111,6 +111,9 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
         score = np.maximum(score, table["hellinger"] / mmd_tolerance)
     table["score"] = score
     table = table[np.isfinite(table["score"])].sort_values("score")
+    if table.empty:  # no simulated outcome was finite: the forward model, not the targets, is at fault
+        raise ValueError(f"the forward model ({forward.source}) gave non-finite outcomes for all {n_starts} "
+                         f"searched recipes; check its kinetics")
     table = _distinct(table, hi_z - lo_z)
     meets = table["score"] <= 1.0
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)

@@ -104,19 +104,24 @@ def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None,
     return fig
 
 
+#: The files ``explain`` may write into its folder.
+OUTPUTS = ("importance.csv", "importance.png", "impurity.csv")
+
+
 def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5, seed: int = 0,
-            block: int = 10) -> dict[str, Path]:
-    """Write ``importance.csv``, ``importance.png`` (and ``impurity.csv`` for forests) atomically."""
+            block: int = 10, overwrite: bool = True) -> dict[str, Path]:
+    """Write ``importance.csv``, ``importance.png`` (and ``impurity.csv`` for forests) atomically; ``overwrite``
+    False: none replaces a file that appeared meanwhile."""
     out_dir = Path(out_dir)
     groups = column_groups(model, block)
     table = permutation_importance(model, frame, groups, n_repeats, seed)
     impurity = impurity_importance(model, groups)
     written = {"table": out_dir / "importance.csv", "plot": out_dir / "importance.png"}
-    with atomic_path(written["table"]) as tmp:
+    with atomic_path(written["table"], overwrite) as tmp:
         table.to_csv(tmp, index=False)
     if impurity is not None:
         written["impurity"] = out_dir / "impurity.csv"
-        with atomic_path(written["impurity"]) as tmp:
+        with atomic_path(written["impurity"], overwrite) as tmp:
             impurity.to_csv(tmp, index=False)
-    write_figure(importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"), written["plot"])
+    write_figure(importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"), written["plot"], overwrite=overwrite)
     return written

@@ -73,7 +73,20 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
     if interval is not None:
         mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
         side = frame[list(model.side_names)].to_numpy(np.float64)
-        out = pd.concat([out, interval_columns(model, mmd, side, interval)], axis=1)
+        bands = interval_columns(model, mmd, side, interval)
+        changed = extra[0]["refine_changed"].to_numpy(bool) if refine and extra and "refine_changed" in extra[0] else None
+        if changed is not None and len(bands.columns):
+            # the model's interval describes the model's answer (model_<target>), not a refined recipe: kept
+            # beside that answer, and under <target>_lo/_hi only on rows whose answer refinement left unchanged
+            extra[0] = pd.concat([extra[0], bands.add_prefix("model_")], axis=1)
+            bands = bands.mask(changed[:, None])
+            if changed.any():
+                import sys
+
+                print(f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
+                      f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the refined "
+                      f"recipe; --candidates lists other recipes that reproduce the row", file=sys.stderr)
+        out = pd.concat([out, bands], axis=1)
     if extra:
         out = pd.concat([out, *extra], axis=1)
     return pd.concat([out, domain_columns(model, frame, recipe)], axis=1)

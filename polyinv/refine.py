@@ -518,7 +518,7 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
     return refined, extra
 
 
-def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame) -> list:
+def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False) -> list:
     """One PNG per row (``candidates_row<i>.png``): the input MMD and each candidate's simulated MMD, with the
     candidates' recipes in the legend. Atomic writes; nothing without candidate columns or a forward model."""
     import matplotlib
@@ -562,6 +562,6 @@ def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame) ->
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"candidates_row{i:04d}.png"
-        write_figure(fig, path, dpi=100)
+        write_figure(fig, path, dpi=100, overwrite=overwrite)
         written.append(path)
     return written

@@ -105,7 +105,10 @@ def build_model(config: dict, dm: PolyDataModule) -> InverseRegressor | Classica
 def new_run_dir(root: str | Path, name: str) -> Path:
     """Create and return ``root/name/version_N`` with the next free N (never reuses a folder)."""
     group = Path(root) / name
-    group.mkdir(parents=True, exist_ok=True)
+    try:
+        group.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PolyinvError(f"output.root {root}: cannot create the run folder {group} ({exc.strerror or exc})") from None
     existing = [int(p.name.split("_", 1)[1]) for p in group.glob("version_*") if p.name.split("_", 1)[1].isdigit()]
     n = max(existing, default=-1) + 1
     while True:
@@ -115,6 +118,9 @@ def new_run_dir(root: str | Path, name: str) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+        except OSError as exc:
+            raise PolyinvError(f"output.root {root}: cannot create the run folder {candidate} "
+                               f"({exc.strerror or exc})") from None
 
 
 def _write_text(path: Path, text: str) -> None:

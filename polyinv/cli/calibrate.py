@@ -42,11 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         out = Path(args.out)
         plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-        if out.suffix.lower() not in (".yaml", ".yml"):
-            raise PolyinvError(f"--out {out}: a calibration is written as YAML; give a name ending in .yaml")
-        for path in (out, plot):
-            if path.exists() and not args.overwrite:
-                raise PolyinvError(f"{path} exists; pass --overwrite to replace it")
+        from polyinv.atomic import check_output
+
+        check_output(out, "--out", overwrite=args.overwrite, inputs=(args.data,), suffixes=(".yaml", ".yml"))
+        check_output(plot, "--plot", overwrite=args.overwrite, inputs=(args.data, out), suffixes=(".png",))
+        if plot.absolute() == out.absolute():
+            raise PolyinvError(f"--plot {plot} is the --out file; give another name")
         if args.max_rows < 10:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
         import pandas as pd
@@ -75,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             raise PolyinvError(f"{args.data}: {exc}") from None
         cal.axis_how = how
-        write_yaml(cal, out)
-        plot_fit(cal, plot)
+        write_yaml(cal, out, overwrite=args.overwrite)
+        plot_fit(cal, plot, overwrite=args.overwrite)
         shown = cal.table[["value", "se", "status"]].copy()
         shown["status"] = shown["status"].str.slice(0, 70)
         with pd.option_context("display.width", 160, "display.max_colwidth", 80):

@@ -10,7 +10,6 @@ that model, so its calibration residuals are printed with the answer.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,7 +174,7 @@ def forward_residuals(forward) -> str:
             f"(a design is only as good as this model)")
 
 
-def plot(path: Path, forward, table, targets: dict, mmd=None) -> None:
+def plot(path: Path, forward, table, targets: dict, mmd=None, overwrite: bool = True) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,7 +200,7 @@ def plot(path: Path, forward, table, targets: dict, mmd=None) -> None:
     ax.set_xlabel("log10 M (g/mol)")
     ax.set_ylabel(f"MMD ({forward.axis.normalisation})")
     ax.legend(fontsize=7)
-    write_figure(fig, path)
+    write_figure(fig, path, overwrite=overwrite)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,14 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = parser.parse_args(argv)
         targets = targets_of(args)
-        out = Path(args.out)
-        if out.suffix.lower() != ".csv":
-            raise PolyinvError(f"--out {out}: proposals are written as CSV; give a name ending in .csv")
-        if out.exists() and not args.overwrite:
-            raise PolyinvError(f"--out {out} exists; pass --overwrite to replace it")
-        folder = out.absolute().parent
-        if not folder.exists() or not os.access(folder, os.W_OK):
-            raise PolyinvError(f"--out {out}: the folder {folder} does not exist or is not writable")
+        from polyinv.atomic import check_output
+
+        inputs = (args.mmd, args.calibration, args.ckpt)
+        out = check_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs, suffixes=(".csv",))
         if args.sheet and not args.mmd:
             raise PolyinvError("--sheet names a sheet of the --mmd file; give --mmd")
         forward, bounds, where, model = forward_and_bounds(args)
@@ -242,9 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot:
             plots = [Path(args.plot) if len(jobs) == 1 else
                      Path(args.plot).with_name(f"{Path(args.plot).stem}_row{row}{Path(args.plot).suffix}") for row, *_ in jobs]
-            taken = [p for p in plots if p.exists()]
-            if taken and not args.overwrite:
-                raise PolyinvError(f"--plot: {taken[0]} exists; pass --overwrite to replace it")
+            for path in plots:
+                check_output(path, "--plot", overwrite=args.overwrite, inputs=inputs, suffixes=(".png",))
+                if path.absolute() == out.absolute():
+                    raise PolyinvError(f"--plot {path} is the --out file; give another name")
         import pandas as pd
 
         from polyinv.atomic import atomic_path
@@ -270,11 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      *(["hellinger"] if mmd is not None else [])]
             print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
             results.append(result)
-        with atomic_path(out) as tmp:
+        with atomic_path(out, args.overwrite) as tmp:
             pd.concat([r.table for r in results], ignore_index=True).to_csv(tmp, index=False)
         for path, (_, job_targets, mmd, _), result in zip(plots, jobs, results, strict=True):
             if path is not None and len(result.table):
-                plot(path, forward, result.table, job_targets, mmd)
+                plot(path, forward, result.table, job_targets, mmd, overwrite=args.overwrite)
                 print(f"wrote {path}")
         print(f"wrote {out}")
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from polyinv.errors import ArgumentParser, run_cli
+from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,18 +21,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-repeats", type=int, default=5, help="permutations per group (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
     parser.add_argument("--block", type=int, default=10, help="MMD grid points per region (default 10)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier explain in --out")
 
     def body() -> int:
         args = parser.parse_args(argv)
+        from polyinv.atomic import check_folder
         from polyinv.data.io import read_table
-        from polyinv.explain import explain
+        from polyinv.explain import OUTPUTS, explain
         from polyinv.inference import input_columns
         from polyinv.models import load_model
 
+        check_folder(args.out, "--out", OUTPUTS, overwrite=args.overwrite, inputs=(args.input, args.ckpt))
         model = load_model(args.ckpt)
         frame = read_table(args.input, input_columns(model) + list(model.target_names), sheet=args.sheet,
                            mmd_columns=model.mmd_names)
-        written = explain(model, frame, args.out, args.n_repeats, args.seed, args.block)
+        if len(frame) < 2:
+            raise PolyinvError(f"{args.input}: {len(frame)} data row(s); permutation importance needs at least 2 "
+                               f"rows with the true recipe (R² is not defined on fewer)")
+        written = explain(model, frame, args.out, args.n_repeats, args.seed, args.block, overwrite=args.overwrite)
         import pandas as pd
 
         table = pd.read_csv(written["table"])

@@ -20,7 +20,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns")
     parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
     parser.add_argument("--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file (and --plot-dir figures)")
     parser.add_argument("--show", type=int, default=10, help="rows of the table to print (default 10)")
     parser.add_argument("--interval", type=float, default=None, metavar="LEVEL",
                         help="add <target>_lo/_hi of the central LEVEL interval, e.g. 0.9 (GP, ensembles)")
@@ -35,22 +35,17 @@ def build_parser() -> ArgumentParser:
 
 
 def output_path(args) -> Path:
-    """The output file, refused before any work if it is the input or exists without --overwrite."""
+    """The output file, refused before any work if it is an input or exists without --overwrite."""
+    from polyinv.atomic import check_output
+
     output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
-    if output.is_dir():
-        raise PolyinvError(f"--output {output} is a folder; give a file name")
-    if output.suffix.lower() != ".csv":
-        raise PolyinvError(f"--output {output}: predictions are written as CSV; give a name ending in .csv")
-    if output.exists() and Path(args.input).exists() and output.resolve() == Path(args.input).resolve():
-        raise PolyinvError(f"--output {output} is the input file; give another name")
-    if output.exists() and not args.overwrite:
-        raise PolyinvError(f"--output {output} exists; pass --overwrite to replace it")
-    folder = output.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not os.access(folder, os.W_OK):
-        raise PolyinvError(f"--output {output}: the folder {folder} is not writable")
-    return output
+    return check_output(output, "--output", overwrite=args.overwrite, inputs=(args.input, args.ckpt), suffixes=(".csv",))
+
+
+def plot_names(args, rows: int) -> list[str]:
+    """The PNGs --plot-dir will hold: one per row (verify), one more per row with --candidates."""
+    names = [f"verify_row{i:04d}.png" for i in range(rows)]
+    return names + ([f"candidates_row{i:04d}.png" for i in range(rows)] if args.candidates else [])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,23 +55,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.candidates is not None and not 1 <= args.candidates <= 10:
             raise PolyinvError(f"--candidates must lie between 1 and 10, got {args.candidates}")
+        if args.show < 0:
+            raise PolyinvError(f"--show is a number of rows, 0 or more; got {args.show}")
         output = output_path(args)
-        from polyinv.atomic import atomic_path
+        from polyinv.atomic import atomic_path, check_folder
         from polyinv.inference import predict_table, read_inputs
         from polyinv.models import load_model, resolve_checkpoint
-        from polyinv.trust.report import verify_table, warn_outside
+        from polyinv.trust.report import check_interval, verify_table, warn_outside
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
+        if args.interval is not None:
+            check_interval(model, args.interval)
         frame = read_inputs(model, args.input, args.sheet)
+        if args.plot_dir:
+            check_folder(args.plot_dir, "--plot-dir", plot_names(args, len(frame)), overwrite=args.overwrite,
+                         inputs=(args.input, output))
         table = predict_table(model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates)
         if args.verify or args.plot_dir:
-            table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir)
+            table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir, args.overwrite)
         if args.plot_dir and args.candidates:
             from polyinv.refine import plot_candidates
 
-            plot_candidates(args.plot_dir, model, frame, table)
-        with atomic_path(output) as tmp:
+            plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
+        with atomic_path(output, overwrite=args.overwrite) as tmp:
             table.to_csv(tmp, index=False)
         print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")
         print(table.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.5g}"))

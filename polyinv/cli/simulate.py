@@ -31,7 +31,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube and of the chain sampling")
     p.add_argument("--noise-chains", type=int, default=None, metavar="K",
                    help="draw K chains per recipe (KMC-like noise in the MMD, Mn, Mw)")
-    p.add_argument("--out", required=True, help="output file: .xlsx, .csv or .parquet")
+    p.add_argument("--out", required=True, help="output file: .xlsx, .csv (+ .metadata.json) or .parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never one of the inputs)")
     p.add_argument("--t-max", type=float, default=None, help="time limit of a run, s (default: the calibration's, else 3600)")
     p.add_argument("--x-stop", type=float, default=None,
                    help="conversion that stops a run (default: the calibration's, else 0.9)")
@@ -46,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
+        from polyinv.atomic import check_output
+        from polyinv.sim.io import FORMATS, metadata_sidecar
+
+        inputs = (args.recipes, args.calibration)
+        check_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs, suffixes=FORMATS)
+        if args.out.lower().endswith(".csv"):
+            check_output(metadata_sidecar(args.out), "--out", overwrite=args.overwrite, inputs=inputs)
         forward = recipes = None
         if args.calibration:
             from polyinv.sim.calibrate import read_yaml
@@ -63,11 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             generate(args.design or "recipes", args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
                      t_max=args.t_max, x_stop=args.x_stop, n_steps=args.n_steps, n_jobs=args.jobs,
-                     progress=not args.quiet, command=canonical_command(args), recipes=recipes, forward=forward)
+                     progress=not args.quiet, command=canonical_command(args), recipes=recipes, forward=forward,
+                     overwrite=args.overwrite, source=args.recipes)
         except ValueError as exc:
-            raise PolyinvError(str(exc)) from exc
-        except OSError as exc:
-            raise PolyinvError(f"{args.out}: cannot write ({exc.strerror or exc})") from exc
+            raise PolyinvError(f"--recipes {args.recipes}: {exc}" if args.recipes else str(exc)) from None
         print(f"wrote {args.out}")
         return 0
 

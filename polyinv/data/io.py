@@ -120,7 +120,7 @@ def read_table(
             shown = raw.iloc[i]
             what = "an empty cell" if pd.isna(shown) else f"the non-numeric value {shown!r}"
             if not pd.isna(shown) and isinstance(shown, (int, float, np.number)):
-                what = f"the non-finite value {shown!r}"
+                what = f"the non-finite value {float(shown):g}"
             raise PolyinvError(
                 f"{where}: column {column!r}, {row_text(i)}: {what} ({int(bad.sum())} bad cell(s) in this column)"
             )

@@ -32,6 +32,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def _plain(exc: Exception) -> str:
+    """The first line of an exception's message without terminal colour codes."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_model(path: str | Path):
     """Load any polyinv model on CPU from its file or run folder; nothing in the file is executed."""
     import torch
@@ -52,9 +60,17 @@ def load_model(path: str | Path):
             raise PolyinvError(f"{path}: not a polyinv model file (kind {kind!r})")
         return CLASSICAL[kind].from_payload(payload)
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise PolyinvError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is not a polyinv checkpoint
+        raise PolyinvError(f"{path}: not a polyinv model file (give a run folder, best.ckpt, model.skops or an "
+                           f"ensemble/auto folder)")
+    try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _plain(exc)
         raise PolyinvError(f"{path}: cannot read checkpoint ({first})") from exc
     kind = checkpoint.get("polyinv_kind") if isinstance(checkpoint, dict) else None
     if kind not in NETWORKS:
@@ -62,7 +78,7 @@ def load_model(path: str | Path):
     try:
         model = NETWORKS[kind].load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _plain(exc)
         raise PolyinvError(f"{path}: checkpoint does not match a {kind} model of this polyinv version ({first})") from exc
     model.eval()
     return model

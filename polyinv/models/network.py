@@ -173,8 +173,9 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
         return grid, scalars
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """Physical inputs → scaled targets (B, T)."""
-        return self.network(*self.network_inputs(mmd, side))
+        """Physical inputs → scaled targets (B, T), computed in the dtype of the network's weights."""
+        dtype = next(self.network.parameters()).dtype
+        return self.network(*(t.to(dtype) for t in self.network_inputs(mmd, side)))
 
     def to_physical(self, out: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         """Scaled outputs → physical recipe (float64): clipped to the training range, time under the stop rule."""

@@ -35,6 +35,7 @@ from polyinv.sim.forward import (
     PARAMETERS,
     ForwardModel,
     apply,
+    check_plausible,
     default_value,
     file_axis,
     protocol_from_data,
@@ -359,7 +360,7 @@ def _round(value, digits: int = 6):
     return float(f"{value:.{digits}g}") if math.isfinite(value) else None
 
 
-def write_yaml(cal: Calibration, path: str | Path) -> Path:
+def write_yaml(cal: Calibration, path: str | Path, overwrite: bool = True) -> Path:
     """Write the calibration atomically; the header says what the file is."""
     import yaml
 
@@ -371,7 +372,7 @@ def write_yaml(cal: Calibration, path: str | Path) -> Path:
             "# fixed value at 70 °C), standard error, and the default it replaces. Use it with\n"
             "# `polyinv simulate --recipes FILE --calibration THIS.yaml` or `polyinv fit --trust.calibration THIS.yaml`.\n")
     text += yaml.safe_dump(to_yaml_dict(cal), sort_keys=False, allow_unicode=True, width=110)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
 
@@ -393,19 +394,32 @@ def read_yaml(path: str | Path) -> ForwardModel:
         a = data["axis"]
         axis = MMDAxis(float(a["log10m_min"]), float(a["log10m_max"]), int(a.get("n_points", 100)), a.get("normalisation", "density"))
         values = {name: float(entry["value"]) for name, entry in (data.get("parameters") or {}).items()}
-        apply(values)
+        implausible = []
+        for name, value in values.items():
+            if name in BY_NAME and math.isfinite(value):
+                try:
+                    check_plausible(name, value)
+                except ValueError as exc:
+                    implausible.append(str(exc))
+        if not implausible:
+            apply(values)
         proto = data.get("protocol") or {}
         t_max, x_stop = float(proto.get("t_max_s", 3600.0)), float(proto.get("x_stop", 0.9))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: malformed calibration ({exc})") from None
-    if not (t_max > 0 and 0 < x_stop < 1):
-        raise ValueError(f"{path}: protocol t_max_s {t_max} / x_stop {x_stop} out of range")
+    if implausible:
+        raise ValueError(f"{path}: {implausible[0]}")
+    if not (0 < t_max < float("inf") and 0 < x_stop < 1):
+        raise ValueError(f"{path}: protocol t_max_s {t_max:g} / x_stop {x_stop:g} out of range (t_max_s a positive "
+                         f"number of seconds, x_stop between 0 and 1)")
+    if axis.n_points != len(MMD_COLUMNS):
+        raise ValueError(f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points")
     return ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}",
                         {"residuals": data.get("residuals"), "axis": a.get("how", "")})
 
 
 # ---------------------------------------------------------------------- the figure
-def plot(cal: Calibration, path: str | Path, n_overlays: int = 6) -> Path:
+def plot(cal: Calibration, path: str | Path, n_overlays: int = 6, overwrite: bool = True) -> Path:
     """Parity of Mn, Mw, conversion and stop time, and MMD overlays of a few rows (file vs calibrated), over
     the rows the calibration was fitted on."""
     import matplotlib
@@ -445,7 +459,7 @@ def plot(cal: Calibration, path: str | Path, n_overlays: int = 6) -> Path:
                  f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
                  f"stop time MAE {r['time_mae_s']:.0f} s", fontsize=10)
     fig.tight_layout()
-    write_figure(fig, path)
+    write_figure(fig, path, overwrite=overwrite)
     return Path(path)
 
 

@@ -66,13 +66,32 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
     return rows + params.metadata()
 
 
+def check_finite(data: pd.DataFrame, source: str | None = None) -> None:
+    """ValueError naming the first recipe whose simulated outcome (cBA_time, Mn, Mw, time, MMD) is not finite."""
+    import numpy as np
+
+    from polyinv.data.io import row_text
+    from polyinv.schema import MMD_COLUMNS
+
+    columns = ["cBA_time", "Mn", "Mw", "time", *MMD_COLUMNS]
+    bad = np.flatnonzero(~np.isfinite(data[columns].to_numpy(np.float64)).all(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        r = data.iloc[i]
+        where = f"{source}: {row_text(i)}" if source else f"recipe {i}"
+        raise ValueError(f"{where} (cBA_0 {r['cBA_0']:g}, cAIBN_0 {r['cAIBN_0']:g}, temp {r['temp']:g}): the simulation "
+                         f"gave non-finite outcomes ({len(bad)} of {len(data)} recipes); nothing written")
+
+
 def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, noise_chains: int | None = None,
              t_max: float | None = None, x_stop: float | None = None, n_steps: int = DEFAULT_N_STEPS,
              n_jobs: int = 1, progress: bool = True, command: str = "", recipes: pd.DataFrame | None = None,
-             forward: ForwardModel | None = None) -> pd.DataFrame:
+             forward: ForwardModel | None = None, overwrite: bool = True, source: str | None = None) -> pd.DataFrame:
     """Simulate a design (``grid``, ``lhs``, or ``recipes``: the given cBA_0, cAIBN_0, temp rows) and write it
     to ``out``; returns the written compuesta table. ``forward``: a calibrated forward model (kinetics, MMD
-    axis, run protocol); ``t_max``/``x_stop`` given here override its protocol."""
+    axis, run protocol); ``t_max``/``x_stop`` given here override its protocol. ``overwrite`` False: an ``out``
+    that appeared meanwhile is not replaced. A recipe whose simulated outcome is not finite is an error naming
+    its row (of ``source``, the recipes file, where given): nothing is written."""
     output_format(out)
     forward = forward or ForwardModel()
     t_max = forward.t_max if t_max is None else t_max
@@ -98,5 +117,6 @@ def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, nois
     meta = dataset_metadata(design=design, n=len(recipes), seed=seed, noise_chains=noise_chains, t_max=t_max,
                             x_stop=x_stop, n_steps=n_steps, command=command, params=params, axis=forward.axis,
                             calibration=None if forward.is_default_kinetics else forward.describe())
-    write_dataset(data, out, meta)
+    check_finite(data, source)
+    write_dataset(data, out, meta, overwrite=overwrite)
     return data

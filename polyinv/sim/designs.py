@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import qmc
 
+from polyinv.data.io import row_text
 from polyinv.schema import NOMINAL_RANGES
 
 #: The recipe fields the simulator takes (the fourth target, ``time``, is its output).
@@ -49,19 +50,19 @@ def lhs_design(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def _check_value(name: str, value: object, max_cBA: float, row: object = None) -> float:
-    where = "" if row is None else f" (row {row})"
+    where = "" if row is None else f" ({row_text(int(row))})"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
         raise ValueError(f"{name} must be a number, got {value!r}{where}")
     v = float(value)
     if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}{where}")
+        raise ValueError(f"{name} must be finite, got {v:g}{where}")
     if name == "temp":
         if not TEMP_LIMITS[0] <= v <= TEMP_LIMITS[1]:
-            raise ValueError(f"temp must be within {TEMP_LIMITS[0]:g}-{TEMP_LIMITS[1]:g} °C, got {v!r}{where}")
+            raise ValueError(f"temp must be within {TEMP_LIMITS[0]:g}-{TEMP_LIMITS[1]:g} °C, got {v:g}{where}")
     elif v <= 0:
-        raise ValueError(f"{name} must be a positive concentration in mol/L, got {v!r}{where}")
+        raise ValueError(f"{name} must be a positive concentration in mol/L, got {v:g}{where}")
     elif name == "cBA_0" and v >= max_cBA:
-        raise ValueError(f"cBA_0 must be below pure monomer ({max_cBA:.3f} mol/L), got {v!r}{where}")
+        raise ValueError(f"cBA_0 must be below pure monomer ({max_cBA:.3f} mol/L), got {v:g}{where}")
     return v
 
 
@@ -90,6 +91,7 @@ def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
         frame = pd.DataFrame(arr, columns=list(RECIPE_FIELDS))
     if len(frame) == 0:
         raise ValueError("no recipes given")
+    named = isinstance(recipes, pd.DataFrame) or len(frame) > 1  # rows of a table are named in messages
     out = {}
     for name in RECIPE_FIELDS:
         col = frame[name]
@@ -102,9 +104,9 @@ def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
                 bad |= values >= max_cBA
             if bad.any():
                 i = int(np.argmax(bad))
-                _check_value(name, values[i], max_cBA, row=frame.index[i] if len(frame) > 1 else None)
+                _check_value(name, values[i], max_cBA, row=frame.index[i] if named else None)
             out[name] = values
         else:
-            out[name] = np.array([_check_value(name, v, max_cBA, row=frame.index[i] if len(frame) > 1 else None)
+            out[name] = np.array([_check_value(name, v, max_cBA, row=frame.index[i] if named else None)
                                   for i, v in enumerate(col.tolist())])
     return pd.DataFrame(out)

@@ -66,6 +66,25 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
     Parameter("Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", 30.0),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
+#: Largest activation-energy shift a calibration file may state, kJ/mol. Reported activation energies of one
+#: radical reaction scatter by tens of kJ/mol at most (IUPAC benchmark reviews of kp; termination and transfer
+#: values span ~0-40 kJ/mol), so a shift beyond this is no kinetics but an error in the file.
+MAX_ENERGY_SHIFT = 60.0
+
+
+def check_plausible(name: str, value: float) -> None:
+    """ValueError unless ``value`` of parameter ``name`` is physically plausible: a factor within the calibrator's
+    own search range (``Parameter.bound``, the scatter of literature values), an energy shift within
+    ±MAX_ENERGY_SHIFT kJ/mol."""
+    p = BY_NAME[name]
+    if p.kind == "factor":
+        low, high = math.exp(-p.bound), math.exp(p.bound)
+        if not low <= value <= high:
+            raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
+                             f"{low:.3g}-{high:.3g} x polyinv's value (the calibrator's own bounds)")
+    elif abs(value) > MAX_ENERGY_SHIFT:
+        raise ValueError(f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
+                         f"±{MAX_ENERGY_SHIFT:g} kJ/mol")
 
 
 def default_value(name: str) -> float:

@@ -28,12 +28,14 @@ def metadata_sidecar(path: str | os.PathLike) -> Path:
     return Path(f"{path}.metadata.json")
 
 
-def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]]) -> Path:
+def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]],
+                  overwrite: bool = True) -> Path:
     """Write ``data`` (compuesta columns) atomically; the format follows the extension.
 
     .xlsx: sheets ``compuesta``, ``mmd_raw_data`` (docs/data-format.md, same names and order) and ``metadata``
     (two columns key, value). .csv: the compuesta columns, metadata in ``PATH.metadata.json``.
-    .parquet: the compuesta columns, metadata as JSON in the file's schema metadata.
+    .parquet: the compuesta columns, metadata as JSON in the file's schema metadata. ``overwrite`` False: a
+    file that appeared meanwhile is not replaced (polyinv.atomic).
     """
     fmt = output_format(path)
     missing = [c for c in COMPOSITE_COLUMNS if c not in data.columns]
@@ -43,13 +45,13 @@ def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tu
     meta = pd.DataFrame(metadata, columns=["key", "value"])
     target = Path(path)
     if fmt == ".xlsx":
-        with atomic_path(target) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
+        with atomic_path(target, overwrite) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
             composite.to_excel(writer, sheet_name=SHEET_COMPOSITE, index=False)
             data[list(MMD_RAW_COLUMNS)].to_excel(writer, sheet_name=SHEET_MMD_RAW, index=False)
             meta.to_excel(writer, sheet_name=SHEET_METADATA, index=False)
     elif fmt == ".csv":
         sidecar = metadata_sidecar(target)
-        with atomic_path(target) as tmp, atomic_path(sidecar) as tmp_meta:
+        with atomic_path(target, overwrite) as tmp, atomic_path(sidecar, overwrite) as tmp_meta:
             composite.to_csv(tmp, index=False)
             tmp_meta.write_text(json.dumps(dict(metadata), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     else:
@@ -59,7 +61,7 @@ def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tu
         table = pa.Table.from_pandas(composite, preserve_index=False)
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[PARQUET_METADATA_KEY] = json.dumps(dict(metadata), ensure_ascii=False).encode("utf-8")
-        with atomic_path(target) as tmp:
+        with atomic_path(target, overwrite) as tmp:
             pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
     return target
 

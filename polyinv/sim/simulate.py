@@ -85,7 +85,7 @@ def _check_t_max(t_max, n: int) -> float | np.ndarray:
     bad = ~(np.isfinite(values) & (values > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"t_max must be a positive number of seconds, got {float(values[i])!r} (recipe {i})")
+        raise ValueError(f"t_max must be a positive number of seconds, got {float(values[i]):g} (recipe {i})")
     return values
 
 

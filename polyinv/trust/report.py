@@ -15,17 +15,22 @@ from polyinv.trust.domain import model_domain, model_forward
 
 def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
     """``<target>_lo`` / ``<target>_hi`` of the central ``level`` interval (physical units)."""
+    check_interval(model, level)
+    _, low, high = model.predict_interval(mmd, side, level)
+    out = pd.DataFrame(index=range(len(mmd)))
+    for j, name in enumerate(model.target_names):
+        out[f"{name}_lo"], out[f"{name}_hi"] = low[:, j], high[:, j]
+    return out
+
+
+def check_interval(model, level: float) -> None:
+    """One-line error unless ``model`` gives central intervals and ``level`` lies in (0, 1)."""
     if not 0 < level < 1:
         raise PolyinvError(f"--interval must lie between 0 and 1 (e.g. 0.9), got {level}")
     if not hasattr(model, "predict_interval"):
         raise PolyinvError(
             f"a {model.kind} model gives no intervals; use a Gaussian process or a deep ensemble (polyinv ensemble)"
         )
-    _, low, high = model.predict_interval(mmd, side, level)
-    out = pd.DataFrame(index=range(len(mmd)))
-    for j, name in enumerate(model.target_names):
-        out[f"{name}_lo"], out[f"{name}_hi"] = low[:, j], high[:, j]
-    return out
 
 
 def domain_columns(model, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFrame:
@@ -63,7 +68,7 @@ def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFra
 
 
 def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Path, sheet: str | None,
-                 plot_dir: str | Path | None = None) -> pd.DataFrame:
+                 plot_dir: str | Path | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Append forward-verification columns (and write per-row plots) for a prediction table, with the
     forward model stored in the model (its training file's kinetics, axis and protocol). Without one, a
     warning says why and the table is returned as it is."""
@@ -83,5 +88,5 @@ def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Pa
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
     if plot_dir is not None:
         true = optional_columns(path, sheet, TARGETS)
-        plot_rows(plot_dir, mmd, sim, table, checks, true, forward=forward)
+        plot_rows(plot_dir, mmd, sim, table, checks, true, forward=forward, overwrite=overwrite)
     return pd.concat([table, checks], axis=1)

@@ -101,7 +101,7 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
 
 def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: pd.DataFrame,
               table: pd.DataFrame, true: pd.DataFrame | None = None, rows: Sequence[int] | None = None,
-              forward: ForwardModel | None = None) -> list[Path]:
+              forward: ForwardModel | None = None, overwrite: bool = False) -> list[Path]:
     """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
     import matplotlib
 
@@ -134,6 +134,6 @@ def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: 
         box.text(0.0, 0.95, "\n".join(lines), family="monospace", fontsize=8.5, va="top")
         fig.tight_layout()
         path = out_dir / f"verify_row{i:04d}.png"
-        write_figure(fig, path, dpi=100)
+        write_figure(fig, path, dpi=100, overwrite=overwrite)
         written.append(path)
     return written

@@ -67,7 +67,7 @@ def test_predict_refine_where_the_forward_model_is_the_generator(small_files, ca
     capsys.readouterr()
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--output", str(folder / "plain.csv")]) == 0
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--candidates", "2",
-                             "--plot-dir", str(folder / "plots"), "--output", str(folder / "r.csv")]) == 0
+                             "--plot-dir", str(folder / "plots"), "--output", str(folder / "r.csv"), "--interval", "0.9"]) == 0
     assert len(list((folder / "plots").glob("candidates_row*.png"))) == 8  # one per row, beside the verify plots
     err = capsys.readouterr().err
     assert "--refine: refinement raised" in err and "--candidates: refinement raised" in err
@@ -85,6 +85,15 @@ def test_predict_refine_where_the_forward_model_is_the_generator(small_files, ca
     before = evaluate(truth, plain[list(TARGETS)].to_numpy())["global"]["r2"]
     after = evaluate(truth, refined[list(TARGETS)].to_numpy())["global"]["r2"]
     assert after > max(before, 0.98), (before, after)
+    # an interval describes the value in its row: the model's interval sits beside the model's answer; a refined
+    # row carries no <target>_lo/_hi (issue 30), an unchanged row keeps the model's
+    changed = refined["refine_changed"].to_numpy(bool)
+    assert changed.any() and "refined row(s) carry no <target>_lo/_hi" in err
+    for t in TARGETS:
+        assert (refined[f"model_{t}_lo"] <= refined[f"model_{t}"] + 1e-12).all()
+        assert (refined[f"model_{t}"] <= refined[f"model_{t}_hi"] + 1e-12).all()
+        assert refined.loc[changed, [f"{t}_lo", f"{t}_hi"]].isna().all().all()
+        assert np.allclose(refined.loc[~changed, f"{t}_lo"], refined.loc[~changed, f"model_{t}_lo"])
 
 
 def test_predict_refine_without_the_check_returns_the_models_answer(small_files, capsys):

@@ -1,0 +1,66 @@
+"""Rounding robustness of the shipped network configs: the same config and seed fitted with 1, 2 and 4 torch
+threads (float summation order changes with the thread count), each in its own process, in float32 and in
+float64 (``trainer.precision 64-true``). Global and per-target test R² go to ``results/threads/<name>.json``.
+
+  python -m benchmarks.threads [--configs mlp.yaml cnn.yaml] [--threads 1 2 4] [--precisions 32-true 64-true]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def one_fit(config: str, threads: int, precision: str, seed: int) -> dict:
+    """Fit in a fresh process with ``threads`` intra-op threads; the run's metrics.json plus its wall time."""
+    with tempfile.TemporaryDirectory() as root:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); from polyinv.cli import fit; "
+                "sys.exit(fit.main(sys.argv[2:]))")
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code, str(threads), "--config", config, "--seed", str(seed),
+                               "--output.root", root, "--trainer.enable_progress_bar", "false",
+                               "--trainer.accelerator", "cpu", "--trainer.precision", precision,
+                               "--trust.forward", "none", "--trust.refine", "none"],
+                              cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+        metrics = json.loads(next(Path(root).glob("*/version_0/metrics.json")).read_text())
+    return {"config": config, "threads": threads, "precision": precision, "seed": seed, "seconds": round(seconds, 1),
+            "global_r2": metrics["global"]["r2"], "r2": {k: v["r2"] for k, v in metrics["targets"].items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.threads", description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["mlp.yaml"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2, 4])
+    p.add_argument("--precisions", nargs="+", default=["32-true", "64-true"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[42])
+    p.add_argument("--out", default=str(REPO / "results" / "threads"))
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for config in args.configs:
+        for precision in args.precisions:
+            for seed in args.seeds:
+                for threads in args.threads:
+                    record = out / f"{Path(config).stem}_{precision}_seed{seed}_t{threads}.json"
+                    if record.exists():
+                        continue
+                    result = one_fit(config, threads, precision, seed)
+                    record.write_text(json.dumps(result, indent=1) + "\n")
+                    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
