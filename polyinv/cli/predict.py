@@ -7,7 +7,6 @@ temp, time in physical units) per input row, with the applicability-domain colum
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
