@@ -1,8 +1,11 @@
 """Rounding robustness of the shipped network configs: the same config and seed fitted with 1, 2 and 4 torch
-threads (float summation order changes with the thread count), each in its own process, in float32 and in
-float64 (``trainer.precision 64-true``). Global and per-target test R² go to ``results/threads/<name>.json``.
+threads (float summation order changes with the thread count) and with the kernels of another processor
+(``--isa avx2``: MKL, oneDNN and ATen restricted to AVX2 on an AVX-512 machine), each in its own process, in
+float32 and in float64 (``trainer.precision 64-true``). Global and per-target test R² go to
+``results/threads/<name>.json``.
 
   python -m benchmarks.threads [--configs mlp.yaml cnn.yaml] [--threads 1 2 4] [--precisions 32-true 64-true]
+                               [--isa native avx2] [--seeds 42]
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def one_fit(config: str, threads: int, precision: str, seed: int) -> dict:
+#: Environment that makes an AVX-512 machine compute with AVX2 kernels (another processor's summation order).
+ISA_ENV = {"native": {}, "avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                                  "ATEN_CPU_CAPABILITY": "avx2"}}
+
+
+def one_fit(config: str, threads: int, precision: str, seed: int, isa: str = "native") -> dict:
     """Fit in a fresh process with ``threads`` intra-op threads; the run's metrics.json plus its wall time."""
     with tempfile.TemporaryDirectory() as root:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **ISA_ENV[isa]}
         code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); from polyinv.cli import fit; "
                 "sys.exit(fit.main(sys.argv[2:]))")
         start = time.perf_counter()
@@ -35,7 +43,8 @@ def one_fit(config: str, threads: int, precision: str, seed: int) -> dict:
         if proc.returncode:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1])
         metrics = json.loads(next(Path(root).glob("*/version_0/metrics.json")).read_text())
-    return {"config": config, "threads": threads, "precision": precision, "seed": seed, "seconds": round(seconds, 1),
+    return {"config": config, "threads": threads, "precision": precision, "seed": seed, "isa": isa,
+            "seconds": round(seconds, 1),
             "global_r2": metrics["global"]["r2"], "r2": {k: v["r2"] for k, v in metrics["targets"].items()}}
 
 
@@ -45,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--precisions", nargs="+", default=["32-true", "64-true"])
     p.add_argument("--seeds", nargs="+", type=int, default=[42])
+    p.add_argument("--isa", nargs="+", default=["native"], choices=sorted(ISA_ENV))
     p.add_argument("--out", default=str(REPO / "results" / "threads"))
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -52,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     for config in args.configs:
         for precision in args.precisions:
             for seed in args.seeds:
-                for threads in args.threads:
-                    record = out / f"{Path(config).stem}_{precision}_seed{seed}_t{threads}.json"
-                    if record.exists():
-                        continue
-                    result = one_fit(config, threads, precision, seed)
-                    record.write_text(json.dumps(result, indent=1) + "\n")
-                    print(json.dumps(result), flush=True)
+                for isa in args.isa:
+                    for threads in args.threads:
+                        tag = "" if isa == "native" else f"_{isa}"
+                        record = out / f"{Path(config).stem}_{precision}_seed{seed}_t{threads}{tag}.json"
+                        if record.exists():
+                            continue
+                        result = one_fit(config, threads, precision, seed, isa)
+                        record.write_text(json.dumps(result, indent=1) + "\n")
+                        print(json.dumps(result), flush=True)
     return 0
 
 

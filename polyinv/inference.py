@@ -79,7 +79,7 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
             # the model's interval describes the model's answer (model_<target>), not a refined recipe: kept
             # beside that answer, and under <target>_lo/_hi only on rows whose answer refinement left unchanged
             extra[0] = pd.concat([extra[0], bands.add_prefix("model_")], axis=1)
-            bands = bands.mask(changed[:, None])
+            bands.loc[changed, :] = np.nan
             if changed.any():
                 import sys
 

@@ -333,7 +333,7 @@ def _train(config: dict, dm: PolyDataModule, model, kind: str, run_dir: Path, re
     ckpt_path = None if resume is None else check_resumable(resume, trainer_cfg.get("max_epochs"))
     started = time.perf_counter()
     try:
-        with full_float32(model.hparams.optimizer == "lbfgs"):
+        with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
             trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except SIGTERMException as exc:  # Lightning ends a SIGTERM'd fit in a code-less SystemExit (exit status 0)
         trainer.save_checkpoint(run_dir / "last.ckpt")
@@ -416,18 +416,29 @@ def fit_check_lines(checks: dict | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def full_float32(on: bool = True):
-    """cuDNN convolutions in full float32 while ``on`` (PyTorch lets them use TF32, a 10-bit mantissa, by default):
-    L-BFGS's line search compares close losses, and with TF32 the shipped CNN fell short of its own training rows
-    on an H200 (README, GPU). The previous setting is restored."""
+def lbfgs_numerics(on: bool = True):
+    """The numerics of a full-batch L-BFGS fit while ``on``; the previous settings are restored after.
+
+    - cuDNN convolutions in full float32 (PyTorch lets them use TF32, a 10-bit mantissa, by default): L-BFGS's
+      line search compares close losses, and with TF32 the shipped CNN fell short of its own training rows on
+      an H200 (README, GPU).
+    - One intra-op CPU thread: 4,000 L-BFGS iterations amplify any rounding difference, and torch's parallel
+      reductions sum in an order set by the thread count, so the shipped MLP (seed 42) scored global R² 0.979,
+      0.993 and 0.991 with 1, 2 and 4 threads. With one thread the fit is the same whatever the machine's thread
+      count; on full batches of a few hundred rows a second thread saved under 10 % (docs/benchmark.md).
+    """
     import torch
 
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = before and not on
+    before = torch.backends.cudnn.allow_tf32, torch.get_num_threads()
+    if on:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = before
+        torch.backends.cudnn.allow_tf32 = before[0]
+        if torch.get_num_threads() != before[1]:
+            torch.set_num_threads(before[1])
 
 
 def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:

@@ -312,12 +312,15 @@ def _train_network(config: dict, dm, seed: int):
     """A network trained on ``dm``'s training rows with its config's trainer settings, in memory (no run folder)."""
     import lightning as L
 
+    from polyinv.train import lbfgs_numerics
+
     L.seed_everything(seed if config.get("model_seed") is None else config["model_seed"], workers=True, verbose=False)
     model = _build(config, dm, progress=False)
     model.fit_statistics(dm.scalers(), dm.train_frame)
     trainer_cfg = {k: v for k, v in config["trainer"].items()}
     trainer_cfg.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer = L.Trainer(**trainer_cfg)
-    trainer.fit(model, datamodule=dm)
+    with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
+        trainer.fit(model, datamodule=dm)
     model.eval()
     return model.cpu(), trainer
