@@ -12,6 +12,7 @@ repository root).
   python -m benchmarks suite [--sets ...] [--models ...] [--seeds 0 1 2]   (results/suite/<set>, results/suite/suite.md)
   python -m benchmarks calibration                             (calibrated forward model vs the suite: results/calibration)
   python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
+  python -m benchmarks trust-foreign --world second --models gp   (the same on the independent simulator: results/trust_foreign_second)
   python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
   python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="KMC-like noise: the table on the grid, the learning curve on every LHS file")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
     parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--world", choices=("suite", "second"), default="suite",
+                        help="trust-foreign: the suite's grid_A, or the independent simulator's grid (benchmarks/foreign_sim.py)")
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
     parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
     parser.add_argument("--recheck", action="store_true",
@@ -82,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "trust-foreign":
             from benchmarks import trust_foreign
 
-            out = Path(args.out or bm.REPO_ROOT / "results" / "trust_foreign")
+            folder = "trust_foreign" if args.world == "suite" else "trust_foreign_second"
+            out = Path(args.out or bm.REPO_ROOT / "results" / folder)
             seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0]
-            print(f"wrote {trust_foreign.main(out, args.models or ('gp', 'mlp', 'cnn'), seeds)}")
+            print(f"wrote {trust_foreign.main(out, args.models or ('gp', 'mlp', 'cnn'), seeds, args.world)}")
             return 0
         if args.mode == "refine":
             from benchmarks import refine

@@ -378,7 +378,8 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
     if suite.exists():
         parts += ["## Foreign-data suite (files unlike the shipped grid: other kinetics, designs, MMD axes, noise)", "",
                   suite.read_text().strip().replace("### ", "#### ").replace("`results/suite/", "`../results/suite/"), ""]
-    for folder, name in (("calibration", "calibration.md"), ("trust_foreign", "trust_foreign.md"),
+    for folder, name in (("calibration", "calibration.md"), ("foreign", "foreign.md"), ("threads", "threads.md"),
+                         ("trust_foreign", "trust_foreign.md"), ("trust_foreign_second", "trust_foreign.md"),
                          ("refine", "refine.md"), ("refine", "design.md"), ("refine", "design_mmd.md"),
                          ("lhs432_polyinv_noise20000", "ceiling_box.md")):
         path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)

@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s; "
               f"{cal.simulations} simulations, {cal.seconds:.0f} s")
         print(f"wrote {out} and {plot}")
+        if not cal.quality["good"]:  # the file is written for inspection, marked so; the command fails
+            raise PolyinvError(f"{args.data}: {cal.quality['text']} (quality: poor in {out})")
         return 0
 
     return run_cli(body)

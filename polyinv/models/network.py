@@ -281,6 +281,9 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.domain = checkpoint.get("polyinv_domain")
+        weights = [v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("network.") and v.is_floating_point()]
+        if weights and weights[0].dtype == torch.float64:  # trained with trainer.precision 64-true: predict so too
+            self.double()
 
     # ------------------------------------------------------------------ inference on arrays
     def input_tensors(self, mmd: np.ndarray, side: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

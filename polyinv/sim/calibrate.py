@@ -10,12 +10,20 @@ point, ln Mn, ln Mw, cBA_time, time), re-estimated from the residuals of the pre
 generalised least squares): the weights adapt to noise-free files, where the remaining error is the
 kinetic scheme's, and to files with sampling noise alike.
 
-Identifiability (Brun, Reichert & Künsch 2001): the weighted sensitivities of every candidate in
-:data:`polyinv.sim.forward.PARAMETERS`, normalised per column; while the collinearity index
-``1/√λmin`` of the chosen set exceeds :data:`GAMMA_MAX` the parameter most involved in the near-null
-direction is fixed at polyinv's value, then any whose standard error exceeds its limit. The analysis is
-done at polyinv's defaults; at the optimum a parameter that ended at its bound or whose standard error
-(clustered by row, :func:`_robust_covariance`) exceeds its limit is fixed too, and the rest refitted.
+Search space: each parameter's range comes from physics and the literature's spread across solvents, methods
+and schemes (:data:`polyinv.sim.forward.PARAMETERS`, source beside each: decades for transfer constants and
+kt), not from polyinv's values, so other simulators and labs lie inside it. A global stage first scores
+scrambled Sobol points over every range on a subset of rows and refines the best few locally.
+
+Identifiability (Brun, Reichert & Künsch 2001), judged where the global stage ended: the weighted
+sensitivities of every candidate, normalised per column; a parameter joins (least known first) while the
+collinearity index ``1/√λmin`` of the set stays at most :data:`GAMMA_MAX` and every standard error within
+its limit; the others stay at the global stage's values. At the optimum a parameter whose standard error
+(clustered by row, :func:`_robust_covariance`) exceeds its limit is fixed where it ended and the rest
+refitted; one at the end of its range stays there, with a warning that the scheme may lack a mechanism of
+the data's. Finally :func:`fit_quality` compares the residuals with :data:`QUALITY_LIMITS` (raised for the
+file's own MMD noise): a poor fit is a warning, a ``quality`` entry in the YAML, and no forward checks in
+``fit``.
 """
 
 from __future__ import annotations
@@ -49,8 +57,21 @@ SE_LIMIT = {"factor": 0.3, "energy": 8.0}  # largest standard error kept: ln fac
 SIGMA_FLOOR = {"mmd": 2e-4, "Mn": 2e-3, "Mw": 2e-3, "cBA_time": 2e-4, "time": 2.0}
 SIGMA_START = {"mmd": 5e-3, "Mn": 0.03, "Mw": 0.03, "cBA_time": 0.02, "time": 60.0}
 BLOCKS = tuple(SIGMA_START)
+#: Weight of each block per row: the MMD's 100 points together weigh as much as one scalar outcome, so that a
+#: scheme that cannot match everything does not give up the conversion (cBA_time, stop time) for the MMD's shape.
+#: With an exact scheme every block goes to zero and the weights do not matter.
+BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), "Mn": 1.0, "Mw": 1.0, "cBA_time": 1.0, "time": 1.0}
 MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
 N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
+GLOBAL_ROWS = 80  # rows of the global stage (a random subset): enough to rank starting points, cheap to simulate
+GLOBAL_STARTS = 64  # scrambled Sobol points over every candidate's whole range (plus polyinv's values)
+GLOBAL_LOCAL = 3  # best of them refined by local least squares on the subset; the best result starts the fit
+GLOBAL_ITERATIONS = 20
+#: What "reproduces the file" means (issue 31's goals): medians over the rows; the Hellinger limit grows with the
+#: file's own MMD noise (QUALITY_NOISE x the distance between each MMD and its smoothed self).
+QUALITY_LIMITS = {"hellinger_median": 0.02, "Mn_rel_median": 0.03, "Mw_rel_median": 0.03, "cBA_time_abs_median": 0.01,
+                  "time_mae_s": 30.0}
+QUALITY_NOISE = 2.5
 NEEDED = ("cBA_0", "cAIBN_0", "temp", "time", "cBA_time", "Mn", "Mw", *MMD_COLUMNS)
 
 
@@ -68,6 +89,7 @@ class Calibration:
     simulations: int
     axis_how: str
     data: str = ""
+    quality: dict = field(default_factory=dict)  # fit_quality(): good, worst block, ratios to the limits
     fitted_frame: pd.DataFrame | None = field(default=None, repr=False)  # simulated rows at the optimum
     fitted_rows: pd.DataFrame | None = field(default=None, repr=False)  # the file's rows that entered the fit
 
@@ -134,7 +156,7 @@ class _Problem:
         return residual_blocks(self.frame, self.simulate(values))
 
     def vector(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([(blocks[b] / self.sigma[b]).ravel() for b in BLOCKS])
+        return np.concatenate([(blocks[b] * BLOCK_WEIGHT[b] / self.sigma[b]).ravel() for b in BLOCKS])
 
     def values(self, names: Sequence[str], x: np.ndarray, base: dict[str, float]) -> dict[str, float]:
         out = dict(base)
@@ -148,12 +170,11 @@ class _Problem:
 
 
 def _coords(names: Sequence[str], values: dict[str, float]) -> np.ndarray:
-    out = []
-    for name in names:
-        p = BY_NAME[name]
-        v = values.get(name, default_value(name))
-        out.append(math.log(v) if p.kind == "factor" else v / p.scale)
-    return np.array(out)
+    return np.array([BY_NAME[n].coordinate(values.get(n, default_value(n))) for n in names])
+
+
+def _box(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([BY_NAME[n].box[0] for n in names]), np.array([BY_NAME[n].box[1] for n in names])
 
 
 def _jacobian(problem: _Problem, names: Sequence[str], values: dict[str, float], step: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -216,9 +237,8 @@ def _fit(problem: _Problem, names: Sequence[str], values: dict[str, float], max_
 
     if not names:
         return dict(values)
-    lo = np.array([-BY_NAME[n].bound / BY_NAME[n].scale for n in names])
-    hi = -lo
-    x0 = np.clip(_coords(names, values), lo * 0.999, hi * 0.999)
+    lo, hi = _box(names)
+    x0 = np.clip(_coords(names, values), lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
     res = least_squares(lambda x: problem.vector(problem.blocks(problem.values(names, x, values))), x0,
                         bounds=(lo, hi), method="trf", diff_step=1e-3, x_scale=1.0, max_nfev=max_nfev,
                         xtol=1e-5, ftol=1e-6)
@@ -258,38 +278,54 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     t_max, x_stop = protocol_from_data(rows)
     bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
     problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1))
-    defaults = {n: default_value(n) for n in names}
-
-    # 1. which parameters the rows determine, judged at polyinv's defaults; fit them (weights re-estimated once)
-    _, jac = _jacobian(problem, names, defaults)
+    # 1. a global stage: every candidate over its whole range on a subset of rows, the best points refined
+    start = _global_start(rows, axis, t_max, x_stop, n_steps, names, seed, lambda: bar.update(1), problem)
+    problem.update_sigma(problem.blocks(start))
+    # 2. which parameters the rows determine, judged where the global stage ended and at polyinv's values; fit
+    #    them from there with the others at polyinv's values, or at the global stage's where those fit better
+    #    (weights re-estimated once)
+    _, jac = _jacobian(problem, names, start)
     chosen, why = choose_identifiable(jac, names)
+    _, jac = _jacobian(problem, names, {n: default_value(n) for n in names})  # and at polyinv's values: a
+    at_defaults, _ = choose_identifiable(jac, names)  # parameter either point determines is fitted (step 3 judges)
+    chosen = [n for n in names if n in chosen or n in at_defaults]
+    why = {n: w for n, w in why.items() if n not in chosen}
     say(f"calibration: fitting {', '.join(chosen) or 'nothing'}" + (f"; fixed {', '.join(why)}" if why else ""))
-    values = _fit(problem, chosen, defaults, max_nfev=MAX_ITERATIONS)
+    cost = lambda v: float(np.sum(problem.vector(problem.blocks(v)) ** 2))  # noqa: E731
+    values = _fit(problem, chosen, {n: start[n] if n in chosen else default_value(n) for n in names}, MAX_ITERATIONS)
+    fixed_at = "polyinv's value"
+    if cost(values) > cost(start):
+        alternative = _fit(problem, chosen, start, max_nfev=MAX_ITERATIONS)
+        if cost(alternative) < cost(values):
+            values, fixed_at = alternative, "the global search's value"
     problem.update_sigma(problem.blocks(values))
     values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
     problem.update_sigma(problem.blocks(values))
-    # 2. every fitted parameter must be determined where it ended: one at its bound or with a standard error
-    #    above its limit is fixed at polyinv's value and the rest refitted
+    # 3. a fitted parameter whose standard error exceeds its limit where it ended is fixed there and the rest
+    #    refitted; one at the end of its range stays there (the rows ask for more than physics and the
+    #    literature allow: the scheme may lack a mechanism of the data's) and is said so, never reset
     while True:
         r0, jac = _jacobian(problem, names, values)
         idx = [names.index(n) for n in chosen]
         cov = _robust_covariance(r0, jac[:, idx], problem.row_of) if idx else np.zeros((0, 0))
         se_internal = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        badness = []
-        for k, n in enumerate(chosen):
-            p = BY_NAME[n]
-            limit = SE_LIMIT[p.kind] / p.scale
-            at_bound = abs(_coords([n], values)[0]) >= 0.98 * p.bound / p.scale
-            badness.append(np.inf if at_bound else se_internal[k] / limit)
+        at_bound = {n: _at_bound(n, values[n]) for n in chosen}
+        badness = [0.0 if at_bound[n] else se_internal[k] / (SE_LIMIT[BY_NAME[n].kind] / BY_NAME[n].scale)
+                   for k, n in enumerate(chosen)]
         if not chosen or max(badness) <= 1.0:
             break
         worst = chosen[int(np.argmax(badness))]
-        why[worst] = ("at the bound of its range: not determined by the rows" if np.isinf(max(badness))
-                      else "not determined by the rows (standard error above its limit)")
+        why[worst] = "not determined by the rows (standard error above its limit); fixed where the fit left it"
         chosen = [n for n in chosen if n != worst]
-        say(f"calibration: {worst} {why[worst]}; fixed at polyinv's value, refitting {', '.join(chosen) or 'nothing'}")
-        values = _fit(problem, chosen, {n: (values[n] if n in chosen else default_value(n)) for n in names}, max_nfev=MAX_ITERATIONS)
+        say(f"calibration: {worst} {why[worst]}, refitting {', '.join(chosen) or 'nothing'}")
+        values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
         problem.update_sigma(problem.blocks(values))
+    for n, side in at_bound.items():
+        if side:
+            p = BY_NAME[n]
+            say(f"warning: calibration: {n} ended at the {side} end of its plausible range "
+                f"({p.low if side == 'low' else p.high:.4g}{' x' if p.kind == 'factor' else ' kJ/mol'}): the rows ask for "
+                f"more, so polyinv's scheme may lack a mechanism of the file's; kept there")
     sim = problem.simulate(values)
     bar.close()
 
@@ -299,18 +335,86 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
         p = BY_NAME[n]
         fitted = n in chosen
         se = se_internal[chosen.index(n)] * p.scale if fitted else float("nan")
+        side = at_bound.get(n) if fitted else None
         table.append({"parameter": n, "value": values[n], "se": se,
                       "se_kind": "relative (se of ln factor)" if p.kind == "factor" else "kJ/mol",
-                      "status": "fitted" if fitted else f"fixed at polyinv's value: {why.get(n, 'not a candidate')}",
+                      "status": (f"fitted, at the {side} end of its range: the scheme may lack a mechanism of the file's"
+                                 if side else "fitted") if fitted else
+                                (f"fixed at {fixed_at}: {why[n]}" if n in why and "where the fit left it" not in why[n]
+                                 else f"fixed: {why[n]}" if n in why else "not a candidate (polyinv's value)"),
                       "unit": p.unit, "default": default_value(n), "replaces": defaults_text[n], "description": p.text})
     sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None)) if idx else np.ones(0)
     corr = pd.DataFrame(cov / np.outer(sd, sd) if idx else np.zeros((0, 0)), index=chosen, columns=chosen)
     summary = residual_summary(rows, sim)
+    quality = fit_quality(rows, summary)
+    if not quality["good"]:
+        say(f"warning: {quality['text']}")
     forward = ForwardModel({n: values[n] for n in names}, axis, t_max, x_stop,
                            f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
-                           {"residuals": summary, "fitted": chosen, "axis": axis_how})
+                           {"residuals": summary, "fitted": chosen, "axis": axis_how, "quality": quality})
     return Calibration(forward, pd.DataFrame(table).set_index("parameter"), corr, summary, dict(problem.sigma),
-                       len(rows), time.perf_counter() - started, problem.simulations, axis_how, data, sim, rows)
+                       len(rows), time.perf_counter() - started, problem.simulations, axis_how, data, quality, sim, rows)
+
+
+def _at_bound(name: str, value: float) -> str | None:
+    """'low' or 'high' where ``value`` lies within 2 % of the range's width from that end, else None."""
+    lo, hi = BY_NAME[name].box
+    x = BY_NAME[name].coordinate(value)
+    return "low" if x <= lo + 0.02 * (hi - lo) else "high" if x >= hi - 0.02 * (hi - lo) else None
+
+
+def _global_start(rows: pd.DataFrame, axis, t_max, x_stop, n_steps, every, seed, tick, problem) -> dict[str, float]:
+    """Starting values for the local fit: scrambled Sobol points over every candidate's whole range (and
+    polyinv's values), scored on a random subset of rows; the best :data:`GLOBAL_LOCAL` refined by bounded
+    least squares on that subset. A local fit from polyinv's values alone stops in the nearest valley."""
+    from scipy.stats import qmc
+
+    # kp and its Ea are exactly redundant with kt, kbb, kpt (scaling kp, kpt and kbb by c and kt by c² leaves every
+    # outcome unchanged), so the search holds them at the IUPAC benchmark and lets the others move
+    names = [n for n in every if n not in ("kp", "Ea_kp")]
+    rng = np.random.default_rng(seed)
+    subset = rows.iloc[np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))].reset_index(drop=True)
+    small = _Problem(subset, axis, t_max, x_stop, n_steps, tick)
+    lo, hi = _box(names)
+    points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
+    defaults = {n: default_value(n) for n in names}
+    starts = [defaults] + [small.values(names, x, defaults) for x in points]
+    cost = [float(np.sum(small.vector(small.blocks(v)) ** 2)) for v in starts]
+    best = [starts[i] for i in np.argsort(cost)[:GLOBAL_LOCAL]]
+    refined = [_fit(small, names, v, max_nfev=GLOBAL_ITERATIONS) for v in best]
+    scores = [float(np.sum(small.vector(small.blocks(v)) ** 2)) for v in refined]
+    problem.simulations += small.simulations
+    return {**{n: default_value(n) for n in every}, **refined[int(np.argmin(scores))]}
+
+
+def mmd_noise(frame: pd.DataFrame) -> float:
+    """Median Hellinger distance between each row's MMD and its smoothed self (Savitzky-Golay, 9 points, cubic,
+    on √p): about 0.001 for a noise-free file, the order of the sampling noise for a KMC file."""
+    from scipy.signal import savgol_filter
+
+    p = np.sqrt(_unit_sum(frame[list(MMD_COLUMNS)].to_numpy(float)))
+    q = np.clip(savgol_filter(p, 9, 3, axis=1), 0.0, None)
+    q = q / np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-300, None)
+    return float(np.median(np.linalg.norm(p - q, axis=1) / math.sqrt(2.0)))
+
+
+def fit_quality(rows: pd.DataFrame, summary: dict) -> dict:
+    """Whether the calibrated simulator reproduces the rows: each residual median against
+    :data:`QUALITY_LIMITS` (the Hellinger limit raised to QUALITY_NOISE x the file's own MMD noise)."""
+    noise = mmd_noise(rows)
+    limits = dict(QUALITY_LIMITS, hellinger_median=max(QUALITY_LIMITS["hellinger_median"], QUALITY_NOISE * noise))
+    ratios = {k: float(summary[k]) / v for k, v in limits.items() if np.isfinite(summary.get(k, np.nan))}
+    worst = max(ratios, key=ratios.get)
+    good = ratios[worst] <= 1.0
+    names = {"hellinger_median": "MMD (median Hellinger)", "Mn_rel_median": "Mn (median relative error)",
+             "Mw_rel_median": "Mw (median relative error)", "cBA_time_abs_median": "cBA_time (median error, mol/L)",
+             "time_mae_s": "stop time (MAE, s)"}
+    text = ("the calibrated simulator reproduces the file" if good else
+            f"the calibrated simulator does not reproduce the file: {names[worst]} {summary[worst]:.4g} against a limit "
+            f"of {limits[worst]:.4g}; polyinv's kinetic scheme may lack what made the data, and checks built on it "
+            f"(consistency, --verify, --refine, design) are unreliable")
+    return {"good": bool(good), "worst": worst, "ratios": {k: round(v, 4) for k, v in ratios.items()},
+            "limits": limits, "mmd_noise_hellinger": noise, "text": text}
 
 
 def _defaults_text() -> dict[str, str]:
@@ -350,6 +454,10 @@ def to_yaml_dict(cal: Calibration) -> dict:
         "parameters": params,
         "correlations": {r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()},
         "residuals": {k: _round(v) for k, v in cal.residuals.items()},
+        "quality": {"good": cal.quality.get("good"), "worst": cal.quality.get("worst"), "text": cal.quality.get("text"),
+                    "ratios_to_limits": cal.quality.get("ratios"),
+                    "limits": {k: _round(v) for k, v in (cal.quality.get("limits") or {}).items()},
+                    "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan")))},
         "weights_sigma": {k: _round(v) for k, v in cal.sigma.items()},
         "cost": {"seconds": round(cal.seconds, 1), "simulations": cal.simulations},
     }
@@ -414,8 +522,15 @@ def read_yaml(path: str | Path) -> ForwardModel:
                          f"number of seconds, x_stop between 0 and 1)")
     if axis.n_points != len(MMD_COLUMNS):
         raise ValueError(f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points")
+    quality = data.get("quality") if isinstance(data.get("quality"), dict) else None
+    if quality and quality.get("good") is False:
+        import warnings
+
+        from polyinv.errors import PolyinvWarning
+
+        warnings.warn(PolyinvWarning(f"{path}: quality poor: {quality.get('text')}"), stacklevel=2)
     return ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}",
-                        {"residuals": data.get("residuals"), "axis": a.get("how", "")})
+                        {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality})
 
 
 # ---------------------------------------------------------------------- the figure
@@ -473,6 +588,11 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
     say = log or (lambda _m: None)
     if calibration:
         forward = read_yaml(calibration)
+        quality = (forward.fit or {}).get("quality") or {}
+        if quality.get("good") is False:
+            why = f"trust.calibration {calibration}: {quality.get('text')}"
+            say(f"warning: forward checks off (domain consistency, --verify, --refine): {why}")
+            return None, why
         return forward, f"{forward.describe()} (trust.calibration)"
     if setting == "none":
         return None, "trust.forward is none"
@@ -492,6 +612,11 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
     cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
     cal.forward.fit["axis"] = how
     r = cal.residuals
+    if not cal.quality["good"]:  # the warning line was said by calibrate()
+        why = f"{cal.quality['text']} (on {r['rows']} training rows)"
+        say("forward checks off (domain consistency, --verify, --refine, design): the calibrated simulator does "
+            "not reproduce the training rows; the domain flag rests on the input space alone")
+        return None, why
     say(f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
         f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)")
     return cal.forward, cal.forward.describe()

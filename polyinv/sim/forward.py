@@ -32,13 +32,17 @@ VERSION = 1
 @dataclass(frozen=True)
 class Parameter:
     """One adjustable parameter of the kinetics. ``kind`` ``factor``: multiplies the coefficients named in
-    ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol."""
+    ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol.
+    ``low``/``high``: the range a calibration searches (a factor, or kJ/mol), from physics and the spread of
+    the literature across solvents, methods and modelling schemes (``source``), not around polyinv's values."""
 
     name: str
     kind: str  # "factor" | "energy"
     targets: tuple[str, ...]
     text: str
-    bound: float  # |ln factor| or |shift in kJ/mol| allowed
+    low: float
+    high: float
+    source: str = ""
 
     @property
     def unit(self) -> str:
@@ -49,21 +53,41 @@ class Parameter:
         """Internal coordinate = value / scale (ln factor, or shift / 10 kJ/mol): comparable steps."""
         return 1.0 if self.kind == "factor" else 10.0
 
+    def coordinate(self, value: float) -> float:
+        """The solver's coordinate of ``value`` (ln factor, or shift / 10 kJ/mol)."""
+        return math.log(value) if self.kind == "factor" else value / self.scale
+
+    @property
+    def box(self) -> tuple[float, float]:
+        """The search range in the solver's coordinates."""
+        return self.coordinate(self.low), self.coordinate(self.high)
+
 
 _KT = ("kt_ss", "kt_st", "kt_tt")
+_EA = ("activation energies of one reaction differ by tens of kJ/mol across reports and between a lumped and "
+       "a detailed scheme (e.g. effective vs chain-end propagation of acrylates)")
 #: Every parameter a calibration may adjust (the identifiability analysis picks the ones a file determines).
 PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a calibration considers them
-    Parameter("kt", "factor", _KT, "termination, all three kt together", math.log(50.0)),
-    Parameter("f", "factor", ("f",), "initiator efficiency f (radical production 2 f kd [I])", math.log(3.0)),
-    Parameter("kbb", "factor", ("kbb",), "backbiting", math.log(5.0)),
-    Parameter("kpt", "factor", ("kpt",), "MCR propagation", math.log(5.0)),
-    Parameter("C_S", "factor", ("C_S", "C_S_mcr"), "transfer to solvent (SPR and MCR)", math.log(10.0)),
-    Parameter("C_M", "factor", ("C_M",), "transfer to monomer", math.log(10.0)),
-    Parameter("Ea_kt", "energy", _KT, "activation energy of termination", 30.0),
-    Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", 30.0),
-    Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", 30.0),
-    Parameter("kp", "factor", ("kp",), "SPR propagation (IUPAC benchmark: best known)", math.log(3.0)),
-    Parameter("Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", 30.0),
+    Parameter("kt", "factor", _KT, "termination, all three kt together", 0.01, 100.0,
+              "acrylate kt spans 1e6-1e9 L/(mol s) with chain length, conversion and solvent viscosity "
+              "(composite-model and SP-PLP-EPR studies, Barner-Kowollik, Buback et al.): two decades either way"),
+    Parameter("f", "factor", ("f",), "initiator efficiency f (radical production 2 f kd [I])", 0.1 / 0.64, 1.0 / 0.72,
+              "physics: 0.1 <= f <= 1 at every temperature (azo initiators in solution 0.3-0.8, Moad & Solomon)"),
+    Parameter("kbb", "factor", ("kbb",), "backbiting", 0.1, 10.0,
+              "reported acrylate backbiting coefficients scatter ~x5 (Nikitin 2007, Willemse 2005, Barth 2010); "
+              "a decade either way also holds another treatment of mid-chain radicals"),
+    Parameter("kpt", "factor", ("kpt",), "MCR propagation", 0.1, 10.0, "as kbb"),
+    Parameter("C_S", "factor", ("C_S", "C_S_mcr"), "transfer to solvent (SPR and MCR)", 0.005, 500.0,
+              "transfer constants to common solvents span 1e-6 (benzene) to 1e-2 (carbon tetrachloride) and "
+              "beyond (Polymer Handbook): 1e-6-0.1 around toluene's 2e-4"),
+    Parameter("C_M", "factor", ("C_M",), "transfer to monomer", 0.01, 100.0,
+              "monomer transfer constants of vinyl monomers 1e-6-1e-2 (Polymer Handbook)"),
+    Parameter("Ea_kt", "energy", _KT, "activation energy of termination", -30.0, 30.0, _EA),
+    Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", -30.0, 30.0, _EA),
+    Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", -30.0, 30.0, _EA),
+    Parameter("kp", "factor", ("kp",), "SPR propagation (IUPAC benchmark: best known)", 1 / 3, 3.0,
+              "IUPAC benchmark ±15 % (Asua et al. 2004); x3 either way holds an effective kp of another scheme"),
+    Parameter("Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", -30.0, 30.0, _EA),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
 #: Largest activation-energy shift a calibration file may state, kJ/mol. Reported activation energies of one
@@ -74,14 +98,13 @@ MAX_ENERGY_SHIFT = 60.0
 
 def check_plausible(name: str, value: float) -> None:
     """ValueError unless ``value`` of parameter ``name`` is physically plausible: a factor within the calibrator's
-    own search range (``Parameter.bound``, the scatter of literature values), an energy shift within
-    ±MAX_ENERGY_SHIFT kJ/mol."""
+    own search range (``Parameter.low``-``high``: physics and the literature's spread, see ``source``), an energy
+    shift within ±MAX_ENERGY_SHIFT kJ/mol."""
     p = BY_NAME[name]
     if p.kind == "factor":
-        low, high = math.exp(-p.bound), math.exp(p.bound)
-        if not low <= value <= high:
+        if not p.low * (1 - 1e-9) <= value <= p.high * (1 + 1e-9):
             raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
-                             f"{low:.3g}-{high:.3g} x polyinv's value (the calibrator's own bounds)")
+                             f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})")
     elif abs(value) > MAX_ENERGY_SHIFT:
         raise ValueError(f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
                          f"±{MAX_ENERGY_SHIFT:g} kJ/mol")

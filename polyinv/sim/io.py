@@ -51,7 +51,8 @@ def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tu
             meta.to_excel(writer, sheet_name=SHEET_METADATA, index=False)
     elif fmt == ".csv":
         sidecar = metadata_sidecar(target)
-        with atomic_path(target, overwrite) as tmp, atomic_path(sidecar, overwrite) as tmp_meta:
+        # the data file innermost: a failure while writing it is reported under its name
+        with atomic_path(sidecar, overwrite) as tmp_meta, atomic_path(target, overwrite) as tmp:
             composite.to_csv(tmp, index=False)
             tmp_meta.write_text(json.dumps(dict(metadata), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     else:

@@ -13,20 +13,8 @@ import yaml
 
 from polyinv.cli import calibrate, design, explain, fit, predict, simulate
 
+from tests.cli.helpers import fails, snapshot
 from tests.synthetic import fast_overrides, synthetic_frame
-
-
-def fails(capsys, command, args) -> str:
-    rc = command.main(args)
-    out, err = capsys.readouterr()
-    assert rc == 2, (rc, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
-
-
-def snapshot(folder: Path) -> dict:
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

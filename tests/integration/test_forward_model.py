@@ -184,3 +184,38 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     assert flagged[:20].mean() >= 0.9, flagged.to_numpy()  # hot, concentrated: outside every check
     # (0.04-0.06 mol/L AIBN lies on the initiator/temperature ridge: an in-range recipe can reproduce such
     # an MMD, and only part of them is flagged; measured in docs/forward-model.md)
+
+
+# ------------------------------------------------------------------ issue 31: other worlds, and saying so
+def test_a_parameter_the_rows_push_past_its_range_stays_at_the_end_and_is_said():
+    """C_S x2000 (a solvent beyond the plausible range x0.005-500): the fit ends at the range's end, keeps that value
+    (never reset to polyinv's) and says the scheme may lack something."""
+    from polyinv.sim.forward import BY_NAME
+
+    rows = simulate_many(lhs_design(20, seed=4), apply({"C_S": 2000.0}), progress=False)
+    said = []
+    cal = calibrate(rows, candidates=["C_S"], progress=False, log=said.append)
+    row = cal.table.loc["C_S"]
+    assert row["value"] == pytest.approx(BY_NAME["C_S"].high, rel=0.05), row
+    assert "high end of its range" in row["status"] and any("plausible range" in line for line in said)
+
+
+def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_checks_off(tmp_path, capsys):
+    from polyinv.sim.calibrate import fit_quality, forward_for_training
+
+    rows = foreign(12, seed=5)
+    good = {"hellinger_median": 0.004, "Mn_rel_median": 0.01, "Mw_rel_median": 0.01, "cBA_time_abs_median": 0.002,
+            "time_mae_s": 5.0}
+    assert fit_quality(rows, good)["good"]
+    poor = fit_quality(rows, dict(good, cBA_time_abs_median=0.09))
+    assert not poor["good"] and poor["worst"] == "cBA_time_abs_median" and "cBA_time" in poor["text"]
+    # a calibration file marked poor: fit's trust checks are off with the reason, every reader warns
+    path = tmp_path / "poor.yaml"
+    doc = {"polyinv_calibration": 1, "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "n_points": 100, "normalisation": "sum"},
+           "protocol": {"t_max_s": 3600.0, "x_stop": 0.9}, "parameters": {"kt": {"value": 0.5}},
+           "quality": {"good": False, "text": poor["text"]}}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.warns(UserWarning, match="quality poor"):
+        forward, why = forward_for_training("auto", str(path), tmp_path / "x.csv", rows, log=print)
+    assert forward is None and "does not reproduce the file" in why
+    assert "forward checks off" in capsys.readouterr().out

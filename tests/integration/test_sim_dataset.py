@@ -162,7 +162,7 @@ def test_per_recipe_reaction_times_match_separate_runs():
 
 @pytest.mark.parametrize("t_max, message", [
     ([3600.0, 3600.0], "one number or one per recipe (3)"),
-    ([3600.0, -1.0, 3600.0], "positive number of seconds, got -1.0 (recipe 1)"),
+    ([3600.0, -1.0, 3600.0], "positive number of seconds, got -1 (recipe 1)"),
     ([3600.0, float("nan"), 3600.0], "positive number of seconds, got nan (recipe 1)"),
     (0.0, "positive number of seconds, got 0.0"),
 ])
