@@ -23,7 +23,7 @@ from polyinv.errors import PolyinvError
 
 def _same(a: Path, b: Path) -> bool:
     with contextlib.suppress(OSError):
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
     return False
 
 
@@ -42,13 +42,16 @@ def _name_max(folder: Path) -> int:
 
 def _existing_folder(target: Path) -> Path:
     folder = target.absolute().parent
-    while not folder.exists():
+    while not os.path.exists(folder):  # os.path: never raises (Path.exists does on a name too long)
         folder = folder.parent
     return folder
 
 
 def _check_name(target: Path, option: str) -> None:
     """No part of the name is longer than the file system allows (checked first: stat() fails on such names)."""
+    whole = len(os.fsencode(str(target.absolute())))
+    if whole >= 4096:  # PATH_MAX of Linux
+        raise PolyinvError(f"{option} {str(target)[:60]}...: the path is longer than the file system allows ({whole} bytes)")
     limit = _name_max(_existing_folder(target))
     long = [part for part in target.absolute().parts if len(os.fsencode(part)) > limit]
     if long:
@@ -60,7 +63,7 @@ def _writable(target: Path, option: str) -> None:
     """The nearest existing folder above ``target`` can take new files (a probe file is made and removed
     there: a read-only mount or folder says so even to root)."""
     folder = _existing_folder(target)
-    if not folder.is_dir():
+    if not os.path.isdir(folder):
         raise PolyinvError(f"{option} {target}: {folder} is a file, not a folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=".polyinv-probe.", dir=folder)
@@ -75,7 +78,7 @@ def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = Fals
     """Refuse, before any work, an output file that cannot or may not be written (module docstring)."""
     target = Path(path)
     _check_name(target, option)
-    if target.is_dir():
+    if os.path.isdir(target):
         raise PolyinvError(f"{option} {target} is a folder; give a file name")
     if suffixes is not None:
         suffixes = tuple(suffixes)
@@ -84,7 +87,7 @@ def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = Fals
     for source in inputs:
         if source is not None and _same(target, Path(source)):
             raise PolyinvError(f"{option} {target} is the input file {source}; give another name")
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:  # lexists: a dangling link is taken too
         raise PolyinvError(f"{option} {target} exists; pass --overwrite to replace it")
     _writable(target, option)
     return target
@@ -96,7 +99,7 @@ def check_folder(path: str | os.PathLike, option: str, names: Iterable[str], *, 
     replaced only with ``overwrite``; none may be an input)."""
     folder = Path(path)
     _check_name(folder, option)
-    if folder.exists() and not folder.is_dir():
+    if os.path.lexists(folder) and not os.path.isdir(folder):
         raise PolyinvError(f"{option} {folder} is a file; give a folder")
     for name in names:
         check_output(folder / name, option, overwrite=overwrite, inputs=inputs)

@@ -119,6 +119,9 @@ def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5,
     written = {"table": out_dir / "importance.csv", "plot": out_dir / "importance.png"}
     with atomic_path(written["table"], overwrite) as tmp:
         table.to_csv(tmp, index=False)
+    stale = out_dir / "impurity.csv"
+    if impurity is None and overwrite and stale.is_file():  # an earlier forest's file would describe another model
+        stale.unlink()
     if impurity is not None:
         written["impurity"] = out_dir / "impurity.csv"
         with atomic_path(written["impurity"], overwrite) as tmp:

@@ -8,6 +8,7 @@ the calibrated simulator stays from the file. See docs/forward-model.md.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,8 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s; "
               f"{cal.simulations} simulations, {cal.seconds:.0f} s")
         print(f"wrote {out} and {plot}")
-        if not cal.quality["good"]:  # the file is written for inspection, marked so; the command fails
-            raise PolyinvError(f"{args.data}: {cal.quality['text']} (quality: poor in {out})")
+        if not cal.quality["good"]:  # the file is written for inspection, marked so; the command fails (status 1:
+            # a result that cannot be trusted, where 2 is input refused)
+            print(f"error: {args.data}: {cal.quality['text']} (quality: poor in {out})", file=sys.stderr)
+            return 1
         return 0
 
     return run_cli(body)

@@ -438,8 +438,9 @@ def to_yaml_dict(cal: Calibration) -> dict:
     a = cal.forward.axis
     params = {}
     for name, row in cal.table.iterrows():
-        entry = {"value": _round(row["value"]), "unit": row["unit"], "default": row["default"], "status": row["status"]}
-        if row["status"] == "fitted":
+        # values to 12 digits: a value at the end of its range must read back inside it
+        entry = {"value": _round(row["value"], 12), "unit": row["unit"], "default": row["default"], "status": row["status"]}
+        if row["status"].startswith("fitted"):
             entry["se"] = _round(row["se"])
             entry["se_is"] = row["se_kind"]
         entry["replaces"] = row["replaces"]

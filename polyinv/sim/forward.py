@@ -102,7 +102,7 @@ def check_plausible(name: str, value: float) -> None:
     shift within ±MAX_ENERGY_SHIFT kJ/mol."""
     p = BY_NAME[name]
     if p.kind == "factor":
-        if not p.low * (1 - 1e-9) <= value <= p.high * (1 + 1e-9):
+        if not p.low * (1 - 1e-6) <= value <= p.high * (1 + 1e-6):  # a file's values are rounded
             raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
                              f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})")
     elif abs(value) > MAX_ENERGY_SHIFT:

@@ -239,3 +239,25 @@ def test_7_values_are_printed_as_numbers(tmp_path, capsys, mlp_run, data):
 def test_7_a_csv_given_as_ckpt_is_one_plain_line(tmp_path, capsys, data):
     line = fails(capsys, predict, ["--ckpt", str(data), "--input", str(data), "--output", str(tmp_path / "p.csv")])
     assert "not a polyinv model file" in line and "\x1b[" not in line
+
+
+def test_6_a_path_past_the_limit_and_a_dangling_link_are_one_line_before_work(tmp_path, capsys):
+    line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(tmp_path / ("a" * 300) / "x.csv")])
+    assert "longer than the file system allows" in line
+    deep = tmp_path.joinpath(*["d" * 200] * 22) / "x.csv"  # every part short, the whole over 4096 bytes
+    line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(deep)])
+    assert "longer than the file system allows" in line
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "nowhere.csv")
+    line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(dangling), "--quiet"])
+    assert "exists; pass --overwrite" in line and dangling.is_symlink() and not (tmp_path / "nowhere.csv").exists()
+
+
+def test_2_a_calibration_at_the_end_of_a_range_reads_back(tmp_path):
+    """A value fitted to the end of its plausible range (f at 1/0.72) is written so that it reads back inside."""
+    from polyinv.sim.calibrate import _round, read_yaml
+    from polyinv.sim.forward import BY_NAME
+
+    for name, end in (("f", BY_NAME["f"].high), ("kp", BY_NAME["kp"].low)):
+        cal = calibration_file(tmp_path, {name: _round(end * (1 + 1e-12), 12)})
+        assert read_yaml(cal).values[name] == pytest.approx(end)
