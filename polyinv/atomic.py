@@ -76,6 +76,13 @@ def _writable(target: Path, option: str) -> None:
 def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = False, inputs: Iterable = (),
                  suffixes: Iterable[str] | None = None) -> Path:
     """Refuse, before any work, an output file that cannot or may not be written (module docstring)."""
+    target = _check_file(path, option, overwrite, inputs, suffixes)
+    _writable(target, option)
+    return target
+
+
+def _check_file(path, option: str, overwrite: bool, inputs: Iterable, suffixes: Iterable[str] | None) -> Path:
+    """check_output's checks of the name itself (everything but whether its folder can be written)."""
     target = Path(path)
     _check_name(target, option)
     if os.path.isdir(target):
@@ -89,7 +96,6 @@ def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = Fals
             raise PolyinvError(f"{option} {target} is the input file {source}; give another name")
     if os.path.lexists(target) and not overwrite:  # lexists: a dangling link is taken too
         raise PolyinvError(f"{option} {target} exists; pass --overwrite to replace it")
-    _writable(target, option)
     return target
 
 
@@ -102,8 +108,8 @@ def check_folder(path: str | os.PathLike, option: str, names: Iterable[str], *, 
     if os.path.lexists(folder) and not os.path.isdir(folder):
         raise PolyinvError(f"{option} {folder} is a file; give a folder")
     for name in names:
-        check_output(folder / name, option, overwrite=overwrite, inputs=inputs)
-    _writable(folder / "x", option)
+        _check_file(folder / name, option, overwrite, inputs, None)
+    _writable(folder / "x", option)  # one probe for the folder, not one per file
     return folder
 
 
@@ -143,19 +149,19 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 
 def _place_new(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target`` only if ``target`` does not exist (a hard link fails if it does)."""
+    appeared = PolyinvError(f"{target} appeared while this command ran (another process?); nothing was replaced: "
+                            f"run again with another name or --overwrite")
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise PolyinvError(f"{target} appeared while this command ran (another process?); nothing was replaced: "
-                           f"run again with another name or --overwrite") from None
+        raise appeared from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
             raise
         try:  # a file system without hard links: reserve the name, then move over the reservation
             os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
-            raise PolyinvError(f"{target} appeared while this command ran (another process?); nothing was "
-                               f"replaced: run again with another name or --overwrite") from None
+            raise appeared from None
         os.replace(tmp, target)
         return
     tmp.unlink()

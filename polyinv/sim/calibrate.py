@@ -161,8 +161,7 @@ class _Problem:
     def values(self, names: Sequence[str], x: np.ndarray, base: dict[str, float]) -> dict[str, float]:
         out = dict(base)
         for name, xi in zip(names, x, strict=True):
-            p = BY_NAME[name]
-            out[name] = math.exp(xi) if p.kind == "factor" else xi * p.scale
+            out[name] = BY_NAME[name].value(xi)
         return out
 
     def update_sigma(self, blocks: dict[str, np.ndarray]) -> None:
@@ -279,7 +278,7 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
     problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1))
     # 1. a global stage: every candidate over its whole range on a subset of rows, the best points refined
-    start = _global_start(rows, axis, t_max, x_stop, n_steps, names, seed, lambda: bar.update(1), problem)
+    start = _global_start(problem, names, seed)
     problem.update_sigma(problem.blocks(start))
     # 2. which parameters the rows determine, judged where the global stage ended and at polyinv's values; fit
     #    them from there with the others at polyinv's values, or at the global stage's where those fit better
@@ -293,10 +292,10 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     say(f"calibration: fitting {', '.join(chosen) or 'nothing'}" + (f"; fixed {', '.join(why)}" if why else ""))
     cost = lambda v: float(np.sum(problem.vector(problem.blocks(v)) ** 2))  # noqa: E731
     values = _fit(problem, chosen, {n: start[n] if n in chosen else default_value(n) for n in names}, MAX_ITERATIONS)
-    fixed_at = "polyinv's value"
-    if cost(values) > cost(start):
+    fixed_at, first = "polyinv's value", cost(values)
+    if first > cost(start):
         alternative = _fit(problem, chosen, start, max_nfev=MAX_ITERATIONS)
-        if cost(alternative) < cost(values):
+        if cost(alternative) < first:
             values, fixed_at = alternative, "the global search's value"
     problem.update_sigma(problem.blocks(values))
     values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
@@ -363,7 +362,7 @@ def _at_bound(name: str, value: float) -> str | None:
     return "low" if x <= lo + 0.02 * (hi - lo) else "high" if x >= hi - 0.02 * (hi - lo) else None
 
 
-def _global_start(rows: pd.DataFrame, axis, t_max, x_stop, n_steps, every, seed, tick, problem) -> dict[str, float]:
+def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[str, float]:
     """Starting values for the local fit: scrambled Sobol points over every candidate's whole range (and
     polyinv's values), scored on a random subset of rows; the best :data:`GLOBAL_LOCAL` refined by bounded
     least squares on that subset. A local fit from polyinv's values alone stops in the nearest valley."""
@@ -373,8 +372,9 @@ def _global_start(rows: pd.DataFrame, axis, t_max, x_stop, n_steps, every, seed,
     # outcome unchanged), so the search holds them at the IUPAC benchmark and lets the others move
     names = [n for n in every if n not in ("kp", "Ea_kp")]
     rng = np.random.default_rng(seed)
+    rows = problem.frame
     subset = rows.iloc[np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))].reset_index(drop=True)
-    small = _Problem(subset, axis, t_max, x_stop, n_steps, tick)
+    small = _Problem(subset, problem.axis, problem.t_max, problem.x_stop, problem.n_steps, problem.tick)
     lo, hi = _box(names)
     points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
     defaults = {n: default_value(n) for n in names}

@@ -57,6 +57,10 @@ class Parameter:
         """The solver's coordinate of ``value`` (ln factor, or shift / 10 kJ/mol)."""
         return math.log(value) if self.kind == "factor" else value / self.scale
 
+    def value(self, coordinate: float) -> float:
+        """The inverse of :meth:`coordinate`."""
+        return math.exp(coordinate) if self.kind == "factor" else coordinate * self.scale
+
     @property
     def box(self) -> tuple[float, float]:
         """The search range in the solver's coordinates."""
