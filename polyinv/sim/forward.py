@@ -32,12 +32,13 @@ VERSION = 1
 @dataclass(frozen=True)
 class Parameter:
     """One adjustable parameter of the kinetics. ``kind`` ``factor``: multiplies the coefficients named in
-    ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol.
+    ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol;
+    ``value``: sets a dimensionless setting of the scheme (0, polyinv's value, switches its mechanism off).
     ``low``/``high``: the range a calibration searches (a factor, or kJ/mol), from physics and the spread of
     the literature across solvents, methods and modelling schemes (``source``), not around polyinv's values."""
 
     name: str
-    kind: str  # "factor" | "energy"
+    kind: str  # "factor" | "energy" | "value"
     targets: tuple[str, ...]
     text: str
     low: float
@@ -46,12 +47,17 @@ class Parameter:
 
     @property
     def unit(self) -> str:
-        return "x default" if self.kind == "factor" else "kJ/mol added to Ea"
+        return {"factor": "x default", "energy": "kJ/mol added to Ea", "value": "value"}[self.kind]
 
     @property
     def scale(self) -> float:
-        """Internal coordinate = value / scale (ln factor, or shift / 10 kJ/mol): comparable steps."""
-        return 1.0 if self.kind == "factor" else 10.0
+        """Internal coordinate = value / scale (ln factor, shift / 10 kJ/mol, value / 0.1): comparable steps."""
+        return {"factor": 1.0, "energy": 10.0, "value": 0.1}[self.kind]
+
+    @property
+    def default(self) -> float:
+        """The value that leaves polyinv's kinetics unchanged (factor 1, shift 0, value 0)."""
+        return 1.0 if self.kind == "factor" else 0.0
 
     def coordinate(self, value: float) -> float:
         """The solver's coordinate of ``value`` (ln factor, or shift / 10 kJ/mol)."""
@@ -72,9 +78,10 @@ _EA = ("activation energies of one reaction differ by tens of kJ/mol across repo
        "a detailed scheme (e.g. effective vs chain-end propagation of acrylates)")
 #: Every parameter a calibration may adjust (the identifiability analysis picks the ones a file determines).
 PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a calibration considers them
-    Parameter("kt", "factor", _KT, "termination, all three kt together", 0.01, 100.0,
+    Parameter("kt", "factor", _KT, "termination, all three kt together", 0.001, 100.0,
               "acrylate kt spans 1e6-1e9 L/(mol s) with chain length, conversion and solvent viscosity "
-              "(composite-model and SP-PLP-EPR studies, Barner-Kowollik, Buback et al.): two decades either way"),
+              "(composite-model and SP-PLP-EPR studies, Barner-Kowollik, Buback et al.): down to 7e5 (x0.001 of "
+              "kt_ss 7.1e8 at 70 °C, the long-chain end) and two decades up"),
     Parameter("f", "factor", ("f",), "initiator efficiency f (radical production 2 f kd [I])", 0.1 / 0.64, 1.0 / 0.72,
               "physics: 0.1 <= f <= 1 at every temperature (azo initiators in solution 0.3-0.8, Moad & Solomon)"),
     Parameter("kbb", "factor", ("kbb",), "backbiting", 0.1, 10.0,
@@ -86,6 +93,9 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
               "beyond (Polymer Handbook): 1e-6-0.1 around toluene's 2e-4"),
     Parameter("C_M", "factor", ("C_M",), "transfer to monomer", 0.01, 100.0,
               "monomer transfer constants of vinyl monomers 1e-6-1e-2 (Polymer Handbook)"),
+    Parameter("alpha_t", "value", ("alpha_t",), "chain-length dependence of termination, kt ∝ nu^-alpha_t",
+              0.0, 0.8, "composite-model exponents: ~0.16 for long chains to 0.5-0.85 for short ones (Johnston-Hall & "
+              "Monteiro 2008; Barner-Kowollik & Russell 2009); 0 is polyinv's chain-length-averaged kt"),
     Parameter("Ea_kt", "energy", _KT, "activation energy of termination", -30.0, 30.0, _EA),
     Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", -30.0, 30.0, _EA),
     Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", -30.0, 30.0, _EA),
@@ -109,14 +119,18 @@ def check_plausible(name: str, value: float) -> None:
         if not p.low * (1 - 1e-6) <= value <= p.high * (1 + 1e-6):  # a file's values are rounded
             raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
                              f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})")
+    elif p.kind == "value":
+        if not p.low - 1e-9 <= value <= p.high + 1e-9:
+            raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside its plausible range "
+                             f"{p.low:.3g}-{p.high:.3g} ({p.source.split(':')[0]})")
     elif abs(value) > MAX_ENERGY_SHIFT:
         raise ValueError(f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
                          f"±{MAX_ENERGY_SHIFT:g} kJ/mol")
 
 
 def default_value(name: str) -> float:
-    """The value of a parameter that leaves polyinv's kinetics unchanged (factor 1, shift 0)."""
-    return 1.0 if BY_NAME[name].kind == "factor" else 0.0
+    """The value of a parameter that leaves polyinv's kinetics unchanged (factor 1, shift 0, value 0)."""
+    return BY_NAME[name].default
 
 
 def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMETERS) -> KineticParameters:
@@ -126,18 +140,20 @@ def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMET
         raise ValueError(f"unknown kinetic parameter(s) {unknown}; known: {[p.name for p in PARAMETERS]}")
     factor: dict[str, float] = {}
     shift: dict[str, float] = {}
+    changes: dict[str, object] = {}
     for name, value in values.items():
         p = BY_NAME[name]
         value = float(value)
         if not math.isfinite(value) or (p.kind == "factor" and value <= 0):
             raise ValueError(f"kinetic parameter {name} must be a {'positive ' if p.kind == 'factor' else ''}number, got {value!r}")
         for target in p.targets:
-            if p.kind == "factor":
+            if p.kind == "value":
+                changes[target] = value
+            elif p.kind == "factor":
                 factor[target] = factor.get(target, 1.0) * value
             else:
                 shift[target] = shift.get(target, 0.0) + value
     t_ref = T_REF + 273.15
-    changes: dict[str, object] = {}
     for target in set(factor) | set(shift):
         current = getattr(base, target, None)
         if isinstance(current, RateCoefficient):
@@ -212,7 +228,8 @@ class ForwardModel:
 
 
 def _fmt(name: str, value: float) -> str:
-    return f"x{value:.3g}" if BY_NAME[name].kind == "factor" else f"{value:+.3g} kJ/mol"
+    kind = BY_NAME[name].kind
+    return f"x{value:.3g}" if kind == "factor" else f"{value:+.3g} kJ/mol" if kind == "energy" else f"{value:.3g}"
 
 
 # ---------------------------------------------------------------------- what a file says about itself
@@ -238,9 +255,10 @@ def states_default_kinetics(meta: Mapping[str, str] | None) -> bool:
         return False
     expected = dict(DEFAULT_PARAMETERS.metadata())
     numeric = [k for k, v in expected.items() if k.endswith((".A", ".Ea_kJ_per_mol")) or k in
-               ("C_M", "C_S", "C_S_mcr", "comb_ss", "comb_st", "comb_tt", "f_values", "f_temps")]
+               ("C_M", "C_S", "C_S_mcr", "comb_ss", "comb_st", "comb_tt", "f_values", "f_temps", "alpha_t")]
     for key in numeric:
-        if str(meta.get(key, "")).strip() != expected[key]:
+        # files written before alpha_t existed (chain-length-averaged termination) state none: that is its 0.0
+        if str(meta.get(key, "0.0" if key == "alpha_t" else "")).strip() != expected[key]:
             return False
     return True
 

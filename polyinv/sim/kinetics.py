@@ -21,6 +21,7 @@ Method (docs/simulator.md), vectorised over recipes:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,8 @@ class RecipeRates:
     comb_st: float
     comb_tt: float
     initiator_consumption: bool
+    alpha_t: float = 0.0  # chain-length dependence of termination, kt ∝ (nu / nu_ref)^-alpha_t (0: none)
+    nu_ref: float = 1.0
 
     @classmethod
     def build(cls, params: KineticParameters, cBA_0, cAIBN_0, temp) -> RecipeRates:
@@ -72,7 +75,12 @@ class RecipeRates:
             solvent=np.maximum(params.solvent_concentration(cBA_0), 0.0),
             comb_ss=params.comb_ss, comb_st=params.comb_st, comb_tt=params.comb_tt,
             initiator_consumption=params.initiator_consumption,
+            alpha_t=float(params.alpha_t), nu_ref=float(params.nu_ref),
         )
+
+    def scaled(self, G: np.ndarray) -> RecipeRates:
+        """These rates with the three termination coefficients multiplied by ``G`` (shape (n,))."""
+        return dataclasses.replace(self, kss=self.kss * G, kst=self.kst * G, ktt=self.ktt * G)
 
     def initiator(self, t) -> np.ndarray:
         """[I](t), mol/L."""
@@ -128,6 +136,54 @@ def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np
     return S, _mcr_of_spr(r, S, M)
 
 
+def _termination_scale(r: RecipeRates, S, T, M, G) -> np.ndarray:
+    """``(nu / nu_ref)^-alpha_t`` for the radicals (S, T) when termination runs at ``G`` times the reference kt:
+    nu = (1 + a) / a is the mean length of the growing chains (a: stops per propagation step)."""
+    loss = G * (2.0 * r.kss * S * S + 4.0 * r.kst * S * T + 2.0 * r.ktt * T * T)
+    transfer = (r.ktr_M * M + r.ktr_S * r.solvent) * S + r.ktr_S_mcr * r.solvent * T
+    prop = (r.kp * S + r.kpt * T) * M
+    a = np.divide(loss + transfer, prop, out=np.ones_like(prop), where=prop > 0)
+    return np.exp(-r.alpha_t * np.log((1.0 + a) / (a * r.nu_ref)))
+
+
+def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np.ndarray | None = None,
+                  G_guess: np.ndarray | None = None, tol: float = 1e-10,
+                  max_iter: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """QSSA radicals (S, T) and the termination scale G with chain-length-dependent termination.
+
+    kt = kt_ref (nu / nu_ref)^-alpha_t, nu the mean length of the growing chains (a power law on the average
+    chain length, the lumped form of the composite model, Smith, Russell & Heuts 2003; Johnston-Hall &
+    Monteiro 2008): G solves ``G = (nu(S(G), T(G)) / nu_ref)^-alpha_t``. In ln G the map is a contraction
+    (slope about alpha_t / 2), solved by the secant method, a few steps from the previous node's G.
+    With alpha_t = 0, G = 1 and this is :func:`solve_qssa`.
+    """
+    n = np.shape(M)[0]
+    if r.alpha_t == 0.0:
+        S, T = solve_qssa(r, initiator, M, S_guess)
+        return S, T, np.ones(n)
+    x0 = np.zeros(n) if G_guess is None else np.log(np.where(np.isfinite(G_guess) & (G_guess > 0), G_guess, 1.0))
+
+    def residual(x, guess):
+        G = np.exp(x)
+        S_, T_ = solve_qssa(r.scaled(G), initiator, M, guess)
+        F = np.log(_termination_scale(r, S_, T_, M, G)) - x
+        return np.where(np.isfinite(F), F, 0.0), S_, T_
+
+    F0, S, T = residual(x0, S_guess)
+    x1 = x0 + F0
+    for _ in range(max_iter):
+        F1, S, T = residual(x1, S)
+        if np.all(np.abs(F1) <= tol):
+            break
+        denom = F1 - F0
+        step = np.divide(F1 * (x1 - x0), denom, out=F1 / (1.0 - 0.5 * r.alpha_t), where=np.abs(denom) > 1e-300)
+        x0, F0 = x1, F1
+        x1 = x1 - np.where(np.abs(F1) <= tol, 0.0, step)
+    else:  # pragma: no cover - a contraction with slope < 1/2 converges in a few secant steps
+        raise RuntimeError("chain-length-dependent termination did not converge")
+    return S, T, np.exp(x1)
+
+
 @dataclass
 class Trajectory:
     """Node values of a batch run: nodes 0..N of the time grid plus one stop node (index N+1)."""
@@ -136,6 +192,7 @@ class Trajectory:
     M: np.ndarray
     S: np.ndarray
     T: np.ndarray
+    G: np.ndarray  # termination scale (1 unless termination depends on chain length)
     weights: np.ndarray  # trapezoid weights up to the stop time, (n, N+2)
     stop_time: np.ndarray  # (n,)
     reached: np.ndarray  # (n,) bool: stopped by the conversion limit
@@ -156,23 +213,24 @@ def integrate(r: RecipeRates, t_max: float | np.ndarray = DEFAULT_T_MAX, x_stop:
     lnM = np.empty((n, n_steps + 1))
     S_nodes = np.empty((n, n_steps + 1))
     T_nodes = np.empty((n, n_steps + 1))
+    G_nodes = np.empty((n, n_steps + 1))
     y = np.log(r.M0)
     target = np.log(r.M0 * (1.0 - x_stop))
-    S_guess = None
+    S_guess = G_guess = None
 
-    def rate(t, y_, guess):
+    def rate(t, y_, guess, g_guess):
         M_ = np.exp(y_)
-        S_, T_ = solve_qssa(r, r.initiator(t), M_, guess)
-        return -monomer_consumption(r, M_, S_, T_), S_, T_
+        S_, T_, G_ = radical_state(r, r.initiator(t), M_, guess, g_guess)
+        return -monomer_consumption(r, M_, S_, T_, G_), S_, T_, G_
 
     for k in range(n_steps + 1):
-        f1, S_k, T_k = rate(times[:, k], y, S_guess)
-        lnM[:, k], S_nodes[:, k], T_nodes[:, k] = y, S_k, T_k
+        f1, S_k, T_k, G_k = rate(times[:, k], y, S_guess, G_guess)
+        lnM[:, k], S_nodes[:, k], T_nodes[:, k], G_nodes[:, k] = y, S_k, T_k, G_k
         if k == n_steps:
             break
-        f2, s2, _ = rate(times[:, k] + dt / 2, y + dt / 2 * f1, S_k)
-        f3, _, _ = rate(times[:, k] + dt / 2, y + dt / 2 * f2, s2)
-        f4, S_guess, _ = rate(times[:, k] + dt, y + dt * f3, s2)
+        f2, s2, _, g2 = rate(times[:, k] + dt / 2, y + dt / 2 * f1, S_k, G_k)
+        f3, _, _, _ = rate(times[:, k] + dt / 2, y + dt / 2 * f2, s2, g2)
+        f4, S_guess, _, G_guess = rate(times[:, k] + dt, y + dt * f3, s2, g2)
         # Runs already past the conversion limit are frozen (their later nodes get zero weight).
         y = np.where(y > target, y + dt / 6.0 * (f1 + 2.0 * f2 + 2.0 * f3 + f4), y)
 
@@ -187,6 +245,7 @@ def integrate(r: RecipeRates, t_max: float | np.ndarray = DEFAULT_T_MAX, x_stop:
     M_stop = np.exp(lnM[np.arange(n), k0])
     S_stop = S_nodes[np.arange(n), k0].copy()
     T_stop = T_nodes[np.arange(n), k0].copy()
+    G_stop = G_nodes[np.arange(n), k0].copy()
     if idx.size:
         sub = _subset(r, idx)
         kk = k0[idx]
@@ -195,12 +254,12 @@ def integrate(r: RecipeRates, t_max: float | np.ndarray = DEFAULT_T_MAX, x_stop:
         t0 = times[idx, kk]
         h = dt[idx] * (y0 - target[idx]) / (y0 - y1)  # linear first guess
         for _ in range(8):
-            y_h, S_h, T_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk])
-            slope = -monomer_consumption(sub, np.exp(y_h), S_h, T_h)
+            y_h, S_h, T_h, G_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk], G_nodes[idx, kk])
+            slope = -monomer_consumption(sub, np.exp(y_h), S_h, T_h, G_h)
             h = np.clip(h - (y_h - target[idx]) / slope, 0.0, dt[idx])
-        y_h, S_h, T_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk])
+        y_h, S_h, T_h, G_h = _rk4_step(sub, t0, y0, h, S_nodes[idx, kk], G_nodes[idx, kk])
         stop_time[idx] = t0 + h
-        M_stop[idx], S_stop[idx], T_stop[idx] = np.exp(y_h), S_h, T_h
+        M_stop[idx], S_stop[idx], T_stop[idx], G_stop[idx] = np.exp(y_h), S_h, T_h, G_h
 
     weights = np.zeros((n, n_steps + 2))
     node = np.arange(n_steps + 1)[None, :]
@@ -216,7 +275,8 @@ def integrate(r: RecipeRates, t_max: float | np.ndarray = DEFAULT_T_MAX, x_stop:
     M_all = np.concatenate([np.exp(lnM), M_stop[:, None]], axis=1)
     S_all = np.concatenate([S_nodes, S_stop[:, None]], axis=1)
     T_all = np.concatenate([T_nodes, T_stop[:, None]], axis=1)
-    return Trajectory(t_all, M_all, S_all, T_all, weights, stop_time, reached)
+    G_all = np.concatenate([G_nodes, G_stop[:, None]], axis=1)
+    return Trajectory(t_all, M_all, S_all, T_all, G_all, weights, stop_time, reached)
 
 
 def _subset(r: RecipeRates, idx: np.ndarray) -> RecipeRates:
@@ -224,29 +284,28 @@ def _subset(r: RecipeRates, idx: np.ndarray) -> RecipeRates:
     return RecipeRates(**kw)
 
 
-def _rk4_step(r: RecipeRates, t0, y0, h, S_guess):
-    """One RK4 step of length h (array) for ln[M]; returns ln[M], S, T at t0 + h."""
-    def rate(t, y_, guess):
+def _rk4_step(r: RecipeRates, t0, y0, h, S_guess, G_guess):
+    """One RK4 step of length h (array) for ln[M]; returns ln[M], S, T, G at t0 + h."""
+    def rate(t, y_, guess, g_guess):
         M_ = np.exp(y_)
-        S_, T_ = solve_qssa(r, r.initiator(t), M_, guess)
-        return -monomer_consumption(r, M_, S_, T_), S_
+        S_, T_, G_ = radical_state(r, r.initiator(t), M_, guess, g_guess)
+        return -monomer_consumption(r, M_, S_, T_, G_), S_, G_
 
-    f1, s1 = rate(t0, y0, S_guess)
-    f2, s2 = rate(t0 + h / 2, y0 + h / 2 * f1, s1)
-    f3, _ = rate(t0 + h / 2, y0 + h / 2 * f2, s2)
-    f4, _ = rate(t0 + h, y0 + h * f3, s2)
+    f1, s1, g1 = rate(t0, y0, S_guess, G_guess)
+    f2, s2, g2 = rate(t0 + h / 2, y0 + h / 2 * f1, s1, g1)
+    f3, _, _ = rate(t0 + h / 2, y0 + h / 2 * f2, s2, g2)
+    f4, _, _ = rate(t0 + h, y0 + h * f3, s2, g2)
     y = y0 + h / 6.0 * (f1 + 2.0 * f2 + 2.0 * f3 + f4)
-    S_h, T_h = solve_qssa(r, r.initiator(t0 + h), np.exp(y), s2)
-    return y, S_h, T_h
+    return (y, *radical_state(r, r.initiator(t0 + h), np.exp(y), s2, g2))
 
 
-def monomer_consumption(r: RecipeRates, M, S, T) -> np.ndarray:
+def monomer_consumption(r: RecipeRates, M, S, T, G=1.0) -> np.ndarray:
     """-d ln[M]/dt: propagation by SPR and MCR plus the monomer that starts each new chain.
 
     Under QSSA chains start as often as they stop (termination + transfer), and every start adds one
     monomer unit (initiator or transfer radical + M), so the dead polymer mass equals the monomer used.
     """
-    ss, st, tt = 2.0 * r.kss * S * S, 4.0 * r.kst * S * T, 2.0 * r.ktt * T * T
+    ss, st, tt = 2.0 * G * r.kss * S * S, 4.0 * G * r.kst * S * T, 2.0 * G * r.ktt * T * T
     transfer = (r.ktr_M * M + r.ktr_S * r.solvent) * S + r.ktr_S_mcr * r.solvent * T
     return r.kp * S + r.kpt * T + (ss + st + tt + transfer) / M
 
@@ -263,10 +322,11 @@ class ChainRates:
     beta: np.ndarray
 
 
-def chain_rates(r: RecipeRates, M, S, T) -> ChainRates:
-    """Hamielec's tau and beta and the chain formation rates from radical and monomer concentrations."""
+def chain_rates(r: RecipeRates, M, S, T, G=1.0) -> ChainRates:
+    """Hamielec's tau and beta and the chain formation rates from radical and monomer concentrations
+    (``G``: the termination scale of :func:`radical_state`)."""
     col = (lambda v: v[:, None]) if np.ndim(M) == 2 else (lambda v: v)
-    kss, kst, ktt = col(r.kss), col(r.kst), col(r.ktt)
+    kss, kst, ktt = G * col(r.kss), G * col(r.kst), G * col(r.ktt)
     ss, st, tt = 2.0 * kss * S * S, 4.0 * kst * S * T, 2.0 * ktt * T * T  # radicals lost per L and s
     loss_comb = r.comb_ss * ss + r.comb_st * st + r.comb_tt * tt
     loss_disp = (1 - r.comb_ss) * ss + (1 - r.comb_st) * st + (1 - r.comb_tt) * tt

@@ -90,6 +90,13 @@ class KineticParameters:
     rho_solvent: float = 0.867  # g/mL, density of toluene
     M_solvent: float = M_TOLUENE  # g/mol
     initiator_consumption: bool = True  # False holds [I] constant (analytic-limit checks)
+    # chain-length-dependent termination, kt = kt_ref (nu / nu_ref)^-alpha_t with nu the mean length of the growing
+    # chains; 0 (polyinv's scheme: chain-length-averaged kt). A calibration may set it (0-0.8: composite-model
+    # exponents, alpha_l ~0.16 for long chains to alpha_s ~0.5-0.85 for short ones, Johnston-Hall & Monteiro
+    # 2008, Barner-Kowollik & Russell 2009); nu_ref 500 lies inside the design's kinetic chain lengths, so the
+    # kt above stay the rates of typical chains
+    alpha_t: float = 0.0
+    nu_ref: float = 500.0
     sources_misc: dict[str, str] = field(default_factory=lambda: {
         "comb": "calibrate: SPR-SPR termination mostly combination, MCR-involving mostly disproportionation "
                 "(acrylate literature); fixes Mw/Mn within 1.5-4",

@@ -112,7 +112,7 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
     """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
     rates = RecipeRates.build(params, recipes[:, 0], recipes[:, 1], recipes[:, 2])
     traj = integrate(rates, t_max=t_max, x_stop=x_stop, n_steps=n_steps)
-    cr = chain_rates(rates, traj.M, traj.S, traj.T)
+    cr = chain_rates(rates, traj.M, traj.S, traj.T, traj.G)
     lam0, lam1, lam2 = cumulative_moments(cr, traj.weights)
     n = recipes.shape[0]
     mmd = np.empty((n, axis.n_points))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from polyinv.schema import M_BA
 from polyinv.sim import DEFAULT_PARAMETERS, no_backbiting, simulate, simulate_many
-from polyinv.sim.kinetics import RecipeRates, instantaneous_moments, solve_qssa
+from polyinv.sim.kinetics import RecipeRates, chain_rates, instantaneous_moments, radical_state, solve_qssa
 
 RECIPE = {"cBA_0": 1.5, "cAIBN_0": 0.01, "temp": 70.0}
 
@@ -151,3 +152,34 @@ def test_spent_initiator_leaves_no_radicals_instead_of_an_error():
 
     np.testing.assert_array_equal(_mcr_fraction(np.array([np.nan, 0.0, 1.0]), np.array([np.nan, 0.0, 1.0])),
                                   [np.nan, 0.0, 0.5])  # a lost run stays NaN
+
+
+def test_chain_length_dependent_termination_solves_its_fixed_point():
+    """kt = kt_ref (nu / nu_ref)^-alpha_t (issue 31): G is the fixed point, the radical balance holds with the
+    scaled kt, and alpha_t = 0 is polyinv's scheme exactly (G = 1)."""
+    params = DEFAULT_PARAMETERS.replace(alpha_t=0.5)
+    rates = RecipeRates.build(params, np.array([0.5, 1.5, 3.0]), np.array([0.0025, 0.01, 0.02]), np.array([60.0, 70.0, 80.0]))
+    S, T, G = radical_state(rates, rates.I0, rates.M0)
+    Ri = 2 * rates.f * rates.kd * rates.I0
+    loss = G * (2 * rates.kss * S**2 + 4 * rates.kst * S * T + 2 * rates.ktt * T**2)
+    np.testing.assert_allclose(loss, Ri, rtol=1e-9)
+    cr = chain_rates(rates, rates.M0, S, T, G)
+    nu = (1 + cr.a) / cr.a
+    np.testing.assert_allclose(G, (nu / params.nu_ref) ** -0.5, rtol=1e-8)
+    assert not np.allclose(G, 1.0)
+    flat = RecipeRates.build(DEFAULT_PARAMETERS, rates.M0, rates.I0, np.array([60.0, 70.0, 80.0]))
+    S0, T0, G0 = radical_state(flat, flat.I0, flat.M0)
+    np.testing.assert_array_equal(G0, 1.0)
+    np.testing.assert_array_equal(S0, solve_qssa(flat, flat.I0, flat.M0)[0])
+
+
+def test_chain_length_dependent_termination_is_converged_in_time():
+    recipes = pd.DataFrame({"cBA_0": [0.5, 3.0, 1.5], "cAIBN_0": [0.02, 0.0025, 0.01], "temp": [80.0, 60.0, 70.0]})
+    params = DEFAULT_PARAMETERS.replace(alpha_t=0.8)
+    coarse = simulate_many(recipes, params, progress=False)
+    fine = simulate_many(recipes, params, n_steps=2400, progress=False)
+    for col in ("time", "cBA_time", "Mn", "Mw"):
+        np.testing.assert_allclose(coarse[col], fine[col], rtol=2e-3, err_msg=col)
+    # termination now depends on the chains' length: the outcomes move (the mechanism is on)
+    flat = simulate_many(recipes, progress=False)
+    assert (coarse["cBA_time"] != flat["cBA_time"]).all()
