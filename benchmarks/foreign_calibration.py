@@ -42,11 +42,15 @@ def summary(out: Path) -> Path:
                          + (f"{verdict} | {r['seconds']:.0f} ({r['simulations']}) |" if key == "calibrated" else " | |"))
     lines += ["", "Worlds: `grid`/`lhs200` the independent simulator; `moved_grid`/`moved_lhs200` polyinv's own scheme with",
               "C_S ×30 (a strong-transfer solvent, outside the former range ×0.1-10), kt ×3 and f ×0.52, axis 2.0-7.0 with",
-              "unit sum, noise-free: the truth lies inside the new ranges, so the calibration can be checked against it.",
+              "unit sum, noise-free: the truth lies inside the new ranges, so the calibration can be checked against it;",
+              "`far_grid`/`far_lhs200` the same with C_S ×0.003 (beyond the range's end ×0.005), kt ×0.05, f ×0.44",
+              "(`python -m benchmarks.moved_world`): the fit must end at C_S's end and say so.",
+              "Noisy variants (`noisy` in the name): the same recipes with `--noise-chains` (sampled chains per MMD).",
               "", "Calibrators: `before` the search around polyinv's values (bounds of literature scatter, a parameter at",
               "its bound reset to polyinv's value); `global` physics/literature ranges, a global Sobol stage, ends kept",
               "and said, a quality verdict; `global_balanced` the same with the MMD's 100 points weighing as one outcome",
-              "per row (shipped)."]
+              "per row; `cld` adds chain-length-dependent termination (`alpha_t`) and kt down to ×0.001; `cld_comb` also",
+              "the combination shares (`comb`; shipped)."]
     path = out / "foreign.md"
     path.write_text("\n".join(lines) + "\n")
     return path

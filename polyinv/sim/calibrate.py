@@ -53,7 +53,7 @@ from polyinv.sim.grid import MMDAxis
 GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for
 # small data; with ~10^4 residuals per file the standard errors stay small up to ~30, and kp's exact redundancy
 # with kt, kbb, kpt shows as an index in the thousands)
-SE_LIMIT = {"factor": 0.3, "energy": 8.0, "value": 0.15}  # largest standard error kept: ln factor (±35 %), kJ/mol, value
+SE_LIMIT = {"factor": 0.3, "energy": 8.0, "value": 0.15, "odds": 1.0}  # largest standard error kept: ln factor (±35 %), kJ/mol, value
 SIGMA_FLOOR = {"mmd": 2e-4, "Mn": 2e-3, "Mw": 2e-3, "cBA_time": 2e-4, "time": 2.0}
 SIGMA_START = {"mmd": 5e-3, "Mn": 0.03, "Mw": 0.03, "cBA_time": 0.02, "time": 60.0}
 BLOCKS = tuple(SIGMA_START)
@@ -323,7 +323,7 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
         if side:
             p = BY_NAME[n]
             say(f"warning: calibration: {n} ended at the {side} end of its plausible range "
-                f"({p.low if side == 'low' else p.high:.4g}{' x' if p.kind == 'factor' else ' kJ/mol' if p.kind == 'energy' else ''}): the rows ask for "
+                f"({p.low if side == 'low' else p.high:.4g}{' x' if p.kind == 'factor' else ' kJ/mol' if p.kind == 'energy' else ' log-odds' if p.kind == 'odds' else ''}): the rows ask for "
                 f"more, so polyinv's scheme may lack a mechanism of the file's; kept there")
     sim = problem.simulate(values)
     bar.close()
@@ -336,7 +336,7 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
         se = se_internal[chosen.index(n)] * p.scale if fitted else float("nan")
         side = at_bound.get(n) if fitted else None
         table.append({"parameter": n, "value": values[n], "se": se,
-                      "se_kind": {"factor": "relative (se of ln factor)", "energy": "kJ/mol", "value": "absolute"}[p.kind],
+                      "se_kind": {"factor": "relative (se of ln factor)", "energy": "kJ/mol", "value": "absolute", "odds": "log-odds"}[p.kind],
                       "status": (f"fitted, at the {side} end of its range: the scheme may lack a mechanism of the file's"
                                  if side else "fitted") if fitted else
                                 (f"fixed at {fixed_at}: {why[n]}" if n in why and "where the fit left it" not in why[n]
@@ -432,6 +432,7 @@ def _defaults_text() -> dict[str, str]:
         "C_M": f"C_M {P.C_M:g}", "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
         "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol", "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
         "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol", "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
+        "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
         "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
     }
 

@@ -33,12 +33,13 @@ VERSION = 1
 class Parameter:
     """One adjustable parameter of the kinetics. ``kind`` ``factor``: multiplies the coefficients named in
     ``targets`` (stored and fitted as its natural log); ``energy``: shifts their activation energy, kJ/mol;
-    ``value``: sets a dimensionless setting of the scheme (0, polyinv's value, switches its mechanism off).
+    ``value``: sets a dimensionless setting of the scheme (0, polyinv's value, switches its mechanism off);
+    ``odds``: adds to the log-odds of the fractions in ``targets`` (0 keeps them; each stays inside 0-1).
     ``low``/``high``: the range a calibration searches (a factor, or kJ/mol), from physics and the spread of
     the literature across solvents, methods and modelling schemes (``source``), not around polyinv's values."""
 
     name: str
-    kind: str  # "factor" | "energy" | "value"
+    kind: str  # "factor" | "energy" | "value" | "odds"
     targets: tuple[str, ...]
     text: str
     low: float
@@ -47,12 +48,12 @@ class Parameter:
 
     @property
     def unit(self) -> str:
-        return {"factor": "x default", "energy": "kJ/mol added to Ea", "value": "value"}[self.kind]
+        return {"factor": "x default", "energy": "kJ/mol added to Ea", "value": "value", "odds": "added to the log-odds"}[self.kind]
 
     @property
     def scale(self) -> float:
-        """Internal coordinate = value / scale (ln factor, shift / 10 kJ/mol, value / 0.1): comparable steps."""
-        return {"factor": 1.0, "energy": 10.0, "value": 0.1}[self.kind]
+        """Internal coordinate = value / scale (ln factor, shift / 10 kJ/mol, value / 0.1, log-odds): comparable steps."""
+        return {"factor": 1.0, "energy": 10.0, "value": 0.1, "odds": 1.0}[self.kind]
 
     @property
     def default(self) -> float:
@@ -96,6 +97,10 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
     Parameter("alpha_t", "value", ("alpha_t",), "chain-length dependence of termination, kt ∝ nu^-alpha_t",
               0.0, 0.8, "composite-model exponents: ~0.16 for long chains to 0.5-0.85 for short ones (Johnston-Hall & "
               "Monteiro 2008; Barner-Kowollik & Russell 2009); 0 is polyinv's chain-length-averaged kt"),
+    Parameter("comb", "odds", ("comb_ss", "comb_st", "comb_tt"), "share of terminations by combination (all three)",
+              -5.0, 5.0, "reported combination shares of acrylate and other radicals run from mostly disproportionation "
+              "to mostly combination with radical type, temperature and method (Nikitin et al. 2010 for BA; Moad & "
+              "Solomon): ±5 in log-odds moves polyinv's 0.9/0.5/0.1 to 0.06-0.999"),
     Parameter("Ea_kt", "energy", _KT, "activation energy of termination", -30.0, 30.0, _EA),
     Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", -30.0, 30.0, _EA),
     Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", -30.0, 30.0, _EA),
@@ -119,10 +124,10 @@ def check_plausible(name: str, value: float) -> None:
         if not p.low * (1 - 1e-6) <= value <= p.high * (1 + 1e-6):  # a file's values are rounded
             raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
                              f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})")
-    elif p.kind == "value":
+    elif p.kind in ("value", "odds"):
         if not p.low - 1e-9 <= value <= p.high + 1e-9:
             raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside its plausible range "
-                             f"{p.low:.3g}-{p.high:.3g} ({p.source.split(':')[0]})")
+                             f"{p.low:.3g} to {p.high:.3g} ({p.source.split(':')[0]})")
     elif abs(value) > MAX_ENERGY_SHIFT:
         raise ValueError(f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
                          f"±{MAX_ENERGY_SHIFT:g} kJ/mol")
@@ -149,6 +154,11 @@ def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMET
         for target in p.targets:
             if p.kind == "value":
                 changes[target] = value
+            elif p.kind == "odds":
+                if value == 0.0:  # exactly polyinv's shares (the round trip through the log-odds is not)
+                    continue
+                share = float(getattr(base, target))
+                changes[target] = 1.0 / (1.0 + math.exp(-(math.log(share / (1.0 - share)) + value)))
             elif p.kind == "factor":
                 factor[target] = factor.get(target, 1.0) * value
             else:
@@ -229,7 +239,7 @@ class ForwardModel:
 
 def _fmt(name: str, value: float) -> str:
     kind = BY_NAME[name].kind
-    return f"x{value:.3g}" if kind == "factor" else f"{value:+.3g} kJ/mol" if kind == "energy" else f"{value:.3g}"
+    return {"factor": f"x{value:.3g}", "energy": f"{value:+.3g} kJ/mol", "odds": f"{value:+.3g} log-odds"}.get(kind, f"{value:.3g}")
 
 
 # ---------------------------------------------------------------------- what a file says about itself

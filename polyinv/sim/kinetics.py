@@ -147,7 +147,7 @@ def _termination_scale(r: RecipeRates, S, T, M, G) -> np.ndarray:
 
 
 def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np.ndarray | None = None,
-                  G_guess: np.ndarray | None = None, tol: float = 1e-10,
+                  G_guess: np.ndarray | None = None, tol: float = 1e-7,
                   max_iter: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """QSSA radicals (S, T) and the termination scale G with chain-length-dependent termination.
 
@@ -170,7 +170,9 @@ def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess:
         return np.where(np.isfinite(F), F, 0.0), S_, T_
 
     F0, S, T = residual(x0, S_guess)
-    x1 = x0 + F0
+    if np.all(np.abs(F0) <= tol):
+        return S, T, np.exp(x0)
+    x1 = x0 + F0 / (1.0 - 0.5 * r.alpha_t)  # Newton step with the map's typical slope alpha_t / 2
     for _ in range(max_iter):
         F1, S, T = residual(x1, S)
         if np.all(np.abs(F1) <= tol):

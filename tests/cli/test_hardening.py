@@ -70,6 +70,8 @@ def test_1_simulate_refuses_its_input_and_an_existing_out(tmp_path, capsys, reci
 @pytest.mark.parametrize(("parameters", "words"), [
     ({"kt": 1e300}, "kt 1e+300 lies outside the plausible factor range"),
     ({"Ea_kt": 1e6}, "Ea_kt 1e+06 kJ/mol lies outside the plausible shift range"),
+    ({"alpha_t": 2.0}, "alpha_t 2 lies outside its plausible range 0 to 0.8"),
+    ({"comb": 40.0}, "comb 40 lies outside its plausible range -5 to 5"),
 ])
 def test_2_a_calibration_with_absurd_kinetics_is_refused_everywhere(tmp_path, capsys, recipes, data, parameters, words):
     cal = calibration_file(tmp_path, parameters)

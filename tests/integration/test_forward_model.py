@@ -90,6 +90,12 @@ def test_apply_moves_only_the_named_coefficients():
         apply({"kq": 2.0})
     with pytest.raises(ValueError, match="positive"):
         apply({"kt": -1.0})
+    # the mechanisms a calibration may add (issue 31): chain-length-dependent termination and combination shares
+    assert apply({"alpha_t": 0.3}).alpha_t == 0.3 and DEFAULT_PARAMETERS.alpha_t == 0.0
+    shares = apply({"comb": 2.0})
+    assert all(0 < getattr(shares, k) < 1 for k in ("comb_ss", "comb_st", "comb_tt"))
+    assert shares.comb_ss > DEFAULT_PARAMETERS.comb_ss and shares.comb_tt > DEFAULT_PARAMETERS.comb_tt
+    assert apply({"comb": 0.0, "alpha_t": 0.0}) == DEFAULT_PARAMETERS  # their defaults are polyinv's scheme exactly
 
 
 # ------------------------------------------------------------------------------------------ the calibration
@@ -198,6 +204,22 @@ def test_a_parameter_the_rows_push_past_its_range_stays_at_the_end_and_is_said()
     row = cal.table.loc["C_S"]
     assert row["value"] == pytest.approx(BY_NAME["C_S"].high, rel=0.05), row
     assert "high end of its range" in row["status"] and any("plausible range" in line for line in said)
+
+
+@pytest.mark.slow
+def test_chain_length_dependent_termination_is_found_where_the_rows_have_it():
+    """A world whose kt falls with the chains' length (alpha_t 0.4, a composite-model order) and a lower kt: the
+    calibration fits alpha_t and recovers it; polyinv's chain-length-averaged kt could not reproduce these rows."""
+    from polyinv.sim.calibrate import N_STEPS
+
+    truth = {"alpha_t": 0.4, "kt": 0.3}
+    rows = simulate_many(lhs_design(30, seed=6), apply(truth), n_steps=N_STEPS, progress=False)
+    cal = calibrate(rows, candidates=["kt", "f", "alpha_t"], progress=False)
+    row = cal.table.loc["alpha_t"]
+    assert row["status"] == "fitted" and abs(row["value"] - 0.4) <= 0.02, row
+    assert cal.residuals["hellinger_median"] < 1e-3 and cal.quality["good"]
+    flat = calibrate(rows, candidates=["kt", "f"], progress=False)
+    assert flat.residuals["cBA_time_abs_median"] > 10 * cal.residuals["cBA_time_abs_median"]
 
 
 def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_checks_off(tmp_path, capsys):
