@@ -87,8 +87,8 @@ def kept_vs_flagged(out: Path, record: dict, truth: Path) -> tuple[float, float]
 
 
 def second_world_files() -> tuple[Path, dict[str, Path]]:
-    """The independent simulator's grid and check groups (benchmarks/foreign_sim.py; made by the commands in
-    benchmarks/foreign_calibration.py and docs/forward-model.md)."""
+    """The independent simulator's grid and check groups (made by the commands in benchmarks/foreign_sim.py's
+    docstring)."""
     folder = Path(__file__).resolve().parent / "data" / "foreign"
     names = ("in_range.csv", "out_temp.csv", "out_cba.csv", "out_caibn.csv")
     return folder / "grid.csv", {group: folder / name for group, name in zip(GROUPS, names, strict=True)}

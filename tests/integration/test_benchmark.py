@@ -78,13 +78,17 @@ def test_a_cached_record_is_not_rescored_from_another_runs_folder(bench, tmp_pat
     assert bm.record_run({**seed0, "run_dir": str(tmp_path / "gone")}) is None
 
 
-def test_coverage_of_cached_gp_runs(bench):
+def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
     out, _ = bench
     cov = bm.coverage(out, ["gp", "rf"], progress=lambda _: None)
     assert list(cov.model) == ["gp", "gp"]  # the forest gives no interval
+    data = pd.read_csv(synthetic_csv)
     for t in ("cBA_0", "cAIBN_0", "temp", "time"):
-        assert ((cov[f"cov_{t}"] >= 0) & (cov[f"cov_{t}"] <= 1)).all()
-        assert (cov[f"width_{t}"] >= 0).all()
+        inside = cov[f"cov_{t}"] * cov.n_test  # a coverage is a share of the held-out rows: a whole number of them
+        assert np.allclose(inside, inside.round()), (t, list(inside))
+        # an interval has a width, and a useful one is narrower than the whole range of the target
+        span = data[t].max() - data[t].min()
+        assert ((cov[f"width_{t}"] > 0) & (cov[f"width_{t}"] < span)).all(), (t, list(cov[f"width_{t}"]), span)
     # a calibrated 90 % interval covers most held-out rows even on this small, quickly fitted GP
     assert cov[["cov_cBA_0", "cov_cAIBN_0", "cov_temp"]].to_numpy().mean() > 0.6
     full = cov.n_test - cov.n_early
