@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,12 @@ GLOBAL_ITERATIONS = 20
 QUALITY_LIMITS = {"hellinger_median": 0.02, "Mn_rel_median": 0.03, "Mw_rel_median": 0.03, "cBA_time_abs_median": 0.01,
                   "time_mae_s": 30.0}
 QUALITY_NOISE = 2.5
+#: The trust checks of a run (domain consistency, --verify) use a calibration that misses the limits above by at most
+#: this factor on every block: their thresholds are set from the training rows' own residuals, so a systematic error
+#: of this size is inside them, and it stays well below what a recipe outside the training box changes. Measured on
+#: the independent simulator (docs/forward-model.md): with its calibration at 2.3x, an MLP's out-of-range rows
+#: flagged went from 47 % (checks off) to 80 %, in-range rows kept from 98 % to 92 %, --verify median 0.024.
+TRUST_FACTOR = 3.0
 NEEDED = ("cBA_0", "cAIBN_0", "temp", "time", "cBA_time", "Mn", "Mw", *MMD_COLUMNS)
 
 
@@ -300,6 +306,16 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     problem.update_sigma(problem.blocks(values))
     values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
     problem.update_sigma(problem.blocks(values))
+    # judged again where the fit ended: a parameter the rows determine there joins (the start's collinearities
+    # may not hold at the optimum, e.g. once the global stage's alpha_t has gone), and the fit goes on
+    _, jac = _jacobian(problem, names, values)
+    joining = [n for n in choose_identifiable(jac, names)[0] if n not in chosen]
+    if joining:
+        chosen = [n for n in names if n in chosen or n in joining]
+        why = {n: w for n, w in why.items() if n not in joining}
+        say(f"calibration: {', '.join(joining)} determined where the fit ended; refitting {', '.join(chosen)}")
+        values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
+        problem.update_sigma(problem.blocks(values))
     # 3. a fitted parameter whose standard error exceeds its limit where it ended is fixed there and the rest
     #    refitted; one at the end of its range stays there (the rows ask for more than physics and the
     #    literature allow: the scheme may lack a mechanism of the data's) and is said so, never reset
@@ -409,14 +425,17 @@ def fit_quality(rows: pd.DataFrame, summary: dict) -> dict:
     ratios = {k: float(summary[k]) / v for k, v in limits.items() if np.isfinite(summary.get(k, np.nan))}
     worst = max(ratios, key=ratios.get)
     good = ratios[worst] <= 1.0
+    usable = ratios[worst] <= TRUST_FACTOR
     names = {"hellinger_median": "MMD (median Hellinger)", "Mn_rel_median": "Mn (median relative error)",
              "Mw_rel_median": "Mw (median relative error)", "cBA_time_abs_median": "cBA_time (median error, mol/L)",
              "time_mae_s": "stop time (MAE, s)"}
     text = ("the calibrated simulator reproduces the file" if good else
             f"the calibrated simulator does not reproduce the file: {names[worst]} {summary[worst]:.4g} against a limit "
-            f"of {limits[worst]:.4g}; polyinv's kinetic scheme may lack what made the data, and checks built on it "
-            f"(consistency, --verify, --refine, design) are unreliable")
-    return {"good": bool(good), "worst": worst, "ratios": {k: round(v, 4) for k, v in ratios.items()},
+            f"of {limits[worst]:.4g}; polyinv's kinetic scheme may lack what made the data, and "
+            + (f"checks built on it carry its error (within the {TRUST_FACTOR:g}x a trained model's consistency check "
+               f"tolerates; design and --refine answers are approximate)" if usable else
+               "checks built on it (consistency, --verify, --refine, design) are unreliable"))
+    return {"good": bool(good), "usable_for_checks": bool(usable), "worst": worst, "ratios": {k: round(v, 4) for k, v in ratios.items()},
             "limits": limits, "mmd_noise_hellinger": noise, "text": text}
 
 
@@ -460,7 +479,8 @@ def to_yaml_dict(cal: Calibration) -> dict:
         "parameters": params,
         "correlations": {r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()},
         "residuals": {k: _round(v) for k, v in cal.residuals.items()},
-        "quality": {"good": cal.quality.get("good"), "worst": cal.quality.get("worst"), "text": cal.quality.get("text"),
+        "quality": {"good": cal.quality.get("good"), "usable_for_checks": cal.quality.get("usable_for_checks"),
+                    "worst": cal.quality.get("worst"), "text": cal.quality.get("text"),
                     "ratios_to_limits": cal.quality.get("ratios"),
                     "limits": {k: _round(v) for k, v in (cal.quality.get("limits") or {}).items()},
                     "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan")))},
@@ -595,10 +615,12 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
     if calibration:
         forward = read_yaml(calibration)
         quality = (forward.fit or {}).get("quality") or {}
-        if quality.get("good") is False:
+        if quality.get("good") is False and not quality.get("usable_for_checks"):
             why = f"trust.calibration {calibration}: {quality.get('text')}"
             say(f"warning: forward checks off (domain consistency, --verify, --refine): {why}")
             return None, why
+        if quality.get("good") is False:
+            say(_usable_text(quality))
         return forward, f"{forward.describe()} (trust.calibration)"
     if setting == "none":
         return None, "trust.forward is none"
@@ -618,7 +640,10 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
     cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
     cal.forward.fit["axis"] = how
     r = cal.residuals
-    if not cal.quality["good"]:  # the warning line was said by calibrate()
+    if not cal.quality["good"] and cal.quality["usable_for_checks"]:  # calibrate() said the warning line
+        say(_usable_text(cal.quality))
+        return cal.forward, cal.forward.describe()
+    if not cal.quality["good"]:
         why = f"{cal.quality['text']} (on {r['rows']} training rows)"
         say("forward checks off (domain consistency, --verify, --refine, design): the calibrated simulator does "
             "not reproduce the training rows; the domain flag rests on the input space alone")
@@ -626,3 +651,12 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
     say(f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
         f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)")
     return cal.forward, cal.forward.describe()
+
+
+def _usable_text(quality: Mapping) -> str:
+    ratios = quality.get("ratios") or quality.get("ratios_to_limits") or {}
+    worst = quality.get("worst")
+    ratio = ratios.get(worst, float("nan")) if worst else float("nan")
+    return (f"warning: forward checks on with a calibration outside its goals (worst: {worst} {ratio:.2g}x its limit, "
+            f"within the {TRUST_FACTOR:g}x the checks tolerate): the consistency thresholds come from the training "
+            f"rows' own residuals and hold this error; --verify distances include it")

@@ -165,6 +165,8 @@ class KineticParameters:
                 rows.append((f"{f.name}.source", value.source))
             elif f.name == "sources_misc":
                 rows.extend((f"source.{k}", v) for k, v in value.items())
+            elif f.name in ("alpha_t", "nu_ref") and self.alpha_t == 0.0:
+                continue  # no chain-length-dependent termination: files state none (as before it existed)
             else:
                 rows.append((f.name, repr(value)))
         return rows

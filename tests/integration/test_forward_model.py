@@ -132,9 +132,13 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     doc = yaml.safe_load(out.read_text())
     params = doc["parameters"]
     assert {"value", "unit", "default", "status", "replaces"} <= set(params["kbb"])
-    # moved by x2 and x3; the sampling noise of the MMD tails biases them by ~10-15 % (docs/forward-model.md)
+    # moved by x2 and x3; the sampling noise of the MMD tails biases them by ~10-15 % (docs/forward-model.md). On 60
+    # noisy rows C_S is near-collinear with kt and kbb (index ~47 against the limit 30), so the calibration may keep
+    # the global stage's value for it instead of fitting it: either way the value found is the truth's
     for name in ("kbb", "C_S"):
-        assert params[name]["status"] == "fitted" and abs(np.log(params[name]["value"] / TRUTH[name])) < 0.25, params[name]
+        status = params[name]["status"]
+        assert status == "fitted" or status.startswith("fixed at the global search's value"), params[name]
+        assert abs(np.log(params[name]["value"] / TRUTH[name])) < 0.25, params[name]
     ratio = params["kt"]["value"] / params["f"]["value"]
     assert abs(np.log(ratio / (TRUTH["kt"] / TRUTH["f"]))) < 0.25, ratio
     assert doc["axis"]["normalisation"] == "sum"
@@ -231,6 +235,9 @@ def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_chec
     assert fit_quality(rows, good)["good"]
     poor = fit_quality(rows, dict(good, cBA_time_abs_median=0.09))
     assert not poor["good"] and poor["worst"] == "cBA_time_abs_median" and "cBA_time" in poor["text"]
+    assert not poor["usable_for_checks"] and "unreliable" in poor["text"]
+    near = fit_quality(rows, dict(good, Mw_rel_median=0.06))  # 2x its limit: poor, but within the checks' tolerance
+    assert not near["good"] and near["usable_for_checks"] and "carry its error" in near["text"]
     # a calibration file marked poor: fit's trust checks are off with the reason, every reader warns
     path = tmp_path / "poor.yaml"
     doc = {"polyinv_calibration": 1, "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "n_points": 100, "normalisation": "sum"},
@@ -241,3 +248,11 @@ def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_chec
         forward, why = forward_for_training("auto", str(path), tmp_path / "x.csv", rows, log=print)
     assert forward is None and "does not reproduce the file" in why
     assert "forward checks off" in capsys.readouterr().out
+    # one marked poor but usable for the checks: used, and the run says so
+    doc["quality"] = {"good": False, "usable_for_checks": True, "worst": "Mw_rel_median", "text": near["text"],
+                      "ratios_to_limits": near["ratios"]}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.warns(UserWarning, match="quality poor"):
+        forward, why = forward_for_training("auto", str(path), tmp_path / "x.csv", rows, log=print)
+    assert forward is not None and "trust.calibration" in why
+    assert "forward checks on with a calibration outside its goals (worst: Mw_rel_median 2x" in capsys.readouterr().out
