@@ -80,10 +80,25 @@ def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mappi
     config = parse(config_argv(cfg_path, {**base, **{k: v for k, v in extra.items() if _applies(k, kind)}}))[0]
     result = run(config, verbose=False)
     info = json.loads((result.run_dir / "run.json").read_text())
-    record = {"model": model, "seed": int(seed), "data": str(data), "run_dir": str(result.run_dir),
+    record = {"model": model, "seed": int(seed), "data": portable(data), "run_dir": portable(result.run_dir),
               "train_seconds": result.train_seconds, "metrics": result.metrics, "rows": info.get("rows")}
     write_json(record, record_path)
     return record
+
+
+def portable(path) -> str:
+    """``path`` relative to the repository when it lies inside it (committed records hold no machine's paths),
+    else as given."""
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def local(path) -> Path:
+    """A path a record holds, on this machine: a relative one is relative to the repository."""
+    p = Path(str(path))
+    return p if p.is_absolute() else REPO_ROOT / p
 
 
 def record_run(record: Mapping) -> Path | None:
@@ -94,13 +109,13 @@ def record_run(record: Mapping) -> Path | None:
     """
     from polyinv.config import load_yaml
 
-    run_dir = Path(record["run_dir"])
+    run_dir = local(record["run_dir"])
     if not (run_dir / "predictions_test.csv").exists() or not (run_dir / "config.yaml").exists():
         return None
     config = load_yaml(run_dir / "config.yaml")
     data = (config.get("data") or {}).get("path")
     same = (config.get("name") == record["model"] and config.get("seed") == record["seed"]
-            and data is not None and Path(str(data)).resolve() == Path(str(record["data"])).resolve())
+            and data is not None and local(data).resolve() == local(record["data"]).resolve())
     return run_dir if same else None
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.foreign_sim import design
 from polyinv.schema import COMPOSITE_COLUMNS
 from polyinv.sim import simulate_many
 from polyinv.sim.forward import BY_NAME, apply
 from polyinv.sim.grid import MMDAxis
+
+from benchmarks.foreign_sim import design
 
 AXIS = MMDAxis(2.0, 7.0, normalisation="sum")
 

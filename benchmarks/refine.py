@@ -24,6 +24,8 @@ from polyinv.errors import PolyinvError
 from polyinv.metrics import evaluate, write_json
 from polyinv.schema import COMPOSITE_COLUMNS
 
+from benchmarks.harness import local, portable
+
 #: Files made by polyinv's own simulator that the refine benchmark makes once in benchmarks/data (seed 0), the case
 #: where the forward model is the generator: name -> (design, recipes, chains per MMD or None for exact MMDs).
 POLYINV_SETS = {"lhs125_polyinv": ("lhs", 125, None), "lhs432_polyinv_noise20000": ("lhs", 432, 20000)}
@@ -67,11 +69,11 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
         record = json.loads(record_path.read_text())
         if not candidates or "candidates" in record or not record["used"]:
             return record
-        if not Path(record["run_dir"]).is_dir():  # the runs live in the session that made them
+        if not local(record["run_dir"]).is_dir():  # the runs live in the session that made them
             raise PolyinvError(f"{record_path}: no candidates recorded and its run {record['run_dir']} is gone; "
                                "pass --force to refit")
         # the run is there: score its candidates without refitting
-        record = score(load_model(resolve_checkpoint(record["run_dir"])), name, model, seed, Path(record["run_dir"]),
+        record = score(load_model(resolve_checkpoint(local(record["run_dir"]))), name, model, seed, local(record["run_dir"]),
                        data_path(name, root), record["fit_seconds"], record["check"], candidates)
         write_json(record, record_path)
         return record
@@ -79,7 +81,7 @@ def run_one(name: str, model: str, seed: int, root: Path, out: Path, force: bool
     started = time.perf_counter()
     fit = bm.run_one(model, seed, data, out / name, overrides={"trust.forward": "auto", "trust.refine": "auto"}, force=True)
     fit_seconds = time.perf_counter() - started
-    run_dir = Path(fit["run_dir"])
+    run_dir = local(fit["run_dir"])
     check = json.loads((run_dir / "run.json").read_text()).get("refine_check")
     record = score(load_model(resolve_checkpoint(run_dir)), name, model, seed, run_dir, data, fit_seconds, check, candidates)
     write_json(record, record_path)
@@ -105,7 +107,7 @@ def score(loaded, name: str, model: str, seed: int, run_dir: Path, data: Path, f
     result = refine_columns(loaded, frame, answer, progress=False)
     seconds = time.perf_counter() - started
     refined = answer if result is None else result[0]
-    record = {"set": name, "model": model, "seed": int(seed), "run_dir": str(run_dir), "rows": int(len(frame)),
+    record = {"set": name, "model": model, "seed": int(seed), "run_dir": portable(run_dir), "rows": int(len(frame)),
               "used": result is not None, "why": why, "check": check,
               "model_metrics": evaluate(truth, answer, names), "refined_metrics": evaluate(truth, refined, names),
               "seconds_per_row": seconds / max(len(frame), 1) if result is not None else 0.0, "fit_seconds": fit_seconds,
@@ -154,7 +156,7 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
         old = json.loads(path.read_text())
         if names and old["set"] not in names:
             continue
-        run_dir = Path(old["run_dir"])
+        run_dir = local(old["run_dir"])
         config = load_yaml(run_dir / "config.yaml")
         dm = build_datamodule(config)
         dm.setup("fit")
@@ -284,7 +286,7 @@ def design_mmd_benchmark(out: Path, root: Path, n: int = 20, seed: int = 7, tole
     truth = forward.simulate(lhs_design(n, seed=seed))
     bounds = {k: NOMINAL_RANGES[k] for k in ("cBA_0", "cAIBN_0", "temp")} | {"time": (60.0, forward.t_max)}
     fit = bm.run_one("gp", 0, root / "data" / "ba_aibn_grid432.xlsx", out / "design_model")
-    model = load_model(resolve_checkpoint(fit["run_dir"]))
+    model = load_model(resolve_checkpoint(local(fit["run_dir"])))
     conversions = assumed_conversions(forward)
     rows = []
     for i, row in truth.iterrows():

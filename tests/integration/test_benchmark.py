@@ -78,6 +78,28 @@ def test_a_cached_record_is_not_rescored_from_another_runs_folder(bench, tmp_pat
     assert bm.record_run({**seed0, "run_dir": str(tmp_path / "gone")}) is None
 
 
+def test_records_hold_paths_relative_to_the_repository():
+    """Committed records name data files and run folders relative to the repository, never a machine's paths
+    (issue 32); a path outside the repository (a test's temporary folder) stays as given."""
+    inside = bm.REPO_ROOT / "results" / "grid432" / "runs" / "gp" / "version_0"
+    assert bm.portable(inside) == "results/grid432/runs/gp/version_0"
+    assert bm.local("results/grid432/runs/gp/version_0") == inside
+    assert bm.portable("/elsewhere/x.csv") == "/elsewhere/x.csv" and bm.local("/elsewhere/x.csv") == Path("/elsewhere/x.csv")
+    committed = [p for p in (bm.REPO_ROOT / "results").rglob("*.json") if "runs" not in p.parts]
+    def paths(doc):  # every "data" / "run_dir" string in a record, at any depth
+        if isinstance(doc, dict):
+            for k, v in doc.items():
+                if k in ("data", "run_dir") and isinstance(v, str):
+                    yield v
+                yield from paths(v)
+        elif isinstance(doc, list):
+            for v in doc:
+                yield from paths(v)
+
+    absolute = [p for p in committed if any(v.startswith("/") for v in paths(json.loads(p.read_text())))]
+    assert committed and not absolute, absolute[:3]
+
+
 def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
     out, _ = bench
     cov = bm.coverage(out, ["gp", "rf"], progress=lambda _: None)
