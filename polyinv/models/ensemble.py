@@ -79,7 +79,7 @@ class EnsembleModel(ColumnCounts):
     def calibrate(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> None:
         """Store the normalised |residuals| of held-out (validation) rows per target."""
         mean, std = self.mean_std(mmd, side)
-        y = self.members[0].target_scaler(torch.as_tensor(np.asarray(targets, dtype=np.float64))).numpy()
+        y = self.members[0].target_scaler(torch.as_tensor(np.array(targets, dtype=np.float64))).numpy()  # a writable copy
         z = abs_z(y, mean, std)
         self.calibration = {t: z[:, j].tolist() for j, t in enumerate(self.target_names)}
 
