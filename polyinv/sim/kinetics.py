@@ -138,11 +138,8 @@ def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np
 
 def _termination_scale(r: RecipeRates, S, T, M, G) -> np.ndarray:
     """``(nu / nu_ref)^-alpha_t`` for the radicals (S, T) when termination runs at ``G`` times the reference kt:
-    nu = (1 + a) / a is the mean length of the growing chains (a: stops per propagation step)."""
-    loss = G * (2.0 * r.kss * S * S + 4.0 * r.kst * S * T + 2.0 * r.ktt * T * T)
-    transfer = (r.ktr_M * M + r.ktr_S * r.solvent) * S + r.ktr_S_mcr * r.solvent * T
-    prop = (r.kp * S + r.kpt * T) * M
-    a = np.divide(loss + transfer, prop, out=np.ones_like(prop), where=prop > 0)
+    nu = (1 + a) / a is the mean length of the growing chains (a: stops per propagation step, :func:`chain_rates`)."""
+    a = chain_rates(r, M, S, T, G).a
     return np.exp(-r.alpha_t * np.log((1.0 + a) / (a * r.nu_ref)))
 
 
