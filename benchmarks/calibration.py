@@ -43,7 +43,8 @@ def noise_floor(check_on: str) -> dict:
 
 
 def run_pair(fit_on: str, check_on: str, out: Path) -> dict:
-    from polyinv.sim.calibrate import calibrate, residual_summary, write_yaml
+    from polyinv.sim.calibrate import calibrate, residual_summary
+    from polyinv.sim.calibration_file import write_yaml
     from polyinv.sim.forward import ForwardModel
 
     record_path = out / f"{fit_on}__{check_on}.json"

@@ -1,7 +1,7 @@
 """Benchmark harness (not installed with polyinv): the study's protocols and polyinv's models side by side,
 over several seeds, through ``python -m benchmarks``.
 
-Every (model, seed) is one ordinary ``polyinv.train.run`` of a shipped config, so the numbers come
+Every (model, seed) is one ordinary ``polyinv.runner.run`` of a shipped config, so the numbers come
 from the same data module, split and evaluation harness as any user run. Results are cached per
 (model, seed) as JSON so an interrupted benchmark resumes where it stopped.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path, write_figure
+from polyinv.atomic import atomic_path
 from polyinv.config import REPO_ROOT, build_parser, parse
 from polyinv.metrics import write_json
+from polyinv.plots import write_figure
 from polyinv.schema import TARGETS
 
 #: Benchmark name → config file. rf_mmd / rf / study_mlp are the study's protocols.
@@ -60,7 +61,7 @@ def _config_path(model: str) -> Path:
 def run_one(model: str, seed: int, data: str | Path, out: Path, overrides: Mapping | None = None,
             test_path: str | Path | None = None, force: bool = False, quick: bool = False) -> dict:
     """Train/evaluate ``model`` with ``seed`` (split and initialisation) on ``data``; cached in ``out/records``."""
-    from polyinv.train import run
+    from polyinv.runner import run
 
     record_path = out / "records" / f"{model}_seed{seed}.json"
     if record_path.exists() and not force:
@@ -126,7 +127,8 @@ def rescore(record: dict, record_path: Path) -> dict:
     A record whose run folder is gone (e.g. a fresh clone: runs are not committed) or now holds another run
     (:func:`record_run`) is returned as is.
     """
-    from polyinv.metrics import evaluate, parity_figure
+    from polyinv.metrics import evaluate
+    from polyinv.plots import parity_figure
 
     run_dir = record_run(record)
     if run_dir is None:
@@ -272,7 +274,7 @@ def coverage(out: str | Path, models: Sequence[str] = ("gp",), level: float = 0.
                 progress(f"{record_path.name}: run folder {record['run_dir']} is gone or holds another run; skipped")
                 continue
             model = load_model(run_dir)
-            if not hasattr(model, "predict_interval"):
+            if not model.has_interval:
                 continue
             test_rows = pd.read_csv(run_dir / "predictions_test.csv")["row"].to_numpy()
             run_config = load_yaml(run_dir / "config.yaml")  # the file and sheet the run was trained on

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path, write_figure
+from polyinv.atomic import atomic_path
+from polyinv.plots import write_figure
 from polyinv.schema import TARGETS
 
 from benchmarks.harness import MODELS, _pm, overrides_text, records_frame, rescore, run_one

@@ -149,7 +149,9 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
     refinement alone; the records say ``rechecked``."""
     from polyinv.config import load_yaml
     from polyinv.models import load_model, resolve_checkpoint
-    from polyinv.train import build_datamodule, refine_check, refine_rows
+    from polyinv.runner import refine_check, refine_rows
+    from polyinv.sim.forward import ForwardChoice
+    from polyinv.train import build_datamodule
     from polyinv.trust.domain import model_forward
 
     for path in sorted(out.glob("*/records/*_seed*.json")):
@@ -162,7 +164,7 @@ def recheck(out: Path, root: Path, names: Sequence[str] | None = None, progress=
         dm.setup("fit")
         loaded = load_model(resolve_checkpoint(run_dir))
         forward, _ = model_forward(loaded)
-        loaded.domain = refine_check(config, loaded, refine_rows(dm, config["model"]["kind"]), (forward, ""), verbose=False)
+        loaded.domain = refine_check(config, loaded, refine_rows(dm, loaded), ForwardChoice(forward, ""), verbose=False)
         check = loaded.domain.get("refine")
         record = score(loaded, old["set"], old["model"], old["seed"], run_dir, data_path(old["set"], root),
                        old["fit_seconds"], check, old.get("candidates", {}).get("k", 0)) | {"rechecked": True}

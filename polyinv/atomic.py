@@ -167,12 +167,3 @@ def _place_new(tmp: Path, target: Path) -> None:
     tmp.unlink()
 
 
-def write_figure(fig, path: str | os.PathLike, dpi: int = 110, overwrite: bool = True) -> None:
-    """Save a matplotlib figure as PNG atomically (see ``atomic_path``) and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path, overwrite) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)

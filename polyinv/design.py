@@ -22,14 +22,26 @@ from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
 from scipy.stats import qmc
 
+from polyinv.inference import predict_frame
 from polyinv.refine import sqrt_shape
-from polyinv.schema import MMD_COLUMNS
+from polyinv.schema import (
+    INITIATOR_0,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_0,
+    MONOMER_LEFT,
+    MW,
+    TARGETS,
+    TEMP,
+    TIME,
+    frame_conversion,
+)
 from polyinv.trust.verify import hellinger
 
 #: Properties a design can aim at; conversion is 1 - cBA_time / cBA_0 at the end of the run.
-PROPERTIES = ("Mn", "Mw", "dispersity", "conversion")
+PROPERTIES = (MN, MW, "dispersity", "conversion")
 #: The design's variables (time = the run's time limit; it may stop earlier at the protocol's conversion).
-VARIABLES = ("cBA_0", "cAIBN_0", "temp", "time")
+VARIABLES = TARGETS
 
 
 @dataclass(frozen=True)
@@ -42,9 +54,9 @@ class Design:
 
 
 def _outcome(sim: pd.DataFrame) -> dict[str, np.ndarray]:
-    mn, mw = sim["Mn"].to_numpy(np.float64), sim["Mw"].to_numpy(np.float64)
-    return {"Mn": mn, "Mw": mw, "dispersity": mw / mn,
-            "conversion": 1.0 - sim["cBA_time"].to_numpy(np.float64) / sim["cBA_0"].to_numpy(np.float64)}
+    mn, mw = sim[MN].to_numpy(np.float64), sim[MW].to_numpy(np.float64)
+    return {MN: mn, MW: mw, "dispersity": mw / mn,
+            "conversion": frame_conversion(sim)}
 
 
 def _to_z(recipes: np.ndarray) -> np.ndarray:
@@ -54,7 +66,7 @@ def _to_z(recipes: np.ndarray) -> np.ndarray:
 
 
 def _simulate(forward, z: np.ndarray) -> pd.DataFrame:
-    recipes = pd.DataFrame({"cBA_0": z[:, 0], "cAIBN_0": np.exp(z[:, 1]), "temp": z[:, 2]})
+    recipes = pd.DataFrame({MONOMER_0: z[:, 0], INITIATOR_0: np.exp(z[:, 1]), TEMP: z[:, 2]})
     with np.errstate(all="ignore"):
         return forward.simulate(recipes, t_max=z[:, 3])
 
@@ -98,8 +110,8 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     z = res.x.reshape(n_starts, 4)
     sim = _simulate(forward, z)
     got = _outcome(sim)
-    table = pd.DataFrame({"cBA_0": z[:, 0], "cAIBN_0": np.exp(z[:, 1]), "temp": z[:, 2],
-                          "time": np.minimum(sim["time"].to_numpy(np.float64), z[:, 3])})
+    table = pd.DataFrame({MONOMER_0: z[:, 0], INITIATOR_0: np.exp(z[:, 1]), TEMP: z[:, 2],
+                          TIME: np.minimum(sim[TIME].to_numpy(np.float64), z[:, 3])})
     for p in PROPERTIES:
         table[f"sim_{p}"] = got[p]
     for p, w in zip(names, want, strict=True):
@@ -117,7 +129,7 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     table = _distinct(table, hi_z - lo_z)
     meets = table["score"] <= 1.0
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)
-        table = table[meets].sort_values(["time", "score"])
+        table = table[meets].sort_values([TIME, "score"])
         table = table[table["score"] <= table["score"].cummin()]
         message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}"
                    + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
@@ -153,18 +165,17 @@ def inverse_starts(model, mmd: np.ndarray, mn: float, mw: float, conversions, bo
     """The trained model's answers (rows of VARIABLES) for a target MMD at each assumed conversion: the model
     reads cBA_time, which a target does not have, so cBA_time = cBA_0 (1 − conversion), cBA_0 from the model's
     own answer (two passes from the middle of the bounds). Fields the model does not predict: the bounds' middle."""
-    from polyinv.inference import predict_frame
 
     middle = {v: 0.5 * (lo + hi) for v, (lo, hi) in bounds.items()}
     targets = list(model.target_names)
     rows = []
     for conversion in conversions:
-        c0 = middle["cBA_0"]
+        c0 = middle[MONOMER_0]
         for _ in range(2):
             frame = pd.DataFrame([mmd], columns=list(model.mmd_names))
-            for name, value in (("cBA_time", c0 * (1.0 - conversion)), ("Mn", mn), ("Mw", mw)):
+            for name, value in ((MONOMER_LEFT, c0 * (1.0 - conversion)), (MN, mn), (MW, mw)):
                 frame[name] = value
             answer = predict_frame(model, frame)[0]
-            c0 = float(answer[targets.index("cBA_0")]) if "cBA_0" in targets else c0
+            c0 = float(answer[targets.index(MONOMER_0)]) if MONOMER_0 in targets else c0
         rows.append([float(answer[targets.index(v)]) if v in targets else middle[v] for v in VARIABLES])
     return np.array(rows, dtype=np.float64)

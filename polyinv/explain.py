@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import atomic_path, write_figure
+from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
+from polyinv.plots import importance_figure, write_figure
 
 
 def column_groups(model, block: int = 10) -> dict[str, list[str]]:
@@ -68,40 +69,11 @@ def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequ
 
 def impurity_importance(model, groups: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame | None:
     """A random forest's impurity importances summed per group (None for other model kinds)."""
-    if not hasattr(model, "feature_importances"):
+    if not model.has_importances:
         return None
     values = model.feature_importances()
     groups = dict(groups or column_groups(model))
     return pd.DataFrame({"group": list(groups), "impurity_importance": [sum(values[c] for c in cols) for cols in groups.values()]})
-
-
-def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None, title: str | None = None):
-    """Heat map of R² drop (groups × targets), plus a bar chart of impurity importances when given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    wide = table.pivot(index="group", columns="target", values="r2_drop")
-    wide = wide.loc[list(dict.fromkeys(table["group"])), list(dict.fromkeys(table["target"]))]
-    panels = 2 if impurity is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1.5, 0.32 * len(wide) + 1.8), squeeze=False)
-    ax = axes[0, 0]
-    image = ax.imshow(wide.to_numpy(), aspect="auto", cmap="viridis")
-    ax.set_xticks(range(wide.shape[1]), wide.columns, fontsize=8)
-    ax.set_yticks(range(wide.shape[0]), wide.index, fontsize=7)
-    ax.set_title("permutation importance: drop in R²", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.05)
-    if impurity is not None:
-        bx = axes[0, 1]
-        bx.barh(range(len(impurity)), impurity["impurity_importance"])
-        bx.set_yticks(range(len(impurity)), impurity["group"], fontsize=7)
-        bx.invert_yaxis()
-        bx.set_title("random forest impurity importance", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 #: The files ``explain`` may write into its folder.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
 from polyinv.models import load_model
+from polyinv.refine import candidate_columns, model_refine, refine_columns
+from polyinv.trust.report import domain_columns, interval_columns
 
 
 def input_columns(model) -> list[str]:
@@ -45,14 +48,11 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
     own answer kept in ``model_<target>``; where the model's refine check declined, a line says why and the
     table holds the model's answer. ``candidates`` K adds up to K distinct recipes that reproduce each row.
     """
-    from polyinv.trust.report import domain_columns, interval_columns
 
     recipe = predict_frame(model, frame)
     extra = []
     if refine or candidates:
-        import sys
 
-        from polyinv.refine import candidate_columns, model_refine, refine_columns
 
         _, _, why = model_refine(model)
         if candidates:
@@ -81,7 +81,6 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
             extra[0] = pd.concat([extra[0], bands.add_prefix("model_")], axis=1)
             bands.loc[changed, :] = np.nan
             if changed.any():
-                import sys
 
                 print(f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
                       f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the refined "

@@ -115,28 +115,3 @@ def write_json(data: Mapping, path: str | Path) -> None:
         tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
-def parity_figure(y_true, y_pred, targets: Sequence[str] = TARGETS, title: str | None = None):
-    """Predicted vs. true per target (matplotlib Figure), R² in each panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from polyinv.schema import UNITS
-
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.3))
-    for j, (ax, name) in enumerate(zip(np.atleast_1d(axes), targets, strict=True)):
-        t, p = y_true[:, j], y_pred[:, j]
-        low, high = min(t.min(), p.min()), max(t.max(), p.max())
-        ax.plot([low, high], [low, high], "r--", lw=1)
-        ax.scatter(t, p, s=8, alpha=0.7)
-        r2 = r2_score(t, p)
-        ax.set_title(f"{name}  R²={r2:.3f}", fontsize=9)
-        ax.set_xlabel(f"true / {UNITS.get(name, '')}", fontsize=8)
-        ax.set_ylabel(f"predicted / {UNITS.get(name, '')}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig

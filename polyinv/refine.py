@@ -14,8 +14,6 @@ Rows are solved together as one block-diagonal least-squares problem (scipy's ``
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -23,23 +21,30 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
+from tqdm.auto import tqdm
 
-from polyinv.schema import MMD_COLUMNS
+from polyinv.schema import (
+    INITIATOR_0,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_LEFT,
+    MW,
+    RECIPE_COLUMNS,
+    TIME,
+    conversion,
+)
+from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
+from polyinv.trust.domain import model_domain, model_forward
+from polyinv.trust.verify import hellinger
 
 #: The refined coordinates: cBA_0 (mol/L), ln cAIBN_0, temp (°C).
-REFINED = ("cBA_0", "cAIBN_0", "temp")
+REFINED = RECIPE_COLUMNS
 #: A row's conversion (with the model's cBA_0) below the protocol's stop by more than this many standard
 #: errors (from the model's cBA_0 error; at least STOP_BAND) ran the full time; within STOP_BAND of the stop
 #: it stopped there; in between (runs end just short of the stop too: 0.9997 of it on the shipped grid) it is
 #: simulated under the plain protocol, with no assumption either way.
 STOP_SIGMAS, STOP_BAND = 3.0, 1e-4
-#: Bounds of the measured noise widths (a forward model that reproduces its rows exactly measures none).
-MAX_CHAINS, MIN_SCALAR = 1e9, 1e-4
-#: Prior strengths tried at fit time (multiples of the model's held-out error as the prior's width).
-PRIOR_GRID = (0.1, 0.5, 2.0)
-#: A refinement must raise the held-out rows' global R² by this much to be used.
-KEEP_MARGIN = 0.002
 #: Restarts of a poorly fitted row along the ridge (more initiator with a lower temperature, and the
 #: reverse), in fractions of the box's width in ln cAIBN_0 and temp.
 RESTART_OFFSETS = (-0.15, 0.15)
@@ -90,15 +95,15 @@ def sqrt_shape(mmd: np.ndarray) -> np.ndarray:
     return np.sqrt(mmd / np.where(total > 0, total, 1.0))
 
 
-def _to_z(recipe: np.ndarray) -> np.ndarray:
+def to_z(recipe: np.ndarray) -> np.ndarray:
     return np.column_stack([recipe[:, 0], np.log(recipe[:, 1]), recipe[:, 2]])
 
 
-def _from_z(z: np.ndarray) -> np.ndarray:
+def from_z(z: np.ndarray) -> np.ndarray:
     return np.column_stack([z[:, 0], np.exp(z[:, 1]), z[:, 2]])
 
 
-class _Problem:
+class RefineProblem:
     """The stacked residuals of N rows (data terms, then prior terms) for one noise model; ``prior`` (N,)
     overrides its prior strength per row (several strengths tried in one solve)."""
 
@@ -106,25 +111,25 @@ class _Problem:
         self.forward, self.noise, self.z0 = forward, noise, z0
         self.prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),))
         self.sqrt_p = sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
-        self.scalars = [c for c in ("Mn", "Mw", "cBA_time") if c in observed.columns]
+        self.scalars = [c for c in (MN, MW, MONOMER_LEFT) if c in observed.columns]
         self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
         self.n = len(observed)
         # rows whose conversion lies short of the protocol's stop ran the full time: simulated past the stop,
         # so that a recipe reaching it too early still feels how far it overshoots (no flat region there)
         self.ran_full = np.zeros(self.n, dtype=bool)
-        self.evidence = "cBA_time" in observed.columns
+        self.evidence = MONOMER_LEFT in observed.columns
         if self.evidence:
-            conversion = 1.0 - self.obs["cBA_time"] / np.clip(z0[:, 0], 1e-9, None)
+            converted = conversion(self.obs[MONOMER_LEFT], np.clip(z0[:, 0], 1e-9, None))
             margin = STOP_SIGMAS * (1.0 - forward.x_stop) * noise.scale[0] / np.clip(z0[:, 0], 1e-9, None)
-            self.ran_full = conversion < forward.x_stop - np.maximum(margin, STOP_BAND)
-            self.stopped = conversion >= forward.x_stop - STOP_BAND
+            self.ran_full = converted < forward.x_stop - np.maximum(margin, STOP_BAND)
+            self.stopped = converted >= forward.x_stop - STOP_BAND
         else:
             self.stopped = np.zeros(self.n, dtype=bool)
         self.n_data = self.sqrt_p.shape[1] + len(self.scalars) + 1
         self.width = self.n_data + (3 if self.prior.any() else 0)
 
     def simulate(self, z: np.ndarray) -> pd.DataFrame:
-        recipes = pd.DataFrame(_from_z(z), columns=list(REFINED))
+        recipes = pd.DataFrame(from_z(z), columns=list(REFINED))
         with np.errstate(all="ignore"):
             if not self.evidence:  # no cBA_time: nothing says whether the run stopped early
                 return self.forward.simulate(recipes)
@@ -145,11 +150,11 @@ class _Problem:
         parts = [(sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - self.sqrt_p) * 2.0 * np.sqrt(noise.chains)]
         for c in self.scalars:
             s = sim[c].to_numpy(np.float64)
-            if c == "cBA_time":
+            if c == MONOMER_LEFT:
                 parts.append(((s - self.obs[c]) / np.maximum(self.obs[c], 1e-9) / noise.scalar)[:, None])
             else:
                 parts.append((np.log(np.clip(s, 1e-12, None) / self.obs[c]) / noise.scalar)[:, None])
-        late = np.clip(sim["time"].to_numpy(np.float64) - self.forward.t_max, 0.0, None)
+        late = np.clip(sim[TIME].to_numpy(np.float64) - self.forward.t_max, 0.0, None)
         parts.append(np.where(self.stopped, late / (TIME_SIGMA * self.forward.t_max), 0.0)[:, None])
         r = np.concatenate(parts, axis=1)
         return np.where(np.isfinite(r), r, _BAD)
@@ -165,7 +170,7 @@ class _Problem:
         return 0.5 * (self.residuals(z) ** 2).sum(axis=1)
 
 
-def _solve(problem: _Problem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_nfev: int) -> np.ndarray:
+def _solve(problem: RefineProblem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_nfev: int) -> np.ndarray:
     """Least squares of every row at once from ``start`` (N, 3); block-diagonal Jacobian."""
     n = problem.n
     start = np.clip(start, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
@@ -189,12 +194,12 @@ def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: Noi
     """
     model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
     prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(model_recipe),))
-    lo_z, hi_z = _to_z(np.asarray(low, float)[None]), _to_z(np.asarray(high, float)[None])
-    z_model = np.clip(_to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
+    lo_z, hi_z = to_z(np.asarray(low, float)[None]), to_z(np.asarray(high, float)[None])
+    z_model = np.clip(to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
     out = np.empty_like(z_model)
     for begin in range(0, len(z_model), chunk):
         rows = slice(begin, min(begin + chunk, len(z_model)))
-        problem = _Problem(forward, observed.iloc[rows], z_model[rows], noise, prior[rows])
+        problem = RefineProblem(forward, observed.iloc[rows], z_model[rows], noise, prior[rows])
         lo, hi = np.repeat(lo_z, problem.n, 0), np.repeat(hi_z, problem.n, 0)
         best = z_model[rows].copy()
         best_cost = problem.row_cost(best)
@@ -206,7 +211,7 @@ def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: Noi
         if poor.any():  # other basins: restart from both sides along the ridge, in one solve
             sub = np.flatnonzero(poor)
             steps = [m * np.array([0.0, hi_z[0, 1] - lo_z[0, 1], lo_z[0, 2] - hi_z[0, 2]]) for m in RESTART_OFFSETS]
-            part = _Problem(forward, pd.concat([observed.iloc[rows].iloc[sub]] * len(steps)),
+            part = RefineProblem(forward, pd.concat([observed.iloc[rows].iloc[sub]] * len(steps)),
                             np.tile(z_model[rows][sub], (len(steps), 1)), noise, np.tile(prior[rows][sub], len(steps)))
             lo_s, hi_s = np.tile(lo[sub], (len(steps), 1)), np.tile(hi[sub], (len(steps), 1))
             start = np.clip(np.concatenate([z_model[rows][sub] + step for step in steps]), lo_s, hi_s)
@@ -238,15 +243,15 @@ def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise:
     its cost is within :data:`TOLERANCE` of the row's best and it differs from every kept one by more than 2 %
     of the box in some field. Returns ``k`` results; a row with fewer candidates holds NaN in the later ones."""
     model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
-    lo_z, hi_z = _to_z(np.asarray(low, float)[None]), _to_z(np.asarray(high, float)[None])
+    lo_z, hi_z = to_z(np.asarray(low, float)[None]), to_z(np.asarray(high, float)[None])
     width = (hi_z - lo_z)[0]
-    z_model = np.clip(_to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
+    z_model = np.clip(to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
     ranked = np.full((k, *z_model.shape), np.nan)
     for begin in range(0, len(z_model), chunk):
         rows = slice(begin, min(begin + chunk, len(z_model)))
         n, n_starts = rows.stop - rows.start, 1 + len(RIDGE_OFFSETS)
         # every start of every row in one solve: a batch simulation costs about the same for 5 rows as for 500
-        stacked = _Problem(forward, pd.concat([observed.iloc[rows]] * n_starts), np.tile(z_model[rows], (n_starts, 1)), noise)
+        stacked = RefineProblem(forward, pd.concat([observed.iloc[rows]] * n_starts), np.tile(z_model[rows], (n_starts, 1)), noise)
         lo, hi = np.repeat(lo_z, n * n_starts, 0), np.repeat(hi_z, n * n_starts, 0)
         starts = np.concatenate([z_model[rows]] + [z_model[rows] + m * np.array([0.0, width[1], -width[2]]) for m in RIDGE_OFFSETS])
         solved = _solve(stacked, np.clip(starts, lo, hi), lo, hi, max_nfev)
@@ -270,26 +275,25 @@ def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise:
                          np.full(len(z_model), np.nan), np.zeros(len(z_model), dtype=bool), np.zeros(len(z_model), dtype=bool))
         if have.any():
             part = _finish(forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise)
-            for name in ("recipe", "time", "hellinger", "loglik", "changed", "reverted"):
+            for name in ("recipe", TIME, "hellinger", "loglik", "changed", "reverted"):
                 getattr(result, name)[have] = getattr(part, name)
         out.append(result)
     return out
 
 
 def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray, noise: NoiseModel) -> Refined:
-    from polyinv.trust.verify import hellinger
 
-    problem = _Problem(forward, observed, z_model, noise)
+    problem = RefineProblem(forward, observed, z_model, noise)
     sim = problem.simulate(z)
     # a row that stopped at the conversion limit must stop before the time limit: a refined recipe that does not
     # contradicts the data, and the row keeps the model's answer
-    reverted = problem.stopped & (sim["time"].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
+    reverted = problem.stopped & (sim[TIME].to_numpy(np.float64) >= forward.t_max * (1 - 1e-9))
     if reverted.any():
         z = np.where(reverted[:, None], z_model, z)
         sim = problem.simulate(z)
     data = problem.data_residuals(sim)
-    recipe = _from_z(z)
-    time = np.minimum(sim["time"].to_numpy(np.float64), forward.t_max)
+    recipe = from_z(z)
+    time = np.minimum(sim[TIME].to_numpy(np.float64), forward.t_max)
     time[problem.ran_full] = forward.t_max  # the data's own evidence (conversion with the model's cBA_0)
     changed = np.any(np.abs(z - z_model) > 1e-9 * (1 + np.abs(z_model)), axis=1)
     return Refined(recipe, time, hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
@@ -304,107 +308,14 @@ def as_targets(refined: Refined, target_names, model_recipe_full: np.ndarray) ->
     for j, name in enumerate(target_names):
         if name in REFINED:
             out[new, j] = refined.recipe[new, REFINED.index(name)]
-        elif name == "time":
+        elif name == TIME:
             out[new, j] = refined.time[new]
     return out
 
 
-def noise_from_truth(forward, observed: pd.DataFrame, true_recipe: np.ndarray, heldout_recipe: np.ndarray,
-                     prior: float) -> NoiseModel:
-    """Noise widths measured on training rows: the forward model's misfit at their true recipes (sampling noise
-    and structural error together), and the model's held-out error as the prior's width."""
-    z_true, z_held = _to_z(true_recipe), _to_z(heldout_recipe)
-    sim = _Problem(forward, observed, z_true, NoiseModel(1.0, 1.0, 0.0, (1.0, 1.0, 1.0))).simulate(z_true)
-    d = sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
-    chains = 1.0 / (4.0 * max(float(np.nanmean(d ** 2)), 1e-12))
-    logs = [np.log(sim[c].to_numpy() / observed[c].to_numpy()) for c in ("Mn", "Mw") if c in observed.columns]
-    if "cBA_time" in observed.columns:
-        logs.append((sim["cBA_time"].to_numpy() - observed["cBA_time"].to_numpy()) / observed["cBA_time"].to_numpy())
-    scalar = max(float(np.sqrt(np.nanmean(np.concatenate(logs) ** 2))), MIN_SCALAR) if logs else 1.0
-    scale = np.sqrt(np.nanmean((z_held - z_true) ** 2, axis=0))
-    return NoiseModel(min(chains, MAX_CHAINS), scalar, prior, tuple(np.maximum(scale, [1e-4, 1e-4, 1e-3]).tolist()))
-
-
-def spread_r2(true: np.ndarray, pred: np.ndarray, spread: np.ndarray, weight: np.ndarray | None = None) -> float:
-    """Mean over targets of 1 - MSE / ``spread`` (each target's variance over all held-out training rows; the MSE
-    weighted by ``weight``, the rows each sampled row stands for): the global R² of the held-out set estimated
-    from a sample of it, on the whole set's scale."""
-    err = (np.asarray(pred, float) - np.asarray(true, float)) ** 2
-    mse = np.average(err, axis=0, weights=weight)
-    varies = spread > 0  # a target every held-out row shares says nothing about the fit
-    return float(np.mean(1.0 - mse[varies] / spread[varies])) if varies.any() else 0.0
-
-
-def _gain_lower_bound(true: np.ndarray, model: np.ndarray, refined: np.ndarray, spread: np.ndarray,
-                      weight: np.ndarray, seed: int, draws: int = 1000) -> float:
-    """10th percentile of the held-out gain (:func:`spread_r2` refined − model) over bootstrap resamples of the
-    rows: a gain that a few rows make (and a resample can lose) does not count."""
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(draws):
-        i = rng.integers(0, len(true), len(true))
-        gains.append(spread_r2(true[i], refined[i], spread, weight[i]) - spread_r2(true[i], model[i], spread, weight[i]))
-    return float(np.quantile(gains, 0.1))
-
-
-def _sample(stopped: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``rows`` held-out rows: the runs that stopped early (where refinement gains or loses most, and
-    which a plain sample of a file with few of them misses) up to half the sample, the rest at random; each
-    row's weight is the number of held-out rows of its kind it stands for."""
-    rng = np.random.default_rng(seed)
-    early, full = np.flatnonzero(stopped), np.flatnonzero(~stopped)
-    n_early = min(len(early), max(rows // 2, rows - len(full)))
-    pick_early = rng.permutation(early)[:n_early]
-    pick_full = rng.permutation(full)[:rows - n_early]
-    weight = np.concatenate([np.full(len(pick_early), len(early) / max(len(pick_early), 1)),
-                             np.full(len(pick_full), len(full) / max(len(pick_full), 1))])
-    return np.concatenate([pick_early, pick_full]), weight
-
-
-def tune(forward, observed: pd.DataFrame, true: np.ndarray, heldout: np.ndarray, target_names, low: np.ndarray,
-         high: np.ndarray, rows: int = 60, seed: int = 0, log: Callable[[str], None] | None = None) -> dict:
-    """Choose the noise model on held-out training rows (their model answers ``heldout`` and ``true`` recipes,
-    (N, T) in ``target_names`` order): the widths are measured (:func:`noise_from_truth`), the prior's strength
-    is the one of :data:`PRIOR_GRID` that best raises the rows' :func:`spread_r2`. Returns the plain-data record
-    stored in the model file: ``use`` (did it beat the model by :data:`KEEP_MARGIN`), ``noise``, scores, why."""
-    names = list(target_names)
-    cols = [names.index(t) for t in REFINED]
-    true, heldout = np.asarray(true, float), np.asarray(heldout, float)
-    spread = true.var(axis=0)
-    pick, weight = _sample(true[:, names.index("time")] < 0.999 * np.max(true[:, names.index("time")]), rows, seed)
-    obs, true, heldout = observed.iloc[pick].reset_index(drop=True), true[pick], heldout[pick]
-    base = spread_r2(true, heldout, spread, weight)
-    record = {"rows": int(len(pick)), "model_r2": base, "tried": []}
-    start = np.clip(heldout[:, cols], low, high)
-    started = time.perf_counter()
-    noise = noise_from_truth(forward, obs, true[:, cols], start, PRIOR_GRID[0])
-    k = len(PRIOR_GRID)  # every strength in one solve (the rows repeated once per strength)
-    refined = refine(forward, pd.concat([obs] * k, ignore_index=True), np.tile(start, (k, 1)), noise, low, high,
-                     prior=np.repeat(PRIOR_GRID, len(obs)))
-    answers = as_targets(refined, names, np.tile(heldout, (k, 1))).reshape(k, len(obs), len(names))
-    best = None
-    for prior, answer in zip(PRIOR_GRID, answers, strict=True):
-        score = spread_r2(true, answer, spread, weight)
-        tried = dataclasses.replace(noise, prior=float(prior))
-        record["tried"].append({"noise": tried.to_dict(), "r2": score})
-        if log:
-            log(f"refine check: prior {prior:g}, held-out training rows' R² {base:.4f} -> {score:.4f} ({len(pick)} rows)")
-        if best is None or score > best[1]:
-            best = (tried, score)
-    chosen = answers[list(PRIOR_GRID).index(best[0].prior)]
-    low_gain = _gain_lower_bound(true, heldout, chosen, spread, weight, seed)
-    record.update({"use": bool(best[1] - base >= KEEP_MARGIN and low_gain > 0), "noise": best[0].to_dict(),
-                   "refined_r2": best[1], "gain_lower_bound": low_gain, "seconds": time.perf_counter() - started})
-    record["why"] = (f"refinement raised held-out training rows' R² {base:.4f} -> {best[1]:.4f}" if record["use"] else
-                     f"refinement did not improve held-out training rows surely (R² {base:.4f} -> {best[1]:.4f}; needs "
-                     f"+{KEEP_MARGIN} and a gain whose bootstrap 10th percentile is above 0: {low_gain:+.4f})")
-    return record
-
-
-def _box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
+def refine_box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
     """The refinement's box: the training range of each refined field widened by the domain's tolerance (of
     the value itself where every training row had one value), inside what the simulator accepts."""
-    from polyinv.sim.designs import TEMP_LIMITS
 
     names = list(domain.target_names)
     low = np.array([domain.target_low[names.index(t)] for t in REFINED])
@@ -412,46 +323,14 @@ def _box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
     width = high - low
     pad = domain.range_tolerance * np.where(width > 0, width, np.abs(high) + 1e-12)
     low, high = low - pad, high + pad
-    low[1] = max(low[1], 0.5 * domain.target_low[names.index("cAIBN_0")], 1e-6)  # a positive initiator
+    low[1] = max(low[1], 0.5 * domain.target_low[names.index(INITIATOR_0)], 1e-6)  # a positive initiator
     low = np.maximum(low, [1e-3, 1e-6, TEMP_LIMITS[0]])
     high = np.minimum(high, [0.999 * forward.parameters.max_cBA, np.inf, TEMP_LIMITS[1]])
     return low, high
 
 
-def fit_check(model, domain: dict | None, frame: pd.DataFrame, forward, setting: str = "auto", rows: int = 60,
-              seed: int = 0, log: Callable[[str], None] | None = None) -> dict | None:
-    """``domain`` (a stored dict) with its refine record: the noise model chosen on ``frame`` (held-out training
-    rows: the model's leave-one-out answers where it has them (GP, auto), a network's validation rows; a forest
-    and a network without 10 validation rows are judged on rows they trained on, which makes the check
-    stricter) and whether refining improved them; ``use`` False with ``why`` when there is nothing to refine with."""
-    from polyinv.trust.domain import ApplicabilityDomain, heldout_recipes
-
-    if not domain:
-        return domain
-    dom = ApplicabilityDomain.from_dict(domain)
-    names = list(dom.target_names)
-    if setting == "none":
-        record = {"use": False, "why": "the refine check was off at fit time (trust.refine none)"}
-    elif forward is None:
-        record = {"use": False, "why": f"no forward model ({dom.forward_off or 'trust.forward none'})"}
-    elif not all(t in names for t in (*REFINED, "time")) or len(dom.mmd_names) != len(MMD_COLUMNS):
-        record = {"use": False, "why": "the model does not predict a whole recipe from the 100-point MMD"}
-    elif len(frame) < 10:
-        record = {"use": False, "why": f"only {len(frame)} held-out training rows to check refinement on"}
-    else:
-        inputs = frame[list(dom.side_names) + list(dom.mmd_names)].reset_index(drop=True)  # what predict will see
-        try:
-            record = tune(forward, inputs, frame[names].to_numpy(np.float64), heldout_recipes(model, frame), names,
-                          *_box(dom, forward), rows=rows, seed=seed, log=log)
-        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # the model is kept, refinement declined
-            record = {"use": False, "why": f"the refine check failed: {str(exc).splitlines()[0]}"}
-    dom.refine = record
-    return dom.to_dict()
-
-
 def model_refine(model):
     """(forward model, noise model, why) of a loaded model's refinement; the first two None when it declines."""
-    from polyinv.trust.domain import model_domain, model_forward
 
     forward, why = model_forward(model)
     if forward is None:
@@ -467,19 +346,17 @@ def model_refine(model):
 def _prepared(model):
     """(forward model, noise model, refined columns' indices in the model's targets, box low, box high) of a
     loaded model whose refine check let refinement run, else None."""
-    from polyinv.trust.domain import model_domain
 
     forward, noise, _ = model_refine(model)
     if forward is None:
         return None
     names = list(model.target_names)
-    return forward, noise, [names.index(t) for t in REFINED], *_box(model_domain(model), forward)
+    return forward, noise, [names.index(t) for t in REFINED], *refine_box(model_domain(model), forward)
 
 
 def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True) -> pd.DataFrame | None:
     """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
     ``predict --candidates``; None when the model's refine check declined."""
-    from tqdm.auto import tqdm
 
     prepared = _prepared(model)
     if prepared is None:
@@ -501,7 +378,6 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
     """Refined recipes (N, T) for validated input rows and the extra columns of ``predict --refine``
     (``model_<target>``, ``refine_hellinger``, ``refine_loglik``, ``refine_changed``); None when the model's
     refine check declined (:func:`model_refine` says why)."""
-    from tqdm.auto import tqdm
 
     prepared = _prepared(model)
     if prepared is None:
@@ -518,50 +394,3 @@ def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: boo
     return refined, extra
 
 
-def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False) -> list:
-    """One PNG per row (``candidates_row<i>.png``): the input MMD and each candidate's simulated MMD, with the
-    candidates' recipes in the legend. Atomic writes; nothing without candidate columns or a forward model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    from polyinv.atomic import write_figure
-    from polyinv.schema import TARGETS
-    from polyinv.trust.domain import model_forward
-    from polyinv.trust.verify import resimulate
-
-    forward, _ = model_forward(model)
-    ks = sorted({int(c.split("_")[0].removeprefix("candidate")) for c in table.columns if c.startswith("candidate")})
-    if forward is None or not ks:
-        return []
-    sims = {}
-    for k in ks:
-        recipes = table[[f"candidate{k}_{t}" for t in TARGETS]].set_axis(list(TARGETS), axis=1)
-        have = recipes.notna().all(axis=1).to_numpy()
-        if have.any():
-            sims[k] = (have, resimulate(recipes[have].reset_index(drop=True), forward=forward)[0])
-    grid, mmd = forward.axis.points(), frame[list(MMD_COLUMNS)].to_numpy(np.float64)
-    written = []
-    for i in range(len(frame)):
-        fig, ax = plt.subplots(figsize=(7.5, 3.8))
-        ax.plot(grid, mmd[i], "k-", lw=2.0, label="input")
-        for k, (have, sim) in sims.items():
-            if have[i]:
-                j = int(np.cumsum(have)[i] - 1)
-                r = table.iloc[i]
-                ax.plot(grid, sim[list(MMD_COLUMNS)].to_numpy()[j], "--", lw=1.3,
-                        label=f"candidate {k}: {r[f'candidate{k}_cBA_0']:.3g} mol/L, {r[f'candidate{k}_cAIBN_0']:.3g} mol/L, "
-                              f"{r[f'candidate{k}_temp']:.1f} °C, {r[f'candidate{k}_time']:.0f} s "
-                              f"(Hellinger {r[f'candidate{k}_hellinger']:.4f})")
-        ax.set_xlabel("log10(M / g mol⁻¹)")
-        ax.set_ylabel("MMD")
-        ax.set_title(f"row {i}: recipes that reproduce the input", fontsize=10)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = Path(out_dir) / f"candidates_row{i:04d}.png"
-        write_figure(fig, path, dpi=100, overwrite=overwrite)
-        written.append(path)
-    return written

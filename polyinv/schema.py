@@ -1,66 +1,120 @@
-"""The column schema of the study's data files: the one place that knows column names and ranges.
+"""The column schema and run protocol of a polymerization system: the one place that knows column names.
 
-Every reader, writer, model and metric refers to the names here, never to literals of its own.
+A :class:`System` holds what a data file of one monomer/initiator system looks like: the recipe columns a
+model predicts, the outcome columns, the MMD columns, units, the design's nominal ranges, the run protocol
+and the monomer's molar mass. ``BA_AIBN`` (the study's names) is the default and, for now, the only one.
+Every other module takes its column names from here (the module-level names below are the default
+system's); a test fails on a quoted column name anywhere else in the package. Model files store the
+column names they were trained on, and ``System.to_dict`` records the system with runs and calibrations.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 
-N_MMD = 100
 
+@dataclass(frozen=True)
+class System:
+    """One monomer/initiator system: names, units, ranges and protocol of its data files."""
+
+    name: str
+    monomer: str
+    initiator: str
+    monomer_molar_mass: float  # g/mol; M = chain length × this (end groups neglected)
+    #: recipe columns, in the order models predict them: initial monomer, initial initiator, temperature, time
+    monomer_0: str
+    initiator_0: str
+    temp: str
+    time: str
+    #: outcome columns beside the MMD: monomer left at the end of the run, number- and weight-average molar mass
+    monomer_left: str
+    mn: str
+    mw: str
+    n_mmd: int = 100
+    mmd_prefix: str = "MMD"
+    #: nominal recipe ranges of the design; relative MAE divides by their widths
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    #: the run protocol: a run stops at t_max seconds or when conversion reaches x_stop, whichever is first
+    t_max: float = 3600.0
+    x_stop: float = 0.9
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return (self.monomer_0, self.initiator_0, self.temp, self.time)
+
+    @property
+    def side_inputs(self) -> tuple[str, ...]:
+        return (self.monomer_left, self.mn, self.mw)
+
+    @property
+    def mmd_columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.mmd_prefix}{i}" for i in range(1, self.n_mmd + 1))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column of a composite data file, in the study's order."""
+        return self.targets + self.side_inputs + self.mmd_columns
+
+    def frame_conversion(self, table) -> np.ndarray:
+        """Monomer conversion of every row of a table holding the monomer columns."""
+        return conversion(np.asarray(table[self.monomer_left], dtype=np.float64),
+                          np.asarray(table[self.monomer_0], dtype=np.float64))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BA_AIBN = System(
+    name="BA/AIBN in toluene", monomer="n-butyl acrylate", initiator="AIBN", monomer_molar_mass=128.17,
+    monomer_0="cBA_0", initiator_0="cAIBN_0", temp="temp", time="time", monomer_left="cBA_time", mn="Mn", mw="Mw",
+    ranges={"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (0.0, 3600.0)},
+    units={"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s", "cBA_time": "mol/L", "Mn": "g/mol",
+           "Mw": "g/mol"},
+)
+#: The system polyinv's modules use (the study's).
+SYSTEM = BA_AIBN
+
+# ---------------------------------------------------------------------------------------------- the default's names
+N_MMD = SYSTEM.n_mmd
 #: Recipe columns: what the inverse model predicts (and what the simulator takes).
-TARGETS: tuple[str, ...] = ("cBA_0", "cAIBN_0", "temp", "time")
+TARGETS: tuple[str, ...] = SYSTEM.targets
+MONOMER_0, INITIATOR_0, TEMP, TIME = TARGETS
 #: Scalar outcome columns added to the MMD in the "composite" feature set.
-SIDE_INPUTS: tuple[str, ...] = ("cBA_time", "Mn", "Mw")
+SIDE_INPUTS: tuple[str, ...] = SYSTEM.side_inputs
+MONOMER_LEFT, MN, MW = SIDE_INPUTS
 #: The MMD vector, w(log10 M) on the fixed grid, MMD1..MMD100.
-MMD_COLUMNS: tuple[str, ...] = tuple(f"MMD{i}" for i in range(1, N_MMD + 1))
+MMD_COLUMNS: tuple[str, ...] = SYSTEM.mmd_columns
+#: Recipe columns the simulator takes (the time comes from the protocol).
+RECIPE_COLUMNS: tuple[str, ...] = (MONOMER_0, INITIATOR_0, TEMP)
 
 #: Sheet names and column orders of the study's .xlsx (docs/data-format.md).
 SHEET_COMPOSITE = "compuesta"
 SHEET_MMD_RAW = "mmd_raw_data"
 SHEET_METADATA = "metadata"
-COMPOSITE_COLUMNS: tuple[str, ...] = TARGETS + SIDE_INPUTS + MMD_COLUMNS
+COMPOSITE_COLUMNS: tuple[str, ...] = SYSTEM.columns
 MMD_RAW_COLUMNS: tuple[str, ...] = TARGETS + MMD_COLUMNS
 
 #: Feature sets: which scalar side inputs accompany the MMD vector.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"mmd": (), "composite": SIDE_INPUTS}
 
-#: Nominal recipe ranges of the design (docs/data-format.md); relative MAE divides by their width.
-NOMINAL_RANGES: dict[str, tuple[float, float]] = {
-    "cBA_0": (0.5, 3.0),
-    "cAIBN_0": (0.0025, 0.02),
-    "temp": (60.0, 80.0),
-    "time": (0.0, 3600.0),
-}
+NOMINAL_RANGES: dict[str, tuple[float, float]] = SYSTEM.ranges
+UNITS: dict[str, str] = SYSTEM.units
 
-UNITS: dict[str, str] = {
-    "cBA_0": "mol/L",
-    "cAIBN_0": "mol/L",
-    "temp": "°C",
-    "time": "s",
-    "cBA_time": "mol/L",
-    "Mn": "g/mol",
-    "Mw": "g/mol",
-}
-
-#: Molar mass of n-butyl acrylate, g/mol.
-M_BA = 128.17
+#: Molar mass of the monomer (n-butyl acrylate), g/mol.
+M_MONOMER = SYSTEM.monomer_molar_mass
 
 
-class ColumnCounts:
-    """Counts of a model's columns; the model sets ``target_names``, ``side_names`` and ``mmd_names``."""
+def conversion(monomer_left, monomer_0):
+    """Monomer conversion 1 − [M]_end / [M]_0 (arrays or tensors of concentrations): the one formula."""
+    return 1.0 - monomer_left / monomer_0
 
-    target_names: list[str]
-    side_names: list[str]
 
-    @property
-    def n_side(self) -> int:
-        return len(self.side_names)
-
-    @property
-    def n_targets(self) -> int:
-        return len(self.target_names)
+def frame_conversion(table) -> np.ndarray:
+    """Monomer conversion of every row of a table (the default system's columns)."""
+    return SYSTEM.frame_conversion(table)
 
 
 def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -71,9 +125,8 @@ def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 
 # ---------------------------------------------------------------------------------------------- run protocol
-#: A run stops at T_MAX seconds or when conversion reaches X_STOP, whichever comes first (docs/data-format.md).
-T_MAX = 3600.0
-X_STOP = 0.9
+T_MAX = SYSTEM.t_max
+X_STOP = SYSTEM.x_stop
 
 
 def before_t_max(times, t_max):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from polyinv.data.module import PolyDataModule
-from polyinv.schema import COMPOSITE_COLUMNS, M_BA, N_MMD
+from polyinv.schema import COMPOSITE_COLUMNS, M_MONOMER, N_MMD
 
 LOG_M = np.linspace(2.5, 7.0, N_MMD)
 
@@ -35,7 +35,7 @@ def synthetic_frame(n: int = 120, seed: int = 0, levels: bool = False) -> pd.Dat
     time = np.minimum(3600.0, t90)
     cba_time = c0 * np.exp(-k * time)
     chain = 400 * c0 / np.sqrt(i0 / 0.01) * np.exp(-0.03 * (temp - 70)) * (1 + 0.1 * (1 - np.exp(-k * time)))
-    mn = chain * M_BA
+    mn = chain * M_MONOMER
     sigma = 0.25 + 0.02 * (temp - 60) / 20
     mw = mn * np.exp((sigma * np.log(10)) ** 2)
     centre = np.log10(mn) + 0.5 * sigma**2 * np.log(10) * 2

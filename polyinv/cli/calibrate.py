@@ -12,12 +12,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
+from polyinv.atomic import check_output
+from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.plots import calibration_figure
+from polyinv.sim.calibrate import NEEDED, calibrate
+from polyinv.sim.calibration_file import write_yaml
+from polyinv.sim.forward import PARAMETERS, file_axis, read_file_metadata
+from polyinv.sim.grid import NORMALISATIONS, MMDAxis
 
 
 def build_parser() -> ArgumentParser:
-    from polyinv.sim.forward import PARAMETERS
-    from polyinv.sim.grid import NORMALISATIONS
 
     p = ArgumentParser(prog="polyinv calibrate", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help=".xlsx, .csv or .parquet in the study's format (recipes and outcomes)")
@@ -43,7 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         out = Path(args.out)
         plot = Path(args.plot) if args.plot else out.with_suffix(".png")
-        from polyinv.atomic import check_output
 
         check_output(out, "--out", overwrite=args.overwrite, inputs=(args.data,), suffixes=(".yaml", ".yml"))
         check_output(plot, "--plot", overwrite=args.overwrite, inputs=(args.data, out), suffixes=(".png",))
@@ -51,13 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"--plot {plot} is the --out file; give another name")
         if args.max_rows < 10:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
-        import pandas as pd
 
-        from polyinv.data.io import read_table
-        from polyinv.sim.calibrate import NEEDED, calibrate, write_yaml
-        from polyinv.sim.calibrate import plot as plot_fit
-        from polyinv.sim.forward import file_axis, read_file_metadata
-        from polyinv.sim.grid import MMDAxis
 
         frame = read_table(args.data, list(NEEDED), args.sheet)
         if args.axis:
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"{args.data}: {exc}") from None
         cal.axis_how = how
         write_yaml(cal, out, overwrite=args.overwrite)
-        plot_fit(cal, plot, overwrite=args.overwrite)
+        calibration_figure(cal, plot, overwrite=args.overwrite)
         shown = cal.table[["value", "se", "status"]].copy()
         shown["status"] = shown["status"].str.slice(0, 70)
         with pd.option_context("display.width", 160, "display.max_colwidth", 80):

@@ -10,10 +10,35 @@ that model, so its calibration residuals are printed with the answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from polyinv.atomic import atomic_path, check_output
+from polyinv.data.io import read_table, row_text
+from polyinv.design import assumed_conversions, design, inverse_starts
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.models import load_model, resolve_checkpoint
+from polyinv.plots import design_figure
+from polyinv.schema import (
+    INITIATOR_0,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_0,
+    MW,
+    NOMINAL_RANGES,
+    RECIPE_COLUMNS,
+    TEMP,
+    TIME,
+)
+from polyinv.sim.calibration_file import read_yaml
+from polyinv.sim.designs import TEMP_LIMITS
+from polyinv.sim.forward import ForwardModel
+from polyinv.sim.grid import moments_from_mmd
+from polyinv.trust.domain import model_domain, model_forward
 
 
 def build_parser() -> ArgumentParser:
@@ -49,7 +74,7 @@ def targets_of(args) -> dict[str, float]:
         raise PolyinvError("give --Mw or --dispersity, not both")
     if args.mmd and any(v is not None for v in (args.Mn, args.Mw, args.dispersity)):
         raise PolyinvError("with --mmd, Mn and Mw come from the file; drop --Mn, --Mw and --dispersity")
-    targets = {k: v for k, v in (("Mn", args.Mn), ("Mw", args.Mw), ("dispersity", args.dispersity),
+    targets = {k: v for k, v in ((MN, args.Mn), (MW, args.Mw), ("dispersity", args.dispersity),
                                  ("conversion", args.conversion)) if v is not None}
     if not targets and not args.mmd:
         raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity, --conversion or --mmd")
@@ -75,13 +100,9 @@ def targets_of(args) -> dict[str, float]:
 
 def forward_and_bounds(args) -> tuple:
     """(forward model, default bounds of cBA_0/cAIBN_0/temp, where they come from, the trained model or None)."""
-    from polyinv.schema import NOMINAL_RANGES
-    from polyinv.sim.forward import ForwardModel
 
-    bounds = {k: NOMINAL_RANGES[k] for k in ("cBA_0", "cAIBN_0", "temp")}
+    bounds = {k: NOMINAL_RANGES[k] for k in RECIPE_COLUMNS}
     if args.ckpt:
-        from polyinv.models import load_model, resolve_checkpoint
-        from polyinv.trust.domain import model_domain, model_forward
 
         model = load_model(resolve_checkpoint(args.ckpt))
         forward, why = model_forward(model)
@@ -92,7 +113,6 @@ def forward_and_bounds(args) -> tuple:
         bounds = {k: (float(dom.target_low[names.index(k)]), float(dom.target_high[names.index(k)])) for k in bounds}
         return forward, bounds, f"the training ranges of {args.ckpt}", model
     if args.calibration:
-        from polyinv.sim.calibrate import read_yaml
 
         try:
             return read_yaml(args.calibration), bounds, "the study's ranges", None
@@ -104,30 +124,26 @@ def forward_and_bounds(args) -> tuple:
 def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     """(MMDs (rows × points), Mn, Mw) of a target file; Mn/Mw from the MMD on the forward model's axis where the
     file has no such columns."""
-    import numpy as np
 
-    from polyinv.data.io import read_table, row_text
-    from polyinv.schema import MMD_COLUMNS
-    from polyinv.sim.grid import moments_from_mmd
 
-    frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=("Mn", "Mw"))
+    frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=(MN, MW))
     mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
     empty = np.flatnonzero(np.clip(mmd, 0.0, None).sum(axis=1) <= 0)
     if len(empty):
         raise PolyinvError(f"--mmd {path}: {row_text(int(empty[0]))}: the MMD has no positive value")
     mn, mw = (np.asarray(v, dtype=np.float64) for v in moments_from_mmd(mmd, forward.axis))
-    mn = frame["Mn"].to_numpy(np.float64) if "Mn" in frame else mn
-    mw = frame["Mw"].to_numpy(np.float64) if "Mw" in frame else mw
-    source = {"Mn": "the file's Mn" if "Mn" in frame else "Mn computed from the MMD",
-              "Mw": "the file's Mw" if "Mw" in frame else "Mw computed from the MMD"}
-    for name, values in (("Mn", mn), ("Mw", mw)):
+    mn = frame[MN].to_numpy(np.float64) if MN in frame else mn
+    mw = frame[MW].to_numpy(np.float64) if MW in frame else mw
+    source = {MN: "the file's Mn" if MN in frame else "Mn computed from the MMD",
+              MW: "the file's Mw" if MW in frame else "Mw computed from the MMD"}
+    for name, values in ((MN, mn), (MW, mw)):
         bad = np.flatnonzero(~(values > 0))
         if len(bad):
             raise PolyinvError(f"--mmd {path}: {row_text(int(bad[0]))}: {source[name]} must be positive, got {values[bad[0]]:g}")
     bad = np.flatnonzero(mw < mn)
     if len(bad):
         i = int(bad[0])
-        raise PolyinvError(f"--mmd {path}: {row_text(i)}: Mw {mw[i]:g} ({source['Mw']}) lies below Mn {mn[i]:g} ({source['Mn']})")
+        raise PolyinvError(f"--mmd {path}: {row_text(i)}: Mw {mw[i]:g} ({source[MW]}) lies below Mn {mn[i]:g} ({source[MN]})")
     return mmd, mn, mw
 
 
@@ -136,7 +152,7 @@ def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
     for item in items:
         name, _, rest = item.partition("=")
         low, sep, high = rest.partition(":")
-        if name not in ("cBA_0", "cAIBN_0", "temp") or not sep:
+        if name not in RECIPE_COLUMNS or not sep:
             raise PolyinvError(f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of cBA_0, cAIBN_0, temp")
         try:
             lo, hi = float(low), float(high)
@@ -149,17 +165,15 @@ def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
 def check_bounds(bounds: dict, forward, where: str) -> None:
     """Bounds the simulator can run: finite, LOW < HIGH, concentrations positive and below pure monomer,
     temperatures within the simulator's limits."""
-    import math
 
-    from polyinv.sim.designs import TEMP_LIMITS
 
-    limits = {"cBA_0": (0.0, forward.parameters.max_cBA), "cAIBN_0": (0.0, math.inf), "temp": TEMP_LIMITS,
-              "time": (0.0, math.inf)}
+    limits = {MONOMER_0: (0.0, forward.parameters.max_cBA), INITIATOR_0: (0.0, math.inf), TEMP: TEMP_LIMITS,
+              TIME: (0.0, math.inf)}
     for name, (lo, hi) in bounds.items():
         floor, ceiling = limits[name]
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise PolyinvError(f"{where}: the bounds of {name} must be finite with LOW < HIGH, got {lo:g}:{hi:g}")
-        if not (floor < lo and hi <= ceiling) if name != "temp" else not (floor <= lo and hi <= ceiling):
+        if not (floor < lo and hi <= ceiling) if name != TEMP else not (floor <= lo and hi <= ceiling):
             raise PolyinvError(f"{where}: the bounds of {name} must lie within {floor:g}-{ceiling:g}, got {lo:g}:{hi:g}")
 
 
@@ -174,42 +188,12 @@ def forward_residuals(forward) -> str:
             f"(a design is only as good as this model)")
 
 
-def plot(path: Path, forward, table, targets: dict, mmd=None, overwrite: bool = True) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from polyinv.atomic import write_figure
-    from polyinv.schema import MMD_COLUMNS
-
-    sim = forward.simulate(table[["cBA_0", "cAIBN_0", "temp"]], t_max=table["time"].to_numpy())
-    log_m = np.linspace(forward.axis.log10m_min, forward.axis.log10m_max, forward.axis.n_points)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if mmd is not None:  # the target on the simulator's normalisation, for comparison
-        shown = np.asarray(mmd, dtype=np.float64)
-        ax.plot(log_m, shown / shown.sum() * sim[list(MMD_COLUMNS)].to_numpy(float).sum(axis=1).mean(), color="k", lw=2.5,
-                alpha=0.5, label="target MMD")
-    for i, row in table.iterrows():
-        ax.plot(log_m, sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
-                label=f"#{row['rank']}: {row['cBA_0']:.2f} mol/L, {row['cAIBN_0']:.4f} mol/L, {row['temp']:.1f} °C, {row['time']:.0f} s")
-    for name in ("Mn", "Mw"):
-        if name in targets:
-            ax.axvline(np.log10(targets[name]), color="k", ls="--" if name == "Mn" else ":", label=f"target {name}")
-    ax.set_xlabel("log10 M (g/mol)")
-    ax.set_ylabel(f"MMD ({forward.axis.normalisation})")
-    ax.legend(fontsize=7)
-    write_figure(fig, path, overwrite=overwrite)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body() -> int:
         args = parser.parse_args(argv)
         targets = targets_of(args)
-        from polyinv.atomic import check_output
 
         inputs = (args.mmd, args.calibration, args.ckpt)
         out = check_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs, suffixes=(".csv",))
@@ -222,15 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"--max-time must be a positive number of seconds, got {max_time:g}")
         if targets.get("conversion", 0) > forward.x_stop:
             raise PolyinvError(f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})")
-        bounds["time"] = (min(60.0, 0.5 * max_time), max_time)
+        bounds[TIME] = (min(60.0, 0.5 * max_time), max_time)
         check_bounds(bounds, forward, "--bounds" if args.bounds else where)
         jobs = [(None, targets, None, None)]  # (row of --mmd, targets, target MMD, starting recipes)
         if args.mmd:
-            from polyinv.design import assumed_conversions, inverse_starts
 
             mmds, mns, mws = read_target_mmds(args.mmd, args.sheet, forward)
             conversions = assumed_conversions(forward, targets.get("conversion"))
-            jobs = [(i, {**targets, "Mn": float(mns[i]), "Mw": float(mws[i])}, mmds[i],
+            jobs = [(i, {**targets, MN: float(mns[i]), MW: float(mws[i])}, mmds[i],
                      None if model is None else inverse_starts(model, mmds[i], float(mns[i]), float(mws[i]), conversions, bounds))
                     for i in range(len(mmds))]
         plots = [None] * len(jobs)
@@ -241,11 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_output(path, "--plot", overwrite=args.overwrite, inputs=inputs, suffixes=(".png",))
                 if path.absolute() == out.absolute():
                     raise PolyinvError(f"--plot {path} is the --out file; give another name")
-        import pandas as pd
 
-        from polyinv.atomic import atomic_path
-        from polyinv.data.io import row_text
-        from polyinv.design import design
 
         print(forward_residuals(forward))
         print("bounds (" + (where if not args.bounds else "given") + "): " +
@@ -260,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise PolyinvError(f"{where}design: {str(exc).splitlines()[0]}") from None
             if row is not None:
                 result.table.insert(0, "row", row)
-                print(f"target MMD of data row {row} (Mn {job_targets['Mn']:.5g}, Mw {job_targets['Mw']:.5g}):")
+                print(f"target MMD of data row {row} (Mn {job_targets[MN]:.5g}, Mw {job_targets[MW]:.5g}):")
             print(result.message)
-            shown = ["rank", "cBA_0", "cAIBN_0", "temp", "time", *(f"sim_{k}" for k in job_targets), "worst_miss",
+            shown = ["rank", MONOMER_0, INITIATOR_0, TEMP, TIME, *(f"sim_{k}" for k in job_targets), "worst_miss",
                      *(["hellinger"] if mmd is not None else [])]
             print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
             results.append(result)
@@ -270,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pd.concat([r.table for r in results], ignore_index=True).to_csv(tmp, index=False)
         for path, (_, job_targets, mmd, _), result in zip(plots, jobs, results, strict=True):
             if path is not None and len(result.table):
-                plot(path, forward, result.table, job_targets, mmd, overwrite=args.overwrite)
+                design_figure(path, forward, result.table, job_targets, mmd, overwrite=args.overwrite)
                 print(f"wrote {path}")
         print(f"wrote {out}")
         return 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyinv import config as cfg
 from polyinv.errors import run_cli
+from polyinv.runner import fit_ensemble
 
 
 def _options(parser) -> None:
@@ -19,9 +21,6 @@ def _options(parser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from polyinv import config as cfg
-        from polyinv.train import fit_ensemble
-
         config, own = cfg.parse(argv, prog="polyinv ensemble", description=__doc__.splitlines()[0], extra=_options)
         folder, _ = fit_ensemble(config, own["members"], own["level"], verbose=True)
         if folder is not None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pandas as pd
+
+from polyinv.atomic import check_folder
+from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.explain import OUTPUTS, explain
+from polyinv.inference import input_columns
+from polyinv.models import load_model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
-        from polyinv.atomic import check_folder
-        from polyinv.data.io import read_table
-        from polyinv.explain import OUTPUTS, explain
-        from polyinv.inference import input_columns
-        from polyinv.models import load_model
 
         check_folder(args.out, "--out", OUTPUTS, overwrite=args.overwrite, inputs=(args.input, args.ckpt))
         model = load_model(args.ckpt)
@@ -39,7 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"{args.input}: {len(frame)} data row(s); permutation importance needs at least 2 "
                                f"rows with the true recipe (R² is not defined on fewer)")
         written = explain(model, frame, args.out, args.n_repeats, args.seed, args.block, overwrite=args.overwrite)
-        import pandas as pd
 
         table = pd.read_csv(written["table"])
         top = table.loc[table.groupby("target")["r2_drop"].idxmax()]

@@ -10,7 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from polyinv import config as cfg
 from polyinv.errors import PolyinvError, run_cli
+from polyinv.runner import run
 
 
 def resume_argv(argv: list[str]) -> tuple[list[str], Path | None]:
@@ -40,12 +42,8 @@ def resume_argv(argv: list[str]) -> tuple[list[str], Path | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from polyinv import config as cfg
-
         args, resume = resume_argv(list(sys.argv[1:] if argv is None else argv))
         config, _ = cfg.parse(args, prog="polyinv fit", description=__doc__.splitlines()[0])
-        from polyinv.train import run
-
         result = run(config, resume=resume)
         if result is not None:
             print(f"run: {result.run_dir}")

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from polyinv.atomic import atomic_path, check_folder, check_output
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.inference import predict_table, read_inputs
+from polyinv.models import load_model, resolve_checkpoint
+from polyinv.plots import plot_candidates
+from polyinv.trust.report import check_interval, verify_table, warn_outside
 
 
 def build_parser() -> ArgumentParser:
@@ -35,7 +40,6 @@ def build_parser() -> ArgumentParser:
 
 def output_path(args) -> Path:
     """The output file, refused before any work if it is an input or exists without --overwrite."""
-    from polyinv.atomic import check_output
 
     output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
     return check_output(output, "--output", overwrite=args.overwrite, inputs=(args.input, args.ckpt), suffixes=(".csv",))
@@ -57,10 +61,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.show < 0:
             raise PolyinvError(f"--show is a number of rows, 0 or more; got {args.show}")
         output = output_path(args)
-        from polyinv.atomic import atomic_path, check_folder
-        from polyinv.inference import predict_table, read_inputs
-        from polyinv.models import load_model, resolve_checkpoint
-        from polyinv.trust.report import check_interval, verify_table, warn_outside
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
@@ -74,7 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verify or args.plot_dir:
             table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir, args.overwrite)
         if args.plot_dir and args.candidates:
-            from polyinv.refine import plot_candidates
 
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
         with atomic_path(output, overwrite=args.overwrite) as tmp:

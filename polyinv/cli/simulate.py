@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyinv.atomic import check_output
+from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.schema import RECIPE_COLUMNS
+from polyinv.sim.calibration_file import read_yaml
 from polyinv.sim.dataset import PROG, canonical_command, generate
+from polyinv.sim.io import FORMATS, metadata_sidecar
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
 
 
@@ -47,8 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         args = parser.parse_args(argv)
-        from polyinv.atomic import check_output
-        from polyinv.sim.io import FORMATS, metadata_sidecar
 
         inputs = (args.recipes, args.calibration)
         check_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs, suffixes=FORMATS)
@@ -56,18 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output(metadata_sidecar(args.out), "--out", overwrite=args.overwrite, inputs=inputs)
         forward = recipes = None
         if args.calibration:
-            from polyinv.sim.calibrate import read_yaml
 
             try:
                 forward = read_yaml(args.calibration)
             except ValueError as exc:
                 raise PolyinvError(f"--calibration {exc}") from None
         if args.recipes:
-            from polyinv.data.io import read_table
 
             if args.n is not None:
                 raise PolyinvError("--n applies to --design lhs, not to --recipes")
-            recipes = read_table(args.recipes, ["cBA_0", "cAIBN_0", "temp"], args.sheet)
+            recipes = read_table(args.recipes, list(RECIPE_COLUMNS), args.sheet)
         try:
             generate(args.design or "recipes", args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
                      t_max=args.t_max, x_stop=args.x_stop, n_steps=args.n_steps, n_jobs=args.jobs,

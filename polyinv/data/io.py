@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from polyinv.errors import PolyinvError, PolyinvWarning
-from polyinv.schema import MMD_COLUMNS, SHEET_COMPOSITE
+from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, SHEET_COMPOSITE, TIME
 
 SUPPORTED = (".xlsx", ".xlsm", ".csv", ".parquet", ".pq")
 _MMD_NAME = re.compile(r"^MMD(\d+)$")
@@ -136,7 +136,7 @@ def row_text(i: int) -> str:
 
 
 #: Columns that are concentrations, times or molar masses: a negative value is no measurement.
-NON_NEGATIVE = ("cBA_0", "cAIBN_0", "time", "cBA_time", "Mn", "Mw")
+NON_NEGATIVE = (MONOMER_0, INITIATOR_0, TIME, MONOMER_LEFT, MN, MW)
 
 
 def check_physical(table: pd.DataFrame, where: str) -> None:
@@ -147,11 +147,11 @@ def check_physical(table: pd.DataFrame, where: str) -> None:
         if len(bad):
             raise PolyinvError(f"{where}: column {column!r}, {row_text(int(bad[0]))}: negative value "
                                f"{float(table[column].iloc[bad[0]]):g} ({len(bad)} such row(s))")
-    if {"Mn", "Mw"} <= set(table):
-        bad = np.flatnonzero(table["Mw"].to_numpy() < table["Mn"].to_numpy() * (1 - 1e-9))
+    if {MN, MW} <= set(table):
+        bad = np.flatnonzero(table[MW].to_numpy() < table[MN].to_numpy() * (1 - 1e-9))
         if len(bad):
             i = int(bad[0])
-            raise PolyinvError(f"{where}: {row_text(i)}: Mw {table['Mw'].iloc[i]:.6g} is below Mn {table['Mn'].iloc[i]:.6g}, "
+            raise PolyinvError(f"{where}: {row_text(i)}: Mw {table[MW].iloc[i]:.6g} is below Mn {table[MN].iloc[i]:.6g}, "
                                f"which no distribution has ({len(bad)} such row(s))")
     mmd = [c for c in table if _MMD_NAME.match(c)]
     if mmd:

@@ -9,6 +9,7 @@ in the checkpoint.
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,7 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from polyinv.data.io import row_text
+from polyinv.data.io import read_table, row_text
 from polyinv.errors import PolyinvError
 from polyinv.nn.scaling import MIN_STD, ColumnScaler
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS, TARGETS, feature_columns
@@ -158,7 +159,6 @@ class PolyDataModule(L.LightningDataModule):
     def restricted(self, train_idx: np.ndarray, test_idx: np.ndarray | None = None) -> PolyDataModule:
         """A copy over the same frame whose splits are these rows (no validation): inner cross-validation and
         refits on the training rows, with scalers fitted on ``train_idx`` alone."""
-        import copy
 
         if self.frame is None:
             self.setup()
@@ -242,7 +242,6 @@ class PolyDataModule(L.LightningDataModule):
 
 def read_frame(path: str | Path, columns: tuple[str, ...], sheet: str | None = None) -> pd.DataFrame:
     """Read and validate ``columns`` of a data file (see :func:`polyinv.data.io.read_table`)."""
-    from polyinv.data.io import read_table
 
     return read_table(path, columns, sheet=sheet, mmd_columns=MMD_COLUMNS)
 

@@ -3,20 +3,25 @@ deep ensembles — and loading any saved polyinv model."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import torch
 
 from polyinv.errors import PolyinvError
 from polyinv.models import auto
 from polyinv.models.auto import AutoModel
+from polyinv.models.base import InverseModel
 from polyinv.models.classical import MODEL_FILE, ClassicalModel
 from polyinv.models.ensemble import MANIFEST, EnsembleModel, read_manifest
 from polyinv.models.forest import ForestModel
 from polyinv.models.gp import GPModel
 from polyinv.models.network import CNN, MLP, InverseRegressor
 
-NETWORKS: dict[str, type[InverseRegressor]] = {MLP.kind: MLP, CNN.kind: CNN}
-CLASSICAL: dict[str, type[ClassicalModel]] = {ForestModel.kind: ForestModel, GPModel.kind: GPModel}
-KINDS = (*NETWORKS, *CLASSICAL, AutoModel.kind)
+#: The registry: every kind a config's ``model.kind`` may name. A new kind is one module and one entry here
+#: (plus its config); its class declares its family and abilities (polyinv.models.base).
+MODELS: dict[str, type[InverseModel]] = {cls.kind: cls for cls in (MLP, CNN, ForestModel, GPModel, AutoModel)}
+KINDS = tuple(MODELS)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -34,16 +39,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def _plain(exc: Exception) -> str:
     """The first line of an exception's message without terminal colour codes."""
-    import re
-
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_model(path: str | Path):
     """Load any polyinv model on CPU from its file or run folder; nothing in the file is executed."""
-    import torch
-
     path = resolve_checkpoint(path)
     if path.name == MANIFEST:
         manifest, files = read_manifest(path.parent)
@@ -56,9 +57,9 @@ def load_model(path: str | Path):
     if path.suffix == ".skops":
         payload = ClassicalModel.read_payload(path)
         kind = payload.get("polyinv_kind")
-        if kind not in CLASSICAL:
+        if kind not in MODELS or MODELS[kind].family != "classical":
             raise PolyinvError(f"{path}: not a polyinv model file (kind {kind!r})")
-        return CLASSICAL[kind].from_payload(payload)
+        return MODELS[kind].from_payload(payload)
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)
@@ -73,10 +74,10 @@ def load_model(path: str | Path):
         first = _plain(exc)
         raise PolyinvError(f"{path}: cannot read checkpoint ({first})") from exc
     kind = checkpoint.get("polyinv_kind") if isinstance(checkpoint, dict) else None
-    if kind not in NETWORKS:
+    if kind not in MODELS or MODELS[kind].family != "network":
         raise PolyinvError(f"{path}: not a polyinv checkpoint (kind {kind!r})")
     try:
-        model = NETWORKS[kind].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+        model = MODELS[kind].load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         first = _plain(exc)
         raise PolyinvError(f"{path}: checkpoint does not match a {kind} model of this polyinv version ({first})") from exc
@@ -84,5 +85,5 @@ def load_model(path: str | Path):
     return model
 
 
-__all__ = ["CLASSICAL", "AutoModel", "CNN", "KINDS", "MLP", "NETWORKS", "ClassicalModel", "EnsembleModel", "ForestModel", "GPModel",
-           "InverseRegressor", "load_model", "resolve_checkpoint"]
+__all__ = ["CNN", "KINDS", "MLP", "MODELS", "AutoModel", "ClassicalModel", "EnsembleModel", "ForestModel", "GPModel",
+           "InverseModel", "InverseRegressor", "load_model", "resolve_checkpoint"]

@@ -1,6 +1,7 @@
 """The model chosen per target by cross-validation on the training rows (``model.kind: auto``).
 
-Candidates are configs (shipped ones by name, e.g. ``gp.yaml``): their ``model`` section on the run's data
+This module holds the fitted composite (predict, intervals, save, load); :mod:`polyinv.select` makes the
+choice, above training, because choosing trains other models. Candidates are configs (shipped ones by name, e.g. ``gp.yaml``): their ``model`` section on the run's data
 and split. Each is scored per target on held-out predictions of the *training* rows only — the GP's exact
 leave-one-out predictions (closed form, no refits), K-fold for the others — through the one evaluation
 harness (:func:`polyinv.metrics.evaluate`). Every target takes the candidate with the best held-out R².
@@ -16,28 +17,29 @@ folds (split-conformal, in the target's transformed space).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, ColumnCounts
+from polyinv.models.base import InverseModel
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 from polyinv.trust.calibration import half_width_multiplier
 
 KIND = "auto"
 MANIFEST = "auto.json"
 DEFAULT_CANDIDATES = ("gp.yaml", "gp_noisy.yaml", "mlp.yaml")
-#: a network's final fit on every training row is assumed to cost this many of its folds (more rows per step)
-FINAL_FIT_FOLDS = 1.5
 
 
-class AutoModel(ColumnCounts):
+class AutoModel(InverseModel):
     """One chosen member per target; same interface as any polyinv model."""
 
     kind = KIND
+    family = "auto"
+    has_interval = True
+    has_loo = True
 
     def __init__(
         self,
@@ -80,99 +82,21 @@ class AutoModel(ColumnCounts):
         self._fit_x: np.ndarray | None = None
         self._trainers: dict = {}
 
-    # ------------------------------------------------------------------ selection
-    def fit(self, config: dict, dm, rows: np.ndarray, log: Callable[[str], None] | None = print):
-        """Score every candidate on held-out predictions of ``rows`` (training rows of ``dm``), choose per target,
-        fit the chosen networks on all of ``rows``; ``log`` gets a line per step with the seconds used."""
-        from polyinv.metrics import evaluate
-
-        hp = self.hparams
-        started = time.perf_counter()
-        say = log or (lambda _line: None)
-        frame = dm.frame.iloc[rows]
-        y = frame[self.target_names].to_numpy(np.float64)
-        configs = candidate_configs(hp["candidates"], config)
-        scores, heldout, costs, skipped, fitted = {}, {}, {}, {}, {}
-        for name, cfg in sorted(configs.items(), key=lambda item: _is_network(item[1])):
-            elapsed = time.perf_counter() - started
-            best = {t: max((s[t] for s in scores.values()), default=-np.inf) for t in self.target_names}
-            if _is_network(cfg) and scores and min(best.values()) >= hp["good_enough"]:
-                skipped[name] = f"the candidates before it reach held-out R² >= {hp['good_enough']} on every target"
-                say(f"auto: {name} skipped ({skipped[name]})")
-                continue
-            tick = time.perf_counter()
-            if _is_network(cfg):
-                pred = self._kfold_network(name, cfg, dm, rows, started, say)
-                if pred is None:
-                    skipped[name] = f"its {hp['folds']} folds and final fit would overrun budget_s {hp['budget_s']:g}"
-                    continue
-            else:
-                model = _build(cfg, dm, progress=False)
-                model.fit(*_arrays(frame, model))
-                pred = model.loo_predict_arrays(*_arrays(frame, model)) if hasattr(model, "loo_predict_arrays") else None
-                if pred is None:
-                    pred = self._kfold_classical(cfg, dm, rows)
-                fitted[name] = model
-            costs[name] = time.perf_counter() - tick
-            metrics = evaluate(y, pred, self.target_names)
-            scores[name] = {t: metrics["targets"][t]["r2"] for t in self.target_names}
-            heldout[name] = pred
-            say(f"auto: {name} held-out R² " + ", ".join(f"{t} {r:.4f}" for t, r in scores[name].items())
-                + f" ({costs[name]:.0f} s; {elapsed + costs[name]:.0f} of {hp['budget_s']:.0f} s used)")
-        if not scores:
-            raise PolyinvError(f"auto: no candidate could be scored within model.budget_s {hp['budget_s']:g} s")
-        self.choice = {t: max(scores, key=lambda n, t=t: scores[n][t]) for t in self.target_names}
-        for name in dict.fromkeys(self.choice.values()):
-            if name not in fitted:
-                tick = time.perf_counter()
-                fitted[name], self._trainers[name] = _train_network(configs[name], dm.restricted(rows), hp["random_state"])
-                costs[name] += time.perf_counter() - tick
-                say(f"auto: {name} fitted on all {len(rows)} training rows ({time.perf_counter() - tick:.0f} s)")
-        self.members = {name: fitted[name] for name in dict.fromkeys(self.choice.values())}
+    def adopt(self, members: dict, choice: dict[str, str], heldout: dict[str, np.ndarray], x: np.ndarray,
+              y: np.ndarray, selection: dict, trainers: dict | None = None) -> AutoModel:
+        """Take a selection's result (polyinv.select): the chosen ``members`` by name, the ``choice`` per target,
+        each candidate's held-out predictions of the fit rows ``x`` (their targets ``y``); ``trainers`` saves
+        the network members. Members without intervals get split-conformal |residuals| of their held-out rows."""
+        self.members, self.choice, self._trainers = members, dict(choice), dict(trainers or {})
         self._heldout = np.column_stack([heldout[self.choice[t]][:, j] for j, t in enumerate(self.target_names)])
-        self._fit_x = np.hstack(_arrays(frame, self)[:2])
-        for j, t in enumerate(self.target_names):  # split-conformal |residuals| for members without intervals
-            if not hasattr(self.members[self.choice[t]], "predict_interval"):
+        self._fit_x = np.asarray(x, dtype=np.float64)
+        self.calibration = {}
+        for j, t in enumerate(self.target_names):
+            if not self.members[self.choice[t]].has_interval:
                 self.calibration[t] = np.sort(np.abs(self._transform(y, j) - self._transform(self._heldout, j))).tolist()
-        self.selection = {"choice": self.choice, "heldout_r2": scores, "seconds": costs, "skipped": skipped,
-                          "folds": hp["folds"], "budget_s": hp["budget_s"], "seconds_total": time.perf_counter() - started,
-                          "heldout": {t: "leave-one-out" if hasattr(self.members[self.choice[t]], "loo_predict_arrays")
-                                      else f"{hp['folds']}-fold" for t in self.target_names}}
-        say("auto: chosen " + ", ".join(f"{t} {n}" for t, n in self.choice.items())
-            + f" ({self.selection['seconds_total']:.0f} s)")
+        self.selection = dict(selection, heldout={t: "leave-one-out" if self.members[self.choice[t]].has_loo
+                                                  else f"{self.hparams['folds']}-fold" for t in self.target_names})
         return self
-
-    def _kfold_network(self, name: str, cfg: dict, dm, rows: np.ndarray, started: float, say) -> np.ndarray | None:
-        """Held-out predictions of ``rows`` by K-fold; None when the folds would overrun the budget."""
-        from sklearn.model_selection import KFold
-
-        from polyinv.inference import predict_frame
-
-        hp = self.hparams
-        pred = np.empty((len(rows), len(self.target_names)))
-        splits = list(KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows))
-        for k, (train, test) in enumerate(splits):
-            tick = time.perf_counter()
-            sub = dm.restricted(rows[train], rows[test])
-            model, _ = _train_network(cfg, sub, hp["random_state"])
-            pred[test] = predict_frame(model, sub.test_frame)
-            fold = time.perf_counter() - tick
-            left = (len(splits) - k - 1 + FINAL_FIT_FOLDS) * fold
-            say(f"auto: {name} fold {k + 1}/{len(splits)} ({fold:.0f} s)")
-            if time.perf_counter() - started + left > hp["budget_s"]:
-                say(f"auto: {name} skipped: {left:.0f} s more would overrun budget_s {hp['budget_s']:g}")
-                return None
-        return pred
-
-    def _kfold_classical(self, cfg: dict, dm, rows: np.ndarray) -> np.ndarray:
-        from sklearn.model_selection import KFold
-
-        pred = np.empty((len(rows), len(self.target_names)))
-        for train, test in KFold(self.hparams["folds"], shuffle=True, random_state=self.hparams["random_state"]).split(rows):
-            model = _build(cfg, dm, progress=False)
-            model.fit(*_arrays(dm.frame.iloc[rows[train]], model))
-            pred[test] = model.predict_arrays(*_arrays(dm.frame.iloc[rows[test]], model)[:2])
-        return pred
 
     # ------------------------------------------------------------------ prediction
     def _transform(self, physical: np.ndarray, j: int) -> np.ndarray:
@@ -200,8 +124,7 @@ class AutoModel(ColumnCounts):
         interval, or the chosen network's prediction ± the ``level`` quantile of its held-out |residuals|."""
         mean = self.predict_arrays(mmd, side)
         low, high = mean.copy(), mean.copy()
-        intervals = {name: m.predict_interval(mmd, side, level) for name, m in self.members.items()
-                     if hasattr(m, "predict_interval")}
+        intervals = {name: m.predict_interval(mmd, side, level) for name, m in self.members.items() if m.has_interval}
         for j, t in enumerate(self.target_names):
             name = self.choice[t]
             if name in intervals:
@@ -268,59 +191,5 @@ def read_manifest(folder: str | Path) -> tuple[dict, dict[str, Path]]:
     return manifest, files
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def candidate_configs(candidates: Sequence[str], run_config: dict) -> dict[str, dict]:
-    """Each candidate config resolved (defaults included), with the run's seed, data and output settings."""
-    from polyinv.config import find_config, parse
-
-    out = {}
-    for candidate in candidates:
-        path = find_config(candidate)
-        config = parse(["--config", str(path)])[0]
-        if config["model"]["kind"] == KIND:
-            raise PolyinvError(f"model.candidates: {candidate} is itself an auto config")
-        config.update(seed=run_config["seed"], model_seed=run_config.get("model_seed"), data=run_config["data"])
-        name = path.stem
-        if name in out:
-            raise PolyinvError(f"model.candidates names {name!r} twice")
-        out[name] = config
-    return out
-
-
-def _is_network(config: dict) -> bool:
-    from polyinv.models import NETWORKS
-
-    return config["model"]["kind"] in NETWORKS
-
-
-def _build(config: dict, dm, progress: bool):
-    from polyinv.train import build_model
-
-    config = dict(config, trainer=dict(config["trainer"], enable_progress_bar=progress))
-    return build_model(config, dm)
-
-
-def _arrays(frame, model) -> tuple[np.ndarray, ...]:
-    return tuple(frame[list(c)].to_numpy(np.float64) for c in (model.mmd_names, model.side_names, model.target_names))
-
-
 def _index(member, target: str) -> int:
     return list(member.target_names).index(target)
-
-
-def _train_network(config: dict, dm, seed: int):
-    """A network trained on ``dm``'s training rows with its config's trainer settings, in memory (no run folder)."""
-    import lightning as L
-
-    from polyinv.train import lbfgs_numerics
-
-    L.seed_everything(seed if config.get("model_seed") is None else config["model_seed"], workers=True, verbose=False)
-    model = _build(config, dm, progress=False)
-    model.fit_statistics(dm.scalers(), dm.train_frame)
-    trainer_cfg = {k: v for k, v in config["trainer"].items()}
-    trainer_cfg.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer = L.Trainer(**trainer_cfg)
-    with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
-        trainer.fit(model, datamodule=dm)
-    model.eval()
-    return model.cpu(), trainer

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skops.io as sio
 from sklearn.preprocessing import StandardScaler
 
 from polyinv import __version__
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, ColumnCounts
+from polyinv.models.base import InverseModel
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 
 MODEL_FILE = "model.skops"
 #: The types beyond skops' defaults that a polyinv model file may hold.
@@ -39,10 +41,11 @@ def log_columns(values: np.ndarray, mask: Sequence[bool]) -> np.ndarray:
     return values
 
 
-class ClassicalModel(ColumnCounts):
+class ClassicalModel(InverseModel):
     """Base: subclasses implement ``_fit(mmd, side, y_scaled)`` and ``_predict(mmd, side) -> y_scaled``."""
 
     kind = "classical"
+    family = "classical"
 
     def __init__(self, targets: Sequence[str] | None = None, side_inputs: Sequence[str] | None = None,
                  mmd_columns: Sequence[str] | None = None, transforms: Mapping[str, str] | None = None,
@@ -96,10 +99,13 @@ class ClassicalModel(ColumnCounts):
     def _predict(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def fit_report(self) -> dict[str, Any]:
+        """A randomized search's chosen settings and the GP's self-check (None where the model has none)."""
+        return {"best_params": self.state.get("best_params"), "fit_checks": self.state.get("fit_checks")}
+
     # ------------------------------------------------------------------ model file
     def save(self, path: str | Path) -> None:
         """Write the model atomically as a skops file."""
-        import skops.io as sio
 
         payload = {"polyinv_kind": self.kind, "polyinv_version": __version__, "hparams": self.hparams,
                    "state": self.state, "polyinv_domain": self.domain}
@@ -109,7 +115,6 @@ class ClassicalModel(ColumnCounts):
     @classmethod
     def read_payload(cls, path: str | Path) -> dict:
         """The stored dict of a polyinv skops file; anything else (or a type outside TRUSTED) is refused."""
-        import skops.io as sio
 
         try:
             untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED)

@@ -21,17 +21,19 @@ import torch
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
-from polyinv.schema import ColumnCounts
+from polyinv.models.base import InverseModel
 from polyinv.trust.calibration import abs_z, half_width_multiplier
 
 KIND = "ensemble"
 MANIFEST = "ensemble.json"
 
 
-class EnsembleModel(ColumnCounts):
+class EnsembleModel(InverseModel):
     """A list of loaded polyinv networks sharing one schema; same interface as any model."""
 
     kind = KIND
+    family = "ensemble"
+    has_interval = True
 
     def __init__(self, members: list, calibration: dict[str, list[float]] | None = None, domain: dict | None = None) -> None:
         if not members:
@@ -44,7 +46,7 @@ class EnsembleModel(ColumnCounts):
         self.target_names = list(first.target_names)
         self.side_names = list(first.side_names)
         self.mmd_names = list(first.mmd_names)
-        self.domain = domain or getattr(first, "domain", None)  # the ensemble's own (with consistency) when saved
+        self.domain = domain or first.domain  # the ensemble's own (with consistency) when saved
         self.calibration = dict(calibration or {})
 
     def _scaled(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ class ForestModel(ClassicalModel):
     """Multi-output ``RandomForestRegressor`` with optional randomized search (20 iterations, 3-fold)."""
 
     kind = KIND
+    has_importances = True
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class ForestModel(ClassicalModel):
         search_cv: int = 3,
         n_jobs: int = -1,
         random_state: int = 42,
+        progress: bool = False,
     ) -> None:
         """
         Args:
@@ -57,6 +59,7 @@ class ForestModel(ClassicalModel):
             search_cv: folds of the search's cross-validation
             n_jobs: worker processes of the forest (-1: every core)
             random_state: seed (set from the run's seed)
+            progress: taken like every classical model's; a forest fits without a progress bar
         """
         super().__init__(
             targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_estimators=int(n_estimators), max_depth=max_depth,

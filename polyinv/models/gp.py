@@ -19,10 +19,13 @@ experiment's levels (:mod:`polyinv.models.levels`). See docs/models.md.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from sklearn.preprocessing import StandardScaler
@@ -31,7 +34,7 @@ from tqdm.auto import tqdm
 from polyinv.errors import PolyinvError
 from polyinv.models import levels
 from polyinv.models.classical import TINY, ClassicalModel, log_columns
-from polyinv.schema import stopped_early
+from polyinv.schema import MN, MONOMER_0, MONOMER_LEFT, MW, TIME, conversion, stopped_early
 from polyinv.trust.calibration import abs_z, gp_loo, gp_loo_abs_z, half_width_multiplier
 
 KIND = "gaussian_process"
@@ -62,6 +65,8 @@ class GPModel(ClassicalModel):
     """Per-target GP regressors on (transformed side inputs, MMD principal components)."""
 
     kind = KIND
+    has_interval = True
+    has_loo = True
 
     def __init__(
         self,
@@ -116,7 +121,7 @@ class GPModel(ClassicalModel):
             clip_outputs=bool(clip_outputs), design_prior=bool(design_prior), max_opt_rows=int(max_opt_rows),
             n_jobs=int(n_jobs), random_state=int(random_state), progress=bool(progress),
         )
-        if self.hparams["log_dispersity"] and not {"Mn", "Mw"} <= set(self.side_names):
+        if self.hparams["log_dispersity"] and not {MN, MW} <= set(self.side_names):
             raise PolyinvError(f"model.log_dispersity needs Mn and Mw among the side inputs, got {self.side_names}")
         self._train_times: np.ndarray | None = None
 
@@ -129,7 +134,7 @@ class GPModel(ClassicalModel):
 
     def _log_dispersity(self, side: np.ndarray) -> np.ndarray:
         """log(Mw/Mn) per row; values <= 0 (refused at fit) are held at the smallest positive float."""
-        mn, mw = (np.maximum(side[:, self.side_names.index(c)], TINY) for c in ("Mn", "Mw"))
+        mn, mw = (np.maximum(side[:, self.side_names.index(c)], TINY) for c in (MN, MW))
         return np.log(mw) - np.log(mn)
 
     def _raw_features(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
@@ -155,9 +160,7 @@ class GPModel(ClassicalModel):
         """Fit one target's GP. Above ``max_opt_rows`` rows the kernel hyper-parameters are optimised on a
         seeded random subset of that size (the cost grows as n³ per optimiser step), then the GP is
         fitted on all rows with that kernel held fixed. ``kernel``: :meth:`_gp`'s bound and restarts."""
-        import warnings
 
-        from sklearn.exceptions import ConvergenceWarning
 
         limit = self.hparams["max_opt_rows"]
         with warnings.catch_warnings():
@@ -192,15 +195,15 @@ class GPModel(ClassicalModel):
     def _censoring_usable(self) -> bool:
         names = self.target_names
         return (
-            self.hparams["time_model"] == "censored" and "time" in names and "cBA_0" in names
-            and "cBA_time" in self.side_names
+            self.hparams["time_model"] == "censored" and TIME in names and MONOMER_0 in names
+            and MONOMER_LEFT in self.side_names
         )
 
     # ------------------------------------------------------------------ fit / predict
     def _fit(self, mmd, side, y) -> None:
         hp = self.hparams
         if hp["log_dispersity"]:
-            for column in ("Mn", "Mw"):
+            for column in (MN, MW):
                 if (side[:, self.side_names.index(column)] <= 0).any():
                     raise PolyinvError(f"column {column!r} has values <= 0: model.log_dispersity needs log(Mw/Mn)")
         for column, is_log in zip(self.side_names, self.side_log, strict=True):
@@ -216,14 +219,13 @@ class GPModel(ClassicalModel):
         # with the censored time the plain time GP answers nothing (the stopped-early GP does): not worth a refit
         early = stopped_early(self._train_times)[1] if self._train_times is not None else None
         censors = censored and early is not None and early.sum() >= MIN_EARLY_ROWS and (~early).any()
-        wanted = [not (censors and t == "time") for t in self.target_names]
+        wanted = [not (censors and t == TIME) for t in self.target_names]
         fits = []
         if hp["n_jobs"] == 1:
             for j in range(y.shape[1]):
                 fits.append(self._fit_checked(x, y[:, j], hp["random_state"] + j, wanted[j]))
                 bar.update()
         else:
-            from joblib import Parallel, delayed
 
             for fit in Parallel(n_jobs=hp["n_jobs"], return_as="generator")(
                     delayed(self._fit_checked)(x, y[:, j], hp["random_state"] + j, wanted[j]) for j in range(y.shape[1])):
@@ -270,15 +272,15 @@ class GPModel(ClassicalModel):
         return self._clip(self._design(super().predict_arrays(mmd, side))[0])
 
     def _conversion(self, side: np.ndarray, x: np.ndarray) -> np.ndarray:
-        j = self.target_names.index("cBA_0")
+        j = self.target_names.index(MONOMER_0)
         scaled = np.zeros((len(x), self.n_targets))
         scaled[:, j] = self.state["gps"][j].predict(x)
         cba0 = self.physical_targets(scaled)[:, j]
-        return 1.0 - side[:, self.side_names.index("cBA_time")] / np.maximum(cba0, 1e-12)
+        return conversion(side[:, self.side_names.index(MONOMER_LEFT)], np.maximum(cba0, 1e-12))
 
     def _fit_censored_time(self, mmd, side, x) -> None:
         # the physical times of the training rows, recovered from the fitted target scaler
-        jt = self.target_names.index("time")
+        jt = self.target_names.index(TIME)
         times = self._train_times
         t_max, early = stopped_early(times)
         if early.sum() < MIN_EARLY_ROWS or (~early).sum() < 1:
@@ -306,9 +308,9 @@ class GPModel(ClassicalModel):
         classes follow each training row's leave-one-out predicted time, as a new row's predicted time
         will (Mondrian conformal calibration). ``loo``: each target GP's (residual, sd) from :func:`gp_loo`.
         """
-        if "time" not in self.target_names or self._train_times is None:
+        if TIME not in self.target_names or self._train_times is None:
             return None
-        jt = self.target_names.index("time")
+        jt = self.target_names.index(TIME)
         resid, sd = loo[jt]
         scaled = np.zeros((len(resid), self.n_targets))
         scaled[:, jt] = np.asarray(self.state["gps"][jt].y_train_).reshape(-1) - resid
@@ -321,7 +323,7 @@ class GPModel(ClassicalModel):
 
     def fit(self, mmd, side, targets):
         targets = np.asarray(targets, dtype=np.float64)
-        self._train_times = targets[:, self.target_names.index("time")] if "time" in self.target_names else None
+        self._train_times = targets[:, self.target_names.index(TIME)] if TIME in self.target_names else None
         super().fit(mmd, side, targets)
         # the training rows' range of every target, taken from the physical values themselves: a round trip
         # through the target scaling would move the ends by rounding and leave a value on the range's edge
@@ -330,7 +332,7 @@ class GPModel(ClassicalModel):
         self.state["design"] = None
         if self.hparams["design_prior"]:
             residuals = np.column_stack([gp_loo(gp)[0] for gp in self.state["gps"]])
-            outcomes = ["time"] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
+            outcomes = [TIME] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
             self.state["design"] = levels.fit_design(self.target_names, targets, residuals, self.scaled_targets, outcomes)
         return self
 
@@ -349,7 +351,7 @@ class GPModel(ClassicalModel):
         x = self._features(mmd, side)
         scaled = np.column_stack([gp.predict(x) for gp in self.state["gps"]])
         if self.state.get("censored"):
-            jt = self.target_names.index("time")
+            jt = self.target_names.index(TIME)
             physical = self.physical_targets(scaled)
             physical[:, jt] = self._time_censored(side, x)
             scaled = self.scaled_targets(physical)
@@ -373,14 +375,14 @@ class GPModel(ClassicalModel):
             scaled[:, j] = y[:, j] - gp_loo(gp)[0]
         physical = self.physical_targets(scaled)
         if self.state.get("censored"):
-            physical[:, self.target_names.index("time")] = self._time_censored_loo(side, x, physical, targets)
+            physical[:, self.target_names.index(TIME)] = self._time_censored_loo(side, x, physical, targets)
         return self._clip(self._design(physical)[0])
 
     def _time_censored_loo(self, side: np.ndarray, x: np.ndarray, loo: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Leave-one-out censored time of the fit rows (``loo``: the other targets' LOO recipes)."""
         c = self.state["censored"]
-        jt, jc = self.target_names.index("time"), self.target_names.index("cBA_0")
-        conv = 1.0 - side[:, self.side_names.index("cBA_time")] / np.maximum(loo[:, jc], 1e-12)
+        jt, jc = self.target_names.index(TIME), self.target_names.index(MONOMER_0)
+        conv = conversion(side[:, self.side_names.index(MONOMER_LEFT)], np.maximum(loo[:, jc], 1e-12))
         gp = c["gp"]
         mu = gp.predict(x)
         _, early_rows = stopped_early(np.asarray(targets, dtype=np.float64)[:, jt])
@@ -404,20 +406,20 @@ class GPModel(ClassicalModel):
         mult = np.tile(self.multipliers(level), (len(mu), 1))
         classes = self.state.get("time_classes")
         if classes is not None:  # plain time: the multiplier of the class each row's predicted time falls in
-            jt = self.target_names.index("time")
+            jt = self.target_names.index(TIME)
             mult[:, jt] = np.where(mean[:, jt] < classes["cut"], half_width_multiplier(classes["early"], level),
                                    half_width_multiplier(classes["full"], level))
         low, high = self.physical_targets(mu - mult * sd), self.physical_targets(mu + mult * sd)
         if self.state.get("censored"):
             c = self.state["censored"]
-            jt, jc = self.target_names.index("time"), self.target_names.index("cBA_0")
+            jt, jc = self.target_names.index(TIME), self.target_names.index(MONOMER_0)
             t, early, log_t, log_sd = self._time_censored(side, x, with_std=True)
             m_t = half_width_multiplier(c.get("calibration"), level)
             t_max = c["t_max"]
             early_low = np.minimum(np.exp(log_t - m_t * log_sd), t_max)
             early_high = np.minimum(np.exp(log_t + m_t * log_sd), t_max)
             # conversion implied by the ends of the cBA_0 interval: does it straddle the stop threshold?
-            left = side[:, self.side_names.index("cBA_time")]
+            left = side[:, self.side_names.index(MONOMER_LEFT)]
             conv_a = 1.0 - left / np.maximum(low[:, jc], 1e-12)
             conv_b = 1.0 - left / np.maximum(high[:, jc], 1e-12)
             maybe_early = np.maximum(conv_a, conv_b) >= c["threshold"]

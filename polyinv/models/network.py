@@ -26,8 +26,18 @@ from torchmetrics import MeanAbsoluteError
 
 from polyinv.errors import PolyinvError
 from polyinv.metrics import ExactR2
+from polyinv.models.base import InverseModel
 from polyinv.nn import ACTIVATIONS, CensoredMSE, CNNNet, ColumnScaler, MLPNet
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS, ColumnCounts, stopped_early
+from polyinv.schema import (
+    MMD_COLUMNS,
+    MONOMER_0,
+    MONOMER_LEFT,
+    SIDE_INPUTS,
+    TARGETS,
+    TIME,
+    conversion,
+    stopped_early,
+)
 
 #: L-BFGS: iterations per training step (strong-Wolfe line search) and curvature history
 LBFGS_MAX_ITER = 20
@@ -39,10 +49,11 @@ TimeModel = Literal["plain", "censored"]
 Activation = Literal["relu", "silu", "tanh", "gelu"]
 
 
-class InverseRegressor(ColumnCounts, L.LightningModule):
+class InverseRegressor(InverseModel, L.LightningModule):
     """Multi-output regressor from (MMD, side inputs) to the recipe; base of :class:`MLP` and :class:`CNN`."""
 
     kind = "base"
+    family = "network"
 
     def __init__(
         self,
@@ -86,7 +97,7 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
         self.mmd_scaler = ColumnScaler(self.mmd_names, transforms, pooled=mmd_scaling == "pooled")
         self.side_scaler = ColumnScaler(self.side_names, transforms)
         self.target_scaler = ColumnScaler(self.target_names, transforms)
-        self.time_index = self.target_names.index("time") if "time" in self.target_names else -1
+        self.time_index = self.target_names.index(TIME) if TIME in self.target_names else -1
         self.censored = time_model == "censored" and self.time_index >= 0
         self.loss_fn = CensoredMSE(self.time_index if self.censored else -1)
         self.mmd_pcs = int(mmd_pcs)
@@ -97,7 +108,7 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
         self.register_buffer("pca_std", torch.ones(self.mmd_pcs, dtype=torch.float64))
         self.register_buffer("t_max", torch.tensor(float("nan"), dtype=torch.float64))
         # the stop gate needs the measured cBA_time and a predicted cBA_0; without them only the cap applies
-        self.stop_gate = self.censored and "cBA_time" in self.side_names and "cBA_0" in self.target_names
+        self.stop_gate = self.censored and MONOMER_LEFT in self.side_names and MONOMER_0 in self.target_names
         self.register_buffer("stop_conversion", torch.tensor(float("-inf"), dtype=torch.float64))
         self.clip_outputs = bool(clip_outputs)
         self.register_buffer("target_low", torch.full((len(self.target_names),), float("-inf"), dtype=torch.float64))
@@ -140,8 +151,8 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
             t_max, early = stopped_early(targets[:, self.time_index])
             self.t_max.fill_(t_max)
             if self.stop_gate and early.any():
-                conversion = 1.0 - side[:, self.side_names.index("cBA_time")] / targets[:, self.target_names.index("cBA_0")]
-                self.stop_conversion.fill_(1.0 - (1.0 - float(conversion[early].min())) * (1.0 + STOP_RULE_TOLERANCE))
+                converted = conversion(side[:, self.side_names.index(MONOMER_LEFT)], targets[:, self.target_names.index(MONOMER_0)])
+                self.stop_conversion.fill_(1.0 - (1.0 - float(converted[early].min())) * (1.0 + STOP_RULE_TOLERANCE))
             elif self.stop_gate:  # no stopped-early training run: every prediction runs to t_max
                 self.stop_conversion.fill_(float("inf"))
         self.target_low.copy_(torch.as_tensor(targets.min(axis=0)))
@@ -187,8 +198,8 @@ class InverseRegressor(ColumnCounts, L.LightningModule):
         physical = physical.clone()
         t = torch.minimum(physical[:, self.time_index], self.t_max)
         if self.stop_gate:
-            cba0 = physical[:, self.target_names.index("cBA_0")]
-            cba_time = side[:, self.side_names.index("cBA_time")].to(physical.dtype)
+            cba0 = physical[:, self.target_names.index(MONOMER_0)]
+            cba_time = side[:, self.side_names.index(MONOMER_LEFT)].to(physical.dtype)
             conversion = 1.0 - cba_time / cba0.clamp_min(1e-12)
             t = torch.where(conversion < self.stop_conversion, self.t_max, t)
         physical[:, self.time_index] = t

@@ -30,37 +30,51 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import least_squares
+from scipy.signal import savgol_filter
+from scipy.stats import qmc
+from tqdm.auto import tqdm
 
-from polyinv.schema import MMD_COLUMNS
+from polyinv.schema import (
+    INITIATOR_0,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_0,
+    MONOMER_LEFT,
+    MW,
+    RECIPE_COLUMNS,
+    TEMP,
+    TIME,
+)
 from polyinv.sim.forward import (
     BY_NAME,
     PARAMETERS,
     ForwardModel,
-    apply,
-    check_plausible,
     default_value,
     file_axis,
     protocol_from_data,
 )
 from polyinv.sim.grid import MMDAxis
+from polyinv.sim.parameters import DEFAULT_PARAMETERS
+from polyinv.trust.verify import hellinger
 
 GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for
 # small data; with ~10^4 residuals per file the standard errors stay small up to ~30, and kp's exact redundancy
 # with kt, kbb, kpt shows as an index in the thousands)
 SE_LIMIT = {"factor": 0.3, "energy": 8.0, "value": 0.15, "odds": 1.0}  # largest standard error kept: ln factor (±35 %), kJ/mol, value
-SIGMA_FLOOR = {"mmd": 2e-4, "Mn": 2e-3, "Mw": 2e-3, "cBA_time": 2e-4, "time": 2.0}
-SIGMA_START = {"mmd": 5e-3, "Mn": 0.03, "Mw": 0.03, "cBA_time": 0.02, "time": 60.0}
+SIGMA_FLOOR = {"mmd": 2e-4, MN: 2e-3, MW: 2e-3, MONOMER_LEFT: 2e-4, TIME: 2.0}
+SIGMA_START = {"mmd": 5e-3, MN: 0.03, MW: 0.03, MONOMER_LEFT: 0.02, TIME: 60.0}
 BLOCKS = tuple(SIGMA_START)
 #: Weight of each block per row: the MMD's 100 points together weigh as much as one scalar outcome, so that a
 #: scheme that cannot match everything does not give up the conversion (cBA_time, stop time) for the MMD's shape.
 #: With an exact scheme every block goes to zero and the weights do not matter.
-BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), "Mn": 1.0, "Mw": 1.0, "cBA_time": 1.0, "time": 1.0}
+BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), MN: 1.0, MW: 1.0, MONOMER_LEFT: 1.0, TIME: 1.0}
 MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
 N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
 GLOBAL_ROWS = 80  # rows of the global stage (a random subset): enough to rank starting points, cheap to simulate
@@ -78,7 +92,7 @@ QUALITY_NOISE = 2.5
 #: the independent simulator (docs/forward-model.md): with its calibration at 2.3x, an MLP's out-of-range rows
 #: flagged went from 47 % (checks off) to 80 %, in-range rows kept from 98 % to 92 %, --verify median 0.024.
 TRUST_FACTOR = 3.0
-NEEDED = ("cBA_0", "cAIBN_0", "temp", "time", "cBA_time", "Mn", "Mw", *MMD_COLUMNS)
+NEEDED = (MONOMER_0, INITIATOR_0, TEMP, TIME, MONOMER_LEFT, MN, MW, *MMD_COLUMNS)
 
 
 @dataclass
@@ -112,26 +126,25 @@ def residual_blocks(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, np.ndar
     q = np.sqrt(_unit_sum(sim[list(MMD_COLUMNS)].to_numpy(float)))
     tiny = 1e-300
     out = {"mmd": (p - q) / math.sqrt(2.0)}
-    for c in ("Mn", "Mw"):
+    for c in (MN, MW):
         out[c] = np.log(np.clip(frame[c].to_numpy(float), tiny, None)) - np.log(np.clip(sim[c].to_numpy(float), tiny, None))
-    out["cBA_time"] = frame["cBA_time"].to_numpy(float) - sim["cBA_time"].to_numpy(float)
-    out["time"] = frame["time"].to_numpy(float) - sim["time"].to_numpy(float)
+    out[MONOMER_LEFT] = frame[MONOMER_LEFT].to_numpy(float) - sim[MONOMER_LEFT].to_numpy(float)
+    out[TIME] = frame[TIME].to_numpy(float) - sim[TIME].to_numpy(float)
     return {k: np.where(np.isfinite(v), v, 1e3) for k, v in out.items()}  # a failed simulation is far off
 
 
 def residual_summary(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, float]:
     """Medians over rows: Hellinger distance of the MMDs, |relative error| of Mn and Mw, |error| of
     cBA_time (mol/L); mean |error| of the stop time (s) and over the rows that stopped early in the file."""
-    from polyinv.trust.verify import hellinger
 
     mmd = list(MMD_COLUMNS)
     h = hellinger(frame[mmd].to_numpy(float), sim[mmd].to_numpy(float))
-    rel = {c: np.abs(sim[c].to_numpy(float) / frame[c].to_numpy(float) - 1.0) for c in ("Mn", "Mw")}
-    dt = np.abs(sim["time"].to_numpy(float) - frame["time"].to_numpy(float))
-    early = frame["time"].to_numpy(float) < frame["time"].max() * (1 - 1e-6)
+    rel = {c: np.abs(sim[c].to_numpy(float) / frame[c].to_numpy(float) - 1.0) for c in (MN, MW)}
+    dt = np.abs(sim[TIME].to_numpy(float) - frame[TIME].to_numpy(float))
+    early = frame[TIME].to_numpy(float) < frame[TIME].max() * (1 - 1e-6)
     return {"hellinger_median": float(np.nanmedian(h)), "hellinger_p90": float(np.nanquantile(h, 0.9)),
-            "Mn_rel_median": float(np.nanmedian(rel["Mn"])), "Mw_rel_median": float(np.nanmedian(rel["Mw"])),
-            "cBA_time_abs_median": float(np.nanmedian(np.abs(sim["cBA_time"] - frame["cBA_time"]))),
+            "Mn_rel_median": float(np.nanmedian(rel[MN])), "Mw_rel_median": float(np.nanmedian(rel[MW])),
+            "cBA_time_abs_median": float(np.nanmedian(np.abs(sim[MONOMER_LEFT] - frame[MONOMER_LEFT]))),
             "time_mae_s": float(np.nanmean(dt)), "time_mae_stopped_early_s": float(np.nanmean(dt[early])) if early.any() else float("nan"),
             "rows": int(len(frame))}
 
@@ -143,7 +156,7 @@ class _Problem:
     def __init__(self, frame: pd.DataFrame, axis: MMDAxis, t_max: float, x_stop: float, n_steps: int,
                  tick: Callable[[], None]) -> None:
         self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = frame, axis, t_max, x_stop, n_steps, tick
-        self.recipes = frame[["cBA_0", "cAIBN_0", "temp"]]
+        self.recipes = frame[list(RECIPE_COLUMNS)]
         self.sigma = dict(SIGMA_START)
         self.simulations = 0
         n = len(frame)  # the row of each element of the residual vector (blocks in BLOCKS order)
@@ -238,7 +251,6 @@ def choose_identifiable(jac: np.ndarray, names: Sequence[str], dof_scale: float 
 
 
 def _fit(problem: _Problem, names: Sequence[str], values: dict[str, float], max_nfev: int) -> dict[str, float]:
-    from scipy.optimize import least_squares
 
     if not names:
         return dict(values)
@@ -259,7 +271,6 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     consider (default every one of :data:`PARAMETERS`); at most ``max_rows`` rows (a random subset of
     larger files) enter the fit.
     """
-    from tqdm.auto import tqdm
 
     missing = [c for c in NEEDED if c not in frame.columns]
     if missing:
@@ -385,7 +396,6 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     """Starting values for the local fit: scrambled Sobol points over every candidate's whole range (and
     polyinv's values), scored on a random subset of rows; the best :data:`GLOBAL_LOCAL` refined by bounded
     least squares on that subset. A local fit from polyinv's values alone stops in the nearest valley."""
-    from scipy.stats import qmc
 
     # kp and its Ea are exactly redundant with kt, kbb, kpt (scaling kp, kpt and kbb by c and kt by c² leaves every
     # outcome unchanged), so the search holds them at the IUPAC benchmark and lets the others move
@@ -409,7 +419,6 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
 def mmd_noise(frame: pd.DataFrame) -> float:
     """Median Hellinger distance between each row's MMD and its smoothed self (Savitzky-Golay, 9 points, cubic,
     on √p): about 0.001 for a noise-free file, the order of the sampling noise for a KMC file."""
-    from scipy.signal import savgol_filter
 
     p = np.sqrt(_unit_sum(frame[list(MMD_COLUMNS)].to_numpy(float)))
     q = np.clip(savgol_filter(p, 9, 3, axis=1), 0.0, None)
@@ -440,7 +449,7 @@ def fit_quality(rows: pd.DataFrame, summary: dict) -> dict:
 
 
 def _defaults_text() -> dict[str, str]:
-    from polyinv.sim.parameters import DEFAULT_PARAMETERS as P
+    P = DEFAULT_PARAMETERS
 
     def at_ref(c) -> str:
         return f"{c.at(70.0):.4g} {c.unit} at 70 °C (A {c.A:.4g}, Ea {c.Ea:g} kJ/mol)"
@@ -454,209 +463,3 @@ def _defaults_text() -> dict[str, str]:
         "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
         "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
     }
-
-
-# ---------------------------------------------------------------------- the YAML file
-def to_yaml_dict(cal: Calibration) -> dict:
-    """The calibration as a human-readable mapping (written by ``polyinv calibrate``)."""
-    a = cal.forward.axis
-    params = {}
-    for name, row in cal.table.iterrows():
-        # values to 12 digits: a value at the end of its range must read back inside it
-        entry = {"value": _round(row["value"], 12), "unit": row["unit"], "default": row["default"], "status": row["status"]}
-        if row["status"].startswith("fitted"):
-            entry["se"] = _round(row["se"])
-            entry["se_is"] = row["se_kind"]
-        entry["replaces"] = row["replaces"]
-        entry["description"] = row["description"]
-        params[name] = entry
-    return {
-        "polyinv_calibration": 1,
-        "data": cal.data, "rows": cal.rows,
-        "axis": {"log10m_min": _round(a.log10m_min), "log10m_max": _round(a.log10m_max), "n_points": a.n_points,
-                 "normalisation": a.normalisation, "how": cal.axis_how},
-        "protocol": {"t_max_s": cal.forward.t_max, "x_stop": _round(cal.forward.x_stop)},
-        "parameters": params,
-        "correlations": {r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()},
-        "residuals": {k: _round(v) for k, v in cal.residuals.items()},
-        "quality": {"good": cal.quality.get("good"), "usable_for_checks": cal.quality.get("usable_for_checks"),
-                    "worst": cal.quality.get("worst"), "text": cal.quality.get("text"),
-                    "ratios_to_limits": cal.quality.get("ratios"),
-                    "limits": {k: _round(v) for k, v in (cal.quality.get("limits") or {}).items()},
-                    "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan")))},
-        "weights_sigma": {k: _round(v) for k, v in cal.sigma.items()},
-        "cost": {"seconds": round(cal.seconds, 1), "simulations": cal.simulations},
-    }
-
-
-def _round(value, digits: int = 6):
-    value = float(value)
-    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
-
-
-def write_yaml(cal: Calibration, path: str | Path, overwrite: bool = True) -> Path:
-    """Write the calibration atomically; the header says what the file is."""
-    import yaml
-
-    from polyinv.atomic import atomic_path
-
-    path = Path(path)
-    text = ("# polyinv calibration: polyinv's kinetic simulator fitted to a data file's recipe -> outcome rows.\n"
-            "# parameters: value (a factor on polyinv's coefficient, or kJ/mol added to its activation energy at a\n"
-            "# fixed value at 70 °C), standard error, and the default it replaces. Use it with\n"
-            "# `polyinv simulate --recipes FILE --calibration THIS.yaml` or `polyinv fit --trust.calibration THIS.yaml`.\n")
-    text += yaml.safe_dump(to_yaml_dict(cal), sort_keys=False, allow_unicode=True, width=110)
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-def read_yaml(path: str | Path) -> ForwardModel:
-    """The forward model of a calibration file (ValueError naming the key for anything malformed)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict) or data.get("polyinv_calibration") != 1:
-        raise ValueError(f"{path}: not a polyinv calibration (no 'polyinv_calibration: 1')")
-    try:
-        a = data["axis"]
-        axis = MMDAxis(float(a["log10m_min"]), float(a["log10m_max"]), int(a.get("n_points", 100)), a.get("normalisation", "density"))
-        values = {name: float(entry["value"]) for name, entry in (data.get("parameters") or {}).items()}
-        implausible = []
-        for name, value in values.items():
-            if name in BY_NAME and math.isfinite(value):
-                try:
-                    check_plausible(name, value)
-                except ValueError as exc:
-                    implausible.append(str(exc))
-        if not implausible:
-            apply(values)
-        proto = data.get("protocol") or {}
-        t_max, x_stop = float(proto.get("t_max_s", 3600.0)), float(proto.get("x_stop", 0.9))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: malformed calibration ({exc})") from None
-    if implausible:
-        raise ValueError(f"{path}: {implausible[0]}")
-    if not (0 < t_max < float("inf") and 0 < x_stop < 1):
-        raise ValueError(f"{path}: protocol t_max_s {t_max:g} / x_stop {x_stop:g} out of range (t_max_s a positive "
-                         f"number of seconds, x_stop between 0 and 1)")
-    if axis.n_points != len(MMD_COLUMNS):
-        raise ValueError(f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points")
-    quality = data.get("quality") if isinstance(data.get("quality"), dict) else None
-    if quality and quality.get("good") is False:
-        import warnings
-
-        from polyinv.errors import PolyinvWarning
-
-        warnings.warn(PolyinvWarning(f"{path}: quality poor: {quality.get('text')}"), stacklevel=2)
-    return ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}",
-                        {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality})
-
-
-# ---------------------------------------------------------------------- the figure
-def plot(cal: Calibration, path: str | Path, n_overlays: int = 6, overwrite: bool = True) -> Path:
-    """Parity of Mn, Mw, conversion and stop time, and MMD overlays of a few rows (file vs calibrated), over
-    the rows the calibration was fitted on."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from polyinv.atomic import write_figure
-
-    sim, rows = cal.fitted_frame, cal.fitted_rows
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
-    conv = lambda f: 1 - f["cBA_time"] / f["cBA_0"]  # noqa: E731
-    panels = [("Mn", "Mn / g mol⁻¹", True), ("Mw", "Mw / g mol⁻¹", True), (conv, "conversion", False), ("time", "stop time / s", False)]
-    for ax, (col, label, log) in zip(axes.flat[:4], panels, strict=True):
-        x = col(rows) if callable(col) else rows[col]
-        y = col(sim) if callable(col) else sim[col]
-        ax.plot(x, y, ".", ms=3, alpha=0.6)
-        lo, hi = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        if log:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        ax.set_xlabel(f"file: {label}")
-        ax.set_ylabel(f"calibrated simulator: {label}")
-    grid = cal.forward.axis.points()
-    picks = np.linspace(0, len(rows) - 1, n_overlays).round().astype(int)
-    for ax, part in zip(axes.flat[4:], (picks[: n_overlays // 2], picks[n_overlays // 2:]), strict=True):
-        for k, i in enumerate(part):
-            colour = f"C{k}"
-            ax.plot(grid, rows[list(MMD_COLUMNS)].iloc[i], "-", color=colour, lw=1.6, label=f"row {i} file")
-            ax.plot(grid, sim[list(MMD_COLUMNS)].iloc[i], "--", color=colour, lw=1.2)
-        ax.set_xlabel("log10(M / g mol⁻¹)")
-        ax.set_ylabel("MMD (file's normalisation)")
-        ax.legend(fontsize=7, title="solid: file, dashed: calibrated", title_fontsize=7)
-    r = cal.residuals
-    fig.suptitle(f"{cal.forward.source}: median Hellinger {r['hellinger_median']:.3f}, Mn {100 * r['Mn_rel_median']:.1f} %, "
-                 f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
-                 f"stop time MAE {r['time_mae_s']:.0f} s", fontsize=10)
-    fig.tight_layout()
-    write_figure(fig, path, overwrite=overwrite)
-    return Path(path)
-
-
-# ---------------------------------------------------------------------- the forward model of a training run
-def forward_for_training(setting: str, calibration: str | None, data_path, fit_frame: pd.DataFrame,
-                         log: Callable[[str], None] | None = None, progress: bool = False) -> tuple[ForwardModel | None, str]:
-    """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
-    run), from its training rows only; (None, why) when the checks must be off."""
-    from polyinv.sim.forward import read_file_metadata, states_default_kinetics
-
-    say = log or (lambda _m: None)
-    if calibration:
-        forward = read_yaml(calibration)
-        quality = (forward.fit or {}).get("quality") or {}
-        if quality.get("good") is False and not quality.get("usable_for_checks"):
-            why = f"trust.calibration {calibration}: {quality.get('text')}"
-            say(f"warning: forward checks off (domain consistency, --verify, --refine): {why}")
-            return None, why
-        if quality.get("good") is False:
-            say(_usable_text(quality))
-        return forward, f"{forward.describe()} (trust.calibration)"
-    if setting == "none":
-        return None, "trust.forward is none"
-    meta = read_file_metadata(data_path)
-    axis, how = file_axis(meta, fit_frame)
-    if axis is None:
-        say(f"warning: forward checks off (domain consistency, --verify): {how}")
-        return None, how
-    t_max, x_stop = protocol_from_data(fit_frame)
-    if setting == "default" or (setting == "auto" and states_default_kinetics(meta)):
-        why = "the file's metadata states polyinv's default kinetics" if setting == "auto" else "trust.forward is default"
-        forward = ForwardModel({}, axis, t_max, x_stop, f"polyinv's kinetics ({why}); axis {how}")
-        return forward, forward.describe()
-    if setting == "auto":
-        say("the file does not state polyinv's default kinetics: calibrating the simulator on the training rows "
-            "for the trust checks (trust.forward: auto; `polyinv calibrate` makes a reusable file)")
-    cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
-    cal.forward.fit["axis"] = how
-    r = cal.residuals
-    if not cal.quality["good"] and cal.quality["usable_for_checks"]:  # calibrate() said the warning line
-        say(_usable_text(cal.quality))
-        return cal.forward, cal.forward.describe()
-    if not cal.quality["good"]:
-        why = f"{cal.quality['text']} (on {r['rows']} training rows)"
-        say("forward checks off (domain consistency, --verify, --refine, design): the calibrated simulator does "
-            "not reproduce the training rows; the domain flag rests on the input space alone")
-        return None, why
-    say(f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
-        f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)")
-    return cal.forward, cal.forward.describe()
-
-
-def _usable_text(quality: Mapping) -> str:
-    ratios = quality.get("ratios") or quality.get("ratios_to_limits") or {}
-    worst = quality.get("worst")
-    ratio = ratios.get(worst, float("nan")) if worst else float("nan")
-    return (f"warning: forward checks on with a calibration outside its goals (worst: {worst} {ratio:.2g}x its limit, "
-            f"within the {TRUST_FACTOR:g}x the checks tolerate): the consistency thresholds come from the training "
-            f"rows' own residuals and hold this error; --verify distances include it")

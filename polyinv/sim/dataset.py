@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import polyinv
+from polyinv.data.io import row_text
+from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME
 from polyinv.sim.designs import grid_design, lhs_design
 from polyinv.sim.forward import ForwardModel
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
@@ -50,7 +53,7 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
         ("noise_chains", "none (deterministic)" if noise_chains is None else str(noise_chains)),
         ("method", "QSSA radicals (SPR, MCR), RK4 for ln[M], analytic [I]; Hamielec cumulative distribution"),
         ("t_max_s", repr(float(t_max))), ("x_stop", repr(float(x_stop))), ("n_steps", str(n_steps)),
-        ("time", "stop time, s: t_max, or the exact time conversion reaches x_stop"),
+        (TIME, "stop time, s: t_max, or the exact time conversion reaches x_stop"),
         ("mmd_grid", "MMD1..MMD100 on log10(M / (g/mol)) evenly spaced, both ends included"),
         *axis.metadata()[:4],
         ("mmd_value", "mass fraction of chains in the cell of width delta centred on the point, divided by delta: "
@@ -68,18 +71,15 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
 
 def check_finite(data: pd.DataFrame, source: str | None = None) -> None:
     """ValueError naming the first recipe whose simulated outcome (cBA_time, Mn, Mw, time, MMD) is not finite."""
-    import numpy as np
 
-    from polyinv.data.io import row_text
-    from polyinv.schema import MMD_COLUMNS
 
-    columns = ["cBA_time", "Mn", "Mw", "time", *MMD_COLUMNS]
+    columns = [MONOMER_LEFT, MN, MW, TIME, *MMD_COLUMNS]
     bad = np.flatnonzero(~np.isfinite(data[columns].to_numpy(np.float64)).all(axis=1))
     if len(bad):
         i = int(bad[0])
         r = data.iloc[i]
         where = f"{source}: {row_text(i)}" if source else f"recipe {i}"
-        raise ValueError(f"{where} (cBA_0 {r['cBA_0']:g}, cAIBN_0 {r['cAIBN_0']:g}, temp {r['temp']:g}): the simulation "
+        raise ValueError(f"{where} (cBA_0 {r[MONOMER_0]:g}, cAIBN_0 {r[INITIATOR_0]:g}, temp {r[TEMP]:g}): the simulation "
                          f"gave non-finite outcomes ({len(bad)} of {len(data)} recipes); nothing written")
 
 

@@ -11,10 +11,10 @@ import pandas as pd
 from scipy.stats import qmc
 
 from polyinv.data.io import row_text
-from polyinv.schema import NOMINAL_RANGES
+from polyinv.schema import MONOMER_0, NOMINAL_RANGES, RECIPE_COLUMNS, TEMP
 
 #: The recipe fields the simulator takes (the fourth target, ``time``, is its output).
-RECIPE_FIELDS: tuple[str, ...] = ("cBA_0", "cAIBN_0", "temp")
+RECIPE_FIELDS: tuple[str, ...] = RECIPE_COLUMNS
 #: Physical temperature window accepted by the simulator, °C.
 TEMP_LIMITS: tuple[float, float] = (0.0, 200.0)
 
@@ -56,12 +56,12 @@ def _check_value(name: str, value: object, max_cBA: float, row: object = None) -
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v:g}{where}")
-    if name == "temp":
+    if name == TEMP:
         if not TEMP_LIMITS[0] <= v <= TEMP_LIMITS[1]:
             raise ValueError(f"temp must be within {TEMP_LIMITS[0]:g}-{TEMP_LIMITS[1]:g} °C, got {v:g}{where}")
     elif v <= 0:
         raise ValueError(f"{name} must be a positive concentration in mol/L, got {v:g}{where}")
-    elif name == "cBA_0" and v >= max_cBA:
+    elif name == MONOMER_0 and v >= max_cBA:
         raise ValueError(f"cBA_0 must be below pure monomer ({max_cBA:.3f} mol/L), got {v:g}{where}")
     return v
 
@@ -97,10 +97,10 @@ def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
         col = frame[name]
         if pd.api.types.is_float_dtype(col.dtype) or pd.api.types.is_integer_dtype(col.dtype):
             values = col.to_numpy(dtype=float)
-            bad = ~np.isfinite(values) if name == "temp" else ~np.isfinite(values) | (values <= 0)
-            if name == "temp":
+            bad = ~np.isfinite(values) if name == TEMP else ~np.isfinite(values) | (values <= 0)
+            if name == TEMP:
                 bad |= (values < TEMP_LIMITS[0]) | (values > TEMP_LIMITS[1])
-            if name == "cBA_0":
+            if name == MONOMER_0:
                 bad |= values >= max_cBA
             if bad.any():
                 i = int(np.argmax(bad))

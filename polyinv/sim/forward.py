@@ -17,13 +17,24 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
+from polyinv.schema import (
+    MMD_COLUMNS,
+    MN,
+    MW,
+    RECIPE_COLUMNS,
+    TIME,
+    frame_conversion,
+)
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis, infer_axis
+from polyinv.sim.io import read_metadata
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, R_GAS, KineticParameters, RateCoefficient
+from polyinv.sim.simulate import simulate_many
 
 T_REF = 70.0  # °C: an activation-energy shift leaves every coefficient's value here unchanged
 VERSION = 1
@@ -206,10 +217,9 @@ class ForwardModel:
                  x_stop: float | None = None) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
         ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's)."""
-        from polyinv.sim.simulate import simulate_many
 
         extra = {} if n_steps is None else {"n_steps": int(n_steps)}
-        return simulate_many(recipes[["cBA_0", "cAIBN_0", "temp"]], self.parameters,
+        return simulate_many(recipes[list(RECIPE_COLUMNS)], self.parameters,
                              t_max=self.t_max if t_max is None else t_max, x_stop=self.x_stop if x_stop is None else x_stop,
                              axis=self.axis, progress=False, **extra)
 
@@ -236,6 +246,13 @@ class ForwardModel:
         apply(model.values)  # validates names and values
         return model
 
+
+
+class ForwardChoice(NamedTuple):
+    """The forward model of a run's trust checks, or None with the reason the checks are off."""
+
+    model: ForwardModel | None
+    how: str
 
 def _fmt(name: str, value: float) -> str:
     kind = BY_NAME[name].kind
@@ -278,19 +295,18 @@ def protocol_from_data(frame: pd.DataFrame) -> tuple[float, float]:
     that stopped before the longest time; polyinv's 90 % when none did) and the time limit (the longest
     time when a row ran that long without reaching the stop conversion; else no row met the limit, and it
     is taken as the longest time or polyinv's 3600 s, whichever is larger)."""
-    time = frame["time"].to_numpy(float)
-    conversion = 1.0 - frame["cBA_time"].to_numpy(float) / frame["cBA_0"].to_numpy(float)
+    time = frame[TIME].to_numpy(float)
+    converted = frame_conversion(frame)
     longest = float(np.nanmax(time))
     early = time < longest * (1 - 1e-6)
-    x_stop = float(np.clip(np.nanmedian(conversion[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
-    limited = ~early & (conversion < x_stop - 2e-3)
+    x_stop = float(np.clip(np.nanmedian(converted[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
+    limited = ~early & (converted < x_stop - 2e-3)
     t_max = longest if limited.any() else max(longest, DEFAULT_T_MAX)
     return t_max, x_stop
 
 
 def read_file_metadata(path) -> dict[str, str] | None:
     """polyinv's metadata of a data file (metadata sheet, CSV sidecar or Parquet key), None when it has none."""
-    from polyinv.sim.io import read_metadata
 
     try:
         meta = read_metadata(path)
@@ -302,16 +318,14 @@ def read_file_metadata(path) -> dict[str, str] | None:
 def file_axis(meta: Mapping[str, str] | None, frame: pd.DataFrame) -> tuple[MMDAxis | None, str]:
     """The MMD axis of a file: stated in its metadata, else inferred from its Mn/Mw; None with the reason
     when neither works (then the checks that need the axis are off)."""
-    from polyinv.schema import MMD_COLUMNS
-    from polyinv.sim.grid import infer_axis
 
     stated = stated_axis(meta)
     if stated is not None:
         return stated, "stated in the file's metadata"
-    if not {"Mn", "Mw", *MMD_COLUMNS} <= set(frame.columns):
+    if not {MN, MW, *MMD_COLUMNS} <= set(frame.columns):
         return None, "the file states no MMD axis and lacks Mn/Mw to infer it"
     try:
-        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame["Mn"].to_numpy(float), frame["Mw"].to_numpy(float))
+        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame[MN].to_numpy(float), frame[MW].to_numpy(float))
     except ValueError as exc:
         return None, str(exc)
     if not fit.ok:

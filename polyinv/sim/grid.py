@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from polyinv.schema import N_MMD
 
@@ -156,7 +157,6 @@ def infer_axis(mmd: np.ndarray, mn: np.ndarray, mw: np.ndarray, min_covered: int
     a number average weighs the low tail most, and a tail of 1e-4 below the first point already moves
     it by ~0.005 decades, where Mw is exact to ~2e-4.
     """
-    from scipy.optimize import minimize_scalar
 
     w = np.clip(np.asarray(mmd, dtype=float), 0.0, None)
     mn, mw = np.asarray(mn, dtype=float), np.asarray(mw, dtype=float)

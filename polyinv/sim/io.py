@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from polyinv.atomic import atomic_path
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_RAW_COLUMNS, SHEET_COMPOSITE, SHEET_METADATA, SHEET_MMD_RAW
@@ -56,8 +58,6 @@ def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tu
             composite.to_csv(tmp, index=False)
             tmp_meta.write_text(json.dumps(dict(metadata), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(composite, preserve_index=False)
         schema_meta = dict(table.schema.metadata or {})
@@ -75,7 +75,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(zip(meta["key"], meta["value"], strict=True))
     if fmt == ".csv":
         return json.loads(metadata_sidecar(path).read_text(encoding="utf-8"))
-    import pyarrow.parquet as pq
 
     raw = pq.read_schema(path).metadata[PARQUET_METADATA_KEY]
     return json.loads(raw.decode("utf-8"))

@@ -16,7 +16,7 @@ Method (docs/simulator.md), vectorised over recipes:
   ~ Gamma(2, a) (beta part), so the instantaneous Mw/Mn is 2 and 1.5 in the two pure limits.
 * The cumulative distribution and its moments are time integrals of the instantaneous ones weighted by
   the rates of chain formation (trapezoid rule on the RK4 nodes plus the exact stop node). Mn and Mw come
-  from these moments, never from the 100 MMD points. M = chain length * M_BA (end groups neglected).
+  from these moments, never from the 100 MMD points. M = chain length * M_MONOMER (end groups neglected).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyinv.schema import M_BA, T_MAX, X_STOP
+from polyinv.schema import M_MONOMER, T_MAX, X_STOP
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.parameters import KineticParameters
 
@@ -393,14 +393,14 @@ def number_density(cr: ChainRates, weights: np.ndarray, chain_length: np.ndarray
 
 def mmd_from_rates(cr: ChainRates, weights: np.ndarray, lam1: np.ndarray,
                    axis: MMDAxis = DEFAULT_AXIS) -> tuple[np.ndarray, np.ndarray]:
-    """MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_BA) on ``axis``, normalised, and its coverage.
+    """MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_MONOMER) on ``axis``, normalised, and its coverage.
 
     Evaluated on the axis points from the continuous extension of the full chain-length distribution (see
     ``number_density``), never interpolated from another axis. Normalised as the axis says (polyinv's own:
     ``sum(w) * delta = 1``); coverage is ``sum(w) * delta`` before normalisation (~1 when the axis holds the
     whole distribution).
     """
-    x = 10.0 ** axis.points() / M_BA
+    x = 10.0 ** axis.points() / M_MONOMER
     nd = number_density(cr, weights, x)
     w = np.log(10.0) * x * x * nd / lam1[:, None]
     coverage = w.sum(axis=1) * axis.delta

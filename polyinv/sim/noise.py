@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyinv.schema import M_BA
+from polyinv.schema import M_MONOMER
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 
 
@@ -38,8 +38,8 @@ def mmd_from_sample(lengths: np.ndarray, rng: np.random.Generator,
     holding its log10 M; chains outside the grid go into the end cells so the MMD stays normalised.
     Mn and Mw are exact averages over the (integer) sample.
     """
-    mass = lengths * M_BA
-    spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * M_BA
+    mass = lengths * M_MONOMER
+    spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * M_MONOMER
     cell = np.clip(np.floor((np.log10(spread) - axis.log10m_min) / axis.delta + 0.5), 0, axis.n_points - 1).astype(int)
     hist = np.bincount(cell, weights=spread, minlength=axis.n_points)
     mmd = axis.normalise(hist / (spread.sum() * axis.delta))

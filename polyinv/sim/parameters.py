@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from polyinv.schema import M_BA
+import numpy as np
+
+from polyinv.schema import M_MONOMER
 
 #: Gas constant, J/(mol K).
 R_GAS = 8.314462618
@@ -40,7 +42,6 @@ class RateCoefficient:
 
     def at(self, temp_c):
         """Value at ``temp_c`` (°C; scalar or numpy array)."""
-        import numpy as np
 
         return self.A * np.exp(-self.Ea * 1e3 / (R_GAS * (np.asarray(temp_c, dtype=float) + 273.15)))
 
@@ -117,7 +118,7 @@ class KineticParameters:
     @property
     def molar_volume_BA(self) -> float:
         """Molar volume of BA, L/mol."""
-        return M_BA / (self.rho_BA * 1000.0)
+        return M_MONOMER / (self.rho_BA * 1000.0)
 
     @property
     def molar_volume_solvent(self) -> float:
@@ -131,13 +132,11 @@ class KineticParameters:
 
     def solvent_concentration(self, cBA_0):
         """Toluene concentration, mol/L, from the volume balance (no excess volume)."""
-        import numpy as np
 
         return (1.0 - np.asarray(cBA_0, dtype=float) * self.molar_volume_BA) / self.molar_volume_solvent
 
     def efficiency(self, temp_c):
         """Initiator efficiency f(T): linear interpolation, linear extrapolation, clipped to f_bounds."""
-        import numpy as np
 
         t = np.asarray(temp_c, dtype=float)
         slope = (self.f_values[-1] - self.f_values[0]) / (self.f_temps[-1] - self.f_temps[0])

@@ -7,9 +7,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from polyinv.schema import COMPOSITE_COLUMNS, M_BA, MMD_COLUMNS
+from polyinv.schema import (
+    COMPOSITE_COLUMNS,
+    M_MONOMER,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_0,
+    MONOMER_LEFT,
+    MW,
+    TIME,
+    conversion,
+)
 from polyinv.sim.designs import RECIPE_FIELDS, validate_recipes
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.kinetics import (
@@ -121,12 +132,12 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
         sl = slice(start, start + MMD_CHUNK)
         sub = _slice_rates(cr, sl)
         mmd[sl], coverage[sl] = mmd_from_rates(sub, traj.weights[sl], lam1[sl], axis)
-    mn = M_BA * lam1 / lam0
-    mw = M_BA * lam2 / lam1
+    mn = M_MONOMER * lam1 / lam0
+    mw = M_MONOMER * lam2 / lam1
     out = {
-        "time": traj.stop_time, "cBA_time": traj.M[:, -1], "Mn": mn, "Mw": mw, "mmd": mmd,
+        TIME: traj.stop_time, MONOMER_LEFT: traj.M[:, -1], MN: mn, MW: mw, "mmd": mmd,
         "Mn_exact": mn.copy(), "Mw_exact": mw.copy(),
-        "conversion": 1.0 - traj.M[:, -1] / rates.M0,
+        "conversion": conversion(traj.M[:, -1], rates.M0),
         "mcr_fraction": _mcr_fraction(traj.S[:, 0], traj.T[:, 0]),
         "mcr_fraction_stop": _mcr_fraction(traj.S[:, -1], traj.T[:, -1]),
         "reached_x_stop": traj.reached, "mmd_coverage": coverage,
@@ -137,7 +148,7 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
             rng = np.random.default_rng(seeds[i])
             lengths = sample_chain_lengths(cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i],
                                            int(noise_chains), rng)
-            out["mmd"][i], out["Mn"][i], out["Mw"][i] = mmd_from_sample(lengths, rng, axis)
+            out["mmd"][i], out[MN][i], out[MW][i] = mmd_from_sample(lengths, rng, axis)
     out["_traj"], out["_cr"], out["_lam"] = traj, cr, (lam0, lam1, lam2)
     return out
 
@@ -160,18 +171,18 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
     seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
     out = _run_block(params, frame.to_numpy(), t_max, float(x_stop), int(n_steps), noise_chains, seeds, axis)
     traj, cr, (lam0, lam1, _) = out["_traj"], out["_cr"], out["_lam"]
-    r_max = 10.0 ** (axis.log10m_max + 0.5) / M_BA
+    r_max = 10.0 ** (axis.log10m_max + 0.5) / M_MONOMER
     chain_length = np.unique(np.rint(np.logspace(0.0, np.log10(r_max), n_fine)))
     nd = number_density(cr, traj.weights, chain_length)[0]
     live = traj.weights[0] > 0
     live[0] = True
     times = traj.t[0][live]
     order = np.argsort(times, kind="stable")
-    conv = (1.0 - traj.M[0] / frame["cBA_0"].iloc[0])[live]
+    conv = conversion(traj.M[0], frame[MONOMER_0].iloc[0])[live]
     return SimulationResult(
         recipe={k: float(frame[k].iloc[0]) for k in RECIPE_FIELDS},
-        stop_time=float(out["time"][0]), cBA_time=float(out["cBA_time"][0]),
-        conversion=float(out["conversion"][0]), Mn=float(out["Mn"][0]), Mw=float(out["Mw"][0]),
+        stop_time=float(out[TIME][0]), cBA_time=float(out[MONOMER_LEFT][0]),
+        conversion=float(out["conversion"][0]), Mn=float(out[MN][0]), Mw=float(out[MW][0]),
         mcr_fraction=float(out["mcr_fraction"][0]), mcr_fraction_stop=float(out["mcr_fraction_stop"][0]),
         reached_x_stop=bool(out["reached_x_stop"][0]), log10m=axis.points(), mmd=out["mmd"][0],
         mmd_coverage=float(out["mmd_coverage"][0]), chain_length=chain_length,
@@ -216,7 +227,6 @@ def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_
             results.append(job(lo, hi))
             bar.update(hi - lo)
     else:
-        from joblib import Parallel, delayed
 
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(job)(lo, hi) for lo, hi in blocks)
         for (lo, hi), res in zip(blocks, gen, strict=True):
@@ -225,7 +235,7 @@ def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_
     bar.close()
     merged = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
     data = {f: values[:, i] for i, f in enumerate(RECIPE_FIELDS)}
-    data.update({k: merged[k] for k in ("time", "cBA_time", "Mn", "Mw")})
+    data.update({k: merged[k] for k in (TIME, MONOMER_LEFT, MN, MW)})
     data.update(dict(zip(MMD_COLUMNS, merged["mmd"].T, strict=True)))
     df = pd.DataFrame(data, columns=list(COMPOSITE_COLUMNS))
     if extra_columns:

@@ -45,11 +45,15 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from polyinv.errors import PolyinvError
+from polyinv.schema import MN, MONOMER_LEFT, MW, TIME
+from polyinv.sim import RECIPE_FIELDS
+from polyinv.sim.forward import ForwardModel
+from polyinv.trust.verify import hellinger, resimulate
 
 VERSION = 1
 TINY = 1e-300
 KNN_MARGIN = 1.25  # in domain up to this multiple of the kNN threshold (grid-trained models: LHS rows between grid points)
-CONSISTENCY_SIDE = ("cBA_time", "Mn", "Mw")  # side inputs the forward-consistency check compares
+CONSISTENCY_SIDE = (MONOMER_LEFT, MN, MW)  # side inputs the forward-consistency check compares
 CONSISTENCY_STEPS = 120  # simulator time steps of the check: half the default, ~2x faster; statistics within
 # 0.0003 (Hellinger) and 0.001 (|log ratio|) of the 240-step values, < 6 % of the fitted thresholds
 
@@ -86,7 +90,7 @@ class ApplicabilityDomain:
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
         self.forward_off: str | None = None  # why there is no forward-consistency check (the run says so)
-        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine.fit_check)
+        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine_check.fit_check)
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")
@@ -150,7 +154,6 @@ class ApplicabilityDomain:
 
     def _consistency_usable(self, forward) -> str | None:
         """Why the check cannot run with ``forward`` (None: it can)."""
-        from polyinv.sim import RECIPE_FIELDS
 
         if not all(t in self.target_names for t in RECIPE_FIELDS):
             return "the model does not predict every recipe field"
@@ -160,7 +163,6 @@ class ApplicabilityDomain:
 
     def forward_model(self):
         """The stored forward model of the check (polyinv's own for models saved before it was stored), or None."""
-        from polyinv.sim.forward import ForwardModel
 
         if not self.consistency:
             return None
@@ -170,8 +172,6 @@ class ApplicabilityDomain:
     def consistency_stats(self, frame: pd.DataFrame, recipe: np.ndarray, t_max: float | None = None,
                           n_steps: int | None = None, forward=None) -> np.ndarray:
         """(N, S) forward-consistency statistics (:meth:`consistency_names`) of predicted recipes (N, T)."""
-        from polyinv.sim import RECIPE_FIELDS
-        from polyinv.trust.verify import hellinger, resimulate
 
         settings = self.consistency or {}
         forward = forward or self.forward_model()
@@ -179,7 +179,7 @@ class ApplicabilityDomain:
         n_steps = int(settings.get("n_steps", CONSISTENCY_STEPS) if n_steps is None else n_steps)
         recipe = np.asarray(recipe, dtype=np.float64).reshape(len(frame), len(self.target_names))
         recipes = pd.DataFrame({t: recipe[:, self.target_names.index(t)] for t in RECIPE_FIELDS})
-        recipes["time"] = t_max
+        recipes[TIME] = t_max
         with np.errstate(all="ignore"):  # absurd recipes give NaN outcomes, judged inconsistent below
             sim, _ = resimulate(recipes, n_steps=n_steps, forward=forward)
         sim_mmd = sim[[f"MMD{i}" for i in range(1, len(self.mmd_names) + 1)]].to_numpy()
@@ -283,7 +283,7 @@ def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
     """The model's recipes (N, T) for its own training rows: held-out (leave-one-out) where it offers them."""
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     side = frame[list(model.side_names)].to_numpy(np.float64)
-    if hasattr(model, "loo_predict_arrays"):
+    if model.has_loo:
         return model.loo_predict_arrays(mmd, side, frame[list(model.target_names)].to_numpy(np.float64))
     return model.predict_arrays(mmd, side)
 
@@ -310,5 +310,5 @@ def model_forward(model):
 
 def model_domain(model) -> ApplicabilityDomain | None:
     """The domain stored with a loaded model (``model.domain``, a dict), or None for older checkpoints."""
-    data = getattr(model, "domain", None)
+    data = model.domain
     return ApplicabilityDomain.from_dict(data) if data else None

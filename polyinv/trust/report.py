@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
+from polyinv.plots import verify_figures
 from polyinv.schema import SIDE_INPUTS, TARGETS
 from polyinv.trust.domain import model_domain, model_forward
+from polyinv.trust.verify import verify
 
 
 def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
@@ -27,7 +30,7 @@ def check_interval(model, level: float) -> None:
     """One-line error unless ``model`` gives central intervals and ``level`` lies in (0, 1)."""
     if not 0 < level < 1:
         raise PolyinvError(f"--interval must lie between 0 and 1 (e.g. 0.9), got {level}")
-    if not hasattr(model, "predict_interval"):
+    if not model.has_interval:
         raise PolyinvError(
             f"a {model.kind} model gives no intervals; use a Gaussian process or a deep ensemble (polyinv ensemble)"
         )
@@ -59,7 +62,6 @@ def warn_outside(table: pd.DataFrame, stream=None) -> None:
 
 def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFrame | None:
     """The given columns of an input file when it holds them all (validated), else None."""
-    from polyinv.data.io import read_table
 
     try:
         return read_table(path, list(columns), sheet=sheet)
@@ -72,7 +74,6 @@ def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Pa
     """Append forward-verification columns (and write per-row plots) for a prediction table, with the
     forward model stored in the model (its training file's kinetics, axis and protocol). Without one, a
     warning says why and the table is returned as it is."""
-    from polyinv.trust.verify import plot_rows, verify
 
     missing = [t for t in TARGETS if t not in table.columns]
     if missing:
@@ -88,5 +89,5 @@ def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Pa
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
     if plot_dir is not None:
         true = optional_columns(path, sheet, TARGETS)
-        plot_rows(plot_dir, mmd, sim, table, checks, true, forward=forward, overwrite=overwrite)
+        verify_figures(plot_dir, mmd, sim, table, checks, true, forward=forward, overwrite=overwrite)
     return pd.concat([table, checks], axis=1)

@@ -12,15 +12,11 @@ normalised to unit sum (0 = identical, 1 = disjoint), and the relative errors
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from polyinv.atomic import write_figure
 from polyinv.errors import PolyinvError
-from polyinv.schema import N_MMD, SIDE_INPUTS, TARGETS, UNITS
+from polyinv.schema import INITIATOR_0, MONOMER_0, N_MMD, SIDE_INPUTS, TARGETS, TEMP, TIME
 from polyinv.sim import DEFAULT_PARAMETERS
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.forward import ForwardModel
@@ -45,10 +41,10 @@ def clip_recipes(recipes: pd.DataFrame, t_max: float) -> tuple[pd.DataFrame, np.
     """Recipes clipped to physical sense, and a per-row flag telling whether anything was clipped."""
     out = pd.DataFrame(index=recipes.index)
     limits = {
-        "cBA_0": (MIN_CONC, 0.99 * DEFAULT_PARAMETERS.max_cBA),
-        "cAIBN_0": (MIN_CONC, MAX_INITIATOR),
-        "temp": TEMP_LIMITS,
-        "time": (MIN_TIME, t_max),
+        MONOMER_0: (MIN_CONC, 0.99 * DEFAULT_PARAMETERS.max_cBA),
+        INITIATOR_0: (MIN_CONC, MAX_INITIATOR),
+        TEMP: TEMP_LIMITS,
+        TIME: (MIN_TIME, t_max),
     }
     clipped = np.zeros(len(recipes), dtype=bool)
     for name, (low, high) in limits.items():
@@ -68,9 +64,9 @@ def resimulate(recipes: pd.DataFrame, n_steps: int | None = None,
     the forward model's axis, per-row flag: was anything clipped)."""
     forward = forward or ForwardModel()
     clipped, was_clipped = clip_recipes(recipes[list(TARGETS)], forward.t_max)
-    sim = forward.simulate(clipped, t_max=clipped["time"].to_numpy(np.float64), n_steps=n_steps)
+    sim = forward.simulate(clipped, t_max=clipped[TIME].to_numpy(np.float64), n_steps=n_steps)
     sim.index = recipes.index
-    sim["time"] = np.minimum(sim["time"].to_numpy(), clipped["time"].to_numpy())
+    sim[TIME] = np.minimum(sim[TIME].to_numpy(), clipped[TIME].to_numpy())
     return sim, was_clipped
 
 
@@ -99,41 +95,3 @@ def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | Non
     return table, sim
 
 
-def plot_rows(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: pd.DataFrame,
-              table: pd.DataFrame, true: pd.DataFrame | None = None, rows: Sequence[int] | None = None,
-              forward: ForwardModel | None = None, overwrite: bool = False) -> list[Path]:
-    """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    grid = (forward or ForwardModel()).axis.points()
-    sim_mmd = sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy()
-    written = []
-    for i in rows if rows is not None else range(len(recipes)):
-        fig, (ax, box) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
-        ax.plot(grid, mmd[i], "k-", lw=1.8, label="requested")
-        ax.plot(grid, sim_mmd[i], "r--", lw=1.4, label="re-simulated from predicted recipe")
-        ax.set_xlabel("log10(M / g mol⁻¹)")
-        ax.set_ylabel("w(log M)")
-        ax.set_title(f"row {i}: Hellinger distance {table['verify_hellinger'].iloc[i]:.4f}", fontsize=10)
-        ax.legend(fontsize=8)
-        lines = [f"{'':9}{'predicted':>12}" + (f"{'true':>12}" if true is not None else "")]
-        for name in TARGETS:
-            line = f"{name:<9}{recipes[name].iloc[i]:>12.5g}"
-            if true is not None:
-                line += f"{true[name].iloc[i]:>12.5g}"
-            lines.append(f"{line}  {UNITS[name]}")
-        for column in SIDE_INPUTS:
-            err = table[f"verify_rel_err_{column}"].iloc[i]
-            if np.isfinite(err):
-                lines.append(f"rel. err {column}: {100 * err:+.2f} %")
-        box.axis("off")
-        box.text(0.0, 0.95, "\n".join(lines), family="monospace", fontsize=8.5, va="top")
-        fig.tight_layout()
-        path = out_dir / f"verify_row{i:04d}.png"
-        write_figure(fig, path, dpi=100, overwrite=overwrite)
-        written.append(path)
-    return written

@@ -144,16 +144,14 @@ def test_4_design_refuses_its_own_input_even_with_overwrite(tmp_path, capsys, da
 
 # ---------------------------------------------------------------- 5: an output that appeared meanwhile
 def test_5_a_concurrent_output_is_not_replaced(tmp_path, capsys, monkeypatch, mlp_run, data):
-    from polyinv import inference
-
     output = tmp_path / "preds.csv"
-    real = inference.predict_table
+    real = predict.predict_table
 
     def slow_twin(*args, **kwargs):  # another process writes the same output while this one works
         output.write_text("the other process's result\n")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_table", slow_twin)
+    monkeypatch.setattr(predict, "predict_table", slow_twin)
     line = fails(capsys, predict, ["--ckpt", str(mlp_run), "--input", str(data), "--output", str(output)])
     assert "appeared while this command ran" in line
     assert output.read_text() == "the other process's result\n"
@@ -257,7 +255,7 @@ def test_6_a_path_past_the_limit_and_a_dangling_link_are_one_line_before_work(tm
 
 def test_2_a_calibration_at_the_end_of_a_range_reads_back(tmp_path):
     """A value fitted to the end of its plausible range (f at 1/0.72) is written so that it reads back inside."""
-    from polyinv.sim.calibrate import _round, read_yaml
+    from polyinv.sim.calibration_file import _round, read_yaml
     from polyinv.sim.forward import BY_NAME
 
     for name, end in (("f", BY_NAME["f"].high), ("kp", BY_NAME["kp"].low)):

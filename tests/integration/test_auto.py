@@ -14,8 +14,8 @@ from polyinv.data.module import split_indices
 from polyinv.errors import PolyinvError
 from polyinv.metrics import evaluate
 from polyinv.models import AutoModel, GPModel, load_model
+from polyinv.runner import run
 from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
-from polyinv.train import run
 
 from tests.synthetic import write_synthetic
 

@@ -17,9 +17,10 @@ import pytest
 import torch
 import yaml
 
+from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
 from polyinv.models import load_model
-from polyinv.train import build_datamodule, predict_frame
+from polyinv.train import build_datamodule
 
 from tests.synthetic import REPO, fast_overrides
 

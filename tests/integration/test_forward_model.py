@@ -18,7 +18,8 @@ from polyinv.cli import predict as predict_cli
 from polyinv.cli import simulate as simulate_cli
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS
 from polyinv.sim import lhs_design, simulate_many
-from polyinv.sim.calibrate import calibrate, read_yaml, residual_summary
+from polyinv.sim.calibrate import calibrate, residual_summary
+from polyinv.sim.calibration_file import read_yaml
 from polyinv.sim.forward import ForwardModel, apply, file_axis, read_file_metadata, states_default_kinetics
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
@@ -227,7 +228,8 @@ def test_chain_length_dependent_termination_is_found_where_the_rows_have_it():
 
 
 def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_checks_off(tmp_path, capsys):
-    from polyinv.sim.calibrate import fit_quality, forward_for_training
+    from polyinv.sim.calibrate import fit_quality
+    from polyinv.sim.calibration_file import forward_for_training
 
     rows = foreign(12, seed=5)
     good = {"hellinger_median": 0.004, "Mn_rel_median": 0.01, "Mw_rel_median": 0.01, "cBA_time_abs_median": 0.002,

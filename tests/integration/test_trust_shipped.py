@@ -2,7 +2,7 @@
 
 One Gaussian process (all 345 training rows of the study's split as configs/gp.yaml, but no optimiser
 restarts: ~15-30 s) is shared by the module; the applicability domain is fitted on the training rows, as
-``train.run`` does, with its forward-consistency thresholds from the GP's leave-one-out recipes. (A GP on
+``runner.run`` does, with its forward-consistency thresholds from the GP's leave-one-out recipes. (A GP on
 150 rows predicts cAIBN_0 too loosely for the consistency check to tell 0.05 mol/L AIBN apart: its own
 test-split recipes re-simulate with a median Hellinger distance of 0.025.)
 """

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polyinv.schema import M_BA
+from polyinv.schema import M_MONOMER
 from polyinv.sim import DEFAULT_PARAMETERS, no_backbiting, simulate, simulate_many
 from polyinv.sim.kinetics import RecipeRates, chain_rates, instantaneous_moments, radical_state, solve_qssa
 
@@ -40,7 +40,7 @@ def test_conversion_and_chain_length_match_closed_form():
     np.testing.assert_allclose(res.conversion_profile[1:], x_ref, rtol=0.01)
     assert res.conversion > 0.9  # the comparison covers almost the whole conversion range
     _, xn_end, *_ = closed_form(params, RECIPE, 3600.0)
-    assert res.Mn / M_BA == pytest.approx(xn_end, rel=0.01)
+    assert res.Mn / M_MONOMER == pytest.approx(xn_end, rel=0.01)
 
 
 def test_stop_time_is_exact_crossing_of_conversion_limit():
@@ -61,7 +61,7 @@ def test_instantaneous_chain_length_is_kinetic_chain_length():
     assert xn == pytest.approx(nu, rel=0.01)
     # the full model at very low conversion gives the same number-average
     res = simulate(RECIPE, params, t_max=2.0, n_steps=4)
-    assert res.Mn / M_BA == pytest.approx(nu, rel=0.01)
+    assert res.Mn / M_MONOMER == pytest.approx(nu, rel=0.01)
 
 
 @pytest.mark.parametrize(("tau", "beta", "expected"), [(1e-3, 0.0, 2.0), (0.0, 1e-3, 1.5), (0.02, 0.0, 2.0)])
@@ -91,7 +91,7 @@ def test_fine_distribution_is_consistent_with_moments():
     assert counts.sum() == pytest.approx(lam0[0], rel=1e-6)
     assert (counts * r).sum() == pytest.approx(lam1[0], rel=1e-6)
     assert (counts * r * r).sum() == pytest.approx(lam2[0], rel=1e-6)
-    assert res.Mn == pytest.approx(M_BA * lam1[0] / lam0[0], rel=1e-9)
+    assert res.Mn == pytest.approx(M_MONOMER * lam1[0] / lam0[0], rel=1e-9)
     # dead polymer mass equals the monomer consumed
     assert lam1[0] == pytest.approx(1.5 - res.cBA_time, rel=1e-4)
 

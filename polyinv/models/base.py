@@ -1,0 +1,67 @@
+"""The contract every polyinv model keeps, and the optional abilities a model declares.
+
+A model maps physical inputs (MMD on its grid, scalar side inputs) to a physical recipe. Every model
+holds its column schema (``target_names``, ``side_names``, ``mmd_names``) and its applicability domain
+(``domain``, saved in its file). What only some models can do is declared as a class attribute, never
+probed with ``hasattr``: callers ask ``model.has_interval`` and then call ``predict_interval``.
+
+``family`` says how a kind trains (polyinv.train): ``network`` (Lightning, in a run folder with
+checkpoints), ``classical`` (``fit`` on arrays, one skops file), ``auto`` (chosen per target by
+polyinv.select) or ``ensemble`` (built from networks; never a config's kind).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from polyinv.errors import PolyinvError
+
+Family = Literal["network", "classical", "auto", "ensemble"]
+
+
+class InverseModel:
+    """Base of every model family: column schema, domain, prediction and the declared optional abilities."""
+
+    kind: ClassVar[str] = "base"
+    family: ClassVar[Family]
+    #: ``predict_interval(mmd, side, level) -> (mean, lower, upper)``
+    has_interval: ClassVar[bool] = False
+    #: ``loo_predict_arrays(mmd, side, targets)``: held-out predictions of the rows the model was fitted on
+    has_loo: ClassVar[bool] = False
+    #: ``feature_importances() -> {input: importance}``
+    has_importances: ClassVar[bool] = False
+
+    target_names: list[str]
+    side_names: list[str]
+    mmd_names: list[str]
+    domain: dict | None
+
+    @property
+    def n_side(self) -> int:
+        return len(self.side_names)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.target_names)
+
+    def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
+        """(N, L) MMD and (N, k) side inputs, physical units → (N, T) physical recipe."""
+        raise NotImplementedError
+
+    def predict_interval(self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9):
+        """(mean, lower, upper) of the central ``level`` interval; only where ``has_interval``."""
+        raise PolyinvError(f"{self.kind} models give no intervals")
+
+    def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Held-out predictions of the fitted rows; only where ``has_loo``."""
+        raise PolyinvError(f"{self.kind} models give no leave-one-out predictions")
+
+    def feature_importances(self) -> dict[str, float]:
+        """Impurity importances of the inputs; only where ``has_importances``."""
+        raise PolyinvError(f"{self.kind} models give no built-in importances")
+
+    def fit_report(self) -> dict[str, Any]:
+        """What run.json records of the fit beyond the metrics (a search's settings, a self-check)."""
+        return {}
