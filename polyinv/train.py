@@ -186,7 +186,7 @@ def lbfgs_numerics(on: bool = True):
 
     - cuDNN convolutions in full float32 (PyTorch lets them use TF32, a 10-bit mantissa, by default): L-BFGS's
       line search compares close losses, and with TF32 the shipped CNN fell short of its own training rows on
-      an H200 (README, GPU).
+      an H200 (docs/benchmark.md, On a GPU).
     - One intra-op CPU thread: 4,000 L-BFGS iterations amplify any rounding difference, and torch's parallel
       reductions sum in an order set by the thread count, so the shipped MLP (seed 42) scored global R² 0.979,
       0.993 and 0.991 with 1, 2 and 4 threads. With one thread the fit is the same whatever the machine's thread

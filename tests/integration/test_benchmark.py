@@ -173,3 +173,15 @@ def test_every_benchmark_config_resolves():
     kinds = {name: parse(["--config", str(bm._config_path(name))])[0]["model"]["kind"] for name in bm.MODELS}
     assert kinds["mlp"] == "mlp" and kinds["cnn"] == "cnn"
     assert kinds["gp"] == kinds["gp_noisy"] == "gaussian_process"
+
+
+def test_regenerated_docs_keep_the_hand_written_part(tmp_path):
+    """`python -m benchmarks docs` rewrites docs/benchmark.md but keeps the text from the hand-written marker on."""
+    docs = tmp_path / "benchmark.md"
+    hand = bm.HAND_WRITTEN + "\n\n## On a GPU\n\nMLP 46 s of training"
+    docs.write_text("# Benchmark\n\nan old generated table\n\n" + hand + "\n")
+    bm.write_docs(tmp_path / "results", docs)  # no records: the generated part is the header alone
+    text = docs.read_text()
+    assert text.startswith("# Benchmark") and "an old generated table" not in text and text.endswith(hand + "\n")
+    bm.write_docs(tmp_path / "results", docs)
+    assert docs.read_text() == text

@@ -175,8 +175,8 @@ def test_checkpoint_is_self_contained_and_refuses_another_layout(tmp_path):
 
 
 def test_lbfgs_fits_run_cudnn_in_full_float32_on_one_thread(monkeypatch, synthetic_csv, tmp_path):
-    """The shipped networks' L-BFGS fits turn cuDNN's TF32 off and use one CPU thread while they train (README,
-    GPU; docs/benchmark.md, thread counts) and restore both."""
+    """The shipped networks' L-BFGS fits turn cuDNN's TF32 off and use one CPU thread while they train
+    (docs/benchmark.md: On a GPU; thread counts) and restore both."""
     import lightning as L
 
     from polyinv.cli import fit
