@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--box", action="store_true", help="ceiling: the posterior mean over the training box (no design) instead")
     parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)  # inside run_cli: a bad command line is one error line
         overrides = {}
         for item in args.set:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
             folder = "trust_foreign" if args.world == "suite" else "trust_foreign_second"
             out = Path(args.out or bm.REPO_ROOT / "results" / folder)
-            seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0]
+            seeds = args.seeds if "--seeds" in argv else [0]
             print(f"wrote {trust_foreign.main(out, args.models or ('gp', 'mlp', 'cnn'), seeds, args.world)}")
             return 0
         if args.mode == "refine":
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             if names == ["design_mmd"]:
                 print(f"wrote {refine.design_mmd_benchmark(out, bm.REPO_ROOT)}")
                 return 0
-            seeds = args.seeds if "--seeds" in (argv or sys.argv) else [0, 1, 2]
+            seeds = args.seeds if "--seeds" in argv else [0, 1, 2]
             print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force, candidates=args.candidates)}")
             return 0
         if args.mode == "calibration":
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out / 'benchmark.md'}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)
 
 
 if __name__ == "__main__":

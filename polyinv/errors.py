@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from polyinv.log import configure, split_verbosity
 
 
 class PolyinvError(ValueError):
@@ -25,7 +27,13 @@ class RunInterrupted(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line as a PolyinvError (one line) instead of usage + exit."""
+    """argparse that reports a bad command line as a PolyinvError (one line) instead of usage + exit; lists
+    the -v/-q every command takes (read by run_cli before parsing)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", help="more detail in the narration")
+        self.add_argument("-q", "--quiet", action="store_true", help="warnings and results only: no narration, no progress bars")
 
     def error(self, message: str):
         raise PolyinvError(f"{message} (see {self.prog} --help)")
@@ -40,12 +48,15 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
 _plain_format = warnings.formatwarning
 
 
-def run_cli(main: Callable[[], int | None]) -> int:
-    """Run a command's body: a PolyinvError becomes one ``error: ...`` line on stderr and exit status 2;
-    a signalled run exits 128 + the signal; polyinv's warnings print as one ``warning: ...`` line."""
+def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's body on its command line (``sys.argv[1:]`` when None) less ``-v``/``-q``, which set
+    polyinv's logging (polyinv.log): a PolyinvError becomes one ``error: ...`` line on stderr and exit status
+    2; a signalled run exits 128 + the signal; polyinv's warnings print as one ``warning: ...`` line."""
     warnings.formatwarning = _format_warning
+    argv, verbosity = split_verbosity(list(sys.argv[1:] if argv is None else argv))
+    configure(verbosity)
     try:
-        return int(main() or 0)
+        return int(main(argv) or 0)
     except PolyinvError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

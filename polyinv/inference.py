@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
+from polyinv.log import LOG
 from polyinv.models import load_model
 from polyinv.refine import candidate_columns, model_refine, refine_columns
 from polyinv.trust.report import domain_columns, interval_columns
@@ -52,19 +52,20 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
     recipe = predict_frame(model, frame)
     extra = []
     if refine or candidates:
-
-
         _, _, why = model_refine(model)
         if candidates:
             found = candidate_columns(model, frame, recipe, candidates)
-            print(f"--candidates: {why}" if found is not None else f"--candidates: none offered: {why}", file=sys.stderr)
+            if found is None:
+                LOG.warning(f"--candidates: none offered: {why}")
+            else:
+                LOG.info(f"--candidates: {why}")
             extra += [] if found is None else [found]
         if refine:
             refined = refine_columns(model, frame, recipe)
             if refined is None:
-                print(f"--refine: returning the model's answer: {why}", file=sys.stderr)
+                LOG.warning(f"--refine: returning the model's answer: {why}")
             else:
-                print(f"--refine: {why}", file=sys.stderr)
+                LOG.info(f"--refine: {why}")
                 recipe, columns = refined
                 extra.insert(0, columns)
     out = pd.DataFrame({"row": np.arange(len(frame))})
@@ -81,10 +82,9 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
             extra[0] = pd.concat([extra[0], bands.add_prefix("model_")], axis=1)
             bands.loc[changed, :] = np.nan
             if changed.any():
-
-                print(f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
-                      f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the refined "
-                      f"recipe; --candidates lists other recipes that reproduce the row", file=sys.stderr)
+                LOG.warning(f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
+                            f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the "
+                            f"refined recipe; --candidates lists other recipes that reproduce the row")
         out = pd.concat([out, bands], axis=1)
     if extra:
         out = pd.concat([out, *extra], axis=1)

@@ -24,6 +24,7 @@ from polyinv.config import dump
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
+from polyinv.log import LOG, say
 from polyinv.metrics import evaluate, format_table, write_json
 from polyinv.models import MODEL_FILE, MODELS, AutoModel, EnsembleModel, InverseModel, auto, load_model
 from polyinv.plots import parity_figure, write_figure
@@ -64,6 +65,11 @@ class RunResult:
     metrics: dict
     train_seconds: float
     model: InverseModel
+    title: str = ""  # what the metric table shows: the split and the model file
+
+    def table(self) -> str:
+        """The test metrics as the table ``polyinv fit`` prints."""
+        return format_table(self.metrics, title=self.title)
 
 
 def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict) -> dict:
@@ -132,15 +138,15 @@ def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> ForwardChoic
     trust = config.get("trust") or {}
     try:
         forward = forward_for_training(trust.get("forward", "auto"), trust.get("calibration"), dm.path, fit_rows(dm),
-                                       log=print if verbose else None, progress=verbose)
+                                       log=say if verbose else None, progress=verbose)
         if verbose and forward.model is not None:
-            print(f"forward model of the trust checks: {forward.how}")
+            LOG.info(f"forward model of the trust checks: {forward.how}")
         return forward
     except ValueError as exc:
         if trust.get("calibration"):
             raise PolyinvError(f"trust.calibration {exc}") from None
         if verbose:
-            print(f"warning: forward checks off (domain consistency, --verify): {exc}")
+            LOG.warning(f"forward checks off (domain consistency, --verify): {exc}")
         return ForwardChoice(None, str(exc))
 
 
@@ -168,7 +174,7 @@ def refine_check(config: dict, model: InverseModel, frame: pd.DataFrame, forward
     """The model's stored domain with the refine check (polyinv.refine_check.fit_check) on held-out ``frame`` rows."""
     trust = config.get("trust") or {}
     return fit_check(model, model.domain, frame, forward.model, trust.get("refine", "auto"),
-                     int(trust.get("refine_rows", 60)), seed=int(config["seed"]), log=print if verbose else None)
+                     int(trust.get("refine_rows", 60)), seed=int(config["seed"]), log=say if verbose else None)
 
 
 def _trust_checks(config: dict, dm: PolyDataModule, model: InverseModel, forward: ForwardChoice, verbose: bool) -> None:
@@ -186,11 +192,9 @@ def _fit_classical(config: dict, dm: PolyDataModule, model, run_dir: Path, resum
     report = model.fit_report()
     if verbose:
         for line in fit_check_lines(report.get("fit_checks")):
-            print(line)
+            LOG.info(line)
     metrics = finish_run(config, run_dir, model, dm, tb_logger(run_dir), seconds, report)
-    if verbose:
-        print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units"))
-    return RunResult(run_dir, metrics, seconds, model)
+    return RunResult(run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units")
 
 
 def _fit_network(config: dict, dm: PolyDataModule, model, run_dir: Path, resume: Path | None, verbose: bool,
@@ -208,20 +212,18 @@ def _fit_network(config: dict, dm: PolyDataModule, model, run_dir: Path, resume:
     checks = training_fit_check(best, dm.train_frame)
     if verbose:
         for line in checks["warnings"]:
-            print(line)
+            LOG.warning(line)
     extra = {"epochs": int(trainer.current_epoch), "best_epoch": best_epoch(trainer),
              "device": str(trainer.strategy.root_device), "fit_checks": checks}
     metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
-    if verbose:
-        print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"))
-    return RunResult(run_dir, metrics, seconds, best)
+    return RunResult(run_dir, metrics, seconds, best, f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt")
 
 
 def _fit_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path, resume: Path | None, verbose: bool,
               forward: ForwardChoice) -> RunResult:
     """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
     started = time.perf_counter()
-    select(model, config, dm, np.concatenate([dm.train_idx, dm.val_idx]), log=print if verbose else None)
+    select(model, config, dm, np.concatenate([dm.train_idx, dm.val_idx]), log=say if verbose else None)
     seconds = time.perf_counter() - started
     _trust_checks(config, dm, model, forward, verbose)  # consistency on the held-out recipes
     model.save(run_dir)
@@ -233,9 +235,7 @@ def _fit_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path,
     logger.experiment.add_text("auto/choice", ", ".join(f"{t}: {n}" for t, n in selection["choice"].items()))
     logger.experiment.add_scalar("auto/seconds", selection["seconds_total"])
     metrics = finish_run(config, run_dir, model, dm, logger, seconds, {"selection": selection})
-    if verbose:
-        print(format_table(metrics, title=f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}"))
-    return RunResult(run_dir, metrics, seconds, model)
+    return RunResult(run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}")
 
 
 def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool = False):
@@ -283,7 +283,4 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     metrics["interval"] = {"level": level, "coverage": dict(zip(dm.target_columns, coverage.tolist(), strict=True))}
     write_json(metrics, folder / "metrics.json")
     model.save(folder, files, {"member_runs": runs, "level": level, "test_coverage": metrics["interval"]["coverage"]})
-    if verbose:
-        print(format_table(metrics, title=f"ensemble of {members}, test split ({len(y)} rows)"))
-        print(f"coverage of the {level:g} interval: " + ", ".join(f"{t} {c:.3f}" for t, c in zip(dm.target_columns, coverage, strict=True)))
     return folder, metrics

@@ -22,6 +22,7 @@ from polyinv.config import find_config, parse
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
+from polyinv.log import say
 from polyinv.metrics import evaluate
 from polyinv.models import MODELS, AutoModel
 from polyinv.models.auto import DEFAULT_CANDIDATES
@@ -61,7 +62,7 @@ def _arrays(frame, model) -> tuple[np.ndarray, ...]:
 
 
 def select(model: AutoModel, config: dict, dm: PolyDataModule, rows: np.ndarray,
-           log: Callable[[str], None] | None = print) -> AutoModel:
+           log: Callable[[str], None] | None = say) -> AutoModel:
     """Score every candidate on held-out predictions of ``rows`` (training rows of ``dm``), choose per target,
     fit the chosen networks on all of ``rows`` and hand the result to ``model``; ``log`` gets a line per step
     with the seconds used."""

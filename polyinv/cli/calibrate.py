@@ -17,6 +17,7 @@ import pandas as pd
 from polyinv.atomic import check_output
 from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.log import quiet, say
 from polyinv.plots import calibration_figure
 from polyinv.sim.calibrate import NEEDED, calibrate
 from polyinv.sim.calibration_file import write_yaml
@@ -39,14 +40,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--parameters", nargs="+", default=None, metavar="NAME",
                    help=f"candidate parameters (default: all): {' '.join(q.name for q in PARAMETERS)}")
     p.add_argument("--max-rows", type=int, default=432, help="rows entering the fit (a random subset of larger files)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         out = Path(args.out)
         plot = Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -72,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise PolyinvError(f"{args.data}: {how}; give the axis with --axis MIN MAX NORM")
         print(f"MMD axis: {how}")
         try:
-            cal = calibrate(frame, axis, candidates=args.parameters, max_rows=args.max_rows, progress=not args.quiet,
-                            data=str(args.data), log=print)
+            cal = calibrate(frame, axis, candidates=args.parameters, max_rows=args.max_rows, progress=not quiet(),
+                            data=str(args.data), log=say)
         except ValueError as exc:
             raise PolyinvError(f"{args.data}: {exc}") from None
         cal.axis_how = how
@@ -95,4 +95,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

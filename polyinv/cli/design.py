@@ -191,7 +191,7 @@ def forward_residuals(forward) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         targets = targets_of(args)
 
@@ -254,4 +254,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {out}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from polyinv import config as cfg
 from polyinv.errors import run_cli
+from polyinv.log import quiet
+from polyinv.metrics import format_table
 from polyinv.runner import fit_ensemble
 
 
@@ -20,11 +22,15 @@ def _options(parser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         config, own = cfg.parse(argv, prog="polyinv ensemble", description=__doc__.splitlines()[0], extra=_options)
-        folder, _ = fit_ensemble(config, own["members"], own["level"], verbose=True)
-        if folder is not None:
+        folder, metrics = fit_ensemble(config, own["members"], own["level"], verbose=not quiet())
+        if folder is not None:  # None in a DDP worker process
+            interval = metrics["interval"]
+            print(format_table(metrics, title=f"ensemble of {own['members']}, test split"))
+            print(f"coverage of the {interval['level']:g} interval: "
+                  + ", ".join(f"{t} {c:.3f}" for t, c in interval["coverage"].items()))
             print(f"run: {folder}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

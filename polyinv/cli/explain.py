@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=10, help="MMD grid points per region (default 10)")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier explain in --out")
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
 
         check_folder(args.out, "--out", OUTPUTS, overwrite=args.overwrite, inputs=(args.input, args.ckpt))
@@ -50,5 +50,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)
 

@@ -6,12 +6,12 @@ as the last line, ``run: <run folder>``. ``--help`` lists every setting of the c
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from polyinv import config as cfg
 from polyinv.errors import PolyinvError, run_cli
+from polyinv.log import quiet
 from polyinv.runner import run
 
 
@@ -41,12 +41,15 @@ def resume_argv(argv: list[str]) -> tuple[list[str], Path | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def body() -> int:
-        args, resume = resume_argv(list(sys.argv[1:] if argv is None else argv))
+    def body(argv: list[str]) -> int:
+        args, resume = resume_argv(argv)
         config, _ = cfg.parse(args, prog="polyinv fit", description=__doc__.splitlines()[0])
-        result = run(config, resume=resume)
-        if result is not None:
+        if quiet():
+            config["trainer"]["enable_progress_bar"] = False
+        result = run(config, resume=resume, verbose=not quiet())
+        if result is not None:  # None in a DDP worker process
+            print(result.table())
             print(f"run: {result.run_dir}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

@@ -54,7 +54,7 @@ def plot_names(args, rows: int) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
         if args.candidates is not None and not 1 <= args.candidates <= 10:
             raise PolyinvError(f"--candidates must lie between 1 and 10, got {args.candidates}")
@@ -88,4 +88,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         warn_outside(table)
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from polyinv.atomic import check_output
 from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.log import quiet
 from polyinv.schema import RECIPE_COLUMNS
 from polyinv.sim.calibration_file import read_yaml
 from polyinv.sim.dataset import PROG, canonical_command, generate
@@ -43,14 +44,13 @@ def build_parser() -> ArgumentParser:
                    help="conversion that stops a run (default: the calibration's, else 0.9)")
     p.add_argument("--n-steps", type=int, default=DEFAULT_N_STEPS, help="RK4 steps over t_max")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (joblib)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
-    def body() -> int:
+    def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
 
         inputs = (args.recipes, args.calibration)
@@ -72,11 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             generate(args.design or "recipes", args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
                      t_max=args.t_max, x_stop=args.x_stop, n_steps=args.n_steps, n_jobs=args.jobs,
-                     progress=not args.quiet, command=canonical_command(args), recipes=recipes, forward=forward,
+                     progress=not quiet(), command=canonical_command(args), recipes=recipes, forward=forward,
                      overwrite=args.overwrite, source=args.recipes)
         except ValueError as exc:
             raise PolyinvError(f"--recipes {args.recipes}: {exc}" if args.recipes else str(exc)) from None
         print(f"wrote {args.out}")
         return 0
 
-    return run_cli(body)
+    return run_cli(body, argv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
+from polyinv.log import LOG
 from polyinv.plots import verify_figures
 from polyinv.schema import SIDE_INPUTS, TARGETS
 from polyinv.trust.domain import model_domain, model_forward
@@ -50,14 +50,14 @@ def domain_columns(model, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFra
     return out
 
 
-def warn_outside(table: pd.DataFrame, stream=None) -> None:
-    """One warning line on stderr naming the rows outside the applicability domain."""
+def warn_outside(table: pd.DataFrame) -> None:
+    """One warning line naming the rows outside the applicability domain."""
     if "in_domain" not in table.columns or table["in_domain"].all():
         return
     rows = table.loc[~table["in_domain"].astype(bool), "row"].tolist()
     shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
-    print(f"warning: {len(rows)} of {len(table)} rows lie outside the model's applicability domain "
-          f"(rows {shown}); see the domain_note column", file=stream or sys.stderr)
+    LOG.warning(f"{len(rows)} of {len(table)} rows lie outside the model's applicability domain (rows {shown}); "
+                "see the domain_note column")
 
 
 def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFrame | None:
@@ -80,7 +80,7 @@ def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Pa
         raise PolyinvError(f"--verify needs a model that predicts {', '.join(TARGETS)}")
     forward, why = model_forward(model)
     if forward is None:
-        print(f"warning: forward verification is off for this model: {why}", file=sys.stderr)
+        LOG.warning(f"forward verification is off for this model: {why}")
         return table
     requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
     requested = pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1) \

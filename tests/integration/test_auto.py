@@ -12,6 +12,7 @@ import yaml
 from polyinv.config import CONFIG_DIR, parse
 from polyinv.data.module import split_indices
 from polyinv.errors import PolyinvError
+from polyinv.log import configure
 from polyinv.metrics import evaluate
 from polyinv.models import AutoModel, GPModel, load_model
 from polyinv.runner import run
@@ -52,6 +53,7 @@ def data(tmp_path_factory):
 
 def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(tmp_path, data, capsys):
     config = _config(tmp_path, data, good_enough=2.0)  # never good enough: the MLP is always scored
+    configure(0)  # polyinv's narration on stdout, as a command sets it
     result = run(config, verbose=True)
     out = capsys.readouterr().out
     assert "auto: gp_quick held-out R²" in out and "auto: mlp_quick fold 3/3" in out and "auto: chosen" in out

@@ -69,8 +69,8 @@ def test_predict_refine_where_the_forward_model_is_the_generator(small_files, ca
     assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--refine", "--candidates", "2",
                              "--plot-dir", str(folder / "plots"), "--output", str(folder / "r.csv"), "--interval", "0.9"]) == 0
     assert len(list((folder / "plots").glob("candidates_row*.png"))) == 8  # one per row, beside the verify plots
-    err = capsys.readouterr().err
-    assert "--refine: refinement raised" in err and "--candidates: refinement raised" in err
+    out, err = capsys.readouterr()
+    assert "--refine: refinement raised" in out and "--candidates: refinement raised" in out
     plain, refined = pd.read_csv(folder / "plain.csv"), pd.read_csv(folder / "r.csv")
     for t in TARGETS:  # the model's own answer beside the refined one
         assert np.allclose(refined[f"model_{t}"], plain[t])
