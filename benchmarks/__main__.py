@@ -44,27 +44,70 @@ def table_paths(args) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import harness as bm
 
-    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["table", "learning-curve", "coverage", "ceiling", "suite-data", "suite", "calibration", "trust-foreign", "refine", "docs"])
+    parser = ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument(
+        "mode",
+        choices=[
+            "table",
+            "learning-curve",
+            "coverage",
+            "ceiling",
+            "suite-data",
+            "suite",
+            "calibration",
+            "trust-foreign",
+            "refine",
+            "docs",
+        ],
+    )
     parser.add_argument("--sets", nargs="+", default=None, help="suite sets (default: all)")
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default=None)
-    parser.add_argument("--noise-chains", type=int, default=None,
-                        help="KMC-like noise: the table on the grid, the learning curve on every LHS file")
+    parser.add_argument(
+        "--noise-chains",
+        type=int,
+        default=None,
+        help="KMC-like noise: the table on the grid, the learning curve on every LHS file",
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--world", choices=("suite", "second"), default="suite",
-                        help="trust-foreign: the suite's grid_A, or the independent simulator's grid (benchmarks/foreign_sim.py)")
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    parser.add_argument(
+        "--world",
+        choices=("suite", "second"),
+        default="suite",
+        help="trust-foreign: the suite's grid_A, or the independent simulator's grid (benchmarks/foreign_sim.py)",
+    )
+    parser.add_argument(
+        "--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every model"
+    )
     parser.add_argument("--force", action="store_true", help="recompute cached (model, seed) results")
-    parser.add_argument("--recheck", action="store_true",
-                        help="refine: the fit-time check and the test rows of every recorded run again, without refitting")
-    parser.add_argument("--candidates", type=int, default=0, metavar="K", help="refine: also measure --candidates K on the test rows")
-    parser.add_argument("--box", action="store_true", help="ceiling: the posterior mean over the training box (no design) instead")
-    parser.add_argument("--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="refine: the fit-time check and the test rows of every recorded run again, without refitting",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=0,
+        metavar="K",
+        help="refine: also measure --candidates K on the test rows",
+    )
+    parser.add_argument(
+        "--box",
+        action="store_true",
+        help="ceiling: the posterior mean over the training box (no design) instead",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy"
+    )
 
     def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)  # inside run_cli: a bad command line is one error line
@@ -100,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             known = {spec.name for spec in SETS} | set(refine.EXTRA_SETS) | {"design", "design_mmd"}
             unknown = [name for name in names if name not in known]
             if unknown:
-                raise PolyinvError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+                raise PolyinvError(
+                    f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}"
+                )
             if args.recheck:
                 print(f"wrote {refine.recheck(out, bm.REPO_ROOT, args.sets)}")
                 return 0
@@ -111,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {refine.design_mmd_benchmark(out, bm.REPO_ROOT)}")
                 return 0
             seeds = args.seeds if "--seeds" in argv else [0, 1, 2]
-            print(f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force, candidates=args.candidates)}")
+            print(
+                f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force, candidates=args.candidates)}"
+            )
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration
@@ -123,26 +170,34 @@ def main(argv: list[str] | None = None) -> int:
 
             unknown = [name for name in args.sets or [] if name not in {spec.name for spec in suite.SETS}]
             if unknown:
-                raise PolyinvError(f"unknown suite set(s) {', '.join(unknown)}; choose from {', '.join(s.name for s in suite.SETS)}")
+                raise PolyinvError(
+                    f"unknown suite set(s) {', '.join(unknown)}; choose from {', '.join(s.name for s in suite.SETS)}"
+                )
             sets = [spec for spec in suite.SETS if args.sets is None or spec.name in args.sets]
             if args.mode == "suite-data":
                 suite.make_all(sets=sets)
                 return 0
             models = args.models or list(bm.MODELS)
             out = Path(args.out or bm.REPO_ROOT / "results" / "suite")
-            suite.run_suite(sets, models, args.seeds, out, overrides=overrides, force=args.force, quick=args.quick)
+            suite.run_suite(
+                sets, models, args.seeds, out, overrides=overrides, force=args.force, quick=args.quick
+            )
             print(f"wrote {out / 'suite.md'}")
             return 0
         if args.mode == "coverage":
             out = Path(args.out or "results/grid432")
             if bm.coverage(out, args.models or ["gp"]).empty:
-                raise PolyinvError(f"{out}: no cached run of a model with intervals ({', '.join(args.models or ['gp'])})")
+                raise PolyinvError(
+                    f"{out}: no cached run of a model with intervals ({', '.join(args.models or ['gp'])})"
+                )
             print(f"wrote {out / 'coverage.md'}")
             return 0
         if args.mode == "ceiling":
             data, out = table_paths(args)
             if args.noise_chains and not data.exists():
-                raise PolyinvError(f"{data}: run the noisy table first (python -m benchmarks table --noise-chains {args.noise_chains})")
+                raise PolyinvError(
+                    f"{data}: run the noisy table first (python -m benchmarks table --noise-chains {args.noise_chains})"
+                )
             from benchmarks.ceiling import bound_table
 
             bound_table(data, args.seeds, out, box=args.box)
@@ -154,8 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out or default)
             from benchmarks.learning_curve import learning_curve
 
-            learning_curve(models, args.sizes, args.seeds, out, test_size=args.test_size, overrides=overrides,
-                              quick=args.quick, noise_chains=args.noise_chains)
+            learning_curve(
+                models,
+                args.sizes,
+                args.seeds,
+                out,
+                test_size=args.test_size,
+                overrides=overrides,
+                quick=args.quick,
+                noise_chains=args.noise_chains,
+            )
             print(f"wrote {out / 'learning_curve.md'}")
             return 0
         models = args.models or list(bm.MODELS)
@@ -169,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             title = f"grid 432 with KMC-like noise ({args.noise_chains} chains per MMD), 80/20 split"
         if overrides:
             title += " — overrides for every model: " + bm.overrides_text(overrides)
-        bm.table(models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick)
+        bm.table(
+            models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick
+        )
         print(f"wrote {out / 'benchmark.md'}")
         return 0
 

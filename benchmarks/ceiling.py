@@ -51,7 +51,9 @@ class NoiseScales:
 def features(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(``cBA_time``, matrix of log Mn, log Mw, sqrt MMD) of a compuesta frame."""
     mmd = np.sqrt(np.clip(frame[list(MMD_COLUMNS)].to_numpy(np.float64), 0.0, None))
-    rest = np.column_stack([np.log(frame["Mn"].to_numpy(np.float64)), np.log(frame["Mw"].to_numpy(np.float64)), mmd])
+    rest = np.column_stack(
+        [np.log(frame["Mn"].to_numpy(np.float64)), np.log(frame["Mw"].to_numpy(np.float64)), mmd]
+    )
     return frame["cBA_time"].to_numpy(np.float64), rest
 
 
@@ -62,12 +64,14 @@ def calibrate(train: pd.DataFrame) -> NoiseScales:
     c_sim, f_sim = features(clean)
     rms = np.sqrt(np.mean((f_obs - f_sim) ** 2, axis=0))
     rel_c = float(np.sqrt(np.mean(((c_obs - c_sim) / c_obs) ** 2)))
-    return NoiseScales(max(rel_c, FLOOR), max(float(rms[0]), FLOOR), max(float(rms[1]), FLOOR),
-                       np.maximum(rms[2:], FLOOR))
+    return NoiseScales(
+        max(rel_c, FLOOR), max(float(rms[0]), FLOOR), max(float(rms[1]), FLOOR), np.maximum(rms[2:], FLOOR)
+    )
 
 
-def posterior_mean(query: pd.DataFrame, candidates: pd.DataFrame, scales: NoiseScales,
-                   chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def posterior_mean(
+    query: pd.DataFrame, candidates: pd.DataFrame, scales: NoiseScales, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean recipe (rows × TARGETS) of each query row over simulated ``candidates`` (equal prior
     weight each), and how many candidates carry the weight (effective sample size, 1 = one candidate)."""
     widths = np.concatenate([[scales.log_mn, scales.log_mw], scales.sqrt_mmd])
@@ -100,7 +104,12 @@ def level_candidates(train: pd.DataFrame) -> pd.DataFrame | None:
 CEILING_NAME = "exact posterior mean over the design's recipes (knows the grid; a bound, no usable model)"
 BOX_NAME = "posterior mean over the training box (uniform prior, no design; a yardstick, no usable model)"
 BOX_CANDIDATES = 2**16  # Sobol recipes in the box of (cBA_0, ln cAIBN_0, temp)
-TEMPERS = (1.0, 2.0, 3.0, 5.0)  # noise widths × these: the Gaussian model treats correlated noise as independent
+TEMPERS = (
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+)  # noise widths × these: the Gaussian model treats correlated noise as independent
 
 
 def box_candidates(train: pd.DataFrame, n: int = BOX_CANDIDATES) -> pd.DataFrame:
@@ -115,11 +124,20 @@ def box_candidates(train: pd.DataFrame, n: int = BOX_CANDIDATES) -> pd.DataFrame
 
 
 def tempered(scales: NoiseScales, factor: float) -> NoiseScales:
-    return NoiseScales(scales.cba_time_rel * factor, scales.log_mn * factor, scales.log_mw * factor, scales.sqrt_mmd * factor)
+    return NoiseScales(
+        scales.cba_time_rel * factor, scales.log_mn * factor, scales.log_mw * factor, scales.sqrt_mmd * factor
+    )
 
 
-def bound_table(data: str | Path, seeds: Sequence[int], out: str | Path, test_fraction: float = 0.2,
-            progress=print, box: bool = False, box_size: int = BOX_CANDIDATES) -> pd.DataFrame:
+def bound_table(
+    data: str | Path,
+    seeds: Sequence[int],
+    out: str | Path,
+    test_fraction: float = 0.2,
+    progress=print,
+    box: bool = False,
+    box_size: int = BOX_CANDIDATES,
+) -> pd.DataFrame:
     """The design-aware posterior mean of every test row (see :mod:`benchmarks.ceiling`) on the table's splits.
 
     Writes ``ceiling.md`` and ``ceiling_records.csv`` into ``out``. ``box``: the posterior mean under a uniform
@@ -134,7 +152,6 @@ def bound_table(data: str | Path, seeds: Sequence[int], out: str | Path, test_fr
     from polyinv.schema import COMPOSITE_COLUMNS
     from polyinv.sim import simulate_many
 
-
     data, out = Path(data), Path(out)
     frame = read_frame(data, COMPOSITE_COLUMNS, "compuesta" if data.suffix.startswith(".xls") else None)
     records, notes = [], []
@@ -143,38 +160,65 @@ def bound_table(data: str | Path, seeds: Sequence[int], out: str | Path, test_fr
         train, test = frame.iloc[train_idx], frame.iloc[test_idx]
         candidates = box_candidates(train, box_size) if box else level_candidates(train)
         if candidates is None:
-            raise PolyinvError(f"{data}: the training rows of seed {seed} hold more than {MAX_LEVEL_CANDIDATES} "
-                               "level combinations; the bound needs a grid design")
+            raise PolyinvError(
+                f"{data}: the training rows of seed {seed} hold more than {MAX_LEVEL_CANDIDATES} "
+                "level combinations; the bound needs a grid design"
+            )
         start = time.perf_counter()
         scales = calibrate(train)
         simulated = simulate_many(candidates, progress=False)
         factor = 1.0
-        if box:  # the tempering that scores best on the training rows (their recipes are not among the candidates)
+        if (
+            box
+        ):  # the tempering that scores best on the training rows (their recipes are not among the candidates)
             truth = train[list(TARGETS)].to_numpy(np.float64)
-            factor = max(TEMPERS, key=lambda f: evaluate(truth, posterior_mean(train, simulated, tempered(scales, f))[0])["global"]["r2"])
+            factor = max(
+                TEMPERS,
+                key=lambda f: evaluate(truth, posterior_mean(train, simulated, tempered(scales, f))[0])[
+                    "global"
+                ]["r2"],
+            )
             scales = tempered(scales, factor)
         pred, ess = posterior_mean(test, simulated, scales)
-        rec = {"model": "posterior_box" if box else "posterior_levels", "seed": seed, "train_seconds": time.perf_counter() - start,
-               "metrics": evaluate(test[list(TARGETS)].to_numpy(np.float64), pred)}
+        rec = {
+            "model": "posterior_box" if box else "posterior_levels",
+            "seed": seed,
+            "train_seconds": time.perf_counter() - start,
+            "metrics": evaluate(test[list(TARGETS)].to_numpy(np.float64), pred),
+        }
         records.append(rec)
-        notes.append(f"seed {seed}: {len(candidates)} candidate recipes; noise widths (× {factor:g}) log Mn {scales.log_mn:.4f}, "
-                     f"log Mw {scales.log_mw:.4f}, sqrt MMD {np.median(scales.sqrt_mmd):.4f} (median point), "
-                     f"cBA_time {scales.cba_time_rel:.1e} (relative); candidates carrying the weight per row: "
-                     f"median {np.median(ess):.1f}")
+        notes.append(
+            f"seed {seed}: {len(candidates)} candidate recipes; noise widths (× {factor:g}) log Mn {scales.log_mn:.4f}, "
+            f"log Mw {scales.log_mw:.4f}, sqrt MMD {np.median(scales.sqrt_mmd):.4f} (median point), "
+            f"cBA_time {scales.cba_time_rel:.1e} (relative); candidates carrying the weight per row: "
+            f"median {np.median(ess):.1f}"
+        )
         progress(f"{rec['model']} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f}")
     table_frame = records_frame(records)
     stem = "ceiling_box" if box else "ceiling"
     with atomic_path(out / f"{stem}_records.csv") as tmp:
         table_frame.to_csv(tmp, index=False)
     name = BOX_NAME if box else CEILING_NAME
-    text = markdown_table(table_frame.replace({"model": {"posterior_levels": CEILING_NAME, "posterior_box": BOX_NAME}}), [name],
-                          f"{data.name}: what the outputs tell " + ("over the box, without the design" if box else "when the design is known"),
-                          with_study=False)
-    text += ("\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (the table's 80/20 splits; "
-             "`train s` = seconds per seed). Not a model: it needs the simulator that made the data and "
-             + (f"{box_size:,} simulated recipes spread over the training box; the noise widths are tempered by the factor "
-                f"(of {', '.join(f'{t:g}' for t in TEMPERS)}) that scores best on the training rows" if box else "the design's levels")
-             + " (see `benchmarks/ceiling.py`).\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
+    text = markdown_table(
+        table_frame.replace({"model": {"posterior_levels": CEILING_NAME, "posterior_box": BOX_NAME}}),
+        [name],
+        f"{data.name}: what the outputs tell "
+        + ("over the box, without the design" if box else "when the design is known"),
+        with_study=False,
+    )
+    text += (
+        "\nMean ± sample std over seeds " + ", ".join(map(str, seeds)) + " (the table's 80/20 splits; "
+        "`train s` = seconds per seed). Not a model: it needs the simulator that made the data and "
+        + (
+            f"{box_size:,} simulated recipes spread over the training box; the noise widths are tempered by the factor "
+            f"(of {', '.join(f'{t:g}' for t in TEMPERS)}) that scores best on the training rows"
+            if box
+            else "the design's levels"
+        )
+        + " (see `benchmarks/ceiling.py`).\n\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n"
+    )
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(text)
     return table_frame

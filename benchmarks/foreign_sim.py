@@ -57,8 +57,15 @@ def arrhenius(a: float, ea_kj: float, temp_c: float) -> float:
 class World:
     """Kinetics of one recipe's temperature; ``radicals`` gives the QSSA chain-length distribution."""
 
-    def __init__(self, temp: float, c_s: float = 6e-4, c_m: float = 3e-5, f: float = 0.55, disp: float = 0.3,
-                 kt_factor: float = 1.0):
+    def __init__(
+        self,
+        temp: float,
+        c_s: float = 6e-4,
+        c_m: float = 3e-5,
+        f: float = 0.55,
+        disp: float = 0.3,
+        kt_factor: float = 1.0,
+    ):
         self.kd = arrhenius(1.58e15, 128.9, temp)
         self.f, self.disp, self.c_s, self.c_m = f, disp, c_s, c_m
         self.kp = arrhenius(2.21e7, 17.9, temp)
@@ -67,7 +74,7 @@ class World:
         kt11 = kt_factor * arrhenius(1.35e9, 8.4, temp)
         n = np.arange(1, N_MAX + 1, dtype=np.float64)
         ic, a_s, a_l = 30.0, 0.85, 0.16
-        ktii = np.where(n < ic, kt11 * n ** -a_s, kt11 * ic ** (a_l - a_s) * n ** -a_l)
+        ktii = np.where(n < ic, kt11 * n**-a_s, kt11 * ic ** (a_l - a_s) * n**-a_l)
         self.n, self.sqrt_kt = n, np.sqrt(ktii)
 
     def kp_eff(self, m: float) -> float:
@@ -98,8 +105,17 @@ class World:
         return dm, dead
 
 
-def run(c_m0: float, c_i0: float, temp: float, t_max: float = 3600.0, x_stop: float = 0.9, steps: int = 40,
-        noise_chains: int | None = None, rng: np.random.Generator | None = None, **world) -> dict:
+def run(
+    c_m0: float,
+    c_i0: float,
+    temp: float,
+    t_max: float = 3600.0,
+    x_stop: float = 0.9,
+    steps: int = 40,
+    noise_chains: int | None = None,
+    rng: np.random.Generator | None = None,
+    **world,
+) -> dict:
     w = World(temp, **world)
     s = (1.0 - c_m0 * V_MONOMER) / V_SOLVENT
 
@@ -128,7 +144,9 @@ def run(c_m0: float, c_i0: float, temp: float, t_max: float = 3600.0, x_stop: fl
     m_end = float(sol.sol(t_end)[0])
     n = w.n
     if noise_chains:
-        counts = (rng or np.random.default_rng(0)).multinomial(noise_chains, dead / dead.sum()).astype(np.float64)
+        counts = (
+            (rng or np.random.default_rng(0)).multinomial(noise_chains, dead / dead.sum()).astype(np.float64)
+        )
         mn = M_MONOMER * (n * counts).sum() / counts.sum()
         mw = M_MONOMER * (n * n * counts).sum() / (n * counts).sum()
         # mass of the sampled chains in cells around the axis points
@@ -137,17 +155,27 @@ def run(c_m0: float, c_i0: float, temp: float, t_max: float = 3600.0, x_stop: fl
     else:
         mn = M_MONOMER * (n * dead).sum() / dead.sum()
         mw = M_MONOMER * (n * n * dead).sum() / (n * dead).sum()
-        chain = 10.0 ** AXIS / M_MONOMER
+        chain = 10.0**AXIS / M_MONOMER
         mmd = np.interp(chain, n, n * n * dead, left=0.0, right=0.0)
     mmd = mmd / mmd.sum()
-    return {"cBA_0": c_m0, "cAIBN_0": c_i0, "temp": temp, "time": t_end, "cBA_time": m_end, "Mn": mn, "Mw": mw,
-            **{f"MMD{i + 1}": v for i, v in enumerate(mmd)}}
+    return {
+        "cBA_0": c_m0,
+        "cAIBN_0": c_i0,
+        "temp": temp,
+        "time": t_end,
+        "cBA_time": m_end,
+        "Mn": mn,
+        "Mw": mw,
+        **{f"MMD{i + 1}": v for i, v in enumerate(mmd)},
+    }
 
 
 def design(kind: str, n: int = 0, seed: int = 0, box: dict | None = None) -> pd.DataFrame:
     """grid: the study's 6x8x9 grid; lhs: a scrambled Latin hypercube over ``box`` (default the study's box)."""
     if kind == "grid":
-        rows = [(0.5 * i, 0.0025 * j, 60.0 + 2.5 * k) for i in range(1, 7) for j in range(1, 9) for k in range(9)]
+        rows = [
+            (0.5 * i, 0.0025 * j, 60.0 + 2.5 * k) for i in range(1, 7) for j in range(1, 9) for k in range(9)
+        ]
         return pd.DataFrame(rows, columns=["cBA_0", "cAIBN_0", "temp"])
     box = box or {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0)}
     unit = qmc.LatinHypercube(d=3, seed=seed).random(n)
@@ -159,8 +187,10 @@ def simulate(recipes: pd.DataFrame, jobs: int = 1, seed: int = 0, **kw) -> pd.Da
     from joblib import Parallel, delayed
 
     seeds = np.random.SeedSequence(seed).spawn(len(recipes))
-    rows = Parallel(n_jobs=jobs)(delayed(run)(r.cBA_0, r.cAIBN_0, r.temp, rng=np.random.default_rng(sd), **kw)
-                                 for r, sd in zip(recipes.itertuples(), seeds, strict=True))
+    rows = Parallel(n_jobs=jobs)(
+        delayed(run)(r.cBA_0, r.cAIBN_0, r.temp, rng=np.random.default_rng(sd), **kw)
+        for r, sd in zip(recipes.itertuples(), seeds, strict=True)
+    )
     return pd.DataFrame(rows)
 
 
@@ -172,14 +202,25 @@ def main(argv=None) -> int:
     p.add_argument("--cs", type=float, default=6e-4, help="transfer constant to solvent (relative to kp)")
     p.add_argument("--kt-factor", type=float, default=1.0)
     p.add_argument("--noise-chains", type=int, default=None)
-    p.add_argument("--box", nargs=6, type=float, default=None, metavar=("CBA_LO", "CBA_HI", "CI_LO", "CI_HI", "T_LO", "T_HI"))
+    p.add_argument(
+        "--box",
+        nargs=6,
+        type=float,
+        default=None,
+        metavar=("CBA_LO", "CBA_HI", "CI_LO", "CI_HI", "T_LO", "T_HI"),
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    box = None if args.box is None else {"cBA_0": tuple(args.box[0:2]), "cAIBN_0": tuple(args.box[2:4]),
-                                          "temp": tuple(args.box[4:6])}
+    box = (
+        None
+        if args.box is None
+        else {"cBA_0": tuple(args.box[0:2]), "cAIBN_0": tuple(args.box[2:4]), "temp": tuple(args.box[4:6])}
+    )
     recipes = design(args.design, args.n, args.seed, box)
-    frame = simulate(recipes, args.jobs, args.seed, c_s=args.cs, kt_factor=args.kt_factor, noise_chains=args.noise_chains)
+    frame = simulate(
+        recipes, args.jobs, args.seed, c_s=args.cs, kt_factor=args.kt_factor, noise_chains=args.noise_chains
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)

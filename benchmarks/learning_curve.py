@@ -17,9 +17,17 @@ from polyinv.schema import TARGETS
 from benchmarks.harness import MODELS, _pm, overrides_text, records_frame, rescore, run_one
 
 
-def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[int], out: str | Path,
-                   test_size: int = 1000, overrides: Mapping | None = None, quick: bool = False,
-                   noise_chains: int | None = None, progress=print) -> pd.DataFrame:
+def learning_curve(
+    models: Sequence[str],
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+    out: str | Path,
+    test_size: int = 1000,
+    overrides: Mapping | None = None,
+    quick: bool = False,
+    noise_chains: int | None = None,
+    progress=print,
+) -> pd.DataFrame:
     """Train on n Latin-hypercube recipes (n in ``sizes``), test on one fixed held-out LHS set.
 
     With ``noise_chains`` every file (training and test) carries KMC-like noise of that many chains per
@@ -71,14 +79,21 @@ def learning_curve(models: Sequence[str], sizes: Sequence[int], seeds: Sequence[
     _plot_curve(frame, out / "learning_curve.png")
     noise = "" if noise_chains is None else f", KMC-like noise of {noise_chains} chains per MMD in every file"
     changed = "" if not overrides else " — overrides of the last run: " + overrides_text(overrides)
-    lines = [f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise}){changed}", "",
-             "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
-             "|" + "---|" * (4 + len(TARGETS))]
+    lines = [
+        f"### Learning curve (fixed held-out set of {test_size} LHS recipes{noise}){changed}",
+        "",
+        "| model | train recipes | seeds | global R² | " + " | ".join(f"R² {t}" for t in TARGETS) + " |",
+        "|" + "---|" * (4 + len(TARGETS)),
+    ]
     for model in models:
         for n in sizes:
             sub = frame[(frame.model == model) & (frame.train_rows == n)]
             if len(sub):
-                lines.append(f"| {model} | {n} | {len(sub)} | {_pm(sub.global_r2, 4)} | " + " | ".join(_pm(sub[f'r2_{t}'], 4) for t in TARGETS) + " |")
+                lines.append(
+                    f"| {model} | {n} | {len(sub)} | {_pm(sub.global_r2, 4)} | "
+                    + " | ".join(_pm(sub[f"r2_{t}"], 4) for t in TARGETS)
+                    + " |"
+                )
     with atomic_path(out / "learning_curve.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n\n![learning curve](learning_curve.png)\n")
     return frame
@@ -96,7 +111,15 @@ def _plot_curve(frame: pd.DataFrame, path: Path) -> None:
         for model, sub in frame.groupby("model"):
             g = sub.groupby("train_rows")[col]
             x = np.array(sorted(g.groups))
-            ax.errorbar(x, g.mean().loc[x], yerr=g.std(ddof=1).fillna(0).loc[x], marker="o", ms=3, label=model, capsize=2)
+            ax.errorbar(
+                x,
+                g.mean().loc[x],
+                yerr=g.std(ddof=1).fillna(0).loc[x],
+                marker="o",
+                ms=3,
+                label=model,
+                capsize=2,
+            )
         ax.set_xscale("log")
         ax.set_title(col.replace("r2_", "R² ").replace("global_r2", "global R²"), fontsize=9)
         ax.set_xlabel("training recipes", fontsize=8)

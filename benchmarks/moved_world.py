@@ -27,8 +27,13 @@ AXIS = MMDAxis(2.0, 7.0, normalisation="sum")
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.moved_world", description=__doc__.splitlines()[0])
-    p.add_argument("--set", nargs="+", required=True, metavar="NAME=VALUE",
-                   help=f"calibration parameters to move ({', '.join(BY_NAME)}); factors or kJ/mol as polyinv calibrate writes them")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        required=True,
+        metavar="NAME=VALUE",
+        help=f"calibration parameters to move ({', '.join(BY_NAME)}); factors or kJ/mol as polyinv calibrate writes them",
+    )
     p.add_argument("--design", choices=("grid", "lhs"), required=True)
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -37,8 +42,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     values = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
     recipes = design(args.design, args.n, args.seed)
-    frame = simulate_many(recipes, apply(values), axis=AXIS, noise_chains=args.noise_chains, seed=args.seed,
-                          progress=False)[list(COMPOSITE_COLUMNS)]
+    frame = simulate_many(
+        recipes, apply(values), axis=AXIS, noise_chains=args.noise_chains, seed=args.seed, progress=False
+    )[list(COMPOSITE_COLUMNS)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)  # no metadata: the calibrator sees what a user's file shows

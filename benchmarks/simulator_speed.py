@@ -23,8 +23,10 @@ def bench(name: str, recipes, repeats: int, jobs: int) -> None:
         simulate_many(recipes, n_jobs=jobs, progress=False)
         times.append(time.perf_counter() - start)
     med = statistics.median(times)
-    print(f"{name:>10}: {len(recipes):6d} recipes  median {med:7.2f} s  ({len(recipes) / med:8.0f} recipes/s; "
-          f"runs: {', '.join(f'{t:.2f}' for t in times)})")
+    print(
+        f"{name:>10}: {len(recipes):6d} recipes  median {med:7.2f} s  ({len(recipes) / med:8.0f} recipes/s; "
+        f"runs: {', '.join(f'{t:.2f}' for t in times)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,17 +74,26 @@ SETS: tuple[SuiteSet, ...] = (
 )
 
 
-def moved_parameters(factors: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMETERS) -> KineticParameters:
+def moved_parameters(
+    factors: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMETERS
+) -> KineticParameters:
     """``base`` with its rate coefficients scaled (kt, kbb, kpt, C_M, C_S) and f shifted by ``factors``."""
+
     def scaled(coefficient, factor):
-        return dataclasses.replace(coefficient, A=coefficient.A * factor, source=f"{coefficient.source} (x{factor:g})")
+        return dataclasses.replace(
+            coefficient, A=coefficient.A * factor, source=f"{coefficient.source} (x{factor:g})"
+        )
 
     kt = factors.get("kt", 1.0)
     return base.replace(
-        kt_ss=scaled(base.kt_ss, kt), kt_st=scaled(base.kt_st, kt), kt_tt=scaled(base.kt_tt, kt),
-        kbb=scaled(base.kbb, factors.get("kbb", 1.0)), kpt=scaled(base.kpt, factors.get("kpt", 1.0)),
+        kt_ss=scaled(base.kt_ss, kt),
+        kt_st=scaled(base.kt_st, kt),
+        kt_tt=scaled(base.kt_tt, kt),
+        kbb=scaled(base.kbb, factors.get("kbb", 1.0)),
+        kpt=scaled(base.kpt, factors.get("kpt", 1.0)),
         f_values=tuple(v + factors.get("f", 0.0) for v in base.f_values),
-        C_M=base.C_M * factors.get("C_M", 1.0), C_S=base.C_S * factors.get("C_S", 1.0),
+        C_M=base.C_M * factors.get("C_M", 1.0),
+        C_S=base.C_S * factors.get("C_S", 1.0),
         C_S_mcr=base.C_S_mcr * factors.get("C_S", 1.0),
     )
 
@@ -123,8 +132,14 @@ def make_set(spec: SuiteSet, folder: Path = DATA_DIR, progress: bool = False) ->
     from polyinv.sim import simulate_many
 
     params = moved_parameters(KINETICS[spec.kinetics])
-    frame = simulate_many(design(spec.design, spec.n, spec.seed), params, noise_chains=spec.noise_chains,
-                          seed=spec.seed, axis=AXES[spec.kinetics], progress=progress)
+    frame = simulate_many(
+        design(spec.design, spec.n, spec.seed),
+        params,
+        noise_chains=spec.noise_chains,
+        seed=spec.seed,
+        axis=AXES[spec.kinetics],
+        progress=progress,
+    )
     frame = frame[list(COMPOSITE_COLUMNS)]
     path = folder / spec.file
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,13 +156,23 @@ def make_set(spec: SuiteSet, folder: Path = DATA_DIR, progress: bool = False) ->
 def describe(spec: SuiteSet, frame: pd.DataFrame | None = None) -> dict:
     """What a set is: design, kinetics, axis, noise, and (given its rows) how its outcomes spread."""
     axis = AXES[spec.kinetics]
-    info = {"set": spec.name, "design": spec.design, "rows": spec.n, "kinetics": KINETICS[spec.kinetics],
-            "axis": f"log10 M {axis.log10m_min:g}-{axis.log10m_max:g}, {axis.normalisation}",
-            "noise_chains": spec.noise_chains or "none"}
+    info = {
+        "set": spec.name,
+        "design": spec.design,
+        "rows": spec.n,
+        "kinetics": KINETICS[spec.kinetics],
+        "axis": f"log10 M {axis.log10m_min:g}-{axis.log10m_max:g}, {axis.normalisation}",
+        "noise_chains": spec.noise_chains or "none",
+    }
     if frame is not None:
         stopped = float((frame["time"] < 3600 * (1 - 1e-9)).mean())
-        info.update({"Mn_median": float(frame["Mn"].median()), "dispersity_median": float((frame["Mw"] / frame["Mn"]).median()),
-                     "stopped_early": stopped})
+        info.update(
+            {
+                "Mn_median": float(frame["Mn"].median()),
+                "dispersity_median": float((frame["Mw"] / frame["Mn"]).median()),
+                "stopped_early": stopped,
+            }
+        )
     return info
 
 
@@ -156,11 +181,19 @@ def make_all(folder: Path = DATA_DIR, sets: Sequence[SuiteSet] = SETS, progress=
     paths, infos = [], []
     for spec in sets:
         path = make_set(spec, folder)
-        frame = pd.read_excel(path) if path.suffix == ".xlsx" else pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        frame = (
+            pd.read_excel(path)
+            if path.suffix == ".xlsx"
+            else pd.read_csv(path)
+            if path.suffix == ".csv"
+            else pd.read_parquet(path)
+        )
         info = describe(spec, frame)
         infos.append(info)
-        progress(f"{spec.name:>22}: {len(frame)} rows, Mn median {info['Mn_median']:.0f} g/mol, "
-                 f"Mw/Mn {info['dispersity_median']:.2f}, {info['stopped_early']:.0%} stopped early -> {path}")
+        progress(
+            f"{spec.name:>22}: {len(frame)} rows, Mn median {info['Mn_median']:.0f} g/mol, "
+            f"Mw/Mn {info['dispersity_median']:.2f}, {info['stopped_early']:.0%} stopped early -> {path}"
+        )
         paths.append(path)
     with atomic_path(folder / "suite.json") as tmp:
         tmp.write_text(json.dumps(infos, indent=1) + "\n")
@@ -174,8 +207,16 @@ def set_by_name(name: str) -> SuiteSet:
     raise KeyError(name)
 
 
-def run_suite(sets: Sequence[SuiteSet], models: Sequence[str], seeds: Sequence[int], out: Path,
-              overrides: Mapping | None = None, force: bool = False, quick: bool = False, progress=print) -> None:
+def run_suite(
+    sets: Sequence[SuiteSet],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    overrides: Mapping | None = None,
+    force: bool = False,
+    quick: bool = False,
+    progress=print,
+) -> None:
     """Every model × seed on every set (a missing data file is made first); one table per set in
     ``out/<set>/benchmark.md`` and the summary over every recorded set in ``out/suite.md``."""
     from benchmarks import harness as bm
@@ -185,8 +226,18 @@ def run_suite(sets: Sequence[SuiteSet], models: Sequence[str], seeds: Sequence[i
         if not path.exists():
             make_set(spec)
         progress(f"--- {spec.name}")
-        bm.table(models, seeds, path, out / spec.name, set_title(spec), overrides=overrides, force=force, quick=quick,
-                 progress=progress, with_study=False)
+        bm.table(
+            models,
+            seeds,
+            path,
+            out / spec.name,
+            set_title(spec),
+            overrides=overrides,
+            force=force,
+            quick=quick,
+            progress=progress,
+            with_study=False,
+        )
     write_summary(out)
 
 
@@ -205,8 +256,10 @@ def summary_frame(out: Path) -> pd.DataFrame:
 
 def set_title(spec: SuiteSet) -> str:
     info = describe(spec)
-    return (f"{spec.name}: {spec.design} design, {spec.n} rows, kinetics {spec.kinetics}, {info['axis']}, "
-            f"noise {info['noise_chains']}; 80/20 split")
+    return (
+        f"{spec.name}: {spec.design} design, {spec.n} rows, kinetics {spec.kinetics}, {info['axis']}, "
+        f"noise {info['noise_chains']}; 80/20 split"
+    )
 
 
 def write_summary(out: Path) -> Path:
@@ -215,30 +268,51 @@ def write_summary(out: Path) -> Path:
     from benchmarks import harness as bm
 
     frame = summary_frame(out)
-    for name, sub in ([] if frame.empty else frame.groupby("set", sort=False)):
+    for name, sub in [] if frame.empty else frame.groupby("set", sort=False):
         order = [m for m in bm.MODELS if m in set(sub.model)]
         text = bm.markdown_table(sub, order, set_title(set_by_name(name)), with_study=False)
-        text += "\nMean ± sample std over seeds " + ", ".join(map(str, sorted(set(sub.seed)))) + "; train s: median per run.\n"
+        text += (
+            "\nMean ± sample std over seeds "
+            + ", ".join(map(str, sorted(set(sub.seed))))
+            + "; train s: median per run.\n"
+        )
         with atomic_path(out / name / "benchmark.md") as tmp:
             tmp.write_text(text)
     names = [spec.name for spec in SETS if not frame.empty and spec.name in set(frame.set)]
-    lines = ["### Global R² on the foreign-data suite (mean ± std over seeds; worst seed in brackets)", "",
-             "| model | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    lines = [
+        "### Global R² on the foreign-data suite (mean ± std over seeds; worst seed in brackets)",
+        "",
+        "| model | " + " | ".join(names) + " |",
+        "|" + "---|" * (len(names) + 1),
+    ]
     models = [m for m in bm.MODELS if not frame.empty and m in set(frame.model)]
     for model in models:
         cells = []
         for name in names:
             sub = frame[(frame.model == model) & (frame.set == name)]
-            cells.append("" if sub.empty else f"{bm._pm(sub.global_r2, 4)} ({sub.global_r2.min():.4f}, n={len(sub)})")
+            cells.append(
+                "" if sub.empty else f"{bm._pm(sub.global_r2, 4)} ({sub.global_r2.min():.4f}, n={len(sub)})"
+            )
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "| set | design | rows | kinetics (factors on polyinv's coefficients; f shifted) | MMD axis | noise (chains per MMD) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| set | design | rows | kinetics (factors on polyinv's coefficients; f shifted) | MMD axis | noise (chains per MMD) |",
+        "|---|---|---|---|---|---|",
+    ]
     for spec in SETS:
         if spec.name in names:
             info = describe(spec)
-            kin = ", ".join(f"{k} {f'{v:+.2f}' if k == 'f' else f'×{v:g}'}" for k, v in info["kinetics"].items())
-            lines.append(f"| {spec.name} | {spec.design} | {spec.n} | {spec.kinetics}: {kin} | {info['axis']} | {info['noise_chains']} |")
-    lines += ["", "Per-target figures: `results/suite/<set>/benchmark.md`. Data: `python -m benchmarks suite-data`.", ""]
+            kin = ", ".join(
+                f"{k} {f'{v:+.2f}' if k == 'f' else f'×{v:g}'}" for k, v in info["kinetics"].items()
+            )
+            lines.append(
+                f"| {spec.name} | {spec.design} | {spec.n} | {spec.kinetics}: {kin} | {info['axis']} | {info['noise_chains']} |"
+            )
+    lines += [
+        "",
+        "Per-target figures: `results/suite/<set>/benchmark.md`. Data: `python -m benchmarks suite-data`.",
+        "",
+    ]
     path = out / "suite.md"
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))

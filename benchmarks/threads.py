@@ -23,45 +23,87 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 #: Environment that makes an AVX-512 machine compute with AVX2 kernels (another processor's summation order).
-ISA_ENV = {"native": {}, "avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-                                  "ATEN_CPU_CAPABILITY": "avx2"}}
+ISA_ENV = {
+    "native": {},
+    "avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+}
 
 
 def one_fit(config: str, threads: int, precision: str, seed: int, isa: str = "native") -> dict:
     """Fit in a fresh process with ``threads`` intra-op threads; the run's metrics.json plus its wall time."""
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **ISA_ENV[isa]}
-        code = ("import sys, torch; torch.set_num_threads(int(sys.argv[1])); from polyinv.cli import fit; "
-                "sys.exit(fit.main(sys.argv[2:]))")
+        code = (
+            "import sys, torch; torch.set_num_threads(int(sys.argv[1])); from polyinv.cli import fit; "
+            "sys.exit(fit.main(sys.argv[2:]))"
+        )
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code, str(threads), "--config", config, "--seed", str(seed),
-                               "--output.root", root, "--trainer.enable_progress_bar", "false",
-                               "--trainer.accelerator", "cpu", "--trainer.precision", precision,
-                               "--trust.forward", "none", "--trust.refine", "none"],
-                              cwd=REPO, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(threads),
+                "--config",
+                config,
+                "--seed",
+                str(seed),
+                "--output.root",
+                root,
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.precision",
+                precision,
+                "--trust.forward",
+                "none",
+                "--trust.refine",
+                "none",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         if proc.returncode:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1])
         metrics = json.loads(next(Path(root).glob("*/version_0/metrics.json")).read_text())
-    return {"config": config, "threads": threads, "precision": precision, "seed": seed, "isa": isa,
-            "seconds": round(seconds, 1),
-            "global_r2": metrics["global"]["r2"], "r2": {k: v["r2"] for k, v in metrics["targets"].items()}}
+    return {
+        "config": config,
+        "threads": threads,
+        "precision": precision,
+        "seed": seed,
+        "isa": isa,
+        "seconds": round(seconds, 1),
+        "global_r2": metrics["global"]["r2"],
+        "r2": {k: v["r2"] for k, v in metrics["targets"].items()},
+    }
 
 
 def summary(out: Path) -> Path:
     """``threads.md``: one line per record, grouped by config, precision and seed."""
     records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    lines = ["### Rounding: the same config and seed with 1, 2, 4 threads and AVX2/AVX-512 kernels (`python -m benchmarks.threads`)", "",
-             "Shipped data, test split of the seed; `mlp.yaml` (full-batch L-BFGS, 200 × 20 iterations). Each fit in its own",
-             "process on the 2-core AMD EPYC (AVX-512) sandbox, torch 2.13 CPU build with MKL; `avx2` restricts MKL, oneDNN and",
-             "ATen to AVX2 kernels (another processor's summation order). Records made before the fit ran on one thread",
-             "(`pinned: no`) show what the thread count did; seconds are upper bounds (other jobs ran beside them).", "",
-             "| config | precision | seed | threads | kernels | pinned | global R² | cAIBN_0 R² | time R² | s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (r["config"], r["precision"], r["seed"], r.get("isa", "native"), r["threads"])):
-        lines.append(f"| {r['config']} | {r['precision']} | {r['seed']} | {r['threads']} | {r.get('isa', 'native')} | "
-                     f"{'yes' if r.get('pinned') else 'no'} | {r['global_r2']:.4f} | {r['r2']['cAIBN_0']:.4f} | "
-                     f"{r['r2']['time']:.4f} | {r['seconds']:.0f} |")
+    lines = [
+        "### Rounding: the same config and seed with 1, 2, 4 threads and AVX2/AVX-512 kernels (`python -m benchmarks.threads`)",
+        "",
+        "Shipped data, test split of the seed; `mlp.yaml` (full-batch L-BFGS, 200 × 20 iterations). Each fit in its own",
+        "process on the 2-core AMD EPYC (AVX-512) sandbox, torch 2.13 CPU build with MKL; `avx2` restricts MKL, oneDNN and",
+        "ATen to AVX2 kernels (another processor's summation order). Records made before the fit ran on one thread",
+        "(`pinned: no`) show what the thread count did; seconds are upper bounds (other jobs ran beside them).",
+        "",
+        "| config | precision | seed | threads | kernels | pinned | global R² | cAIBN_0 R² | time R² | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(
+        records, key=lambda r: (r["config"], r["precision"], r["seed"], r.get("isa", "native"), r["threads"])
+    ):
+        lines.append(
+            f"| {r['config']} | {r['precision']} | {r['seed']} | {r['threads']} | {r.get('isa', 'native')} | "
+            f"{'yes' if r.get('pinned') else 'no'} | {r['global_r2']:.4f} | {r['r2']['cAIBN_0']:.4f} | "
+            f"{r['r2']['time']:.4f} | {r['seconds']:.0f} |"
+        )
     path = out / "threads.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -75,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[42])
     p.add_argument("--isa", nargs="+", default=["native"], choices=sorted(ISA_ENV))
     p.add_argument("--out", default=str(REPO / "results" / "threads"))
-    p.add_argument("--pinned", action="store_true", help="mark the records: polyinv runs L-BFGS fits on one thread")
+    p.add_argument(
+        "--pinned", action="store_true", help="mark the records: polyinv runs L-BFGS fits on one thread"
+    )
     p.add_argument("--tag", default="", help="suffix of the record names (e.g. pinned)")
     args = p.parse_args(argv)
     out = Path(args.out)

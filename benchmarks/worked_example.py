@@ -29,10 +29,25 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(out / "example_input.csv") as tmp:
         frame.to_csv(tmp, index=False)
     true = frame.iloc[0]
-    print(f"simulated recipe: cBA_0 {true.cBA_0} mol/L, cAIBN_0 {true.cAIBN_0} mol/L, temp {true.temp} °C "
-          f"→ stop time {true.time:.1f} s, cBA_time {true.cBA_time:.4f} mol/L, Mn {true.Mn:.0f}, Mw {true.Mw:.0f} g/mol")
-    return predict_main(["--ckpt", args.ckpt, "--input", str(out / "example_input.csv"), "--output",
-                         str(out / "example_prediction.csv"), "--interval", "0.9", "--verify", "--plot-dir", str(out)])
+    print(
+        f"simulated recipe: cBA_0 {true.cBA_0} mol/L, cAIBN_0 {true.cAIBN_0} mol/L, temp {true.temp} °C "
+        f"→ stop time {true.time:.1f} s, cBA_time {true.cBA_time:.4f} mol/L, Mn {true.Mn:.0f}, Mw {true.Mw:.0f} g/mol"
+    )
+    return predict_main(
+        [
+            "--ckpt",
+            args.ckpt,
+            "--input",
+            str(out / "example_input.csv"),
+            "--output",
+            str(out / "example_prediction.csv"),
+            "--interval",
+            "0.9",
+            "--verify",
+            "--plot-dir",
+            str(out),
+        ]
+    )
 
 
 if __name__ == "__main__":

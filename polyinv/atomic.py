@@ -51,12 +51,16 @@ def _check_name(target: Path, option: str) -> None:
     """No part of the name is longer than the file system allows (checked first: stat() fails on such names)."""
     whole = len(os.fsencode(str(target.absolute())))
     if whole >= 4096:  # PATH_MAX of Linux
-        raise PolyinvError(f"{option} {str(target)[:60]}...: the path is longer than the file system allows ({whole} bytes)")
+        raise PolyinvError(
+            f"{option} {str(target)[:60]}...: the path is longer than the file system allows ({whole} bytes)"
+        )
     limit = _name_max(_existing_folder(target))
     long = [part for part in target.absolute().parts if len(os.fsencode(part)) > limit]
     if long:
-        raise PolyinvError(f"{option} {str(target)[:60]}...: the name is longer than the file system allows "
-                           f"({len(os.fsencode(long[0]))} bytes, at most {limit})")
+        raise PolyinvError(
+            f"{option} {str(target)[:60]}...: the name is longer than the file system allows "
+            f"({len(os.fsencode(long[0]))} bytes, at most {limit})"
+        )
 
 
 def _writable(target: Path, option: str) -> None:
@@ -73,8 +77,14 @@ def _writable(target: Path, option: str) -> None:
     os.unlink(probe)
 
 
-def check_output(path: str | os.PathLike, option: str, *, overwrite: bool = False, inputs: Iterable = (),
-                 suffixes: Iterable[str] | None = None) -> Path:
+def check_output(
+    path: str | os.PathLike,
+    option: str,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable = (),
+    suffixes: Iterable[str] | None = None,
+) -> Path:
     """Refuse, before any work, an output file that cannot or may not be written (module docstring)."""
     target = _check_file(path, option, overwrite, inputs, suffixes)
     _writable(target, option)
@@ -99,8 +109,14 @@ def _check_file(path, option: str, overwrite: bool, inputs: Iterable, suffixes: 
     return target
 
 
-def check_folder(path: str | os.PathLike, option: str, names: Iterable[str], *, overwrite: bool = False,
-                 inputs: Iterable = ()) -> Path:
+def check_folder(
+    path: str | os.PathLike,
+    option: str,
+    names: Iterable[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable = (),
+) -> Path:
     """Refuse, before any work, a folder of outputs that cannot take the files ``names`` (existing ones are
     replaced only with ``overwrite``; none may be an input)."""
     folder = Path(path)
@@ -149,8 +165,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 
 def _place_new(tmp: Path, target: Path) -> None:
     """Move ``tmp`` to ``target`` only if ``target`` does not exist (a hard link fails if it does)."""
-    appeared = PolyinvError(f"{target} appeared while this command ran (another process?); nothing was replaced: "
-                            f"run again with another name or --overwrite")
+    appeared = PolyinvError(
+        f"{target} appeared while this command ran (another process?); nothing was replaced: "
+        f"run again with another name or --overwrite"
+    )
     try:
         os.link(tmp, target)
     except FileExistsError:
@@ -165,5 +183,3 @@ def _place_new(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
         return
     tmp.unlink()
-
-

@@ -32,7 +32,9 @@ SCHEMA_ARGS = {"targets", "side_inputs", "mmd_columns", "transforms", "mmd_scali
 #: Trainer arguments polyinv sets itself
 TRAINER_SKIP = {"logger", "callbacks", "default_root_dir", "plugins", "enable_checkpointing"}
 #: metrics a checkpoint or early stopping may watch: the losses, global R² and each target's R² and MAE
-Monitor = Literal[("val/loss", "train/loss", "val/r2_global", *(f"val/{m}/{t}" for m in ("r2", "mae") for t in TARGETS))]
+Monitor = Literal[
+    ("val/loss", "train/loss", "val/r2_global", *(f"val/{m}/{t}" for m in ("r2", "mae") for t in TARGETS))
+]
 
 
 @dataclass
@@ -149,19 +151,38 @@ def _kind(argv: Sequence[str]) -> str:
     return kind
 
 
-def build_parser(kind: str = "mlp", prog: str = "polyinv fit", description: str = "",
-                 extra: Callable[[Any], None] | None = None):
+def build_parser(
+    kind: str = "mlp",
+    prog: str = "polyinv fit",
+    description: str = "",
+    extra: Callable[[Any], None] | None = None,
+):
     """The jsonargparse parser of a run whose model is of ``kind``; ``extra`` adds a command's own options."""
-    parser = ArgumentParser(prog=prog, description=description, exit_on_error=False, default_env=False, allow_abbrev=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML config (e.g. configs/mlp.yaml or mlp.yaml)")
-    parser.add_argument("--name", type=str | None, default=None, help="run group under output.root (default: the config's stem)")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the split (and of the model unless model_seed)")
-    parser.add_argument("--model_seed", type=int | None, default=None, help="initialisation seed of the model (null: seed)")
+    parser = ArgumentParser(
+        prog=prog, description=description, exit_on_error=False, default_env=False, allow_abbrev=False
+    )
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="YAML config (e.g. configs/mlp.yaml or mlp.yaml)"
+    )
+    parser.add_argument(
+        "--name",
+        type=str | None,
+        default=None,
+        help="run group under output.root (default: the config's stem)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the split (and of the model unless model_seed)"
+    )
+    parser.add_argument(
+        "--model_seed", type=int | None, default=None, help="initialisation seed of the model (null: seed)"
+    )
     parser.add_class_arguments(PolyDataModule, "data", skip={"seed"})
     parser.add_argument("--model.kind", type=Literal[KINDS], default="mlp", help="model family")  # type: ignore[valid-type]
     parser.add_class_arguments(model_class(kind), "model", skip=SCHEMA_ARGS | {"progress"})
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP)
-    parser.set_defaults({"trainer.max_epochs": 300, "trainer.log_every_n_steps": 1, "trainer.enable_model_summary": False})
+    parser.set_defaults(
+        {"trainer.max_epochs": 300, "trainer.log_every_n_steps": 1, "trainer.enable_model_summary": False}
+    )
     parser.add_class_arguments(EarlyStopping, "early_stopping")
     parser.add_class_arguments(Checkpointing, "checkpoint")
     parser.add_class_arguments(Output, "output")
@@ -202,8 +223,12 @@ def one_line(exc: Exception) -> str:
     return text
 
 
-def parse(argv: Sequence[str] | None, prog: str = "polyinv fit", description: str = "",
-          extra: Callable[[Any], None] | None = None) -> tuple[dict, dict]:
+def parse(
+    argv: Sequence[str] | None,
+    prog: str = "polyinv fit",
+    description: str = "",
+    extra: Callable[[Any], None] | None = None,
+) -> tuple[dict, dict]:
     """(run config, the command's own options) from a command line; one-line PolyinvError on any problem."""
     argv = _resolve_config_paths(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_kind(argv), prog, description, extra)
@@ -232,7 +257,18 @@ def _where(parser, argv: Sequence[str]) -> str:
     return ""
 
 
-SECTIONS = ("name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output", "trust")
+SECTIONS = (
+    "name",
+    "seed",
+    "model_seed",
+    "data",
+    "model",
+    "trainer",
+    "early_stopping",
+    "checkpoint",
+    "output",
+    "trust",
+)
 
 
 def dump(config: dict) -> str:

@@ -55,8 +55,7 @@ class Design:
 
 def _outcome(sim: pd.DataFrame) -> dict[str, np.ndarray]:
     mn, mw = sim[MN].to_numpy(np.float64), sim[MW].to_numpy(np.float64)
-    return {MN: mn, MW: mw, "dispersity": mw / mn,
-            "conversion": frame_conversion(sim)}
+    return {MN: mn, MW: mw, "dispersity": mw / mn, "conversion": frame_conversion(sim)}
 
 
 def _to_z(recipes: np.ndarray) -> np.ndarray:
@@ -71,9 +70,19 @@ def _simulate(forward, z: np.ndarray) -> pd.DataFrame:
         return forward.simulate(recipes, t_max=z[:, 3])
 
 
-def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[float, float]], tolerance: float = 0.05,
-           n_starts: int = 48, top: int = 5, seed: int = 0, max_nfev: int = 40, mmd: np.ndarray | None = None,
-           mmd_tolerance: float = 0.02, starts: np.ndarray | None = None) -> Design:
+def design(
+    forward,
+    targets: Mapping[str, float],
+    bounds: Mapping[str, tuple[float, float]],
+    tolerance: float = 0.05,
+    n_starts: int = 48,
+    top: int = 5,
+    seed: int = 0,
+    max_nfev: int = 40,
+    mmd: np.ndarray | None = None,
+    mmd_tolerance: float = 0.02,
+    starts: np.ndarray | None = None,
+) -> Design:
     """Recipes inside ``bounds`` (VARIABLES → (low, high)) whose simulated properties meet ``targets``
     (PROPERTIES → value) within ``tolerance`` (relative) and, with ``mmd`` (a target MMD on the forward model's
     axis), whose MMD lies within ``mmd_tolerance`` (Hellinger) of it; shortest reaction first; at most ``top``
@@ -97,21 +106,41 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     def residuals(flat: np.ndarray) -> np.ndarray:
         sim = _simulate(forward, flat.reshape(n_starts, 4))
         got = _outcome(sim)
-        r = np.column_stack([np.log(np.clip(got[p], 1e-12, None) / w) / scale for p, w in zip(names, want, strict=True)])
+        r = np.column_stack(
+            [np.log(np.clip(got[p], 1e-12, None) / w) / scale for p, w in zip(names, want, strict=True)]
+        )
         if target_shape is not None:
-            shape = (sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy(np.float64)) - target_shape) / (np.sqrt(2.0) * mmd_tolerance)
+            shape = (sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy(np.float64)) - target_shape) / (
+                np.sqrt(2.0) * mmd_tolerance
+            )
             r = np.column_stack([r, shape])
         return np.where(np.isfinite(r), r, 1e3).ravel()
 
     sparsity = block_diag([csr_matrix(np.ones((n_res, 4)))] * n_starts, format="csr")
-    res = least_squares(residuals, start.ravel(), jac_sparsity=sparsity, bounds=(np.tile(lo_z, n_starts), np.tile(hi_z, n_starts)),
-                        x_scale=np.tile(hi_z - lo_z, n_starts), diff_step=1e-4, max_nfev=max_nfev, method="trf",
-                        tr_solver="lsmr", ftol=1e-6, xtol=1e-6)
+    res = least_squares(
+        residuals,
+        start.ravel(),
+        jac_sparsity=sparsity,
+        bounds=(np.tile(lo_z, n_starts), np.tile(hi_z, n_starts)),
+        x_scale=np.tile(hi_z - lo_z, n_starts),
+        diff_step=1e-4,
+        max_nfev=max_nfev,
+        method="trf",
+        tr_solver="lsmr",
+        ftol=1e-6,
+        xtol=1e-6,
+    )
     z = res.x.reshape(n_starts, 4)
     sim = _simulate(forward, z)
     got = _outcome(sim)
-    table = pd.DataFrame({MONOMER_0: z[:, 0], INITIATOR_0: np.exp(z[:, 1]), TEMP: z[:, 2],
-                          TIME: np.minimum(sim[TIME].to_numpy(np.float64), z[:, 3])})
+    table = pd.DataFrame(
+        {
+            MONOMER_0: z[:, 0],
+            INITIATOR_0: np.exp(z[:, 1]),
+            TEMP: z[:, 2],
+            TIME: np.minimum(sim[TIME].to_numpy(np.float64), z[:, 3]),
+        }
+    )
     for p in PROPERTIES:
         table[f"sim_{p}"] = got[p]
     for p, w in zip(names, want, strict=True):
@@ -119,27 +148,39 @@ def design(forward, targets: Mapping[str, float], bounds: Mapping[str, tuple[flo
     table["worst_miss"] = table[[f"miss_{p}" for p in names]].abs().max(axis=1)
     score = table["worst_miss"] / tolerance  # the worst miss in units of its tolerance
     if target_shape is not None:
-        table["hellinger"] = hellinger(np.asarray(mmd, dtype=np.float64)[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64))
+        table["hellinger"] = hellinger(
+            np.asarray(mmd, dtype=np.float64)[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64)
+        )
         score = np.maximum(score, table["hellinger"] / mmd_tolerance)
     table["score"] = score
     table = table[np.isfinite(table["score"])].sort_values("score")
     if table.empty:  # no simulated outcome was finite: the forward model, not the targets, is at fault
-        raise ValueError(f"the forward model ({forward.source}) gave non-finite outcomes for all {n_starts} "
-                         f"searched recipes; check its kinetics")
+        raise ValueError(
+            f"the forward model ({forward.source}) gave non-finite outcomes for all {n_starts} "
+            f"searched recipes; check its kinetics"
+        )
     table = _distinct(table, hi_z - lo_z)
     meets = table["score"] <= 1.0
     if meets.any():  # every recipe that meets the targets, shortest first: the Pareto set of (miss, time)
         table = table[meets].sort_values([TIME, "score"])
         table = table[table["score"] <= table["score"].cummin()]
-        message = (f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}"
-                   + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
-                   + "; those no faster recipe matches as well (the Pareto set of time and miss), fastest first")
+        message = (
+            f"{int(meets.sum())} distinct recipes meet every target within {tolerance:.0%}"
+            + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
+            + "; those no faster recipe matches as well (the Pareto set of time and miss), fastest first"
+        )
     else:
         best = table.iloc[0] if len(table) else None
-        message = (f"no recipe inside the bounds meets every target within {tolerance:.0%}"
-                   + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
-                   + (f"; the closest misses by {best['worst_miss']:.1%}" if best is not None else "")
-                   + (f" (Hellinger {best['hellinger']:.4f})" if best is not None and target_shape is not None else ""))
+        message = (
+            f"no recipe inside the bounds meets every target within {tolerance:.0%}"
+            + ("" if target_shape is None else f" and the MMD within Hellinger {mmd_tolerance:g}")
+            + (f"; the closest misses by {best['worst_miss']:.1%}" if best is not None else "")
+            + (
+                f" (Hellinger {best['hellinger']:.4f})"
+                if best is not None and target_shape is not None
+                else ""
+            )
+        )
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     table["meets"] = table.pop("score") <= 1.0
     return Design(table.head(top).reset_index(drop=True), bool(meets.any()), message)
@@ -161,7 +202,9 @@ def assumed_conversions(forward, conversion: float | None = None) -> list[float]
     return [conversion] if conversion is not None else list(np.linspace(0.2, forward.x_stop - 0.02, 3))
 
 
-def inverse_starts(model, mmd: np.ndarray, mn: float, mw: float, conversions, bounds: Mapping[str, tuple[float, float]]) -> np.ndarray:
+def inverse_starts(
+    model, mmd: np.ndarray, mn: float, mw: float, conversions, bounds: Mapping[str, tuple[float, float]]
+) -> np.ndarray:
     """The trained model's answers (rows of VARIABLES) for a target MMD at each assumed conversion: the model
     reads cBA_time, which a target does not have, so cBA_time = cBA_0 (1 − conversion), cBA_0 from the model's
     own answer (two passes from the middle of the bounds). Fields the model does not predict: the bounds' middle."""

@@ -33,7 +33,12 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument("-v", "--verbose", action="store_true", help="more detail in the narration")
-        self.add_argument("-q", "--quiet", action="store_true", help="warnings and results only: no narration, no progress bars")
+        self.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="warnings and results only: no narration, no progress bars",
+        )
 
     def error(self, message: str):
         raise PolyinvError(f"{message} (see {self.prog} --help)")

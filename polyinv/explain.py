@@ -35,15 +35,22 @@ def column_groups(model, block: int = 10) -> dict[str, list[str]]:
     return groups
 
 
-def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequence[str]] | None = None,
-                           n_repeats: int = 5, seed: int = 0) -> pd.DataFrame:
+def permutation_importance(
+    model,
+    frame: pd.DataFrame,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    n_repeats: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Long table: group, target, r2_drop (mean), r2_drop_std, baseline_r2; rows for every group × target."""
     if n_repeats < 1:
         raise PolyinvError(f"--n-repeats must be at least 1, got {n_repeats}")
     targets = list(model.target_names)
     missing = [t for t in targets if t not in frame.columns]
     if missing:
-        raise PolyinvError(f"permutation importance needs the true recipe columns; the input lacks {', '.join(missing)}")
+        raise PolyinvError(
+            f"permutation importance needs the true recipe columns; the input lacks {', '.join(missing)}"
+        )
     if len(frame) < 3:
         raise PolyinvError(f"permutation importance needs at least 3 rows, got {len(frame)}")
     groups = dict(groups or column_groups(model))
@@ -61,9 +68,15 @@ def permutation_importance(model, frame: pd.DataFrame, groups: Mapping[str, Sequ
             scores = evaluate(y, predict_frame(model, shuffled), targets)["targets"]
             drops[r] = [base[t]["r2"] - scores[t]["r2"] for t in targets]
         for j, t in enumerate(targets):
-            rows.append({"group": group, "target": t, "r2_drop": float(drops[:, j].mean()),
-                         "r2_drop_std": float(drops[:, j].std(ddof=1)) if n_repeats > 1 else 0.0,
-                         "baseline_r2": base[t]["r2"]})
+            rows.append(
+                {
+                    "group": group,
+                    "target": t,
+                    "r2_drop": float(drops[:, j].mean()),
+                    "r2_drop_std": float(drops[:, j].std(ddof=1)) if n_repeats > 1 else 0.0,
+                    "baseline_r2": base[t]["r2"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -73,15 +86,27 @@ def impurity_importance(model, groups: Mapping[str, Sequence[str]] | None = None
         return None
     values = model.feature_importances()
     groups = dict(groups or column_groups(model))
-    return pd.DataFrame({"group": list(groups), "impurity_importance": [sum(values[c] for c in cols) for cols in groups.values()]})
+    return pd.DataFrame(
+        {
+            "group": list(groups),
+            "impurity_importance": [sum(values[c] for c in cols) for cols in groups.values()],
+        }
+    )
 
 
 #: The files ``explain`` may write into its folder.
 OUTPUTS = ("importance.csv", "importance.png", "impurity.csv")
 
 
-def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5, seed: int = 0,
-            block: int = 10, overwrite: bool = True) -> dict[str, Path]:
+def explain(
+    model,
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    n_repeats: int = 5,
+    seed: int = 0,
+    block: int = 10,
+    overwrite: bool = True,
+) -> dict[str, Path]:
     """Write ``importance.csv``, ``importance.png`` (and ``impurity.csv`` for forests) atomically; ``overwrite``
     False: none replaces a file that appeared meanwhile."""
     out_dir = Path(out_dir)
@@ -92,11 +117,17 @@ def explain(model, frame: pd.DataFrame, out_dir: str | Path, n_repeats: int = 5,
     with atomic_path(written["table"], overwrite) as tmp:
         table.to_csv(tmp, index=False)
     stale = out_dir / "impurity.csv"
-    if impurity is None and overwrite and stale.is_file():  # an earlier forest's file would describe another model
+    if (
+        impurity is None and overwrite and stale.is_file()
+    ):  # an earlier forest's file would describe another model
         stale.unlink()
     if impurity is not None:
         written["impurity"] = out_dir / "impurity.csv"
         with atomic_path(written["impurity"], overwrite) as tmp:
             impurity.to_csv(tmp, index=False)
-    write_figure(importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"), written["plot"], overwrite=overwrite)
+    write_figure(
+        importance_figure(table, impurity, title=f"{model.kind}: {len(frame)} rows, {n_repeats} repeats"),
+        written["plot"],
+        overwrite=overwrite,
+    )
     return written

@@ -38,8 +38,13 @@ def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_arrays(mmd, side)
 
 
-def predict_table(model, frame: pd.DataFrame, interval: float | None = None, refine: bool = False,
-                  candidates: int | None = None) -> pd.DataFrame:
+def predict_table(
+    model,
+    frame: pd.DataFrame,
+    interval: float | None = None,
+    refine: bool = False,
+    candidates: int | None = None,
+) -> pd.DataFrame:
     """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``.
 
     With ``interval`` (e.g. 0.9) adds ``<target>_lo``/``<target>_hi`` (models with ``predict_interval``).
@@ -75,16 +80,22 @@ def predict_table(model, frame: pd.DataFrame, interval: float | None = None, ref
         mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
         side = frame[list(model.side_names)].to_numpy(np.float64)
         bands = interval_columns(model, mmd, side, interval)
-        changed = extra[0]["refine_changed"].to_numpy(bool) if refine and extra and "refine_changed" in extra[0] else None
+        changed = (
+            extra[0]["refine_changed"].to_numpy(bool)
+            if refine and extra and "refine_changed" in extra[0]
+            else None
+        )
         if changed is not None and len(bands.columns):
             # the model's interval describes the model's answer (model_<target>), not a refined recipe: kept
             # beside that answer, and under <target>_lo/_hi only on rows whose answer refinement left unchanged
             extra[0] = pd.concat([extra[0], bands.add_prefix("model_")], axis=1)
             bands.loc[changed, :] = np.nan
             if changed.any():
-                LOG.warning(f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
-                            f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the "
-                            f"refined recipe; --candidates lists other recipes that reproduce the row")
+                LOG.warning(
+                    f"--interval: {int(changed.sum())} refined row(s) carry no <target>_lo/_hi: the interval is "
+                    f"the model's, around its own answer (model_<target>_lo/_hi), and says nothing of the "
+                    f"refined recipe; --candidates lists other recipes that reproduce the row"
+                )
         out = pd.concat([out, bands], axis=1)
     if extra:
         out = pd.concat([out, *extra], axis=1)

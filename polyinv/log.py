@@ -71,6 +71,6 @@ def quiet() -> bool:
 def say(line: str) -> None:
     """One line of narration; a line that starts with ``warning: `` is logged as a warning."""
     if line.startswith(WARNING_PREFIX):
-        LOG.warning(line[len(WARNING_PREFIX):])
+        LOG.warning(line[len(WARNING_PREFIX) :])
     else:
         LOG.info(line)

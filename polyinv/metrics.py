@@ -68,7 +68,9 @@ def evaluate(y_true, y_pred, targets: Sequence[str] = TARGETS) -> dict:
     true = torch.as_tensor(np.ascontiguousarray(y_true, dtype=np.float64))
     pred = torch.as_tensor(np.ascontiguousarray(y_pred, dtype=np.float64))
     if true.shape != pred.shape or true.ndim != 2 or true.shape[1] != len(targets):
-        raise ValueError(f"shapes differ or do not match {len(targets)} targets: {tuple(true.shape)} vs {tuple(pred.shape)}")
+        raise ValueError(
+            f"shapes differ or do not match {len(targets)} targets: {tuple(true.shape)} vs {tuple(pred.shape)}"
+        )
     per_target = {}
     for j, name in enumerate(targets):
         mae = float(mean_absolute_error(pred[:, j], true[:, j]))
@@ -113,5 +115,3 @@ def write_json(data: Mapping, path: str | Path) -> None:
     """Write JSON atomically; non-finite numbers become null."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
-
-

@@ -93,12 +93,19 @@ def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None,
     return fig
 
 
-def calibration_figure(cal: Calibration, path: str | Path, n_overlays: int = 6, overwrite: bool = True) -> Path:
+def calibration_figure(
+    cal: Calibration, path: str | Path, n_overlays: int = 6, overwrite: bool = True
+) -> Path:
     """Parity of Mn, Mw, conversion and stop time, and MMD overlays of a few rows (file vs calibrated), over
     the rows the calibration was fitted on."""
     sim, rows = cal.fitted_frame, cal.fitted_rows
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
-    panels = [(MN, "Mn / g mol⁻¹", True), (MW, "Mw / g mol⁻¹", True), (frame_conversion, "conversion", False), (TIME, "stop time / s", False)]
+    panels = [
+        (MN, "Mn / g mol⁻¹", True),
+        (MW, "Mw / g mol⁻¹", True),
+        (frame_conversion, "conversion", False),
+        (TIME, "stop time / s", False),
+    ]
     for ax, (col, label, log) in zip(axes.flat[:4], panels, strict=True):
         x = col(rows) if callable(col) else rows[col]
         y = col(sim) if callable(col) else sim[col]
@@ -112,7 +119,7 @@ def calibration_figure(cal: Calibration, path: str | Path, n_overlays: int = 6, 
         ax.set_ylabel(f"calibrated simulator: {label}")
     grid = cal.forward.axis.points()
     picks = np.linspace(0, len(rows) - 1, n_overlays).round().astype(int)
-    for ax, part in zip(axes.flat[4:], (picks[: n_overlays // 2], picks[n_overlays // 2:]), strict=True):
+    for ax, part in zip(axes.flat[4:], (picks[: n_overlays // 2], picks[n_overlays // 2 :]), strict=True):
         for k, i in enumerate(part):
             colour = f"C{k}"
             ax.plot(grid, rows[list(MMD_COLUMNS)].iloc[i], "-", color=colour, lw=1.6, label=f"row {i} file")
@@ -121,19 +128,26 @@ def calibration_figure(cal: Calibration, path: str | Path, n_overlays: int = 6, 
         ax.set_ylabel("MMD (file's normalisation)")
         ax.legend(fontsize=7, title="solid: file, dashed: calibrated", title_fontsize=7)
     r = cal.residuals
-    fig.suptitle(f"{cal.forward.source}: median Hellinger {r['hellinger_median']:.3f}, Mn {100 * r['Mn_rel_median']:.1f} %, "
-                 f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
-                 f"stop time MAE {r['time_mae_s']:.0f} s", fontsize=10)
+    fig.suptitle(
+        f"{cal.forward.source}: median Hellinger {r['hellinger_median']:.3f}, Mn {100 * r['Mn_rel_median']:.1f} %, "
+        f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
+        f"stop time MAE {r['time_mae_s']:.0f} s",
+        fontsize=10,
+    )
     fig.tight_layout()
     write_figure(fig, path, overwrite=overwrite)
     return Path(path)
 
 
-def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False) -> list:
+def plot_candidates(
+    out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False
+) -> list:
     """One PNG per row (``candidates_row<i>.png``): the input MMD and each candidate's simulated MMD, with the
     candidates' recipes in the legend. Atomic writes; nothing without candidate columns or a forward model."""
     forward, _ = model_forward(model)
-    ks = sorted({int(c.split("_")[0].removeprefix("candidate")) for c in table.columns if c.startswith("candidate")})
+    ks = sorted(
+        {int(c.split("_")[0].removeprefix("candidate")) for c in table.columns if c.startswith("candidate")}
+    )
     if forward is None or not ks:
         return []
     sims = {}
@@ -151,10 +165,15 @@ def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, ov
             if have[i]:
                 j = int(np.cumsum(have)[i] - 1)
                 r = table.iloc[i]
-                ax.plot(grid, sim[list(MMD_COLUMNS)].to_numpy()[j], "--", lw=1.3,
-                        label=f"candidate {k}: {r[f'candidate{k}_cBA_0']:.3g} mol/L, {r[f'candidate{k}_cAIBN_0']:.3g} mol/L, "
-                              f"{r[f'candidate{k}_temp']:.1f} °C, {r[f'candidate{k}_time']:.0f} s "
-                              f"(Hellinger {r[f'candidate{k}_hellinger']:.4f})")
+                ax.plot(
+                    grid,
+                    sim[list(MMD_COLUMNS)].to_numpy()[j],
+                    "--",
+                    lw=1.3,
+                    label=f"candidate {k}: {r[f'candidate{k}_cBA_0']:.3g} mol/L, {r[f'candidate{k}_cAIBN_0']:.3g} mol/L, "
+                    f"{r[f'candidate{k}_temp']:.1f} °C, {r[f'candidate{k}_time']:.0f} s "
+                    f"(Hellinger {r[f'candidate{k}_hellinger']:.4f})",
+                )
         ax.set_xlabel("log10(M / g mol⁻¹)")
         ax.set_ylabel("MMD")
         ax.set_title(f"row {i}: recipes that reproduce the input", fontsize=10)
@@ -166,9 +185,17 @@ def plot_candidates(out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, ov
     return written
 
 
-def verify_figures(out_dir: str | Path, mmd: np.ndarray, sim: pd.DataFrame, recipes: pd.DataFrame,
-              table: pd.DataFrame, true: pd.DataFrame | None = None, rows: Sequence[int] | None = None,
-              forward: ForwardModel | None = None, overwrite: bool = False) -> list[Path]:
+def verify_figures(
+    out_dir: str | Path,
+    mmd: np.ndarray,
+    sim: pd.DataFrame,
+    recipes: pd.DataFrame,
+    table: pd.DataFrame,
+    true: pd.DataFrame | None = None,
+    rows: Sequence[int] | None = None,
+    forward: ForwardModel | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
     """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
     out_dir = Path(out_dir)
     grid = (forward or ForwardModel()).axis.points()
@@ -207,14 +234,25 @@ def design_figure(path: Path, forward, table, targets: dict, mmd=None, overwrite
     fig, ax = plt.subplots(figsize=(7, 4))
     if mmd is not None:  # the target on the simulator's normalisation, for comparison
         shown = np.asarray(mmd, dtype=np.float64)
-        ax.plot(log_m, shown / shown.sum() * sim[list(MMD_COLUMNS)].to_numpy(float).sum(axis=1).mean(), color="k", lw=2.5,
-                alpha=0.5, label="target MMD")
+        ax.plot(
+            log_m,
+            shown / shown.sum() * sim[list(MMD_COLUMNS)].to_numpy(float).sum(axis=1).mean(),
+            color="k",
+            lw=2.5,
+            alpha=0.5,
+            label="target MMD",
+        )
     for i, row in table.iterrows():
-        ax.plot(log_m, sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
-                label=f"#{row['rank']}: {row[MONOMER_0]:.2f} mol/L, {row[INITIATOR_0]:.4f} mol/L, {row[TEMP]:.1f} °C, {row[TIME]:.0f} s")
+        ax.plot(
+            log_m,
+            sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
+            label=f"#{row['rank']}: {row[MONOMER_0]:.2f} mol/L, {row[INITIATOR_0]:.4f} mol/L, {row[TEMP]:.1f} °C, {row[TIME]:.0f} s",
+        )
     for name in (MN, MW):
         if name in targets:
-            ax.axvline(np.log10(targets[name]), color="k", ls="--" if name == MN else ":", label=f"target {name}")
+            ax.axvline(
+                np.log10(targets[name]), color="k", ls="--" if name == MN else ":", label=f"target {name}"
+            )
     ax.set_xlabel("log10 M (g/mol)")
     ax.set_ylabel(f"MMD ({forward.axis.normalisation})")
     ax.legend(fontsize=7)

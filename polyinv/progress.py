@@ -21,7 +21,9 @@ class EpochProgress(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-            self.bar = tqdm(total=total, initial=trainer.current_epoch, desc=self.desc, unit="epoch", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=trainer.current_epoch, desc=self.desc, unit="epoch", dynamic_ncols=True
+            )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.bar is not None:
@@ -42,11 +44,19 @@ def quiet_libraries() -> None:
     """Lightning's device and tip messages and known harmless warnings off (errors and our output stay)."""
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (r".*does not have many workers.*", r".*LeafSpec.*", r".*The number of training batches.*",
-                    r".*Checkpoint directory .* exists and is not empty.*", r".*Total length of .* across ranks is zero.*",
-                    r".*GPU available but not used.*", r".*`ckpt_path`, callbacks used to create the checkpoint.*",
-                    r".*You defined a `validation_step` but have no `val_dataloader`.*",
-                    r".*`sklearn.utils.parallel.delayed` should be used with.*"):
+    for message in (
+        r".*does not have many workers.*",
+        r".*LeafSpec.*",
+        r".*The number of training batches.*",
+        r".*Checkpoint directory .* exists and is not empty.*",
+        r".*Total length of .* across ranks is zero.*",
+        r".*GPU available but not used.*",
+        r".*`ckpt_path`, callbacks used to create the checkpoint.*",
+        r".*You defined a `validation_step` but have no `val_dataloader`.*",
+        r".*`sklearn.utils.parallel.delayed` should be used with.*",
+    ):
         warnings.filterwarnings("ignore", message=message)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", module=r"sklearn\.gaussian_process.*")  # ConvergenceWarning at the bounds
+    warnings.filterwarnings(
+        "ignore", module=r"sklearn\.gaussian_process.*"
+    )  # ConvergenceWarning at the bounds

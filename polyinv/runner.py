@@ -29,7 +29,7 @@ from polyinv.metrics import evaluate, format_table, write_json
 from polyinv.models import MODEL_FILE, MODELS, AutoModel, EnsembleModel, InverseModel, auto, load_model
 from polyinv.plots import parity_figure, write_figure
 from polyinv.progress import quiet_libraries
-from polyinv.refine_check import fit_check
+from polyinv.refine import fit_check
 from polyinv.runs import (
     best_epoch,
     discard_unfinished,
@@ -72,7 +72,9 @@ class RunResult:
         return format_table(self.metrics, title=self.title)
 
 
-def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict) -> dict:
+def finish_run(
+    config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict
+) -> dict:
     """Evaluate on the test split through the one harness and write every run artefact."""
     test = dm.test_frame
     targets = list(dm.target_columns)
@@ -86,26 +88,37 @@ def finish_run(config: dict, run_dir: Path, model, dm: PolyDataModule, logger, t
         preds[f"{t}_pred"] = y_pred[:, j]
     with atomic_path(run_dir / "predictions_test.csv") as tmp:
         preds.to_csv(tmp, index=False)
-    write_figure(parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split"), run_dir / "parity.png")
+    write_figure(
+        parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split"), run_dir / "parity.png"
+    )
     if logger is not None:
         for j, t in enumerate(targets):
             single = parity_figure(y_true[:, [j]], y_pred[:, [j]], [t])
             logger.experiment.add_figure(f"parity/{t}", single, close=True)
-        hp_metrics = {"hp/test_r2_global": metrics["global"]["r2"], "hp/test_mse_global": metrics["global"]["mse"]}
+        hp_metrics = {
+            "hp/test_r2_global": metrics["global"]["r2"],
+            "hp/test_mse_global": metrics["global"]["mse"],
+        }
         hp_metrics.update({f"hp/test_r2/{t}": m["r2"] for t, m in metrics["targets"].items()})
         logger.log_hyperparams(flat(config), metrics=hp_metrics)
         logger.finalize("success")
     info = {
-        "name": config["name"], "kind": config["model"].get("kind"), "seed": config["seed"],
-        "train_seconds": train_seconds, "rows": {"train": len(dm.train_idx), "val": len(dm.val_idx), "test": len(dm.test_idx)},
-        "data": str(dm.path), **forward_info(model.domain), **extra,
+        "name": config["name"],
+        "kind": config["model"].get("kind"),
+        "seed": config["seed"],
+        "train_seconds": train_seconds,
+        "rows": {"train": len(dm.train_idx), "val": len(dm.val_idx), "test": len(dm.test_idx)},
+        "data": str(dm.path),
+        **forward_info(model.domain),
+        **extra,
     }
     write_json(info, run_dir / "run.json")
     return metrics
 
 
-def run(config: dict, resume: Path | None = None, verbose: bool = True,
-        forward: ForwardChoice | None = None) -> RunResult | None:
+def run(
+    config: dict, resume: Path | None = None, verbose: bool = True, forward: ForwardChoice | None = None
+) -> RunResult | None:
     """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0).
 
     ``forward``: the trust checks' forward model when the caller already has it (an ensemble's members)."""
@@ -137,8 +150,14 @@ def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> ForwardChoic
     settings and its non-test rows (docs/forward-model.md)."""
     trust = config.get("trust") or {}
     try:
-        forward = forward_for_training(trust.get("forward", "auto"), trust.get("calibration"), dm.path, fit_rows(dm),
-                                       log=say if verbose else None, progress=verbose)
+        forward = forward_for_training(
+            trust.get("forward", "auto"),
+            trust.get("calibration"),
+            dm.path,
+            fit_rows(dm),
+            log=say if verbose else None,
+            progress=verbose,
+        )
         if verbose and forward.model is not None:
             LOG.info(f"forward model of the trust checks: {forward.how}")
         return forward
@@ -170,22 +189,41 @@ def refine_rows(dm: PolyDataModule, model: InverseModel) -> pd.DataFrame:
     return dm.val_frame
 
 
-def refine_check(config: dict, model: InverseModel, frame: pd.DataFrame, forward: ForwardChoice, verbose: bool) -> dict | None:
-    """The model's stored domain with the refine check (polyinv.refine_check.fit_check) on held-out ``frame`` rows."""
+def refine_check(
+    config: dict, model: InverseModel, frame: pd.DataFrame, forward: ForwardChoice, verbose: bool
+) -> dict | None:
+    """The model's stored domain with the refine check (polyinv.refine.check.fit_check) on held-out ``frame`` rows."""
     trust = config.get("trust") or {}
-    return fit_check(model, model.domain, frame, forward.model, trust.get("refine", "auto"),
-                     int(trust.get("refine_rows", 60)), seed=int(config["seed"]), log=say if verbose else None)
+    return fit_check(
+        model,
+        model.domain,
+        frame,
+        forward.model,
+        trust.get("refine", "auto"),
+        int(trust.get("refine_rows", 60)),
+        seed=int(config["seed"]),
+        log=say if verbose else None,
+    )
 
 
-def _trust_checks(config: dict, dm: PolyDataModule, model: InverseModel, forward: ForwardChoice, verbose: bool) -> None:
+def _trust_checks(
+    config: dict, dm: PolyDataModule, model: InverseModel, forward: ForwardChoice, verbose: bool
+) -> None:
     """The domain's forward-consistency thresholds (on the non-test rows, which need the trained model) and
     the refine check, stored in ``model.domain``."""
     model.domain = fit_model_consistency(model, model.domain, fit_rows(dm), *forward)
     model.domain = refine_check(config, model, refine_rows(dm, model), forward, verbose)
 
 
-def _fit_classical(config: dict, dm: PolyDataModule, model, run_dir: Path, resume: Path | None, verbose: bool,
-                   forward: ForwardChoice) -> RunResult:
+def _fit_classical(
+    config: dict,
+    dm: PolyDataModule,
+    model,
+    run_dir: Path,
+    resume: Path | None,
+    verbose: bool,
+    forward: ForwardChoice,
+) -> RunResult:
     seconds = fit_classical(model, dm)
     _trust_checks(config, dm, model, forward, verbose)
     model.save(run_dir / MODEL_FILE)
@@ -194,11 +232,20 @@ def _fit_classical(config: dict, dm: PolyDataModule, model, run_dir: Path, resum
         for line in fit_check_lines(report.get("fit_checks")):
             LOG.info(line)
     metrics = finish_run(config, run_dir, model, dm, tb_logger(run_dir), seconds, report)
-    return RunResult(run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units")
+    return RunResult(
+        run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units"
+    )
 
 
-def _fit_network(config: dict, dm: PolyDataModule, model, run_dir: Path, resume: Path | None, verbose: bool,
-                 forward: ForwardChoice) -> RunResult | None:
+def _fit_network(
+    config: dict,
+    dm: PolyDataModule,
+    model,
+    run_dir: Path,
+    resume: Path | None,
+    verbose: bool,
+    forward: ForwardChoice,
+) -> RunResult | None:
     fitted = fit_network(config, dm, model, run_dir, resume)
     if fitted is None:  # a DDP worker
         return None
@@ -213,14 +260,27 @@ def _fit_network(config: dict, dm: PolyDataModule, model, run_dir: Path, resume:
     if verbose:
         for line in checks["warnings"]:
             LOG.warning(line)
-    extra = {"epochs": int(trainer.current_epoch), "best_epoch": best_epoch(trainer),
-             "device": str(trainer.strategy.root_device), "fit_checks": checks}
+    extra = {
+        "epochs": int(trainer.current_epoch),
+        "best_epoch": best_epoch(trainer),
+        "device": str(trainer.strategy.root_device),
+        "fit_checks": checks,
+    }
     metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
-    return RunResult(run_dir, metrics, seconds, best, f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt")
+    return RunResult(
+        run_dir, metrics, seconds, best, f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"
+    )
 
 
-def _fit_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path, resume: Path | None, verbose: bool,
-              forward: ForwardChoice) -> RunResult:
+def _fit_auto(
+    config: dict,
+    dm: PolyDataModule,
+    model: AutoModel,
+    run_dir: Path,
+    resume: Path | None,
+    verbose: bool,
+    forward: ForwardChoice,
+) -> RunResult:
     """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
     started = time.perf_counter()
     select(model, config, dm, np.concatenate([dm.train_idx, dm.val_idx]), log=say if verbose else None)
@@ -235,7 +295,13 @@ def _fit_auto(config: dict, dm: PolyDataModule, model: AutoModel, run_dir: Path,
     logger.experiment.add_text("auto/choice", ", ".join(f"{t}: {n}" for t, n in selection["choice"].items()))
     logger.experiment.add_scalar("auto/seconds", selection["seconds_total"])
     metrics = finish_run(config, run_dir, model, dm, logger, seconds, {"selection": selection})
-    return RunResult(run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}")
+    return RunResult(
+        run_dir,
+        metrics,
+        seconds,
+        model,
+        f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}",
+    )
 
 
 def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool = False):
@@ -248,8 +314,10 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
         networks = ", ".join(k for k, c in MODELS.items() if c.family == "network")
         raise PolyinvError(f"ensembles are built from networks ({networks}), not {config['model']['kind']!r}")
     if not config["data"]["val_fraction"]:
-        raise PolyinvError("an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0 "
-                           "(e.g. --data.val_fraction 0.1)")
+        raise PolyinvError(
+            "an ensemble calibrates its intervals on the validation split; set data.val_fraction > 0 "
+            "(e.g. --data.val_fraction 0.1)"
+        )
     if not 0 < level < 1:
         raise PolyinvError(f"--level must lie between 0 and 1, got {level}")
     base_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
@@ -260,8 +328,11 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
     files, runs = [], []
     for i in range(members):
-        result = run(dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"), verbose=verbose,
-                     forward=forward)
+        result = run(
+            dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"),
+            verbose=verbose,
+            forward=forward,
+        )
         if result is None:  # DDP worker
             return None, None
         name = f"member_{i:02d}.ckpt"
@@ -271,16 +342,26 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     model = EnsembleModel([load_model(folder / f) for f in files])
 
     def arrays(frame):
-        return tuple(frame[list(cols)].to_numpy(np.float64) for cols in (dm.mmd_columns, dm.side_columns, dm.target_columns))
+        return tuple(
+            frame[list(cols)].to_numpy(np.float64)
+            for cols in (dm.mmd_columns, dm.side_columns, dm.target_columns)
+        )
 
     model.calibrate(*arrays(dm.val_frame))
-    model.domain = fit_model_consistency(model, model.domain, fit_rows(dm), *forward)  # thresholds of the ensemble's own recipes
+    model.domain = fit_model_consistency(
+        model, model.domain, fit_rows(dm), *forward
+    )  # thresholds of the ensemble's own recipes
     model.domain = refine_check(config, model, dm.val_frame, forward, verbose)
     mmd, side, y = arrays(dm.test_frame)
     mean, low, high = model.predict_interval(mmd, side, level)
     metrics = evaluate(y, mean, list(dm.target_columns))
     coverage = ((y >= low) & (y <= high)).mean(axis=0)
-    metrics["interval"] = {"level": level, "coverage": dict(zip(dm.target_columns, coverage.tolist(), strict=True))}
+    metrics["interval"] = {
+        "level": level,
+        "coverage": dict(zip(dm.target_columns, coverage.tolist(), strict=True)),
+    }
     write_json(metrics, folder / "metrics.json")
-    model.save(folder, files, {"member_runs": runs, "level": level, "test_coverage": metrics["interval"]["coverage"]})
+    model.save(
+        folder, files, {"member_runs": runs, "level": level, "test_coverage": metrics["interval"]["coverage"]}
+    )
     return folder, metrics

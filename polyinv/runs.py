@@ -33,8 +33,12 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     try:
         group.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise PolyinvError(f"output.root {root}: cannot create the run folder {group} ({exc.strerror or exc})") from None
-    existing = [int(p.name.split("_", 1)[1]) for p in group.glob("version_*") if p.name.split("_", 1)[1].isdigit()]
+        raise PolyinvError(
+            f"output.root {root}: cannot create the run folder {group} ({exc.strerror or exc})"
+        ) from None
+    existing = [
+        int(p.name.split("_", 1)[1]) for p in group.glob("version_*") if p.name.split("_", 1)[1].isdigit()
+    ]
     n = max(existing, default=-1) + 1
     while True:
         candidate = group / f"version_{n}"
@@ -44,8 +48,9 @@ def new_run_dir(root: str | Path, name: str) -> Path:
         except FileExistsError:
             n += 1
         except OSError as exc:
-            raise PolyinvError(f"output.root {root}: cannot create the run folder {candidate} "
-                               f"({exc.strerror or exc})") from None
+            raise PolyinvError(
+                f"output.root {root}: cannot create the run folder {candidate} ({exc.strerror or exc})"
+            ) from None
 
 
 def run_folder(root: str | Path, name: str, resume: Path | None) -> tuple[Path, bool]:
@@ -59,7 +64,9 @@ def run_folder(root: str | Path, name: str, resume: Path | None) -> tuple[Path, 
     try:
         run_dir = new_run_dir(root, name)
     except OSError as exc:
-        raise PolyinvError(f"output.root {root}: cannot create the run folder ({exc.strerror or exc})") from exc
+        raise PolyinvError(
+            f"output.root {root}: cannot create the run folder ({exc.strerror or exc})"
+        ) from exc
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir, True
 
@@ -99,8 +106,11 @@ def sigterm_saves(trainer, run_dir: Path):
         yield
     except SIGTERMException as exc:
         trainer.save_checkpoint(run_dir / "last.ckpt")
-        raise RunInterrupted(signal.SIGTERM, f"{run_dir}: training stopped by SIGTERM after {trainer.current_epoch} "
-                                             f"epochs; continue with: polyinv fit --resume {run_dir}") from exc
+        raise RunInterrupted(
+            signal.SIGTERM,
+            f"{run_dir}: training stopped by SIGTERM after {trainer.current_epoch} "
+            f"epochs; continue with: polyinv fit --resume {run_dir}",
+        ) from exc
 
 
 def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:
@@ -110,9 +120,13 @@ def check_resumable(run_dir: Path, max_epochs: int | None) -> Path:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         done = int(checkpoint["epoch"]) + 1
     except Exception as exc:
-        raise PolyinvError(f"{path}: cannot resume from it ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from exc
+        raise PolyinvError(
+            f"{path}: cannot resume from it ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+        ) from exc
     if max_epochs is not None and max_epochs <= done:
-        raise PolyinvError(f"{run_dir}: the run has trained {done} epochs; give --trainer.max_epochs above {done} to continue")
+        raise PolyinvError(
+            f"{run_dir}: the run has trained {done} epochs; give --trainer.max_epochs above {done} to continue"
+        )
     return path
 
 

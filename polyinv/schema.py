@@ -60,19 +60,37 @@ class System:
 
     def frame_conversion(self, table) -> np.ndarray:
         """Monomer conversion of every row of a table holding the monomer columns."""
-        return conversion(np.asarray(table[self.monomer_left], dtype=np.float64),
-                          np.asarray(table[self.monomer_0], dtype=np.float64))
+        return conversion(
+            np.asarray(table[self.monomer_left], dtype=np.float64),
+            np.asarray(table[self.monomer_0], dtype=np.float64),
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 BA_AIBN = System(
-    name="BA/AIBN in toluene", monomer="n-butyl acrylate", initiator="AIBN", monomer_molar_mass=128.17,
-    monomer_0="cBA_0", initiator_0="cAIBN_0", temp="temp", time="time", monomer_left="cBA_time", mn="Mn", mw="Mw",
+    name="BA/AIBN in toluene",
+    monomer="n-butyl acrylate",
+    initiator="AIBN",
+    monomer_molar_mass=128.17,
+    monomer_0="cBA_0",
+    initiator_0="cAIBN_0",
+    temp="temp",
+    time="time",
+    monomer_left="cBA_time",
+    mn="Mn",
+    mw="Mw",
     ranges={"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (0.0, 3600.0)},
-    units={"cBA_0": "mol/L", "cAIBN_0": "mol/L", "temp": "°C", "time": "s", "cBA_time": "mol/L", "Mn": "g/mol",
-           "Mw": "g/mol"},
+    units={
+        "cBA_0": "mol/L",
+        "cAIBN_0": "mol/L",
+        "temp": "°C",
+        "time": "s",
+        "cBA_time": "mol/L",
+        "Mn": "g/mol",
+        "Mw": "g/mol",
+    },
 )
 #: The system polyinv's modules use (the study's).
 SYSTEM = BA_AIBN

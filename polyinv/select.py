@@ -40,7 +40,9 @@ def candidate_configs(candidates: Sequence[str], run_config: dict) -> dict[str, 
         config = parse(["--config", str(path)])[0]
         if MODELS[config["model"]["kind"]].family == "auto":
             raise PolyinvError(f"model.candidates: {candidate} is itself an auto config")
-        config.update(seed=run_config["seed"], model_seed=run_config.get("model_seed"), data=run_config["data"])
+        config.update(
+            seed=run_config["seed"], model_seed=run_config.get("model_seed"), data=run_config["data"]
+        )
         name = path.stem
         if name in out:
             raise PolyinvError(f"model.candidates names {name!r} twice")
@@ -58,11 +60,18 @@ def _is_network(config: dict) -> bool:
 
 
 def _arrays(frame, model) -> tuple[np.ndarray, ...]:
-    return tuple(frame[list(c)].to_numpy(np.float64) for c in (model.mmd_names, model.side_names, model.target_names))
+    return tuple(
+        frame[list(c)].to_numpy(np.float64) for c in (model.mmd_names, model.side_names, model.target_names)
+    )
 
 
-def select(model: AutoModel, config: dict, dm: PolyDataModule, rows: np.ndarray,
-           log: Callable[[str], None] | None = say) -> AutoModel:
+def select(
+    model: AutoModel,
+    config: dict,
+    dm: PolyDataModule,
+    rows: np.ndarray,
+    log: Callable[[str], None] | None = say,
+) -> AutoModel:
     """Score every candidate on held-out predictions of ``rows`` (training rows of ``dm``), choose per target,
     fit the chosen networks on all of ``rows`` and hand the result to ``model``; ``log`` gets a line per step
     with the seconds used."""
@@ -78,45 +87,77 @@ def select(model: AutoModel, config: dict, dm: PolyDataModule, rows: np.ndarray,
         elapsed = time.perf_counter() - started
         best = {t: max((s[t] for s in scores.values()), default=-np.inf) for t in targets}
         if _is_network(cfg) and scores and min(best.values()) >= hp["good_enough"]:
-            skipped[name] = f"the candidates before it reach held-out R² >= {hp['good_enough']} on every target"
+            skipped[name] = (
+                f"the candidates before it reach held-out R² >= {hp['good_enough']} on every target"
+            )
             say(f"auto: {name} skipped ({skipped[name]})")
             continue
         tick = time.perf_counter()
         if _is_network(cfg):
             pred = _kfold_network(name, cfg, dm, rows, hp, targets, started, say)
             if pred is None:
-                skipped[name] = f"its {hp['folds']} folds and final fit would overrun budget_s {hp['budget_s']:g}"
+                skipped[name] = (
+                    f"its {hp['folds']} folds and final fit would overrun budget_s {hp['budget_s']:g}"
+                )
                 continue
         else:
             member = build_model(cfg, dm, progress=False)
             member.fit(*_arrays(frame, member))
-            pred = member.loo_predict_arrays(*_arrays(frame, member)) if member.has_loo else _kfold_classical(cfg, dm, rows, hp, targets)
+            pred = (
+                member.loo_predict_arrays(*_arrays(frame, member))
+                if member.has_loo
+                else _kfold_classical(cfg, dm, rows, hp, targets)
+            )
             fitted[name] = member
         costs[name] = time.perf_counter() - tick
         metrics = evaluate(y, pred, targets)
         scores[name] = {t: metrics["targets"][t]["r2"] for t in targets}
         heldout[name] = pred
-        say(f"auto: {name} held-out R² " + ", ".join(f"{t} {r:.4f}" for t, r in scores[name].items())
-            + f" ({costs[name]:.0f} s; {elapsed + costs[name]:.0f} of {hp['budget_s']:.0f} s used)")
+        say(
+            f"auto: {name} held-out R² "
+            + ", ".join(f"{t} {r:.4f}" for t, r in scores[name].items())
+            + f" ({costs[name]:.0f} s; {elapsed + costs[name]:.0f} of {hp['budget_s']:.0f} s used)"
+        )
     if not scores:
         raise PolyinvError(f"auto: no candidate could be scored within model.budget_s {hp['budget_s']:g} s")
     choice = {t: max(scores, key=lambda n, t=t: scores[n][t]) for t in targets}
     for name in dict.fromkeys(choice.values()):
         if name not in fitted:
             tick = time.perf_counter()
-            fitted[name], trainers[name] = train_network(configs[name], dm.restricted(rows), hp["random_state"])
+            fitted[name], trainers[name] = train_network(
+                configs[name], dm.restricted(rows), hp["random_state"]
+            )
             costs[name] += time.perf_counter() - tick
             say(f"auto: {name} fitted on all {len(rows)} training rows ({time.perf_counter() - tick:.0f} s)")
     members = {name: fitted[name] for name in dict.fromkeys(choice.values())}
-    selection = {"choice": choice, "heldout_r2": scores, "seconds": costs, "skipped": skipped,
-                 "folds": hp["folds"], "budget_s": hp["budget_s"], "seconds_total": time.perf_counter() - started}
+    selection = {
+        "choice": choice,
+        "heldout_r2": scores,
+        "seconds": costs,
+        "skipped": skipped,
+        "folds": hp["folds"],
+        "budget_s": hp["budget_s"],
+        "seconds_total": time.perf_counter() - started,
+    }
     model.adopt(members, choice, heldout, np.hstack(_arrays(frame, model)[:2]), y, selection, trainers)
-    say("auto: chosen " + ", ".join(f"{t} {n}" for t, n in choice.items()) + f" ({selection['seconds_total']:.0f} s)")
+    say(
+        "auto: chosen "
+        + ", ".join(f"{t} {n}" for t, n in choice.items())
+        + f" ({selection['seconds_total']:.0f} s)"
+    )
     return model
 
 
-def _kfold_network(name: str, cfg: dict, dm: PolyDataModule, rows: np.ndarray, hp: dict, targets: list[str],
-                   started: float, say) -> np.ndarray | None:
+def _kfold_network(
+    name: str,
+    cfg: dict,
+    dm: PolyDataModule,
+    rows: np.ndarray,
+    hp: dict,
+    targets: list[str],
+    started: float,
+    say,
+) -> np.ndarray | None:
     """Held-out predictions of ``rows`` by K-fold; None when the folds would overrun the budget."""
     pred = np.empty((len(rows), len(targets)))
     splits = list(KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows))
@@ -134,7 +175,9 @@ def _kfold_network(name: str, cfg: dict, dm: PolyDataModule, rows: np.ndarray, h
     return pred
 
 
-def _kfold_classical(cfg: dict, dm: PolyDataModule, rows: np.ndarray, hp: dict, targets: list[str]) -> np.ndarray:
+def _kfold_classical(
+    cfg: dict, dm: PolyDataModule, rows: np.ndarray, hp: dict, targets: list[str]
+) -> np.ndarray:
     pred = np.empty((len(rows), len(targets)))
     for train, test in KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows):
         member = build_model(cfg, dm, progress=False)

@@ -45,13 +45,17 @@ def check_settings(config: dict, val_rows: int) -> None:
     if epochs is not None and epochs < 1:
         raise PolyinvError(f"trainer.max_epochs must be at least 1, got {epochs}")
     if config["checkpoint"]["every_n_epochs"] < 1:
-        raise PolyinvError(f"checkpoint.every_n_epochs must be >= 1, got {config['checkpoint']['every_n_epochs']}")
+        raise PolyinvError(
+            f"checkpoint.every_n_epochs must be >= 1, got {config['checkpoint']['every_n_epochs']}"
+        )
     monitored = [config["checkpoint"]["monitor"]]
     if config["early_stopping"]["patience"] is not None:
         monitored.append(config["early_stopping"]["monitor"])
     if not val_rows and any(m.startswith("val/") for m in monitored):
-        raise PolyinvError(f"data.val_fraction is 0, so there is no validation split for {kind!r} to monitor "
-                           f"({', '.join(sorted(set(monitored)))}); set data.val_fraction > 0 or monitor train/loss")
+        raise PolyinvError(
+            f"data.val_fraction is 0, so there is no validation split for {kind!r} to monitor "
+            f"({', '.join(sorted(set(monitored)))}); set data.val_fraction > 0 or monitor train/loss"
+        )
 
 
 def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) -> InverseModel:
@@ -60,14 +64,18 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
     settings = {k: _listify(v) for k, v in config["model"].items() if k != "kind"}
     cls = MODELS[config["model"]["kind"]]
     schema = {
-        "targets": list(dm.target_columns), "side_inputs": list(dm.side_columns),
-        "mmd_columns": list(dm.mmd_columns), "transforms": dict(dm.transforms),
+        "targets": list(dm.target_columns),
+        "side_inputs": list(dm.side_columns),
+        "mmd_columns": list(dm.mmd_columns),
+        "transforms": dict(dm.transforms),
     }
     if progress is None:
         progress = bool(config["trainer"].get("enable_progress_bar", True))
-    family_args = {"network": {"mmd_scaling": dm.mmd_scaling},
-                   "classical": {"random_state": config["seed"], "progress": progress},
-                   "auto": {"random_state": config["seed"]}}[cls.family]
+    family_args = {
+        "network": {"mmd_scaling": dm.mmd_scaling},
+        "classical": {"random_state": config["seed"], "progress": progress},
+        "auto": {"random_state": config["seed"]},
+    }[cls.family]
     check_settings(config, len(dm.val_idx))
     try:
         model = cls(**schema, **family_args, **settings)
@@ -78,8 +86,10 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
     rows = len(dm.train_idx)
     if model.family == "network" and model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
-        raise PolyinvError(f"model.optimizer lbfgs takes full-batch steps: data.batch_size {dm.batch_size} is below "
-                           f"the {rows} training rows (set data.batch_size to 0, full batch)")
+        raise PolyinvError(
+            f"model.optimizer lbfgs takes full-batch steps: data.batch_size {dm.batch_size} is below "
+            f"the {rows} training rows (set data.batch_size to 0, full batch)"
+        )
     return model
 
 
@@ -96,7 +106,9 @@ def fit_classical(model, dm: PolyDataModule) -> float:
     return time.perf_counter() - started
 
 
-def fit_network(config: dict, dm: PolyDataModule, model: InverseRegressor, run_dir: Path, resume: Path | None):
+def fit_network(
+    config: dict, dm: PolyDataModule, model: InverseRegressor, run_dir: Path, resume: Path | None
+):
     """Train a network with Lightning into ``run_dir`` (best.ckpt, last.ckpt, TensorBoard); returns
     (best model on CPU, seconds, trainer, logger), or None in a DDP worker (rank > 0)."""
     model.fit_statistics(dm.scalers(), dm.train_frame)
@@ -108,15 +120,25 @@ def fit_network(config: dict, dm: PolyDataModule, model: InverseRegressor, run_d
         every_n_epochs = _largest_divisor_at_most(max_epochs, every_n_epochs)  # so the final epoch is saved
     callbacks = [
         ModelCheckpoint(
-            dirpath=run_dir, filename="best", monitor=ckpt_cfg["monitor"], mode=ckpt_cfg["mode"],
-            save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False,
+            dirpath=run_dir,
+            filename="best",
+            monitor=ckpt_cfg["monitor"],
+            mode=ckpt_cfg["mode"],
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
             every_n_epochs=every_n_epochs,
         ),
         LearningRateMonitor(logging_interval="epoch"),
     ]
     if config["early_stopping"]["patience"] is not None:
         es = config["early_stopping"]
-        callbacks.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
+        callbacks.append(
+            EarlyStopping(
+                monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]
+            )
+        )
     logger = tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
     if trainer_cfg.get("enable_progress_bar") is not False:  # one bar over the epochs instead of Lightning's
@@ -135,18 +157,26 @@ def fit_network(config: dict, dm: PolyDataModule, model: InverseRegressor, run_d
     if trainer.global_rank != 0:
         return None
     best_path = run_dir / "best.ckpt"
-    best = type(model).load_from_checkpoint(best_path, map_location="cpu", weights_only=True) if best_path.exists() else model.cpu()
+    best = (
+        type(model).load_from_checkpoint(best_path, map_location="cpu", weights_only=True)
+        if best_path.exists()
+        else model.cpu()
+    )
     best.eval()
     return best, seconds, trainer, logger
 
 
 def train_network(config: dict, dm: PolyDataModule, seed: int) -> tuple[InverseRegressor, L.Trainer]:
     """A network trained on ``dm``'s training rows with its config's trainer settings, in memory (no run folder)."""
-    L.seed_everything(seed if config.get("model_seed") is None else config["model_seed"], workers=True, verbose=False)
+    L.seed_everything(
+        seed if config.get("model_seed") is None else config["model_seed"], workers=True, verbose=False
+    )
     model = build_model(config, dm)
     model.fit_statistics(dm.scalers(), dm.train_frame)
     trainer_cfg = dict(config["trainer"])
-    trainer_cfg.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer_cfg.update(
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer = L.Trainer(**trainer_cfg)
     with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
         trainer.fit(model, datamodule=dm)
@@ -164,8 +194,12 @@ def training_fit_check(model, train: pd.DataFrame) -> dict:
     targets = list(model.target_names)
     scores = evaluate(train[targets].to_numpy(np.float64), predict_frame(model, train), targets)
     r2 = {t: scores["targets"][t]["r2"] for t in targets}
-    warnings = [f"training-fit check: {t} R² on the training rows {v:.3f} (below {TRAIN_FIT_R2}): the network did not fit "
-                "its own rows; try more steps (trainer.max_epochs) or another seed" for t, v in r2.items() if not v >= TRAIN_FIT_R2]
+    warnings = [
+        f"training-fit check: {t} R² on the training rows {v:.3f} (below {TRAIN_FIT_R2}): the network did not fit "
+        "its own rows; try more steps (trainer.max_epochs) or another seed"
+        for t, v in r2.items()
+        if not v >= TRAIN_FIT_R2
+    ]
     return {"train_r2": r2, "warnings": warnings}
 
 
@@ -174,9 +208,11 @@ def fit_check_lines(checks: dict | None) -> list[str]:
     lines = []
     for target, check in (checks or {}).items():
         if "refit_loo_r2" in check:
-            lines.append(f"GP self-check: {target} leave-one-out R² {check['loo_r2']:.3f} (shortest length scale "
-                         f"{check['length_scales_min']:.3g}); refitted with bounded length scales: {check['refit_loo_r2']:.3f}; "
-                         f"kept the {'refit' if check['kept'] == 'refit' else 'first fit'}")
+            lines.append(
+                f"GP self-check: {target} leave-one-out R² {check['loo_r2']:.3f} (shortest length scale "
+                f"{check['length_scales_min']:.3g}); refitted with bounded length scales: {check['refit_loo_r2']:.3f}; "
+                f"kept the {'refit' if check['kept'] == 'refit' else 'first fit'}"
+            )
     return lines
 
 

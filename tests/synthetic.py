@@ -66,13 +66,22 @@ def overfit_model(tmp_path: Path, cls, epochs: int, rows: int = 120, save: Path 
     L.seed_everything(0, workers=True, verbose=False)
     path = tmp_path / "train.csv"
     write_synthetic(path, n=rows, seed=3)
-    dm = PolyDataModule(path, transforms=TRANSFORMS, batch_size=32, mmd_scaling=model_kw.pop("mmd_scaling", "column"))
+    dm = PolyDataModule(
+        path, transforms=TRANSFORMS, batch_size=32, mmd_scaling=model_kw.pop("mmd_scaling", "column")
+    )
     dm.setup()
     model = cls(transforms=TRANSFORMS, mmd_scaling=dm.mmd_scaling, lr=model_kw.pop("lr", 3e-3), **model_kw)
     model.fit_statistics(dm.scalers(), dm.train_frame)
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
     if save is not None:
@@ -87,10 +96,22 @@ REPO = Path(__file__).resolve().parents[1]
 def fast_overrides(data_path: Path, root: Path, epochs: int = 2) -> list[str]:
     """Command-line overrides for a tiny, quiet CPU run."""
     return [
-        "--data.path", str(data_path), "--output.root", str(root),
-        "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.enable_progress_bar", "false", "--trust.forward", "default",  # no calibration in quick tests
-        "--trust.refine", "none",
+        "--data.path",
+        str(data_path),
+        "--output.root",
+        str(root),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trust.forward",
+        "default",  # no calibration in quick tests
+        "--trust.refine",
+        "none",
     ]
 
 
@@ -98,7 +119,10 @@ def save_without_trainer(model, path):
     """Write a Lightning-format checkpoint of ``model`` without a Trainer (hyper-parameters + state)."""
     import torch
 
-    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                  "pytorch-lightning_version": L.__version__}
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": L.__version__,
+    }
     model.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)

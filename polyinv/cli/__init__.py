@@ -21,8 +21,13 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: polyinv COMMAND [options]   (polyinv COMMAND --help for its options)", "",
-             "every command takes -q (warnings and results only) and -v (more detail)", "", "commands:"]
+    lines = [
+        "usage: polyinv COMMAND [options]   (polyinv COMMAND --help for its options)",
+        "",
+        "every command takes -q (warnings and results only) and -v (more detail)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     return "\n".join(lines)
 

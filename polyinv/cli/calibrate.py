@@ -21,25 +21,44 @@ from polyinv.log import quiet, say
 from polyinv.plots import calibration_figure
 from polyinv.sim.calibrate import NEEDED, calibrate
 from polyinv.sim.calibration_file import write_yaml
-from polyinv.sim.forward import PARAMETERS, file_axis, read_file_metadata
+from polyinv.sim.file_info import file_axis, read_file_metadata
+from polyinv.sim.forward import PARAMETERS
 from polyinv.sim.grid import NORMALISATIONS, MMDAxis
 
 
 def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="polyinv calibrate", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help=".xlsx, .csv or .parquet in the study's format (recipes and outcomes)")
+    p.add_argument(
+        "--data", required=True, help=".xlsx, .csv or .parquet in the study's format (recipes and outcomes)"
+    )
     p.add_argument("--sheet", default=None, help="sheet of an .xlsx file (default: compuesta)")
     p.add_argument("--out", required=True, help="calibration to write (.yaml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --plot)")
-    p.add_argument("--plot", default=None, help="figure: parity of Mn, Mw, conversion, stop time and MMD overlays "
-                                               "(default: the --out name with .png)")
-    p.add_argument("--axis", nargs=3, metavar=("MIN", "MAX", "NORM"), default=None,
-                   help=f"the file's MMD axis: log10 M of MMD1 and MMD100 and the normalisation {NORMALISATIONS} "
-                        "(default: stated in the file's metadata, else inferred from Mn/Mw)")
-    p.add_argument("--parameters", nargs="+", default=None, metavar="NAME",
-                   help=f"candidate parameters (default: all): {' '.join(q.name for q in PARAMETERS)}")
-    p.add_argument("--max-rows", type=int, default=432, help="rows entering the fit (a random subset of larger files)")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="figure: parity of Mn, Mw, conversion, stop time and MMD overlays "
+        "(default: the --out name with .png)",
+    )
+    p.add_argument(
+        "--axis",
+        nargs=3,
+        metavar=("MIN", "MAX", "NORM"),
+        default=None,
+        help=f"the file's MMD axis: log10 M of MMD1 and MMD100 and the normalisation {NORMALISATIONS} "
+        "(default: stated in the file's metadata, else inferred from Mn/Mw)",
+    )
+    p.add_argument(
+        "--parameters",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"candidate parameters (default: all): {' '.join(q.name for q in PARAMETERS)}",
+    )
+    p.add_argument(
+        "--max-rows", type=int, default=432, help="rows entering the fit (a random subset of larger files)"
+    )
     return p
 
 
@@ -58,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_rows < 10:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
 
-
         frame = read_table(args.data, list(NEEDED), args.sheet)
         if args.axis:
             try:
@@ -72,8 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise PolyinvError(f"{args.data}: {how}; give the axis with --axis MIN MAX NORM")
         print(f"MMD axis: {how}")
         try:
-            cal = calibrate(frame, axis, candidates=args.parameters, max_rows=args.max_rows, progress=not quiet(),
-                            data=str(args.data), log=say)
+            cal = calibrate(
+                frame,
+                axis,
+                candidates=args.parameters,
+                max_rows=args.max_rows,
+                progress=not quiet(),
+                data=str(args.data),
+                log=say,
+            )
         except ValueError as exc:
             raise PolyinvError(f"{args.data}: {exc}") from None
         cal.axis_how = how
@@ -84,12 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with pd.option_context("display.width", 160, "display.max_colwidth", 80):
             print(shown.to_string(float_format=lambda v: f"{v:.4g}"))
         r = cal.residuals
-        print(f"calibrated simulator vs the file ({r['rows']} rows): median Hellinger {r['hellinger_median']:.4f}, "
-              f"Mn {100 * r['Mn_rel_median']:.2f} %, Mw {100 * r['Mw_rel_median']:.2f} %, cBA_time "
-              f"{r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s; "
-              f"{cal.simulations} simulations, {cal.seconds:.0f} s")
+        print(
+            f"calibrated simulator vs the file ({r['rows']} rows): median Hellinger {r['hellinger_median']:.4f}, "
+            f"Mn {100 * r['Mn_rel_median']:.2f} %, Mw {100 * r['Mw_rel_median']:.2f} %, cBA_time "
+            f"{r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s; "
+            f"{cal.simulations} simulations, {cal.seconds:.0f} s"
+        )
         print(f"wrote {out} and {plot}")
-        if not cal.quality["good"]:  # the file is written for inspection, marked so; the command fails (status 1:
+        if not cal.quality[
+            "good"
+        ]:  # the file is written for inspection, marked so; the command fails (status 1:
             # a result that cannot be trusted, where 2 is input refused)
             print(f"error: {args.data}: {cal.quality['text']} (quality: poor in {out})", file=sys.stderr)
             return 1

@@ -46,26 +46,52 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--Mn", type=float, default=None, help="target number-average molar mass, g/mol")
     p.add_argument("--Mw", type=float, default=None, help="target weight-average molar mass, g/mol")
     p.add_argument("--dispersity", type=float, default=None, help="target Mw/Mn (instead of --Mw)")
-    p.add_argument("--conversion", type=float, default=None, help="target monomer conversion at the end of the run (0-1)")
-    p.add_argument("--max-time", type=float, default=None, help="longest reaction time allowed, s (default: the protocol's limit)")
-    p.add_argument("--mmd", default=None, metavar="FILE",
-                   help="target MMDs, one per row (.xlsx, .csv or .parquet with MMD1..MMD100 on the forward model's axis; "
-                        "Mn, Mw columns are targets too, else computed from the MMD); instead of --Mn/--Mw/--dispersity")
+    p.add_argument(
+        "--conversion", type=float, default=None, help="target monomer conversion at the end of the run (0-1)"
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="longest reaction time allowed, s (default: the protocol's limit)",
+    )
+    p.add_argument(
+        "--mmd",
+        default=None,
+        metavar="FILE",
+        help="target MMDs, one per row (.xlsx, .csv or .parquet with MMD1..MMD100 on the forward model's axis; "
+        "Mn, Mw columns are targets too, else computed from the MMD); instead of --Mn/--Mw/--dispersity",
+    )
     p.add_argument("--sheet", default=None, help="sheet of an .xlsx --mmd file (default: compuesta)")
-    p.add_argument("--mmd-tolerance", type=float, default=None,
-                   help="with --mmd: Hellinger distance allowed between a target MMD and a recipe's (default 0.02)")
+    p.add_argument(
+        "--mmd-tolerance",
+        type=float,
+        default=None,
+        help="with --mmd: Hellinger distance allowed between a target MMD and a recipe's (default 0.02)",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--ckpt", default=None, help="a trained model: its forward model and training ranges")
     source.add_argument("--calibration", metavar="CAL.yaml", default=None, help="a `polyinv calibrate` file")
-    p.add_argument("--bounds", nargs="+", default=[], metavar="FIELD=LOW:HIGH",
-                   help="bounds of cBA_0, cAIBN_0, temp (default: the model's training ranges, else the study's)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="relative miss allowed per target (default 0.05)")
+    p.add_argument(
+        "--bounds",
+        nargs="+",
+        default=[],
+        metavar="FIELD=LOW:HIGH",
+        help="bounds of cBA_0, cAIBN_0, temp (default: the model's training ranges, else the study's)",
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=0.05, help="relative miss allowed per target (default 0.05)"
+    )
     p.add_argument("--top", type=int, default=5, help="recipes to list (default 5)")
     p.add_argument("--starts", type=int, default=48, help="starting recipes of the search (default 48)")
     p.add_argument("--out", required=True, help="CSV of the proposed recipes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--plot", default=None, help="PNG of the proposed recipes' MMDs with the target Mn/Mw (or the target MMD) "
-                                                "marked; with several target MMDs one PNG per row, named <stem>_row<i>.png")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="PNG of the proposed recipes' MMDs with the target Mn/Mw (or the target MMD) "
+        "marked; with several target MMDs one PNG per row, named <stem>_row<i>.png",
+    )
     return p
 
 
@@ -74,8 +100,16 @@ def targets_of(args) -> dict[str, float]:
         raise PolyinvError("give --Mw or --dispersity, not both")
     if args.mmd and any(v is not None for v in (args.Mn, args.Mw, args.dispersity)):
         raise PolyinvError("with --mmd, Mn and Mw come from the file; drop --Mn, --Mw and --dispersity")
-    targets = {k: v for k, v in ((MN, args.Mn), (MW, args.Mw), ("dispersity", args.dispersity),
-                                 ("conversion", args.conversion)) if v is not None}
+    targets = {
+        k: v
+        for k, v in (
+            (MN, args.Mn),
+            (MW, args.Mw),
+            ("dispersity", args.dispersity),
+            ("conversion", args.conversion),
+        )
+        if v is not None
+    }
     if not targets and not args.mmd:
         raise PolyinvError("give at least one target: --Mn, --Mw, --dispersity, --conversion or --mmd")
     if args.mmd_tolerance is not None and not args.mmd:
@@ -83,7 +117,9 @@ def targets_of(args) -> dict[str, float]:
     if args.mmd_tolerance is None:
         args.mmd_tolerance = 0.02
     if not 0 < args.mmd_tolerance < 1:
-        raise PolyinvError(f"--mmd-tolerance is a Hellinger distance between 0 and 1, got {args.mmd_tolerance:g}")
+        raise PolyinvError(
+            f"--mmd-tolerance is a Hellinger distance between 0 and 1, got {args.mmd_tolerance:g}"
+        )
     for name, value in targets.items():
         if not value > 0:
             raise PolyinvError(f"--{name} must be positive, got {value:g}")
@@ -103,17 +139,17 @@ def forward_and_bounds(args) -> tuple:
 
     bounds = {k: NOMINAL_RANGES[k] for k in RECIPE_COLUMNS}
     if args.ckpt:
-
         model = load_model(resolve_checkpoint(args.ckpt))
         forward, why = model_forward(model)
         if forward is None:
             raise PolyinvError(f"--ckpt {args.ckpt}: {why}; give --calibration or neither")
         dom = model_domain(model)
         names = list(dom.target_names)
-        bounds = {k: (float(dom.target_low[names.index(k)]), float(dom.target_high[names.index(k)])) for k in bounds}
+        bounds = {
+            k: (float(dom.target_low[names.index(k)]), float(dom.target_high[names.index(k)])) for k in bounds
+        }
         return forward, bounds, f"the training ranges of {args.ckpt}", model
     if args.calibration:
-
         try:
             return read_yaml(args.calibration), bounds, "the study's ranges", None
         except ValueError as exc:
@@ -125,7 +161,6 @@ def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     """(MMDs (rows × points), Mn, Mw) of a target file; Mn/Mw from the MMD on the forward model's axis where the
     file has no such columns."""
 
-
     frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=(MN, MW))
     mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
     empty = np.flatnonzero(np.clip(mmd, 0.0, None).sum(axis=1) <= 0)
@@ -134,16 +169,22 @@ def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     mn, mw = (np.asarray(v, dtype=np.float64) for v in moments_from_mmd(mmd, forward.axis))
     mn = frame[MN].to_numpy(np.float64) if MN in frame else mn
     mw = frame[MW].to_numpy(np.float64) if MW in frame else mw
-    source = {MN: "the file's Mn" if MN in frame else "Mn computed from the MMD",
-              MW: "the file's Mw" if MW in frame else "Mw computed from the MMD"}
+    source = {
+        MN: "the file's Mn" if MN in frame else "Mn computed from the MMD",
+        MW: "the file's Mw" if MW in frame else "Mw computed from the MMD",
+    }
     for name, values in ((MN, mn), (MW, mw)):
         bad = np.flatnonzero(~(values > 0))
         if len(bad):
-            raise PolyinvError(f"--mmd {path}: {row_text(int(bad[0]))}: {source[name]} must be positive, got {values[bad[0]]:g}")
+            raise PolyinvError(
+                f"--mmd {path}: {row_text(int(bad[0]))}: {source[name]} must be positive, got {values[bad[0]]:g}"
+            )
     bad = np.flatnonzero(mw < mn)
     if len(bad):
         i = int(bad[0])
-        raise PolyinvError(f"--mmd {path}: {row_text(i)}: Mw {mw[i]:g} ({source[MW]}) lies below Mn {mn[i]:g} ({source[MN]})")
+        raise PolyinvError(
+            f"--mmd {path}: {row_text(i)}: Mw {mw[i]:g} ({source[MW]}) lies below Mn {mn[i]:g} ({source[MN]})"
+        )
     return mmd, mn, mw
 
 
@@ -153,7 +194,9 @@ def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
         name, _, rest = item.partition("=")
         low, sep, high = rest.partition(":")
         if name not in RECIPE_COLUMNS or not sep:
-            raise PolyinvError(f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of cBA_0, cAIBN_0, temp")
+            raise PolyinvError(
+                f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of cBA_0, cAIBN_0, temp"
+            )
         try:
             lo, hi = float(low), float(high)
         except ValueError:
@@ -166,15 +209,22 @@ def check_bounds(bounds: dict, forward, where: str) -> None:
     """Bounds the simulator can run: finite, LOW < HIGH, concentrations positive and below pure monomer,
     temperatures within the simulator's limits."""
 
-
-    limits = {MONOMER_0: (0.0, forward.parameters.max_cBA), INITIATOR_0: (0.0, math.inf), TEMP: TEMP_LIMITS,
-              TIME: (0.0, math.inf)}
+    limits = {
+        MONOMER_0: (0.0, forward.parameters.max_cBA),
+        INITIATOR_0: (0.0, math.inf),
+        TEMP: TEMP_LIMITS,
+        TIME: (0.0, math.inf),
+    }
     for name, (lo, hi) in bounds.items():
         floor, ceiling = limits[name]
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise PolyinvError(f"{where}: the bounds of {name} must be finite with LOW < HIGH, got {lo:g}:{hi:g}")
+            raise PolyinvError(
+                f"{where}: the bounds of {name} must be finite with LOW < HIGH, got {lo:g}:{hi:g}"
+            )
         if not (floor < lo and hi <= ceiling) if name != TEMP else not (floor <= lo and hi <= ceiling):
-            raise PolyinvError(f"{where}: the bounds of {name} must lie within {floor:g}-{ceiling:g}, got {lo:g}:{hi:g}")
+            raise PolyinvError(
+                f"{where}: the bounds of {name} must lie within {floor:g}-{ceiling:g}, got {lo:g}:{hi:g}"
+            )
 
 
 def forward_residuals(forward) -> str:
@@ -183,9 +233,11 @@ def forward_residuals(forward) -> str:
     r = fit.get("residuals") or {}
     if not r:
         return f"forward model: {forward.source} (no calibration residuals: its kinetics were not fitted to a file)"
-    return (f"forward model: {forward.source}; on its calibration rows: median Hellinger {r.get('hellinger_median', float('nan')):.4f}, "
-            f"Mn {100 * r.get('Mn_rel_median', float('nan')):.2f} %, Mw {100 * r.get('Mw_rel_median', float('nan')):.2f} % "
-            f"(a design is only as good as this model)")
+    return (
+        f"forward model: {forward.source}; on its calibration rows: median Hellinger {r.get('hellinger_median', float('nan')):.4f}, "
+        f"Mn {100 * r.get('Mn_rel_median', float('nan')):.2f} %, Mw {100 * r.get('Mw_rel_median', float('nan')):.2f} % "
+        f"(a design is only as good as this model)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,35 +257,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 < max_time < float("inf"):
             raise PolyinvError(f"--max-time must be a positive number of seconds, got {max_time:g}")
         if targets.get("conversion", 0) > forward.x_stop:
-            raise PolyinvError(f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})")
+            raise PolyinvError(
+                f"--conversion {targets['conversion']:g} lies above the run protocol's stop ({forward.x_stop:g})"
+            )
         bounds[TIME] = (min(60.0, 0.5 * max_time), max_time)
         check_bounds(bounds, forward, "--bounds" if args.bounds else where)
         jobs = [(None, targets, None, None)]  # (row of --mmd, targets, target MMD, starting recipes)
         if args.mmd:
-
             mmds, mns, mws = read_target_mmds(args.mmd, args.sheet, forward)
             conversions = assumed_conversions(forward, targets.get("conversion"))
-            jobs = [(i, {**targets, MN: float(mns[i]), MW: float(mws[i])}, mmds[i],
-                     None if model is None else inverse_starts(model, mmds[i], float(mns[i]), float(mws[i]), conversions, bounds))
-                    for i in range(len(mmds))]
+            jobs = [
+                (
+                    i,
+                    {**targets, MN: float(mns[i]), MW: float(mws[i])},
+                    mmds[i],
+                    None
+                    if model is None
+                    else inverse_starts(model, mmds[i], float(mns[i]), float(mws[i]), conversions, bounds),
+                )
+                for i in range(len(mmds))
+            ]
         plots = [None] * len(jobs)
         if args.plot:
-            plots = [Path(args.plot) if len(jobs) == 1 else
-                     Path(args.plot).with_name(f"{Path(args.plot).stem}_row{row}{Path(args.plot).suffix}") for row, *_ in jobs]
+            plots = [
+                Path(args.plot)
+                if len(jobs) == 1
+                else Path(args.plot).with_name(f"{Path(args.plot).stem}_row{row}{Path(args.plot).suffix}")
+                for row, *_ in jobs
+            ]
             for path in plots:
                 check_output(path, "--plot", overwrite=args.overwrite, inputs=inputs, suffixes=(".png",))
                 if path.absolute() == out.absolute():
                     raise PolyinvError(f"--plot {path} is the --out file; give another name")
 
-
         print(forward_residuals(forward))
-        print("bounds (" + (where if not args.bounds else "given") + "): " +
-              ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items()))
+        print(
+            "bounds ("
+            + (where if not args.bounds else "given")
+            + "): "
+            + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items())
+        )
         results = []
         for row, job_targets, mmd, starts in jobs:
             try:
-                result = design(forward, job_targets, bounds, tolerance=args.tolerance, n_starts=args.starts, top=args.top,
-                                mmd=mmd, mmd_tolerance=args.mmd_tolerance, starts=starts)
+                result = design(
+                    forward,
+                    job_targets,
+                    bounds,
+                    tolerance=args.tolerance,
+                    n_starts=args.starts,
+                    top=args.top,
+                    mmd=mmd,
+                    mmd_tolerance=args.mmd_tolerance,
+                    starts=starts,
+                )
             except ValueError as exc:  # the simulator refused a recipe inside the bounds
                 where = "" if row is None else f"--mmd {args.mmd}: {row_text(row)}: "
                 raise PolyinvError(f"{where}design: {str(exc).splitlines()[0]}") from None
@@ -241,8 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.table.insert(0, "row", row)
                 print(f"target MMD of data row {row} (Mn {job_targets[MN]:.5g}, Mw {job_targets[MW]:.5g}):")
             print(result.message)
-            shown = ["rank", MONOMER_0, INITIATOR_0, TEMP, TIME, *(f"sim_{k}" for k in job_targets), "worst_miss",
-                     *(["hellinger"] if mmd is not None else [])]
+            shown = [
+                "rank",
+                MONOMER_0,
+                INITIATOR_0,
+                TEMP,
+                TIME,
+                *(f"sim_{k}" for k in job_targets),
+                "worst_miss",
+                *(["hellinger"] if mmd is not None else []),
+            ]
             print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
             results.append(result)
         with atomic_path(out, args.overwrite) as tmp:

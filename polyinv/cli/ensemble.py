@@ -23,13 +23,17 @@ def _options(parser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body(argv: list[str]) -> int:
-        config, own = cfg.parse(argv, prog="polyinv ensemble", description=__doc__.splitlines()[0], extra=_options)
+        config, own = cfg.parse(
+            argv, prog="polyinv ensemble", description=__doc__.splitlines()[0], extra=_options
+        )
         folder, metrics = fit_ensemble(config, own["members"], own["level"], verbose=not quiet())
         if folder is not None:  # None in a DDP worker process
             interval = metrics["interval"]
             print(format_table(metrics, title=f"ensemble of {own['members']}, test split"))
-            print(f"coverage of the {interval['level']:g} interval: "
-                  + ", ".join(f"{t} {c:.3f}" for t, c in interval["coverage"].items()))
+            print(
+                f"coverage of the {interval['level']:g} interval: "
+                + ", ".join(f"{t} {c:.3f}" for t, c in interval["coverage"].items())
+            )
             print(f"run: {folder}")
         return 0
 

@@ -22,25 +22,37 @@ from polyinv.models import load_model
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="polyinv explain", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    parser.add_argument("--input", required=True, help="data file with the model's inputs and the true recipe")
+    parser.add_argument(
+        "--input", required=True, help="data file with the model's inputs and the true recipe"
+    )
     parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
     parser.add_argument("--out", default="explain", help="output folder (default: ./explain)")
     parser.add_argument("--n-repeats", type=int, default=5, help="permutations per group (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutations (default 0)")
     parser.add_argument("--block", type=int, default=10, help="MMD grid points per region (default 10)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier explain in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the files of an earlier explain in --out"
+    )
 
     def body(argv: list[str]) -> int:
         args = parser.parse_args(argv)
 
         check_folder(args.out, "--out", OUTPUTS, overwrite=args.overwrite, inputs=(args.input, args.ckpt))
         model = load_model(args.ckpt)
-        frame = read_table(args.input, input_columns(model) + list(model.target_names), sheet=args.sheet,
-                           mmd_columns=model.mmd_names)
+        frame = read_table(
+            args.input,
+            input_columns(model) + list(model.target_names),
+            sheet=args.sheet,
+            mmd_columns=model.mmd_names,
+        )
         if len(frame) < 2:
-            raise PolyinvError(f"{args.input}: {len(frame)} data row(s); permutation importance needs at least 2 "
-                               f"rows with the true recipe (R² is not defined on fewer)")
-        written = explain(model, frame, args.out, args.n_repeats, args.seed, args.block, overwrite=args.overwrite)
+            raise PolyinvError(
+                f"{args.input}: {len(frame)} data row(s); permutation importance needs at least 2 "
+                f"rows with the true recipe (R² is not defined on fewer)"
+            )
+        written = explain(
+            model, frame, args.out, args.n_repeats, args.seed, args.block, overwrite=args.overwrite
+        )
 
         table = pd.read_csv(written["table"])
         top = table.loc[table.groupby("target")["r2_drop"].idxmax()]
@@ -51,4 +63,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
-

@@ -21,20 +21,46 @@ from polyinv.trust.report import check_interval, verify_table, warn_outside
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="polyinv predict", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    parser.add_argument("--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns")
+    parser.add_argument(
+        "--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns"
+    )
     parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
-    parser.add_argument("--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file (and --plot-dir figures)")
+    parser.add_argument(
+        "--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output file (and --plot-dir figures)"
+    )
     parser.add_argument("--show", type=int, default=10, help="rows of the table to print (default 10)")
-    parser.add_argument("--interval", type=float, default=None, metavar="LEVEL",
-                        help="add <target>_lo/_hi of the central LEVEL interval, e.g. 0.9 (GP, ensembles)")
-    parser.add_argument("--verify", action="store_true",
-                        help="simulate each predicted recipe again and report the MMD distance and Mn/Mw/cBA_time errors")
-    parser.add_argument("--refine", action="store_true",
-                        help="refine each recipe against the model's forward model (kept where held-out training rows improved)")
-    parser.add_argument("--candidates", type=int, default=None, metavar="K",
-                        help="add up to K distinct recipes that reproduce each row within the noise (best first)")
-    parser.add_argument("--plot-dir", default=None, help="with --verify: write one PNG per row into this folder (with --candidates: one more per row)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="LEVEL",
+        help="add <target>_lo/_hi of the central LEVEL interval, e.g. 0.9 (GP, ensembles)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="simulate each predicted recipe again and report the MMD distance and Mn/Mw/cBA_time errors",
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine each recipe against the model's forward model (kept where held-out training rows improved)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=None,
+        metavar="K",
+        help="add up to K distinct recipes that reproduce each row within the noise (best first)",
+    )
+    parser.add_argument(
+        "--plot-dir",
+        default=None,
+        help="with --verify: write one PNG per row into this folder (with --candidates: one more per row)",
+    )
     return parser
 
 
@@ -42,7 +68,9 @@ def output_path(args) -> Path:
     """The output file, refused before any work if it is an input or exists without --overwrite."""
 
     output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
-    return check_output(output, "--output", overwrite=args.overwrite, inputs=(args.input, args.ckpt), suffixes=(".csv",))
+    return check_output(
+        output, "--output", overwrite=args.overwrite, inputs=(args.input, args.ckpt), suffixes=(".csv",)
+    )
 
 
 def plot_names(args, rows: int) -> list[str]:
@@ -68,13 +96,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_interval(model, args.interval)
         frame = read_inputs(model, args.input, args.sheet)
         if args.plot_dir:
-            check_folder(args.plot_dir, "--plot-dir", plot_names(args, len(frame)), overwrite=args.overwrite,
-                         inputs=(args.input, output))
-        table = predict_table(model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates)
+            check_folder(
+                args.plot_dir,
+                "--plot-dir",
+                plot_names(args, len(frame)),
+                overwrite=args.overwrite,
+                inputs=(args.input, output),
+            )
+        table = predict_table(
+            model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates
+        )
         if args.verify or args.plot_dir:
             table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir, args.overwrite)
         if args.plot_dir and args.candidates:
-
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
         with atomic_path(output, overwrite=args.overwrite) as tmp:
             table.to_csv(tmp, index=False)

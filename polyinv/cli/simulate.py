@@ -24,24 +24,54 @@ from polyinv.sim.kinetics import DEFAULT_N_STEPS
 
 def build_parser() -> ArgumentParser:
     """The argument parser (``--help`` documents every option)."""
-    p = ArgumentParser(prog=PROG, description="Simulate a BA/AIBN design and write it in the study's file format.")
+    p = ArgumentParser(
+        prog=PROG, description="Simulate a BA/AIBN design and write it in the study's file format."
+    )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--design", choices=("grid", "lhs"),
-                        help="grid: the study's 6x8x9 grid (432 recipes); lhs: Latin hypercube inside the domain")
-    source.add_argument("--recipes", metavar="FILE",
-                        help="simulate the rows of this .xlsx/.csv/.parquet file (its cBA_0, cAIBN_0, temp columns)")
+    source.add_argument(
+        "--design",
+        choices=("grid", "lhs"),
+        help="grid: the study's 6x8x9 grid (432 recipes); lhs: Latin hypercube inside the domain",
+    )
+    source.add_argument(
+        "--recipes",
+        metavar="FILE",
+        help="simulate the rows of this .xlsx/.csv/.parquet file (its cBA_0, cAIBN_0, temp columns)",
+    )
     p.add_argument("--sheet", default=None, help="sheet of an .xlsx --recipes file (default: compuesta)")
-    p.add_argument("--calibration", metavar="CAL.yaml", default=None,
-                   help="kinetics, MMD axis and run protocol from `polyinv calibrate` (default: polyinv's own)")
+    p.add_argument(
+        "--calibration",
+        metavar="CAL.yaml",
+        default=None,
+        help="kinetics, MMD axis and run protocol from `polyinv calibrate` (default: polyinv's own)",
+    )
     p.add_argument("--n", type=int, default=None, help="number of recipes (lhs; grid is always 432)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube and of the chain sampling")
-    p.add_argument("--noise-chains", type=int, default=None, metavar="K",
-                   help="draw K chains per recipe (KMC-like noise in the MMD, Mn, Mw)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the Latin hypercube and of the chain sampling"
+    )
+    p.add_argument(
+        "--noise-chains",
+        type=int,
+        default=None,
+        metavar="K",
+        help="draw K chains per recipe (KMC-like noise in the MMD, Mn, Mw)",
+    )
     p.add_argument("--out", required=True, help="output file: .xlsx, .csv (+ .metadata.json) or .parquet")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never one of the inputs)")
-    p.add_argument("--t-max", type=float, default=None, help="time limit of a run, s (default: the calibration's, else 3600)")
-    p.add_argument("--x-stop", type=float, default=None,
-                   help="conversion that stops a run (default: the calibration's, else 0.9)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (never one of the inputs)"
+    )
+    p.add_argument(
+        "--t-max",
+        type=float,
+        default=None,
+        help="time limit of a run, s (default: the calibration's, else 3600)",
+    )
+    p.add_argument(
+        "--x-stop",
+        type=float,
+        default=None,
+        help="conversion that stops a run (default: the calibration's, else 0.9)",
+    )
     p.add_argument("--n-steps", type=int, default=DEFAULT_N_STEPS, help="RK4 steps over t_max")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (joblib)")
     return p
@@ -59,21 +89,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output(metadata_sidecar(args.out), "--out", overwrite=args.overwrite, inputs=inputs)
         forward = recipes = None
         if args.calibration:
-
             try:
                 forward = read_yaml(args.calibration)
             except ValueError as exc:
                 raise PolyinvError(f"--calibration {exc}") from None
         if args.recipes:
-
             if args.n is not None:
                 raise PolyinvError("--n applies to --design lhs, not to --recipes")
             recipes = read_table(args.recipes, list(RECIPE_COLUMNS), args.sheet)
         try:
-            generate(args.design or "recipes", args.out, n=args.n, seed=args.seed, noise_chains=args.noise_chains,
-                     t_max=args.t_max, x_stop=args.x_stop, n_steps=args.n_steps, n_jobs=args.jobs,
-                     progress=not quiet(), command=canonical_command(args), recipes=recipes, forward=forward,
-                     overwrite=args.overwrite, source=args.recipes)
+            generate(
+                args.design or "recipes",
+                args.out,
+                n=args.n,
+                seed=args.seed,
+                noise_chains=args.noise_chains,
+                t_max=args.t_max,
+                x_stop=args.x_stop,
+                n_steps=args.n_steps,
+                n_jobs=args.jobs,
+                progress=not quiet(),
+                command=canonical_command(args),
+                recipes=recipes,
+                forward=forward,
+                overwrite=args.overwrite,
+                source=args.recipes,
+            )
         except ValueError as exc:
             raise PolyinvError(f"--recipes {args.recipes}: {exc}" if args.recipes else str(exc)) from None
         print(f"wrote {args.out}")

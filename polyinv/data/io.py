@@ -48,8 +48,10 @@ def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
                 header = next(csv.reader(handle), [])
             _check_header(header, str(path))
             if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
-                raise PolyinvError(f"{path}: the file parses into one column; it looks separated by ';' "
-                                   "(polyinv reads comma-separated CSV: save it with ',' as the separator)")
+                raise PolyinvError(
+                    f"{path}: the file parses into one column; it looks separated by ';' "
+                    "(polyinv reads comma-separated CSV: save it with ',' as the separator)"
+                )
             return frame, str(path)
         return pd.read_parquet(path), str(path)
     except PolyinvError:
@@ -111,8 +113,10 @@ def read_table(
     for column in columns:
         raw = frame[column]
         if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
-            raise PolyinvError(f"{where}: column {column!r} holds {'true/false' if pd.api.types.is_bool_dtype(raw) else 'date'} "
-                               "values, not numbers")
+            raise PolyinvError(
+                f"{where}: column {column!r} holds {'true/false' if pd.api.types.is_bool_dtype(raw) else 'date'} "
+                "values, not numbers"
+            )
         values = pd.to_numeric(raw, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.astype(float))
         if bad.any():
@@ -145,18 +149,25 @@ def check_physical(table: pd.DataFrame, where: str) -> None:
     for column in (c for c in NON_NEGATIVE if c in table):
         bad = np.flatnonzero(table[column].to_numpy() < 0)
         if len(bad):
-            raise PolyinvError(f"{where}: column {column!r}, {row_text(int(bad[0]))}: negative value "
-                               f"{float(table[column].iloc[bad[0]]):g} ({len(bad)} such row(s))")
+            raise PolyinvError(
+                f"{where}: column {column!r}, {row_text(int(bad[0]))}: negative value "
+                f"{float(table[column].iloc[bad[0]]):g} ({len(bad)} such row(s))"
+            )
     if {MN, MW} <= set(table):
         bad = np.flatnonzero(table[MW].to_numpy() < table[MN].to_numpy() * (1 - 1e-9))
         if len(bad):
             i = int(bad[0])
-            raise PolyinvError(f"{where}: {row_text(i)}: Mw {table[MW].iloc[i]:.6g} is below Mn {table[MN].iloc[i]:.6g}, "
-                               f"which no distribution has ({len(bad)} such row(s))")
+            raise PolyinvError(
+                f"{where}: {row_text(i)}: Mw {table[MW].iloc[i]:.6g} is below Mn {table[MN].iloc[i]:.6g}, "
+                f"which no distribution has ({len(bad)} such row(s))"
+            )
     mmd = [c for c in table if _MMD_NAME.match(c)]
     if mmd:
         rows = np.flatnonzero((table[mmd].to_numpy() < 0).any(axis=1))
         if len(rows):
             shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
-            warnings.warn(f"{where}: negative MMD values in {len(rows)} data row(s) ({shown}); they are used as given",
-                          PolyinvWarning, stacklevel=2)
+            warnings.warn(
+                f"{where}: negative MMD values in {len(rows)} data row(s) ({shown}); they are used as given",
+                PolyinvWarning,
+                stacklevel=2,
+            )

@@ -99,12 +99,16 @@ class PolyDataModule(L.LightningDataModule):
         if not 0 <= val_fraction < 1:
             raise PolyinvError(f"data.val_fraction must lie in [0, 1), got {val_fraction}")
         if folds is not None and (int(folds) < 2 or not 0 <= int(fold) < int(folds)):
-            raise PolyinvError(f"data.folds must be >= 2 and data.fold in 0..folds-1, got folds={folds}, fold={fold}")
+            raise PolyinvError(
+                f"data.folds must be >= 2 and data.fold in 0..folds-1, got folds={folds}, fold={fold}"
+            )
         self.test_fraction, self.val_fraction = float(test_fraction), float(val_fraction)
         self.folds, self.fold = (int(folds) if folds is not None else None), int(fold)
         self.seed = int(seed)
         if int(batch_size) < 0:
-            raise PolyinvError(f"data.batch_size must be >= 0 (0: every row of a split in one batch), got {batch_size}")
+            raise PolyinvError(
+                f"data.batch_size must be >= 0 (0: every row of a split in one batch), got {batch_size}"
+            )
         self.batch_size = int(batch_size)  # 0: full batch
         self.num_workers = int(num_workers)
         self.frame: pd.DataFrame | None = None
@@ -123,7 +127,9 @@ class PolyDataModule(L.LightningDataModule):
         frame = read_frame(self.path, self.columns, self.sheet)
         if self.test_path is not None:
             # a fixed external test set: every row of test_path; train/validation from path
-            test = read_frame(self.test_path, self.columns, self.sheet if self.test_path.suffix.startswith(".xls") else None)
+            test = read_frame(
+                self.test_path, self.columns, self.sheet if self.test_path.suffix.startswith(".xls") else None
+            )
             if len(test) < MIN_SPLIT_ROWS:
                 raise PolyinvError(f"{self.test_path}: {len(test)} rows are too few for a test set")
             train, val = split_train_val(np.arange(len(frame)), self.val_fraction, self.seed, str(self.path))
@@ -132,7 +138,13 @@ class PolyDataModule(L.LightningDataModule):
             self.test_idx = np.arange(len(frame) - len(test), len(frame))
         else:
             self.train_idx, self.val_idx, self.test_idx = split_indices(
-                len(frame), self.test_fraction, self.val_fraction, self.seed, self.folds, self.fold, where=str(self.path)
+                len(frame),
+                self.test_fraction,
+                self.val_fraction,
+                self.seed,
+                self.folds,
+                self.fold,
+                where=str(self.path),
             )
         self.frame = frame
         self._scalers = None
@@ -152,9 +164,11 @@ class PolyDataModule(L.LightningDataModule):
             bad = ~np.isfinite(z) | (np.abs(x) > largest)
             if bad.any():
                 i = int(np.flatnonzero(bad)[np.argmax(np.abs(x[bad]))])
-                raise PolyinvError(f"{self.path}: column {column!r}, {row_text(int(self.train_idx[i]))}: the value {float(x[i]):g} "
-                                   "is too large for the models (float32) or overflows when standardised; check the file (or give the "
-                                   "column a log transform)")
+                raise PolyinvError(
+                    f"{self.path}: column {column!r}, {row_text(int(self.train_idx[i]))}: the value {float(x[i]):g} "
+                    "is too large for the models (float32) or overflows when standardised; check the file (or give the "
+                    "column a log transform)"
+                )
 
     def restricted(self, train_idx: np.ndarray, test_idx: np.ndarray | None = None) -> PolyDataModule:
         """A copy over the same frame whose splits are these rows (no validation): inner cross-validation and
@@ -198,7 +212,11 @@ class PolyDataModule(L.LightningDataModule):
                 "side": ColumnScaler(self.side_columns, self.transforms),
                 "targets": ColumnScaler(self.target_columns, self.transforms),
             }
-            for name, cols in (("mmd", self.mmd_columns), ("side", self.side_columns), ("targets", self.target_columns)):
+            for name, cols in (
+                ("mmd", self.mmd_columns),
+                ("side", self.side_columns),
+                ("targets", self.target_columns),
+            ):
                 try:
                     scalers[name].fit(train[list(cols)].to_numpy())
                 except PolyinvError as exc:
@@ -288,7 +306,9 @@ def split_indices(
     else:
         train_val, test = train_test_split(rows, test_size=test_fraction, random_state=seed)
     if len(test) < MIN_SPLIT_ROWS:
-        raise PolyinvError(f"{where}: {n_rows} rows leave only {len(test)} in the test split; need at least {MIN_SPLIT_ROWS}")
+        raise PolyinvError(
+            f"{where}: {n_rows} rows leave only {len(test)} in the test split; need at least {MIN_SPLIT_ROWS}"
+        )
     train, val = split_train_val(train_val, val_fraction, seed, where, n_rows)
     return train, val, np.asarray(test)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
-from polyinv.models.base import InverseModel
+from polyinv.models.base import InverseModel, register
 from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 from polyinv.trust.calibration import half_width_multiplier
 
@@ -33,6 +33,7 @@ MANIFEST = "auto.json"
 DEFAULT_CANDIDATES = ("gp.yaml", "gp_noisy.yaml", "mlp.yaml")
 
 
+@register
 class AutoModel(InverseModel):
     """One chosen member per target; same interface as any polyinv model."""
 
@@ -71,37 +72,67 @@ class AutoModel(InverseModel):
         self.side_names = list(SIDE_INPUTS if side_inputs is None else side_inputs)
         self.mmd_names = list(MMD_COLUMNS if mmd_columns is None else mmd_columns)
         self.transforms = dict(transforms or {})
-        self.hparams = {"candidates": [str(c) for c in candidates], "folds": int(folds), "budget_s": float(budget_s),
-                        "good_enough": float(good_enough), "random_state": int(random_state)}
+        self.hparams = {
+            "candidates": [str(c) for c in candidates],
+            "folds": int(folds),
+            "budget_s": float(budget_s),
+            "good_enough": float(good_enough),
+            "random_state": int(random_state),
+        }
         self.members: dict = {}
         self.choice: dict[str, str] = {}
         self.selection: dict = {}
         self.calibration: dict[str, list[float]] = {}
         self.domain: dict | None = None
-        self._heldout: np.ndarray | None = None  # held-out recipes of the fit rows (the domain's consistency check)
+        self._heldout: np.ndarray | None = (
+            None  # held-out recipes of the fit rows (the domain's consistency check)
+        )
         self._fit_x: np.ndarray | None = None
         self._trainers: dict = {}
 
-    def adopt(self, members: dict, choice: dict[str, str], heldout: dict[str, np.ndarray], x: np.ndarray,
-              y: np.ndarray, selection: dict, trainers: dict | None = None) -> AutoModel:
+    def adopt(
+        self,
+        members: dict,
+        choice: dict[str, str],
+        heldout: dict[str, np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        selection: dict,
+        trainers: dict | None = None,
+    ) -> AutoModel:
         """Take a selection's result (polyinv.select): the chosen ``members`` by name, the ``choice`` per target,
         each candidate's held-out predictions of the fit rows ``x`` (their targets ``y``); ``trainers`` saves
         the network members. Members without intervals get split-conformal |residuals| of their held-out rows."""
         self.members, self.choice, self._trainers = members, dict(choice), dict(trainers or {})
-        self._heldout = np.column_stack([heldout[self.choice[t]][:, j] for j, t in enumerate(self.target_names)])
+        self._heldout = np.column_stack(
+            [heldout[self.choice[t]][:, j] for j, t in enumerate(self.target_names)]
+        )
         self._fit_x = np.asarray(x, dtype=np.float64)
         self.calibration = {}
         for j, t in enumerate(self.target_names):
             if not self.members[self.choice[t]].has_interval:
-                self.calibration[t] = np.sort(np.abs(self._transform(y, j) - self._transform(self._heldout, j))).tolist()
-        self.selection = dict(selection, heldout={t: "leave-one-out" if self.members[self.choice[t]].has_loo
-                                                  else f"{self.hparams['folds']}-fold" for t in self.target_names})
+                self.calibration[t] = np.sort(
+                    np.abs(self._transform(y, j) - self._transform(self._heldout, j))
+                ).tolist()
+        self.selection = dict(
+            selection,
+            heldout={
+                t: "leave-one-out"
+                if self.members[self.choice[t]].has_loo
+                else f"{self.hparams['folds']}-fold"
+                for t in self.target_names
+            },
+        )
         return self
 
     # ------------------------------------------------------------------ prediction
     def _transform(self, physical: np.ndarray, j: int) -> np.ndarray:
         values = np.asarray(physical, dtype=np.float64)[:, j]
-        return np.log(np.maximum(values, 1e-300)) if self.transforms.get(self.target_names[j]) == "log" else values
+        return (
+            np.log(np.maximum(values, 1e-300))
+            if self.transforms.get(self.target_names[j]) == "log"
+            else values
+        )
 
     def _untransform(self, values: np.ndarray, j: int) -> np.ndarray:
         return np.exp(values) if self.transforms.get(self.target_names[j]) == "log" else values
@@ -109,13 +140,19 @@ class AutoModel(InverseModel):
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         """Each target from its chosen member, physical units (N, T)."""
         by_member = {name: m.predict_arrays(mmd, side) for name, m in self.members.items()}
-        return np.column_stack([by_member[self.choice[t]][:, _index(self.members[self.choice[t]], t)]
-                                for t in self.target_names])
+        return np.column_stack(
+            [by_member[self.choice[t]][:, _index(self.members[self.choice[t]], t)] for t in self.target_names]
+        )
 
     def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """The held-out recipes of the rows the selection ran on (same rows, same order)."""
         x = np.hstack([np.asarray(mmd, dtype=np.float64), np.asarray(side, dtype=np.float64)])
-        if self._heldout is None or self._fit_x is None or x.shape != self._fit_x.shape or not np.allclose(x, self._fit_x):
+        if (
+            self._heldout is None
+            or self._fit_x is None
+            or x.shape != self._fit_x.shape
+            or not np.allclose(x, self._fit_x)
+        ):
             raise PolyinvError("held-out predictions exist only for the rows the selection ran on, in order")
         return self._heldout.copy()
 
@@ -124,7 +161,9 @@ class AutoModel(InverseModel):
         interval, or the chosen network's prediction ± the ``level`` quantile of its held-out |residuals|."""
         mean = self.predict_arrays(mmd, side)
         low, high = mean.copy(), mean.copy()
-        intervals = {name: m.predict_interval(mmd, side, level) for name, m in self.members.items() if m.has_interval}
+        intervals = {
+            name: m.predict_interval(mmd, side, level) for name, m in self.members.items() if m.has_interval
+        }
         for j, t in enumerate(self.target_names):
             name = self.choice[t]
             if name in intervals:
@@ -133,7 +172,10 @@ class AutoModel(InverseModel):
             else:
                 half = half_width_multiplier(self.calibration.get(t), level)
                 centre = self._transform(mean, j)
-                low[:, j], high[:, j] = self._untransform(centre - half, j), self._untransform(centre + half, j)
+                low[:, j], high[:, j] = (
+                    self._untransform(centre - half, j),
+                    self._untransform(centre + half, j),
+                )
         return mean, low, high
 
     # ------------------------------------------------------------------ saving and loading
@@ -149,10 +191,21 @@ class AutoModel(InverseModel):
             else:
                 files[name] = f"{name}.skops"
                 member.save(folder / files[name])
-        manifest = {"polyinv_kind": KIND, "members": files, "choice": self.choice, "hparams": self.hparams,
-                    "schema": {"targets": self.target_names, "side_inputs": self.side_names, "mmd_columns": self.mmd_names,
-                               "transforms": self.transforms},
-                    "selection": self.selection, "calibration": self.calibration, "domain": self.domain}
+        manifest = {
+            "polyinv_kind": KIND,
+            "members": files,
+            "choice": self.choice,
+            "hparams": self.hparams,
+            "schema": {
+                "targets": self.target_names,
+                "side_inputs": self.side_names,
+                "mmd_columns": self.mmd_names,
+                "transforms": self.transforms,
+            },
+            "selection": self.selection,
+            "calibration": self.calibration,
+            "domain": self.domain,
+        }
         path = folder / MANIFEST
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -163,9 +216,14 @@ class AutoModel(InverseModel):
         try:
             model = cls(**manifest["schema"], **manifest["hparams"])
         except (KeyError, TypeError) as exc:
-            raise PolyinvError(f"{MANIFEST}: does not match an auto model of this polyinv version ({exc})") from exc
+            raise PolyinvError(
+                f"{MANIFEST}: does not match an auto model of this polyinv version ({exc})"
+            ) from exc
         model.members, model.choice = members, dict(manifest["choice"])
-        model.selection, model.calibration = manifest.get("selection") or {}, manifest.get("calibration") or {}
+        model.selection, model.calibration = (
+            manifest.get("selection") or {},
+            manifest.get("calibration") or {},
+        )
         model.domain = manifest.get("domain")
         return model
 
@@ -176,8 +234,14 @@ def read_manifest(folder: str | Path) -> tuple[dict, dict[str, Path]]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise PolyinvError(f"{folder / MANIFEST}: cannot read the auto model's manifest ({type(exc).__name__})") from exc
-    if not isinstance(manifest, dict) or manifest.get("polyinv_kind") != KIND or not isinstance(manifest.get("members"), dict):
+        raise PolyinvError(
+            f"{folder / MANIFEST}: cannot read the auto model's manifest ({type(exc).__name__})"
+        ) from exc
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("polyinv_kind") != KIND
+        or not isinstance(manifest.get("members"), dict)
+    ):
         raise PolyinvError(f"{folder / MANIFEST}: not a polyinv auto-model manifest")
     root = folder.resolve()
     files = {}

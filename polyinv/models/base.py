@@ -19,6 +19,9 @@ import numpy as np
 from polyinv.errors import PolyinvError
 
 Family = Literal["network", "classical", "auto", "ensemble"]
+#: The registry: every kind a config's ``model.kind`` may name, filled by :func:`register` as polyinv.models
+#: imports its modules. A new kind is its module (a class with ``@register``) and its config.
+MODELS: dict[str, type[InverseModel]] = {}
 
 
 class InverseModel:
@@ -65,3 +68,11 @@ class InverseModel:
     def fit_report(self) -> dict[str, Any]:
         """What run.json records of the fit beyond the metrics (a search's settings, a self-check)."""
         return {}
+
+
+def register(cls: type[InverseModel]) -> type[InverseModel]:
+    """Class decorator: make ``cls.kind`` a configurable model kind."""
+    if cls.kind in MODELS and MODELS[cls.kind] is not cls:
+        raise ValueError(f"model kind {cls.kind!r} registered twice")
+    MODELS[cls.kind] = cls
+    return cls

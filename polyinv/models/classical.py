@@ -26,9 +26,12 @@ from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 MODEL_FILE = "model.skops"
 #: The types beyond skops' defaults that a polyinv model file may hold.
 TRUSTED = [
-    "sklearn.gaussian_process.kernels.ConstantKernel", "sklearn.gaussian_process.kernels.Matern",
-    "sklearn.gaussian_process.kernels.Product", "sklearn.gaussian_process.kernels.Sum",
-    "sklearn.gaussian_process.kernels.WhiteKernel", "sklearn.tree._tree.Tree",
+    "sklearn.gaussian_process.kernels.ConstantKernel",
+    "sklearn.gaussian_process.kernels.Matern",
+    "sklearn.gaussian_process.kernels.Product",
+    "sklearn.gaussian_process.kernels.Sum",
+    "sklearn.gaussian_process.kernels.WhiteKernel",
+    "sklearn.tree._tree.Tree",
 ]
 TINY = np.finfo(np.float64).tiny
 
@@ -47,15 +50,25 @@ class ClassicalModel(InverseModel):
     kind = "classical"
     family = "classical"
 
-    def __init__(self, targets: Sequence[str] | None = None, side_inputs: Sequence[str] | None = None,
-                 mmd_columns: Sequence[str] | None = None, transforms: Mapping[str, str] | None = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self,
+        targets: Sequence[str] | None = None,
+        side_inputs: Sequence[str] | None = None,
+        mmd_columns: Sequence[str] | None = None,
+        transforms: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> None:
         self.target_names = list(TARGETS if targets is None else targets)
         self.side_names = list(SIDE_INPUTS if side_inputs is None else side_inputs)
         self.mmd_names = list(MMD_COLUMNS if mmd_columns is None else mmd_columns)
         self.transforms = dict(transforms or {})
-        self.hparams = {"targets": self.target_names, "side_inputs": self.side_names, "mmd_columns": self.mmd_names,
-                        "transforms": self.transforms, **settings}
+        self.hparams = {
+            "targets": self.target_names,
+            "side_inputs": self.side_names,
+            "mmd_columns": self.mmd_names,
+            "transforms": self.transforms,
+            **settings,
+        }
         self.target_log = [self.transforms.get(t) == "log" for t in self.target_names]
         self.side_log = [self.transforms.get(c) == "log" for c in self.side_names]
         self.state: dict[str, Any] = {}  # fitted estimators and preprocessing, saved with the model
@@ -72,7 +85,9 @@ class ClassicalModel(InverseModel):
 
     def physical_targets(self, scaled: np.ndarray) -> np.ndarray:
         """Model space → physical targets."""
-        raw = self.state["target_scaler"].inverse_transform(np.atleast_2d(np.asarray(scaled, dtype=np.float64)))
+        raw = self.state["target_scaler"].inverse_transform(
+            np.atleast_2d(np.asarray(scaled, dtype=np.float64))
+        )
         raw[:, self.target_log] = np.exp(raw[:, self.target_log])
         return raw
 
@@ -80,7 +95,11 @@ class ClassicalModel(InverseModel):
     def fit(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray):
         """Fit on physical arrays (N,L), (N,k), (N,T)."""
         targets = np.asarray(targets, dtype=np.float64)
-        bad = [t for t, is_log, col in zip(self.target_names, self.target_log, targets.T, strict=True) if is_log and (col <= 0).any()]
+        bad = [
+            t
+            for t, is_log, col in zip(self.target_names, self.target_log, targets.T, strict=True)
+            if is_log and (col <= 0).any()
+        ]
         if bad:
             raise PolyinvError(f"column {bad[0]!r} has values <= 0 and cannot take the 'log' transform")
         self.state = {"target_scaler": StandardScaler().fit(log_columns(targets, self.target_log))}
@@ -91,7 +110,9 @@ class ClassicalModel(InverseModel):
         """Physical inputs → physical recipe (N,T)."""
         if not self.state:
             raise PolyinvError(f"the {self.kind} model is not fitted")
-        return self.physical_targets(self._predict(*self._arrays(mmd, side)).reshape(len(mmd), self.n_targets))
+        return self.physical_targets(
+            self._predict(*self._arrays(mmd, side)).reshape(len(mmd), self.n_targets)
+        )
 
     def _fit(self, mmd: np.ndarray, side: np.ndarray, y: np.ndarray) -> None:
         raise NotImplementedError
@@ -107,8 +128,13 @@ class ClassicalModel(InverseModel):
     def save(self, path: str | Path) -> None:
         """Write the model atomically as a skops file."""
 
-        payload = {"polyinv_kind": self.kind, "polyinv_version": __version__, "hparams": self.hparams,
-                   "state": self.state, "polyinv_domain": self.domain}
+        payload = {
+            "polyinv_kind": self.kind,
+            "polyinv_version": __version__,
+            "hparams": self.hparams,
+            "state": self.state,
+            "polyinv_domain": self.domain,
+        }
         with atomic_path(path) as tmp:
             sio.dump(payload, tmp)
 
@@ -119,12 +145,16 @@ class ClassicalModel(InverseModel):
         try:
             untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED)
             if untrusted:
-                raise PolyinvError(f"{path}: refused: the file holds types polyinv never writes ({', '.join(sorted(untrusted)[:3])})")
+                raise PolyinvError(
+                    f"{path}: refused: the file holds types polyinv never writes ({', '.join(sorted(untrusted)[:3])})"
+                )
             payload = sio.load(path, trusted=TRUSTED)
         except PolyinvError:
             raise
         except Exception as exc:
-            raise PolyinvError(f"{path}: not a readable polyinv model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+            raise PolyinvError(
+                f"{path}: not a readable polyinv model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
         if not isinstance(payload, dict) or "polyinv_kind" not in payload:
             raise PolyinvError(f"{path}: not a polyinv model file")
         return payload

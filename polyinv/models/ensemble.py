@@ -2,7 +2,7 @@
 
 Saved as one folder: ``member_00.ckpt`` … plus ``ensemble.json`` (member files, calibration,
 validation/test coverage). :func:`polyinv.models.load_model` loads the folder like any checkpoint; a
-manifest naming a member outside its folder is refused. Trained by :func:`polyinv.train.fit_ensemble`.
+manifest naming a member outside its folder is refused. Trained by :func:`polyinv.runner.fit_ensemble`.
 
 Prediction = mean of the members in the scaled target space (e.g. log cAIBN_0), mapped back to
 physical units. Interval = mean ± m·std of the members in that space, where the multiplier ``m`` is
@@ -35,12 +35,18 @@ class EnsembleModel(InverseModel):
     family = "ensemble"
     has_interval = True
 
-    def __init__(self, members: list, calibration: dict[str, list[float]] | None = None, domain: dict | None = None) -> None:
+    def __init__(
+        self, members: list, calibration: dict[str, list[float]] | None = None, domain: dict | None = None
+    ) -> None:
         if not members:
             raise PolyinvError("an ensemble needs at least one member")
         first = members[0]
         for m in members[1:]:
-            if (m.target_names, m.side_names, m.mmd_names) != (first.target_names, first.side_names, first.mmd_names):
+            if (m.target_names, m.side_names, m.mmd_names) != (
+                first.target_names,
+                first.side_names,
+                first.mmd_names,
+            ):
                 raise PolyinvError("ensemble members disagree on their input or target columns")
         self.members = members
         self.target_names = list(first.target_names)
@@ -81,15 +87,22 @@ class EnsembleModel(InverseModel):
     def calibrate(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> None:
         """Store the normalised |residuals| of held-out (validation) rows per target."""
         mean, std = self.mean_std(mmd, side)
-        y = self.members[0].target_scaler(torch.as_tensor(np.array(targets, dtype=np.float64))).numpy()  # a writable copy
+        y = (
+            self.members[0].target_scaler(torch.as_tensor(np.array(targets, dtype=np.float64))).numpy()
+        )  # a writable copy
         z = abs_z(y, mean, std)
         self.calibration = {t: z[:, j].tolist() for j, t in enumerate(self.target_names)}
 
     # ------------------------------------------------------------------ saving and loading
     def save(self, folder: str | Path, member_files: list[str], extra: dict | None = None) -> Path:
         """Write ``ensemble.json`` into ``folder`` (member files already there)."""
-        manifest = {"polyinv_kind": KIND, "members": member_files, "calibration": self.calibration,
-                    "domain": self.domain, **(extra or {})}
+        manifest = {
+            "polyinv_kind": KIND,
+            "members": member_files,
+            "calibration": self.calibration,
+            "domain": self.domain,
+            **(extra or {}),
+        }
         path = Path(folder) / MANIFEST
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -102,7 +115,9 @@ def read_manifest(folder: str | Path) -> tuple[dict, list[Path]]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
-        raise PolyinvError(f"{folder / MANIFEST}: cannot read ensemble manifest ({type(exc).__name__})") from exc
+        raise PolyinvError(
+            f"{folder / MANIFEST}: cannot read ensemble manifest ({type(exc).__name__})"
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("polyinv_kind") != KIND or not manifest.get("members"):
         raise PolyinvError(f"{folder / MANIFEST}: not a polyinv ensemble manifest")
     root = folder.resolve()

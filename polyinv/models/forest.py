@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import RandomizedSearchCV
 
+from polyinv.models.base import register
 from polyinv.models.classical import ClassicalModel
 
 #: The study's randomized-search space (n_estimators, max_depth, min_samples_split, min_samples_leaf).
@@ -23,6 +24,7 @@ SEARCH_SPACE = {
 KIND = "random_forest"
 
 
+@register
 class ForestModel(ClassicalModel):
     """Multi-output ``RandomForestRegressor`` with optional randomized search (20 iterations, 3-fold)."""
 
@@ -62,10 +64,20 @@ class ForestModel(ClassicalModel):
             progress: taken like every classical model's; a forest fits without a progress bar
         """
         super().__init__(
-            targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms, n_estimators=int(n_estimators), max_depth=max_depth,
-            min_samples_split=int(min_samples_split), min_samples_leaf=int(min_samples_leaf),
-            max_features=max_features, search=bool(search), search_iter=int(search_iter),
-            search_cv=int(search_cv), n_jobs=int(n_jobs), random_state=int(random_state),
+            targets=targets,
+            side_inputs=side_inputs,
+            mmd_columns=mmd_columns,
+            transforms=transforms,
+            n_estimators=int(n_estimators),
+            max_depth=max_depth,
+            min_samples_split=int(min_samples_split),
+            min_samples_leaf=int(min_samples_leaf),
+            max_features=max_features,
+            search=bool(search),
+            search_iter=int(search_iter),
+            search_cv=int(search_cv),
+            n_jobs=int(n_jobs),
+            random_state=int(random_state),
         )
 
     @property
@@ -82,15 +94,24 @@ class ForestModel(ClassicalModel):
     def _fit(self, mmd, side, y) -> None:
         hp = self.hparams
         base = RandomForestRegressor(
-            n_estimators=hp["n_estimators"], max_depth=hp["max_depth"], min_samples_split=hp["min_samples_split"],
-            min_samples_leaf=hp["min_samples_leaf"], max_features=hp["max_features"], n_jobs=hp["n_jobs"],
+            n_estimators=hp["n_estimators"],
+            max_depth=hp["max_depth"],
+            min_samples_split=hp["min_samples_split"],
+            min_samples_leaf=hp["min_samples_leaf"],
+            max_features=hp["max_features"],
+            n_jobs=hp["n_jobs"],
             random_state=hp["random_state"],
         )
         x = self._features(mmd, side)
         if hp["search"]:
             search = RandomizedSearchCV(
-                base, SEARCH_SPACE, n_iter=hp["search_iter"], cv=hp["search_cv"], scoring="r2",
-                random_state=hp["random_state"], n_jobs=1,
+                base,
+                SEARCH_SPACE,
+                n_iter=hp["search_iter"],
+                cv=hp["search_cv"],
+                scoring="r2",
+                random_state=hp["random_state"],
+                n_jobs=1,
             )
             search.fit(x, y)
             self.state.update(estimator=search.best_estimator_, best_params=dict(search.best_params_))

@@ -33,20 +33,19 @@ from tqdm.auto import tqdm
 
 from polyinv.errors import PolyinvError
 from polyinv.models import levels
+from polyinv.models.base import register
 from polyinv.models.classical import TINY, ClassicalModel, log_columns
-from polyinv.schema import MN, MONOMER_0, MONOMER_LEFT, MW, TIME, conversion, stopped_early
-from polyinv.trust.calibration import abs_z, gp_loo, gp_loo_abs_z, half_width_multiplier
+from polyinv.models.gp_time import MIN_EARLY_ROWS, StopRuleTime
+from polyinv.schema import MN, MONOMER_0, MONOMER_LEFT, MW, TIME, stopped_early
+from polyinv.trust.calibration import abs_z, gp_loo, half_width_multiplier
 
 KIND = "gaussian_process"
-MIN_EARLY_ROWS = 5  # fewer stopped-early training rows than this: fall back to the plain time GP
-MIN_CLASS_ROWS = 10  # plain time: fewer training rows in a class than this: one pooled time calibration
 LENGTH_SCALE_BOUNDS = (1e-2, 1e3)  # on standardised inputs
 #: self_check: the refit's lower length-scale bound. Below it a fit can settle in a local optimum that explains
 #: the target as noise plus a few short-range wiggles (cAIBN_0 on a one-sided design: LOO R² 0.24, its
 #: marginal likelihood far below the long-range optimum that this bound leads the optimiser to, LOO R² 0.998)
 REFIT_LENGTH_FLOOR = 0.3
 REFIT_RESTARTS = 2
-EARLY_CUT = 0.98  # plain time: a predicted time below this fraction of t_max counts as a stopped-early run
 
 
 def loo_r2(gp: GaussianProcessRegressor) -> float:
@@ -61,7 +60,8 @@ def _min_length_scale(gp: GaussianProcessRegressor) -> float:
     return float(np.min(gp.kernel_.k1.k2.length_scale))
 
 
-class GPModel(ClassicalModel):
+@register
+class GPModel(StopRuleTime, ClassicalModel):
     """Per-target GP regressors on (transformed side inputs, MMD principal components)."""
 
     kind = KIND
@@ -114,15 +114,30 @@ class GPModel(ClassicalModel):
         if mmd_transform not in ("none", "sqrt"):
             raise PolyinvError(f"model.mmd_transform {mmd_transform!r} unknown; choose none or sqrt")
         super().__init__(
-            targets=targets, side_inputs=side_inputs, mmd_columns=mmd_columns, transforms=transforms,
-            mmd_pcs=int(mmd_pcs), nu=float(nu), n_restarts=int(n_restarts), noise_floor=float(noise_floor),
-            self_check=bool(self_check), check_loo_r2=float(check_loo_r2),
-            time_model=time_model, mmd_transform=mmd_transform, log_dispersity=bool(log_dispersity),
-            clip_outputs=bool(clip_outputs), design_prior=bool(design_prior), max_opt_rows=int(max_opt_rows),
-            n_jobs=int(n_jobs), random_state=int(random_state), progress=bool(progress),
+            targets=targets,
+            side_inputs=side_inputs,
+            mmd_columns=mmd_columns,
+            transforms=transforms,
+            mmd_pcs=int(mmd_pcs),
+            nu=float(nu),
+            n_restarts=int(n_restarts),
+            noise_floor=float(noise_floor),
+            self_check=bool(self_check),
+            check_loo_r2=float(check_loo_r2),
+            time_model=time_model,
+            mmd_transform=mmd_transform,
+            log_dispersity=bool(log_dispersity),
+            clip_outputs=bool(clip_outputs),
+            design_prior=bool(design_prior),
+            max_opt_rows=int(max_opt_rows),
+            n_jobs=int(n_jobs),
+            random_state=int(random_state),
+            progress=bool(progress),
         )
         if self.hparams["log_dispersity"] and not {MN, MW} <= set(self.side_names):
-            raise PolyinvError(f"model.log_dispersity needs Mn and Mw among the side inputs, got {self.side_names}")
+            raise PolyinvError(
+                f"model.log_dispersity needs Mn and Mw among the side inputs, got {self.side_names}"
+            )
         self._train_times: np.ndarray | None = None
 
     # ------------------------------------------------------------------ features
@@ -147,20 +162,22 @@ class GPModel(ClassicalModel):
         """Standardised GP inputs of physical rows."""
         return self.state["feature_scaler"].transform(self._raw_features(mmd, side))
 
-    def _gp(self, dim: int, seed: int, length_floor: float = LENGTH_SCALE_BOUNDS[0],
-            restarts: int | None = None) -> GaussianProcessRegressor:
+    def _gp(
+        self, dim: int, seed: int, length_floor: float = LENGTH_SCALE_BOUNDS[0], restarts: int | None = None
+    ) -> GaussianProcessRegressor:
         hp = self.hparams
         kernel = ConstantKernel(1.0, (1e-5, 1e5)) * Matern(
             length_scale=np.ones(dim), length_scale_bounds=(length_floor, LENGTH_SCALE_BOUNDS[1]), nu=hp["nu"]
         ) + WhiteKernel(1e-4, (hp["noise_floor"], 1.0))
         restarts = hp["n_restarts"] if restarts is None else restarts
-        return GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=restarts, random_state=seed)
+        return GaussianProcessRegressor(
+            kernel, normalize_y=False, n_restarts_optimizer=restarts, random_state=seed
+        )
 
     def _fit_gp(self, x: np.ndarray, y: np.ndarray, seed: int, **kernel) -> GaussianProcessRegressor:
         """Fit one target's GP. Above ``max_opt_rows`` rows the kernel hyper-parameters are optimised on a
         seeded random subset of that size (the cost grows as n³ per optimiser step), then the GP is
         fitted on all rows with that kernel held fixed. ``kernel``: :meth:`_gp`'s bound and restarts."""
-
 
         limit = self.hparams["max_opt_rows"]
         with warnings.catch_warnings():
@@ -171,7 +188,9 @@ class GPModel(ClassicalModel):
             found = self._gp(x.shape[1], seed, **kernel).fit(x[subset], y[subset]).kernel_
             return GaussianProcessRegressor(found, normalize_y=False, optimizer=None).fit(x, y)
 
-    def _fit_checked(self, x: np.ndarray, y: np.ndarray, seed: int, check: bool = True) -> tuple[GaussianProcessRegressor, dict]:
+    def _fit_checked(
+        self, x: np.ndarray, y: np.ndarray, seed: int, check: bool = True
+    ) -> tuple[GaussianProcessRegressor, dict]:
         """Fit one target's GP and check it by its exact leave-one-out R² (``self_check``).
 
         A fit below ``check_loo_r2`` is refitted with the length scales bounded below by
@@ -182,7 +201,13 @@ class GPModel(ClassicalModel):
         wanted, check = check, {"loo_r2": loo_r2(gp), "length_scales_min": _min_length_scale(gp)}
         if not (self.hparams["self_check"] and wanted) or check["loo_r2"] >= self.hparams["check_loo_r2"]:
             return gp, check
-        refit = self._fit_gp(x, y, seed, length_floor=REFIT_LENGTH_FLOOR, restarts=max(REFIT_RESTARTS, self.hparams["n_restarts"]))
+        refit = self._fit_gp(
+            x,
+            y,
+            seed,
+            length_floor=REFIT_LENGTH_FLOOR,
+            restarts=max(REFIT_RESTARTS, self.hparams["n_restarts"]),
+        )
         check["refit_loo_r2"] = loo_r2(refit)
         check["kept"] = "refit" if check["refit_loo_r2"] > check["loo_r2"] else "first"
         return (refit if check["kept"] == "refit" else gp), check
@@ -192,20 +217,15 @@ class GPModel(ClassicalModel):
         """Per target: the fit's leave-one-out R², its shortest length scale and any refit (``self_check``)."""
         return self.state.get("fit_checks")
 
-    def _censoring_usable(self) -> bool:
-        names = self.target_names
-        return (
-            self.hparams["time_model"] == "censored" and TIME in names and MONOMER_0 in names
-            and MONOMER_LEFT in self.side_names
-        )
-
     # ------------------------------------------------------------------ fit / predict
     def _fit(self, mmd, side, y) -> None:
         hp = self.hparams
         if hp["log_dispersity"]:
             for column in (MN, MW):
                 if (side[:, self.side_names.index(column)] <= 0).any():
-                    raise PolyinvError(f"column {column!r} has values <= 0: model.log_dispersity needs log(Mw/Mn)")
+                    raise PolyinvError(
+                        f"column {column!r} has values <= 0: model.log_dispersity needs log(Mw/Mn)"
+                    )
         for column, is_log in zip(self.side_names, self.side_log, strict=True):
             if is_log and (side[:, self.side_names.index(column)] <= 0).any():
                 raise PolyinvError(f"column {column!r} has values <= 0 and cannot take the 'log' transform")
@@ -214,8 +234,13 @@ class GPModel(ClassicalModel):
         self.state["feature_scaler"] = StandardScaler().fit(self._raw_features(mmd, side))
         x = self._features(mmd, side)
         censored = self._censoring_usable()
-        bar = tqdm(total=y.shape[1] + int(censored), desc=f"GP kernels ({hp['n_restarts']} restarts each)",
-                   unit="target", disable=not hp["progress"], leave=False)
+        bar = tqdm(
+            total=y.shape[1] + int(censored),
+            desc=f"GP kernels ({hp['n_restarts']} restarts each)",
+            unit="target",
+            disable=not hp["progress"],
+            leave=False,
+        )
         # with the censored time the plain time GP answers nothing (the stopped-early GP does): not worth a refit
         early = stopped_early(self._train_times)[1] if self._train_times is not None else None
         censors = censored and early is not None and early.sum() >= MIN_EARLY_ROWS and (~early).any()
@@ -226,9 +251,10 @@ class GPModel(ClassicalModel):
                 fits.append(self._fit_checked(x, y[:, j], hp["random_state"] + j, wanted[j]))
                 bar.update()
         else:
-
             for fit in Parallel(n_jobs=hp["n_jobs"], return_as="generator")(
-                    delayed(self._fit_checked)(x, y[:, j], hp["random_state"] + j, wanted[j]) for j in range(y.shape[1])):
+                delayed(self._fit_checked)(x, y[:, j], hp["random_state"] + j, wanted[j])
+                for j in range(y.shape[1])
+            ):
                 fits.append(fit)
                 bar.update()
         gps = [gp for gp, _ in fits]
@@ -236,13 +262,17 @@ class GPModel(ClassicalModel):
         self.state["fit_checks"] = {t: check for t, (_, check) in zip(self.target_names, fits, strict=True)}
         # interval calibration from the exact leave-one-out residuals of the training rows (sorted |z|)
         loo = [gp_loo(gp) for gp in gps]
-        self.state["calibration"] = {t: abs_z(r, 0.0, sd).tolist() for t, (r, sd) in zip(self.target_names, loo, strict=True)}
+        self.state["calibration"] = {
+            t: abs_z(r, 0.0, sd).tolist() for t, (r, sd) in zip(self.target_names, loo, strict=True)
+        }
         self.state["censored"] = None
         if censored:
             self._fit_censored_time(mmd, side, x)
             bar.update()
         bar.close()
-        self.state["time_classes"] = self._time_class_calibration(loo) if self.state["censored"] is None else None
+        self.state["time_classes"] = (
+            self._time_class_calibration(loo) if self.state["censored"] is None else None
+        )
 
     def _clip(self, physical: np.ndarray) -> np.ndarray:
         """Physical targets held inside the training range (``clip_outputs``)."""
@@ -251,8 +281,13 @@ class GPModel(ClassicalModel):
         low, high = np.asarray(self.state["target_range"])
         return np.clip(physical, low, high)
 
-    def _design(self, mean: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None,
-                level: float = 0.9) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def _design(
+        self,
+        mean: np.ndarray,
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
+        level: float = 0.9,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The factors' posterior mean (and interval) over the design's recipes (``design_prior``); as given
         without one. Rows go in chunks so the rows × candidates weights stay small."""
         design = self.state.get("design")
@@ -271,56 +306,6 @@ class GPModel(ClassicalModel):
     def predict_arrays(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:
         return self._clip(self._design(super().predict_arrays(mmd, side))[0])
 
-    def _conversion(self, side: np.ndarray, x: np.ndarray) -> np.ndarray:
-        j = self.target_names.index(MONOMER_0)
-        scaled = np.zeros((len(x), self.n_targets))
-        scaled[:, j] = self.state["gps"][j].predict(x)
-        cba0 = self.physical_targets(scaled)[:, j]
-        return conversion(side[:, self.side_names.index(MONOMER_LEFT)], np.maximum(cba0, 1e-12))
-
-    def _fit_censored_time(self, mmd, side, x) -> None:
-        # the physical times of the training rows, recovered from the fitted target scaler
-        jt = self.target_names.index(TIME)
-        times = self._train_times
-        t_max, early = stopped_early(times)
-        if early.sum() < MIN_EARLY_ROWS or (~early).sum() < 1:
-            return
-        conv = self._conversion(side, x)
-        threshold = 0.5 * (conv[~early].max() + conv[early].min())
-        # the stopped-early GP sees the features only, not the estimated conversion: every stopped-early
-        # run ended at the conversion limit, so that column is constant to ~1e-5 on its rows, and a GP
-        # given it fits a length scale at its lower bound there and extrapolates wildly for a run just
-        # below the limit (seed 39: two 3600-s runs at 89.95 % conversion predicted 837 s and 2134 s)
-        log_t = np.log(times[early])
-        mean, std = log_t.mean(), max(log_t.std(), 1e-12)
-        gp, check = self._fit_checked(x[early], (log_t - mean) / std, self.hparams["random_state"] + 100 + jt)
-        self.state["fit_checks"]["time (stopped early)"] = check
-        self.state["censored"] = {
-            "t_max": t_max, "threshold": float(threshold), "gp": gp, "mean": float(mean), "std": float(std),
-            "n_early": int(early.sum()), "calibration": gp_loo_abs_z(gp).tolist(),
-        }
-
-    def _time_class_calibration(self, loo: list[tuple[np.ndarray, np.ndarray]]) -> dict | None:
-        """Plain time: calibrate the intervals of runs predicted to stop early and of the rest apart.
-
-        Pooled, the many runs that end exactly at t_max (tiny residuals) set a multiplier far too small
-        for the stopped-early ones (noisy grid, seeds 0-2: 0.561 coverage of their time at 90 %). The
-        classes follow each training row's leave-one-out predicted time, as a new row's predicted time
-        will (Mondrian conformal calibration). ``loo``: each target GP's (residual, sd) from :func:`gp_loo`.
-        """
-        if TIME not in self.target_names or self._train_times is None:
-            return None
-        jt = self.target_names.index(TIME)
-        resid, sd = loo[jt]
-        scaled = np.zeros((len(resid), self.n_targets))
-        scaled[:, jt] = np.asarray(self.state["gps"][jt].y_train_).reshape(-1) - resid
-        cut = EARLY_CUT * float(self._train_times.max())
-        predicted_early = self.physical_targets(scaled)[:, jt] < cut
-        if min(predicted_early.sum(), (~predicted_early).sum()) < MIN_CLASS_ROWS:
-            return None
-        return {"cut": cut, **{name: abs_z(resid[rows], 0.0, sd[rows]).tolist()
-                               for name, rows in (("early", predicted_early), ("full", ~predicted_early))}}
-
     def fit(self, mmd, side, targets):
         targets = np.asarray(targets, dtype=np.float64)
         self._train_times = targets[:, self.target_names.index(TIME)] if TIME in self.target_names else None
@@ -332,20 +317,13 @@ class GPModel(ClassicalModel):
         self.state["design"] = None
         if self.hparams["design_prior"]:
             residuals = np.column_stack([gp_loo(gp)[0] for gp in self.state["gps"]])
-            outcomes = [TIME] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
-            self.state["design"] = levels.fit_design(self.target_names, targets, residuals, self.scaled_targets, outcomes)
+            outcomes = (
+                [TIME] if self._train_times is not None and stopped_early(self._train_times)[1].any() else []
+            )
+            self.state["design"] = levels.fit_design(
+                self.target_names, targets, residuals, self.scaled_targets, outcomes
+            )
         return self
-
-    def _time_censored(self, side, x, with_std: bool = False):
-        c = self.state["censored"]
-        conv = self._conversion(side, x)
-        early = conv >= c["threshold"]
-        mu, sd = c["gp"].predict(x, return_std=True)
-        log_t = mu * c["std"] + c["mean"]
-        t = np.where(early, np.minimum(np.exp(log_t), c["t_max"]), c["t_max"])
-        if not with_std:
-            return t
-        return t, early, log_t, sd * c["std"]
 
     def _predict(self, mmd, side) -> np.ndarray:
         x = self._features(mmd, side)
@@ -368,7 +346,9 @@ class GPModel(ClassicalModel):
         x = self._features(mmd, side)
         gps = self.state["gps"]
         if x.shape != gps[0].X_train_.shape or not np.allclose(x, gps[0].X_train_):
-            raise PolyinvError("leave-one-out predictions need exactly the rows the GP was fitted on, in order")
+            raise PolyinvError(
+                "leave-one-out predictions need exactly the rows the GP was fitted on, in order"
+            )
         y = self.scaled_targets(targets)
         scaled = np.empty_like(y)
         for j, gp in enumerate(gps):
@@ -378,25 +358,14 @@ class GPModel(ClassicalModel):
             physical[:, self.target_names.index(TIME)] = self._time_censored_loo(side, x, physical, targets)
         return self._clip(self._design(physical)[0])
 
-    def _time_censored_loo(self, side: np.ndarray, x: np.ndarray, loo: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Leave-one-out censored time of the fit rows (``loo``: the other targets' LOO recipes)."""
-        c = self.state["censored"]
-        jt, jc = self.target_names.index(TIME), self.target_names.index(MONOMER_0)
-        conv = conversion(side[:, self.side_names.index(MONOMER_LEFT)], np.maximum(loo[:, jc], 1e-12))
-        gp = c["gp"]
-        mu = gp.predict(x)
-        _, early_rows = stopped_early(np.asarray(targets, dtype=np.float64)[:, jt])
-        if early_rows.sum() == len(gp.X_train_) and np.allclose(x[early_rows], gp.X_train_):
-            mu[early_rows] = np.asarray(gp.y_train_).reshape(-1) - gp_loo(gp)[0]
-        log_t = mu * c["std"] + c["mean"]
-        return np.where(conv >= c["threshold"], np.minimum(np.exp(log_t), c["t_max"]), c["t_max"])
-
     def multipliers(self, level: float) -> np.ndarray:
         """Per-target half-width multipliers of sd for a central ``level`` interval (calibrated when stored)."""
         calibration = self.state.get("calibration") or {}
         return np.array([half_width_multiplier(calibration.get(t), level) for t in self.target_names])
 
-    def predict_interval(self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_interval(
+        self, mmd: np.ndarray, side: np.ndarray, level: float = 0.9
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, lower, upper) of the calibrated central ``level`` interval, physical units."""
         mmd, side = self._arrays(mmd, side)
         x = self._features(mmd, side)
@@ -407,8 +376,11 @@ class GPModel(ClassicalModel):
         classes = self.state.get("time_classes")
         if classes is not None:  # plain time: the multiplier of the class each row's predicted time falls in
             jt = self.target_names.index(TIME)
-            mult[:, jt] = np.where(mean[:, jt] < classes["cut"], half_width_multiplier(classes["early"], level),
-                                   half_width_multiplier(classes["full"], level))
+            mult[:, jt] = np.where(
+                mean[:, jt] < classes["cut"],
+                half_width_multiplier(classes["early"], level),
+                half_width_multiplier(classes["full"], level),
+            )
         low, high = self.physical_targets(mu - mult * sd), self.physical_targets(mu + mult * sd)
         if self.state.get("censored"):
             c = self.state["censored"]
@@ -427,5 +399,7 @@ class GPModel(ClassicalModel):
             mean[:, jt] = t
             low[:, jt] = np.where(maybe_early, early_low, t_max)
             high[:, jt] = np.where(maybe_full, t_max, early_high)
-        mean, low, high = self._design(mean, low, high, level)  # the factors' posterior over the design's levels
+        mean, low, high = self._design(
+            mean, low, high, level
+        )  # the factors' posterior over the design's levels
         return self._clip(mean), self._clip(low), self._clip(high)

@@ -32,8 +32,13 @@ MAX_CANDIDATES = 20_000  # more level combinations than this: the design is no g
 CHUNK_CELLS = 1_000_000  # rows × candidates weighed at once (callers chunk their rows by it)
 
 
-def fit_design(names: Sequence[str], targets: np.ndarray, residuals: np.ndarray,
-               to_scaled: Callable[[np.ndarray], np.ndarray], outcomes: Sequence[str] = ()) -> dict:
+def fit_design(
+    names: Sequence[str],
+    targets: np.ndarray,
+    residuals: np.ndarray,
+    to_scaled: Callable[[np.ndarray], np.ndarray],
+    outcomes: Sequence[str] = (),
+) -> dict:
     """The design prior from the training targets (physical, rows × targets), the regressor's leave-one-out
     residuals (scaled, same shape) and the target scaling (physical → scaled, all targets). ``outcomes``:
     targets that are results, not settings, whatever their number of values (``time`` when runs stop early:
@@ -45,13 +50,17 @@ def fit_design(names: Sequence[str], targets: np.ndarray, residuals: np.ndarray,
     factors = [j for j, lv in enumerate(levels) if len(lv) <= most and names[j] not in outcomes]
     if not factors:
         counts = ", ".join(f"{n} {len(lv)}" for n, lv in zip(names, levels, strict=True))
-        raise PolyinvError(f"model.design_prior needs targets set on at most {most} levels (a designed "
-                           f"experiment: at most {MAX_LEVELS}, each used twice on average); distinct training "
-                           f"values: {counts}")
+        raise PolyinvError(
+            f"model.design_prior needs targets set on at most {most} levels (a designed "
+            f"experiment: at most {MAX_LEVELS}, each used twice on average); distinct training "
+            f"values: {counts}"
+        )
     n_candidates = int(np.prod([len(levels[j]) for j in factors]))
     if n_candidates > MAX_CANDIDATES:
-        raise PolyinvError(f"model.design_prior: {n_candidates} level combinations of "
-                           f"{', '.join(names[j] for j in factors)}, more than {MAX_CANDIDATES}: no grid design")
+        raise PolyinvError(
+            f"model.design_prior: {n_candidates} level combinations of "
+            f"{', '.join(names[j] for j in factors)}, more than {MAX_CANDIDATES}: no grid design"
+        )
     candidates = combinations([levels[j] for j in factors])
     frequency = [np.array([(targets[:, j] == v).mean() for v in levels[j]]) for j in factors]
     log_prior = np.log(np.array(list(itertools.product(*frequency)))).sum(axis=1)
@@ -59,7 +68,9 @@ def fit_design(names: Sequence[str], targets: np.ndarray, residuals: np.ndarray,
     full[:, factors] = candidates
     cov = np.atleast_2d(np.cov(np.asarray(residuals, dtype=np.float64)[:, factors], rowvar=False))
     return {
-        "factors": factors, "candidates": candidates, "log_prior": log_prior,
+        "factors": factors,
+        "candidates": candidates,
+        "log_prior": log_prior,
         "candidates_scaled": np.asarray(to_scaled(full), dtype=np.float64)[:, factors],
         "precision": np.linalg.pinv(cov),
     }
@@ -91,8 +102,9 @@ def posterior_mean(design: dict, w: np.ndarray, physical: np.ndarray) -> np.ndar
     return out
 
 
-def posterior_interval(design: dict, w: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray,
-                       level: float) -> tuple[np.ndarray, np.ndarray]:
+def posterior_interval(
+    design: dict, w: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``low``/``high`` with each factor's central ``level`` interval of its posterior over the levels,
     stretched to hold the posterior mean (``mean``: :func:`posterior_mean`'s rows; a 4 % tail on a far level
     moves the mean off a one-level interval)."""

@@ -27,7 +27,7 @@ from torchmetrics import MeanAbsoluteError
 from polyinv.errors import PolyinvError
 from polyinv.metrics import ExactR2
 from polyinv.models.base import InverseModel
-from polyinv.nn import ACTIVATIONS, CensoredMSE, CNNNet, ColumnScaler, MLPNet
+from polyinv.nn import ACTIVATIONS, CensoredMSE, ColumnScaler
 from polyinv.schema import (
     MMD_COLUMNS,
     MONOMER_0,
@@ -86,11 +86,15 @@ class InverseRegressor(InverseModel, L.LightningModule):
             raise PolyinvError(f"model.time_model {time_model!r} unknown; choose plain or censored")
         dropout = self.hparams.get("dropout", 0.0)
         if optimizer == "lbfgs" and any(float(d) > 0 for d in np.atleast_1d(dropout or 0.0)):
-            raise PolyinvError(f"model.dropout {dropout}: lbfgs needs a fixed objective within a step "
-                               "(dropout draws new masks at every line-search trial); set it to 0")
+            raise PolyinvError(
+                f"model.dropout {dropout}: lbfgs needs a fixed objective within a step "
+                "(dropout draws new masks at every line-search trial); set it to 0"
+            )
         activation = self.hparams.get("activation", "relu")
         if activation not in ACTIVATIONS:
-            raise PolyinvError(f"model.activation {activation!r} unknown; choose one of {', '.join(ACTIVATIONS)}")
+            raise PolyinvError(
+                f"model.activation {activation!r} unknown; choose one of {', '.join(ACTIVATIONS)}"
+            )
         self.target_names = list(targets)
         self.side_names = list(side_inputs)
         self.mmd_names = list(mmd_columns)
@@ -104,15 +108,21 @@ class InverseRegressor(InverseModel, L.LightningModule):
         if not 0 <= self.mmd_pcs <= len(self.mmd_names):
             raise PolyinvError(f"model.mmd_pcs must lie in 0..{len(self.mmd_names)}, got {mmd_pcs}")
         self.register_buffer("pca_mean", torch.zeros(len(self.mmd_names), dtype=torch.float64))
-        self.register_buffer("pca_components", torch.zeros(self.mmd_pcs, len(self.mmd_names), dtype=torch.float64))
+        self.register_buffer(
+            "pca_components", torch.zeros(self.mmd_pcs, len(self.mmd_names), dtype=torch.float64)
+        )
         self.register_buffer("pca_std", torch.ones(self.mmd_pcs, dtype=torch.float64))
         self.register_buffer("t_max", torch.tensor(float("nan"), dtype=torch.float64))
         # the stop gate needs the measured cBA_time and a predicted cBA_0; without them only the cap applies
         self.stop_gate = self.censored and MONOMER_LEFT in self.side_names and MONOMER_0 in self.target_names
         self.register_buffer("stop_conversion", torch.tensor(float("-inf"), dtype=torch.float64))
         self.clip_outputs = bool(clip_outputs)
-        self.register_buffer("target_low", torch.full((len(self.target_names),), float("-inf"), dtype=torch.float64))
-        self.register_buffer("target_high", torch.full((len(self.target_names),), float("inf"), dtype=torch.float64))
+        self.register_buffer(
+            "target_low", torch.full((len(self.target_names),), float("-inf"), dtype=torch.float64)
+        )
+        self.register_buffer(
+            "target_high", torch.full((len(self.target_names),), float("inf"), dtype=torch.float64)
+        )
         # clip_inputs: what the network sees is held inside the training rows' range, so a recipe beyond
         # the grid's corners is not extrapolated along directions no training row spans
         self.clip_inputs = bool(clip_inputs)
@@ -124,7 +134,9 @@ class InverseRegressor(InverseModel, L.LightningModule):
         self.val_r2 = nn.ModuleDict({t: ExactR2() for t in self.target_names})
         self.val_mae = nn.ModuleDict({t: MeanAbsoluteError() for t in self.target_names})
         self._loss_logged = False  # lbfgs: train/loss logged once per step
-        self.domain: dict | None = None  # applicability domain (polyinv.trust.domain), saved in the checkpoint
+        self.domain: dict | None = (
+            None  # applicability domain (polyinv.trust.domain), saved in the checkpoint
+        )
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -135,7 +147,11 @@ class InverseRegressor(InverseModel, L.LightningModule):
     # ------------------------------------------------------------------ statistics of the training rows
     def fit_statistics(self, scalers: Mapping[str, ColumnScaler], train) -> None:
         """Copy the data module's scalers and fit PCA, stop rule and bounds on the training frame."""
-        for name, own in (("mmd", self.mmd_scaler), ("side", self.side_scaler), ("targets", self.target_scaler)):
+        for name, own in (
+            ("mmd", self.mmd_scaler),
+            ("side", self.side_scaler),
+            ("targets", self.target_scaler),
+        ):
             if list(scalers[name].columns) != list(own.columns):
                 raise PolyinvError(f"scaler {name!r} columns do not match the model's")
             own.load_state_dict(scalers[name].state_dict())
@@ -151,8 +167,13 @@ class InverseRegressor(InverseModel, L.LightningModule):
             t_max, early = stopped_early(targets[:, self.time_index])
             self.t_max.fill_(t_max)
             if self.stop_gate and early.any():
-                converted = conversion(side[:, self.side_names.index(MONOMER_LEFT)], targets[:, self.target_names.index(MONOMER_0)])
-                self.stop_conversion.fill_(1.0 - (1.0 - float(converted[early].min())) * (1.0 + STOP_RULE_TOLERANCE))
+                converted = conversion(
+                    side[:, self.side_names.index(MONOMER_LEFT)],
+                    targets[:, self.target_names.index(MONOMER_0)],
+                )
+                self.stop_conversion.fill_(
+                    1.0 - (1.0 - float(converted[early].min())) * (1.0 + STOP_RULE_TOLERANCE)
+                )
             elif self.stop_gate:  # no stopped-early training run: every prediction runs to t_max
                 self.stop_conversion.fill_(float("inf"))
         self.target_low.copy_(torch.as_tensor(targets.min(axis=0)))
@@ -180,7 +201,9 @@ class InverseRegressor(InverseModel, L.LightningModule):
         grid, scalars = self.encode_inputs(mmd, side)
         if self.clip_inputs:
             grid = torch.clamp(grid, self.input_low_mmd.to(grid.dtype), self.input_high_mmd.to(grid.dtype))
-            scalars = torch.clamp(scalars, self.input_low_side.to(scalars.dtype), self.input_high_side.to(scalars.dtype))
+            scalars = torch.clamp(
+                scalars, self.input_low_side.to(scalars.dtype), self.input_high_side.to(scalars.dtype)
+            )
         return grid, scalars
 
     def forward(self, mmd: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
@@ -219,7 +242,15 @@ class InverseRegressor(InverseModel, L.LightningModule):
             loss = loss - loss.detach() + self.all_gather(loss.detach()).mean()
         # L-BFGS evaluates the loss ~20 times per step: log the first, the loss of the weights the model had
         if not lbfgs or not self._loss_logged:
-            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True)
+            self.log(
+                "train/loss",
+                loss,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=len(targets),
+                sync_dist=True,
+            )
             self._loss_logged = True
         return loss
 
@@ -231,8 +262,10 @@ class InverseRegressor(InverseModel, L.LightningModule):
         nothing monitors them, so they do not steer training."""
         loss = self.trainer.callback_metrics.get("train/loss")
         if loss is not None and not bool(torch.isfinite(loss)):
-            raise PolyinvError(f"the training loss became {float(loss)} at epoch {self.current_epoch}: the run stops "
-                               "(check the data for extreme values, or lower model.lr)")
+            raise PolyinvError(
+                f"the training loss became {float(loss)} at epoch {self.current_epoch}: the run stops "
+                "(check the data for extreme values, or lower model.lr)"
+            )
         tensors = getattr(self.trainer.datamodule, "train_tensors", None) if self.trainer else None
         if tensors is None:
             return
@@ -258,8 +291,15 @@ class InverseRegressor(InverseModel, L.LightningModule):
     def validation_step(self, batch, batch_idx):
         mmd, side, targets = batch
         scaled = self(mmd, side)
-        self.log("val/loss", self.compute_loss(scaled, targets), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(targets), sync_dist=True)
+        self.log(
+            "val/loss",
+            self.compute_loss(scaled, targets),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(targets),
+            sync_dist=True,
+        )
         physical = self.to_physical(scaled, side).float()
         for j, name in enumerate(self.target_names):
             self.val_r2[name].update(physical[:, j], targets[:, j])
@@ -280,9 +320,16 @@ class InverseRegressor(InverseModel, L.LightningModule):
         return self.to_physical(self(mmd, side), side)
 
     def configure_optimizers(self):
-        if self.hparams.optimizer == "lbfgs":  # full-batch quasi-Newton steps (the data module hands over every row)
-            return torch.optim.LBFGS(self.parameters(), lr=self.hparams.lr, max_iter=LBFGS_MAX_ITER,
-                                     history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe")
+        if (
+            self.hparams.optimizer == "lbfgs"
+        ):  # full-batch quasi-Newton steps (the data module hands over every row)
+            return torch.optim.LBFGS(
+                self.parameters(),
+                lr=self.hparams.lr,
+                max_iter=LBFGS_MAX_ITER,
+                history_size=LBFGS_HISTORY,
+                line_search_fn="strong_wolfe",
+            )
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -292,8 +339,14 @@ class InverseRegressor(InverseModel, L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.domain = checkpoint.get("polyinv_domain")
-        weights = [v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("network.") and v.is_floating_point()]
-        if weights and weights[0].dtype == torch.float64:  # trained with trainer.precision 64-true: predict so too
+        weights = [
+            v
+            for k, v in checkpoint.get("state_dict", {}).items()
+            if k.startswith("network.") and v.is_floating_point()
+        ]
+        if (
+            weights and weights[0].dtype == torch.float64
+        ):  # trained with trainer.precision 64-true: predict so too
             self.double()
 
     # ------------------------------------------------------------------ inference on arrays
@@ -310,60 +363,13 @@ class InverseRegressor(InverseModel, L.LightningModule):
         outs = []
         try:
             for start in range(0, len(mmd), batch_size):
-                m, s = (t.to(self.device) for t in self.input_tensors(mmd[start:start + batch_size], side[start:start + batch_size]))
+                m, s = (
+                    t.to(self.device)
+                    for t in self.input_tensors(
+                        mmd[start : start + batch_size], side[start : start + batch_size]
+                    )
+                )
                 outs.append(self.to_physical(self(m, s), s).cpu().numpy())
         finally:
             self.train(was_training)
         return np.concatenate(outs) if outs else np.empty((0, self.n_targets))
-
-
-class MLP(InverseRegressor):
-    """Dense network over the scalars and the MMD (its grid values or ``mmd_pcs`` PC scores)."""
-
-    kind = "mlp"
-
-    def __init__(self, widths: Sequence[int] = (256, 128, 64), activation: Activation = "relu",
-                 dropout: float | Sequence[float] = 0.0, **base) -> None:
-        """
-        Args:
-            widths: units of each hidden layer
-            activation: activation after each hidden layer
-            dropout: dropout rate, one for all layers or one per layer (not with lbfgs)
-        """
-        super().__init__(**base)
-        self.network = MLPNet(self.encoded_widths[0], self.n_side, self.n_targets, list(widths), activation, dropout)
-
-
-class CNN(InverseRegressor):
-    """Conv blocks over the scaled MMD grid; ``mmd_pcs`` PC scores join the scalars of the dense head."""
-
-    kind = "cnn"
-
-    def __init__(self, channels: Sequence[int] = (16, 32, 32), kernel_size: int = 5, pool: int = 2,
-                 activation: Activation = "silu", head_widths: Sequence[int] = (256, 256, 256),
-                 dropout: float | Sequence[float] = 0.0, feature_width: int = 8, **base) -> None:
-        """
-        Args:
-            channels: output channels of each conv block (conv, activation, max-pool)
-            kernel_size: width of the convolutions, in MMD points
-            pool: max-pool factor after each conv block
-            activation: activation of the conv blocks and the head
-            head_widths: units of each hidden layer of the dense head
-            dropout: dropout rate of the head, one or one per layer (not with lbfgs)
-            feature_width: learned features the flattened conv map is projected onto
-        """
-        if int(feature_width) < 1:
-            raise PolyinvError(f"model.feature_width must be at least 1, got {feature_width}")
-        super().__init__(**base)
-        self.network = CNNNet(len(self.mmd_names), self.n_side + self.mmd_pcs, self.n_targets, list(channels),
-                              kernel_size, pool, activation, list(head_widths), dropout, feature_width)
-
-    @property
-    def encoded_widths(self) -> tuple[int, int]:
-        return len(self.mmd_names), self.n_side + self.mmd_pcs
-
-    def encode_inputs(self, mmd: torch.Tensor, side: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scalars = self.side_scaler(side)
-        if self.mmd_pcs:
-            scalars = torch.cat([scalars, self.pc_scores(mmd).to(scalars.dtype)], dim=1)
-        return self.mmd_scaler(mmd), scalars

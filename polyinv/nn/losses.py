@@ -22,7 +22,9 @@ class CensoredMSE(nn.Module):
         self.column = int(column)
         self.mse = nn.MSELoss()
 
-    def forward(self, out: torch.Tensor, scaled: torch.Tensor, physical: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, out: torch.Tensor, scaled: torch.Tensor, physical: torch.Tensor, bound: torch.Tensor
+    ) -> torch.Tensor:
         if self.column >= 0 and bool(torch.isfinite(bound)):
             full = ~before_t_max(physical[:, self.column].double(), bound)
             if bool(full.any()):

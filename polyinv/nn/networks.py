@@ -13,7 +13,9 @@ from torch import nn
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
-def dense_stack(n_in: int, widths: Sequence[int], activation: str, dropout: float | Sequence[float]) -> tuple[nn.Sequential, int]:
+def dense_stack(
+    n_in: int, widths: Sequence[int], activation: str, dropout: float | Sequence[float]
+) -> tuple[nn.Sequential, int]:
     """Linear → activation → [dropout] blocks; ``dropout`` is one rate or one per layer."""
     drops = list(dropout) if isinstance(dropout, (list, tuple)) else [dropout] * len(widths)
     if len(drops) != len(widths):
@@ -30,8 +32,15 @@ def dense_stack(n_in: int, widths: Sequence[int], activation: str, dropout: floa
 class MLPNet(nn.Module):
     """Dense layers over the flattened MMD part joined with the scalars."""
 
-    def __init__(self, n_mmd: int, n_side: int, n_out: int, widths: Sequence[int], activation: str,
-                 dropout: float | Sequence[float]) -> None:
+    def __init__(
+        self,
+        n_mmd: int,
+        n_side: int,
+        n_out: int,
+        widths: Sequence[int],
+        activation: str,
+        dropout: float | Sequence[float],
+    ) -> None:
         super().__init__()
         self.body, n_last = dense_stack(n_mmd + n_side, widths, activation, dropout)
         self.head = nn.Linear(n_last, n_out)
@@ -45,13 +54,27 @@ class CNNNet(nn.Module):
     log M axis a feature sits, is projected linearly onto ``feature_width`` features and joins the scalars
     in a dense head."""
 
-    def __init__(self, n_mmd: int, n_side: int, n_out: int, channels: Sequence[int], kernel_size: int, pool: int,
-                 activation: str, head_widths: Sequence[int], dropout: float | Sequence[float], feature_width: int) -> None:
+    def __init__(
+        self,
+        n_mmd: int,
+        n_side: int,
+        n_out: int,
+        channels: Sequence[int],
+        kernel_size: int,
+        pool: int,
+        activation: str,
+        head_widths: Sequence[int],
+        dropout: float | Sequence[float],
+        feature_width: int,
+    ) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
         c_in, length = 1, n_mmd
         for c in channels:
-            blocks += [nn.Conv1d(c_in, int(c), int(kernel_size), padding=int(kernel_size) // 2), ACTIVATIONS[activation]()]
+            blocks += [
+                nn.Conv1d(c_in, int(c), int(kernel_size), padding=int(kernel_size) // 2),
+                ACTIVATIONS[activation](),
+            ]
             if pool > 1 and length // pool >= 1:
                 blocks.append(nn.MaxPool1d(int(pool)))
                 length //= int(pool)

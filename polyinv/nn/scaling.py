@@ -36,7 +36,9 @@ class ColumnScaler(nn.Module):
         transforms = dict(transforms or {})
         for column, kind in transforms.items():
             if kind not in TRANSFORMS:
-                raise PolyinvError(f"transform {kind!r} for column {column!r} unknown; choose one of {TRANSFORMS}")
+                raise PolyinvError(
+                    f"transform {kind!r} for column {column!r} unknown; choose one of {TRANSFORMS}"
+                )
         log_mask = torch.tensor([transforms.get(c, "none") == "log" for c in self.columns], dtype=torch.bool)
         n = len(self.columns)
         self.register_buffer("log_mask", log_mask)
@@ -53,9 +55,13 @@ class ColumnScaler(nn.Module):
 
     def fit(self, values: np.ndarray | torch.Tensor) -> ColumnScaler:
         """Fit mean and spread on ``values`` (rows x columns, physical units); returns self."""
-        x = torch.as_tensor(np.array(values, dtype=np.float64))  # a copy: pandas may hand out read-only arrays
+        x = torch.as_tensor(
+            np.array(values, dtype=np.float64)
+        )  # a copy: pandas may hand out read-only arrays
         if x.ndim != 2 or x.shape[1] != len(self.columns):
-            raise ValueError(f"expected an array with {len(self.columns)} columns, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected an array with {len(self.columns)} columns, got shape {tuple(x.shape)}"
+            )
         if len(self.columns) == 0:
             self.fitted.fill_(True)
             return self

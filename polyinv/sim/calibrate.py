@@ -19,7 +19,7 @@ Identifiability (Brun, Reichert & Künsch 2001), judged where the global stage e
 sensitivities of every candidate, normalised per column; a parameter joins (least known first) while the
 collinearity index ``1/√λmin`` of the set stays at most :data:`GAMMA_MAX` and every standard error within
 its limit; the others stay at the global stage's values. At the optimum a parameter whose standard error
-(clustered by row, :func:`_robust_covariance`) exceeds its limit is fixed where it ended and the rest
+(clustered by row, :func:`robust_covariance`) exceeds its limit is fixed where it ended and the rest
 refitted; one at the end of its range stays there, with a warning that the scheme may lack a mechanism of
 the data's. Finally :func:`fit_quality` compares the residuals with :data:`QUALITY_LIMITS` (raised for the
 file's own MMD noise): a poor fit is a warning, a ``quality`` entry in the YAML, and no forward checks in
@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.signal import savgol_filter
 from scipy.stats import qmc
 from tqdm.auto import tqdm
 
@@ -52,22 +51,13 @@ from polyinv.schema import (
     TEMP,
     TIME,
 )
-from polyinv.sim.forward import (
-    BY_NAME,
-    PARAMETERS,
-    ForwardModel,
-    default_value,
-    file_axis,
-    protocol_from_data,
-)
+from polyinv.sim.calibration_quality import fit_quality, residual_blocks, residual_summary
+from polyinv.sim.file_info import file_axis, protocol_from_data
+from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, default_value
 from polyinv.sim.grid import MMDAxis
+from polyinv.sim.identifiability import SE_LIMIT, choose_identifiable, robust_covariance
 from polyinv.sim.parameters import DEFAULT_PARAMETERS
-from polyinv.trust.verify import hellinger
 
-GAMMA_MAX = 30.0  # collinearity index above which a set is not identifiable (Brun et al. 2001 suggest 10-15 for
-# small data; with ~10^4 residuals per file the standard errors stay small up to ~30, and kp's exact redundancy
-# with kt, kbb, kpt shows as an index in the thousands)
-SE_LIMIT = {"factor": 0.3, "energy": 8.0, "value": 0.15, "odds": 1.0}  # largest standard error kept: ln factor (±35 %), kJ/mol, value
 SIGMA_FLOOR = {"mmd": 2e-4, MN: 2e-3, MW: 2e-3, MONOMER_LEFT: 2e-4, TIME: 2.0}
 SIGMA_START = {"mmd": 5e-3, MN: 0.03, MW: 0.03, MONOMER_LEFT: 0.02, TIME: 60.0}
 BLOCKS = tuple(SIGMA_START)
@@ -77,21 +67,12 @@ BLOCKS = tuple(SIGMA_START)
 BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), MN: 1.0, MW: 1.0, MONOMER_LEFT: 1.0, TIME: 1.0}
 MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
 N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
-GLOBAL_ROWS = 80  # rows of the global stage (a random subset): enough to rank starting points, cheap to simulate
+GLOBAL_ROWS = (
+    80  # rows of the global stage (a random subset): enough to rank starting points, cheap to simulate
+)
 GLOBAL_STARTS = 64  # scrambled Sobol points over every candidate's whole range (plus polyinv's values)
 GLOBAL_LOCAL = 3  # best of them refined by local least squares on the subset; the best result starts the fit
 GLOBAL_ITERATIONS = 20
-#: What "reproduces the file" means (issue 31's goals): medians over the rows; the Hellinger limit grows with the
-#: file's own MMD noise (QUALITY_NOISE x the distance between each MMD and its smoothed self).
-QUALITY_LIMITS = {"hellinger_median": 0.02, "Mn_rel_median": 0.03, "Mw_rel_median": 0.03, "cBA_time_abs_median": 0.01,
-                  "time_mae_s": 30.0}
-QUALITY_NOISE = 2.5
-#: The trust checks of a run (domain consistency, --verify) use a calibration that misses the limits above by at most
-#: this factor on every block: their thresholds are set from the training rows' own residuals, so a systematic error
-#: of this size is inside them, and it stays well below what a recipe outside the training box changes. Measured on
-#: the independent simulator (docs/forward-model.md): with its calibration at 2.3x, an MLP's out-of-range rows
-#: flagged went from 47 % (checks off) to 80 %, in-range rows kept from 98 % to 92 %, --verify median 0.024.
-TRUST_FACTOR = 3.0
 NEEDED = (MONOMER_0, INITIATOR_0, TEMP, TIME, MONOMER_LEFT, MN, MW, *MMD_COLUMNS)
 
 
@@ -114,53 +95,34 @@ class Calibration:
     fitted_rows: pd.DataFrame | None = field(default=None, repr=False)  # the file's rows that entered the fit
 
 
-# ---------------------------------------------------------------------- residuals
-def _unit_sum(mmd: np.ndarray) -> np.ndarray:
-    mmd = np.clip(mmd, 0.0, None)
-    return mmd / np.clip(mmd.sum(axis=1, keepdims=True), 1e-300, None)
-
-
-def residual_blocks(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per-block residuals (file − simulation) of rows and their simulations (see the module text)."""
-    p = np.sqrt(_unit_sum(frame[list(MMD_COLUMNS)].to_numpy(float)))
-    q = np.sqrt(_unit_sum(sim[list(MMD_COLUMNS)].to_numpy(float)))
-    tiny = 1e-300
-    out = {"mmd": (p - q) / math.sqrt(2.0)}
-    for c in (MN, MW):
-        out[c] = np.log(np.clip(frame[c].to_numpy(float), tiny, None)) - np.log(np.clip(sim[c].to_numpy(float), tiny, None))
-    out[MONOMER_LEFT] = frame[MONOMER_LEFT].to_numpy(float) - sim[MONOMER_LEFT].to_numpy(float)
-    out[TIME] = frame[TIME].to_numpy(float) - sim[TIME].to_numpy(float)
-    return {k: np.where(np.isfinite(v), v, 1e3) for k, v in out.items()}  # a failed simulation is far off
-
-
-def residual_summary(frame: pd.DataFrame, sim: pd.DataFrame) -> dict[str, float]:
-    """Medians over rows: Hellinger distance of the MMDs, |relative error| of Mn and Mw, |error| of
-    cBA_time (mol/L); mean |error| of the stop time (s) and over the rows that stopped early in the file."""
-
-    mmd = list(MMD_COLUMNS)
-    h = hellinger(frame[mmd].to_numpy(float), sim[mmd].to_numpy(float))
-    rel = {c: np.abs(sim[c].to_numpy(float) / frame[c].to_numpy(float) - 1.0) for c in (MN, MW)}
-    dt = np.abs(sim[TIME].to_numpy(float) - frame[TIME].to_numpy(float))
-    early = frame[TIME].to_numpy(float) < frame[TIME].max() * (1 - 1e-6)
-    return {"hellinger_median": float(np.nanmedian(h)), "hellinger_p90": float(np.nanquantile(h, 0.9)),
-            "Mn_rel_median": float(np.nanmedian(rel[MN])), "Mw_rel_median": float(np.nanmedian(rel[MW])),
-            "cBA_time_abs_median": float(np.nanmedian(np.abs(sim[MONOMER_LEFT] - frame[MONOMER_LEFT]))),
-            "time_mae_s": float(np.nanmean(dt)), "time_mae_stopped_early_s": float(np.nanmean(dt[early])) if early.any() else float("nan"),
-            "rows": int(len(frame))}
-
-
 # ---------------------------------------------------------------------- the fit
 class _Problem:
     """Residual vector of a subset of parameters (internal coordinates), counting simulations."""
 
-    def __init__(self, frame: pd.DataFrame, axis: MMDAxis, t_max: float, x_stop: float, n_steps: int,
-                 tick: Callable[[], None]) -> None:
-        self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = frame, axis, t_max, x_stop, n_steps, tick
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        axis: MMDAxis,
+        t_max: float,
+        x_stop: float,
+        n_steps: int,
+        tick: Callable[[], None],
+    ) -> None:
+        self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = (
+            frame,
+            axis,
+            t_max,
+            x_stop,
+            n_steps,
+            tick,
+        )
         self.recipes = frame[list(RECIPE_COLUMNS)]
         self.sigma = dict(SIGMA_START)
         self.simulations = 0
         n = len(frame)  # the row of each element of the residual vector (blocks in BLOCKS order)
-        self.row_of = np.concatenate([np.repeat(np.arange(n), len(MMD_COLUMNS))] + [np.arange(n)] * (len(BLOCKS) - 1))
+        self.row_of = np.concatenate(
+            [np.repeat(np.arange(n), len(MMD_COLUMNS))] + [np.arange(n)] * (len(BLOCKS) - 1)
+        )
 
     def forward(self, values: dict[str, float]) -> ForwardModel:
         return ForwardModel(values, self.axis, self.t_max, self.x_stop)
@@ -195,7 +157,9 @@ def _box(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([BY_NAME[n].box[0] for n in names]), np.array([BY_NAME[n].box[1] for n in names])
 
 
-def _jacobian(problem: _Problem, names: Sequence[str], values: dict[str, float], step: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def _jacobian(
+    problem: _Problem, names: Sequence[str], values: dict[str, float], step: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted residual vector and its forward-difference Jacobian in internal coordinates."""
     x0 = _coords(names, values)
     r0 = problem.vector(problem.blocks(values))
@@ -207,64 +171,40 @@ def _jacobian(problem: _Problem, names: Sequence[str], values: dict[str, float],
     return r0, jac
 
 
-def _robust_covariance(r: np.ndarray, jac: np.ndarray, row_of: np.ndarray) -> np.ndarray:
-    """Covariance of the fitted coordinates, clustered by row (sandwich estimator): the residuals of one
-    row (its 100 MMD points and scalars) share the row's noise draw and the forward model's error for
-    that recipe, so they are not independent; treating them so understates the standard errors ~10x."""
-    bread = np.linalg.pinv(jac.T @ jac)
-    n_rows = int(row_of.max()) + 1
-    scores = np.zeros((n_rows, jac.shape[1]))
-    np.add.at(scores, row_of, jac * r[:, None])
-    meat = scores.T @ scores * n_rows / max(n_rows - jac.shape[1], 1)
-    return bread @ meat @ bread
-
-
-def choose_identifiable(jac: np.ndarray, names: Sequence[str], dof_scale: float = 1.0) -> tuple[list[str], dict[str, str]]:
-    """The parameters the data determine, and for each one left out the reason.
-
-    Forward selection in the order of ``names`` (least known first, :data:`PARAMETERS`): a parameter joins
-    when it moves the outcomes, the collinearity index of the set with it stays at most :data:`GAMMA_MAX`
-    and every standard error of the set stays within :data:`SE_LIMIT`.
-    """
-    names = list(names)
-    norms = np.linalg.norm(jac, axis=0)
-    keep: list[int] = []
-    why: dict[str, str] = {}
-    for j, name in enumerate(names):
-        if norms[j] <= 1e-9 * max(norms.max(), 1e-300):
-            why[name] = "no effect on the outcomes"
-            continue
-        trial = keep + [j]
-        s = jac[:, trial] / norms[trial]
-        gamma = 1.0 / math.sqrt(max(float(np.linalg.eigvalsh(s.T @ s)[0]), 1e-300))
-        if gamma > GAMMA_MAX:
-            why[name] = f"collinear with {', '.join(names[k] for k in keep)} (collinearity index {gamma:.0f} > {GAMMA_MAX:g})"
-            continue
-        cov = np.linalg.pinv(jac[:, trial].T @ jac[:, trial]) * dof_scale
-        se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        limits = np.array([SE_LIMIT[BY_NAME[names[k]].kind] / BY_NAME[names[k]].scale for k in trial])
-        if np.any(se > limits):
-            why[name] = "not determined by the rows (standard error above its limit)"
-            continue
-        keep = trial
-    return [names[j] for j in keep], why
-
-
-def _fit(problem: _Problem, names: Sequence[str], values: dict[str, float], max_nfev: int) -> dict[str, float]:
+def _fit(
+    problem: _Problem, names: Sequence[str], values: dict[str, float], max_nfev: int
+) -> dict[str, float]:
 
     if not names:
         return dict(values)
     lo, hi = _box(names)
     x0 = np.clip(_coords(names, values), lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
-    res = least_squares(lambda x: problem.vector(problem.blocks(problem.values(names, x, values))), x0,
-                        bounds=(lo, hi), method="trf", diff_step=1e-3, x_scale=1.0, max_nfev=max_nfev,
-                        xtol=1e-5, ftol=1e-6)
+    res = least_squares(
+        lambda x: problem.vector(problem.blocks(problem.values(names, x, values))),
+        x0,
+        bounds=(lo, hi),
+        method="trf",
+        diff_step=1e-3,
+        x_scale=1.0,
+        max_nfev=max_nfev,
+        xtol=1e-5,
+        ftol=1e-6,
+    )
     return problem.values(names, res.x, values)
 
 
-def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: Sequence[str] | None = None,
-              max_rows: int = 432, n_steps: int = N_STEPS, seed: int = 0, progress: bool = True,
-              data: str = "", log: Callable[[str], None] | None = None) -> Calibration:
+def calibrate(
+    frame: pd.DataFrame,
+    axis: MMDAxis | None = None,
+    *,
+    candidates: Sequence[str] | None = None,
+    max_rows: int = 432,
+    n_steps: int = N_STEPS,
+    seed: int = 0,
+    progress: bool = True,
+    data: str = "",
+    log: Callable[[str], None] | None = None,
+) -> Calibration:
     """Calibrate polyinv's kinetics to the rows of ``frame`` (the study's columns, physical units).
 
     ``axis``: the file's MMD axis (inferred from Mn/Mw when None); ``candidates``: the parameters to
@@ -303,12 +243,19 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     _, jac = _jacobian(problem, names, start)
     chosen, why = choose_identifiable(jac, names)
     _, jac = _jacobian(problem, names, {n: default_value(n) for n in names})  # and at polyinv's values: a
-    at_defaults, _ = choose_identifiable(jac, names)  # parameter either point determines is fitted (step 3 judges)
+    at_defaults, _ = choose_identifiable(
+        jac, names
+    )  # parameter either point determines is fitted (step 3 judges)
     chosen = [n for n in names if n in chosen or n in at_defaults]
     why = {n: w for n, w in why.items() if n not in chosen}
-    say(f"calibration: fitting {', '.join(chosen) or 'nothing'}" + (f"; fixed {', '.join(why)}" if why else ""))
+    say(
+        f"calibration: fitting {', '.join(chosen) or 'nothing'}"
+        + (f"; fixed {', '.join(why)}" if why else "")
+    )
     cost = lambda v: float(np.sum(problem.vector(problem.blocks(v)) ** 2))  # noqa: E731
-    values = _fit(problem, chosen, {n: start[n] if n in chosen else default_value(n) for n in names}, MAX_ITERATIONS)
+    values = _fit(
+        problem, chosen, {n: start[n] if n in chosen else default_value(n) for n in names}, MAX_ITERATIONS
+    )
     fixed_at, first = "polyinv's value", cost(values)
     if first > cost(start):
         alternative = _fit(problem, chosen, start, max_nfev=MAX_ITERATIONS)
@@ -324,7 +271,9 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     if joining:
         chosen = [n for n in names if n in chosen or n in joining]
         why = {n: w for n, w in why.items() if n not in joining}
-        say(f"calibration: {', '.join(joining)} determined where the fit ended; refitting {', '.join(chosen)}")
+        say(
+            f"calibration: {', '.join(joining)} determined where the fit ended; refitting {', '.join(chosen)}"
+        )
         values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
         problem.update_sigma(problem.blocks(values))
     # 3. a fitted parameter whose standard error exceeds its limit where it ended is fixed there and the rest
@@ -333,15 +282,19 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     while True:
         r0, jac = _jacobian(problem, names, values)
         idx = [names.index(n) for n in chosen]
-        cov = _robust_covariance(r0, jac[:, idx], problem.row_of) if idx else np.zeros((0, 0))
+        cov = robust_covariance(r0, jac[:, idx], problem.row_of) if idx else np.zeros((0, 0))
         se_internal = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         at_bound = {n: _at_bound(n, values[n]) for n in chosen}
-        badness = [0.0 if at_bound[n] else se_internal[k] / (SE_LIMIT[BY_NAME[n].kind] / BY_NAME[n].scale)
-                   for k, n in enumerate(chosen)]
+        badness = [
+            0.0 if at_bound[n] else se_internal[k] / (SE_LIMIT[BY_NAME[n].kind] / BY_NAME[n].scale)
+            for k, n in enumerate(chosen)
+        ]
         if not chosen or max(badness) <= 1.0:
             break
         worst = chosen[int(np.argmax(badness))]
-        why[worst] = "not determined by the rows (standard error above its limit); fixed where the fit left it"
+        why[worst] = (
+            "not determined by the rows (standard error above its limit); fixed where the fit left it"
+        )
         chosen = [n for n in chosen if n != worst]
         say(f"calibration: {worst} {why[worst]}, refitting {', '.join(chosen) or 'nothing'}")
         values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
@@ -349,9 +302,11 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
     for n, side in at_bound.items():
         if side:
             p = BY_NAME[n]
-            say(f"warning: calibration: {n} ended at the {side} end of its plausible range "
+            say(
+                f"warning: calibration: {n} ended at the {side} end of its plausible range "
                 f"({p.low if side == 'low' else p.high:.4g}{' x' if p.kind == 'factor' else ' kJ/mol' if p.kind == 'energy' else ' log-odds' if p.kind == 'odds' else ''}): the rows ask for "
-                f"more, so polyinv's scheme may lack a mechanism of the file's; kept there")
+                f"more, so polyinv's scheme may lack a mechanism of the file's; kept there"
+            )
     sim = problem.simulate(values)
     bar.close()
 
@@ -362,24 +317,65 @@ def calibrate(frame: pd.DataFrame, axis: MMDAxis | None = None, *, candidates: S
         fitted = n in chosen
         se = se_internal[chosen.index(n)] * p.scale if fitted else float("nan")
         side = at_bound.get(n) if fitted else None
-        table.append({"parameter": n, "value": values[n], "se": se,
-                      "se_kind": {"factor": "relative (se of ln factor)", "energy": "kJ/mol", "value": "absolute", "odds": "log-odds"}[p.kind],
-                      "status": (f"fitted, at the {side} end of its range: the scheme may lack a mechanism of the file's"
-                                 if side else "fitted") if fitted else
-                                (f"fixed at {fixed_at}: {why[n]}" if n in why and "where the fit left it" not in why[n]
-                                 else f"fixed: {why[n]}" if n in why else "not a candidate (polyinv's value)"),
-                      "unit": p.unit, "default": default_value(n), "replaces": defaults_text[n], "description": p.text})
+        table.append(
+            {
+                "parameter": n,
+                "value": values[n],
+                "se": se,
+                "se_kind": {
+                    "factor": "relative (se of ln factor)",
+                    "energy": "kJ/mol",
+                    "value": "absolute",
+                    "odds": "log-odds",
+                }[p.kind],
+                "status": (
+                    f"fitted, at the {side} end of its range: the scheme may lack a mechanism of the file's"
+                    if side
+                    else "fitted"
+                )
+                if fitted
+                else (
+                    f"fixed at {fixed_at}: {why[n]}"
+                    if n in why and "where the fit left it" not in why[n]
+                    else f"fixed: {why[n]}"
+                    if n in why
+                    else "not a candidate (polyinv's value)"
+                ),
+                "unit": p.unit,
+                "default": default_value(n),
+                "replaces": defaults_text[n],
+                "description": p.text,
+            }
+        )
     sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None)) if idx else np.ones(0)
     corr = pd.DataFrame(cov / np.outer(sd, sd) if idx else np.zeros((0, 0)), index=chosen, columns=chosen)
     summary = residual_summary(rows, sim)
     quality = fit_quality(rows, summary)
     if not quality["good"]:
         say(f"warning: {quality['text']}")
-    forward = ForwardModel({n: values[n] for n in names}, axis, t_max, x_stop,
-                           f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
-                           {"residuals": summary, "fitted": chosen, "axis": axis_how, "quality": quality})
-    return Calibration(forward, pd.DataFrame(table).set_index("parameter"), corr, summary, dict(problem.sigma),
-                       len(rows), time.perf_counter() - started, problem.simulations, axis_how, data, quality, sim, rows)
+    forward = ForwardModel(
+        {n: values[n] for n in names},
+        axis,
+        t_max,
+        x_stop,
+        f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
+        {"residuals": summary, "fitted": chosen, "axis": axis_how, "quality": quality},
+    )
+    return Calibration(
+        forward,
+        pd.DataFrame(table).set_index("parameter"),
+        corr,
+        summary,
+        dict(problem.sigma),
+        len(rows),
+        time.perf_counter() - started,
+        problem.simulations,
+        axis_how,
+        data,
+        quality,
+        sim,
+        rows,
+    )
 
 
 def _at_bound(name: str, value: float) -> str | None:
@@ -402,7 +398,9 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     names = [n for n in every if n not in ("kp", "Ea_kp")]
     rng = np.random.default_rng(seed)
     rows = problem.frame
-    subset = rows.iloc[np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))].reset_index(drop=True)
+    subset = rows.iloc[
+        np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))
+    ].reset_index(drop=True)
     small = _Problem(subset, problem.axis, problem.t_max, problem.x_stop, problem.n_steps, problem.tick)
     lo, hi = _box(names)
     points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
@@ -416,38 +414,6 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     return {**{n: default_value(n) for n in every}, **refined[int(np.argmin(scores))]}
 
 
-def mmd_noise(frame: pd.DataFrame) -> float:
-    """Median Hellinger distance between each row's MMD and its smoothed self (Savitzky-Golay, 9 points, cubic,
-    on √p): about 0.001 for a noise-free file, the order of the sampling noise for a KMC file."""
-
-    p = np.sqrt(_unit_sum(frame[list(MMD_COLUMNS)].to_numpy(float)))
-    q = np.clip(savgol_filter(p, 9, 3, axis=1), 0.0, None)
-    q = q / np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-300, None)
-    return float(np.median(np.linalg.norm(p - q, axis=1) / math.sqrt(2.0)))
-
-
-def fit_quality(rows: pd.DataFrame, summary: dict) -> dict:
-    """Whether the calibrated simulator reproduces the rows: each residual median against
-    :data:`QUALITY_LIMITS` (the Hellinger limit raised to QUALITY_NOISE x the file's own MMD noise)."""
-    noise = mmd_noise(rows)
-    limits = dict(QUALITY_LIMITS, hellinger_median=max(QUALITY_LIMITS["hellinger_median"], QUALITY_NOISE * noise))
-    ratios = {k: float(summary[k]) / v for k, v in limits.items() if np.isfinite(summary.get(k, np.nan))}
-    worst = max(ratios, key=ratios.get)
-    good = ratios[worst] <= 1.0
-    usable = ratios[worst] <= TRUST_FACTOR
-    names = {"hellinger_median": "MMD (median Hellinger)", "Mn_rel_median": "Mn (median relative error)",
-             "Mw_rel_median": "Mw (median relative error)", "cBA_time_abs_median": "cBA_time (median error, mol/L)",
-             "time_mae_s": "stop time (MAE, s)"}
-    text = ("the calibrated simulator reproduces the file" if good else
-            f"the calibrated simulator does not reproduce the file: {names[worst]} {summary[worst]:.4g} against a limit "
-            f"of {limits[worst]:.4g}; polyinv's kinetic scheme may lack what made the data, and "
-            + (f"checks built on it carry its error (within the {TRUST_FACTOR:g}x a trained model's consistency check "
-               f"tolerates; design and --refine answers are approximate)" if usable else
-               "checks built on it (consistency, --verify, --refine, design) are unreliable"))
-    return {"good": bool(good), "usable_for_checks": bool(usable), "worst": worst, "ratios": {k: round(v, 4) for k, v in ratios.items()},
-            "limits": limits, "mmd_noise_hellinger": noise, "text": text}
-
-
 def _defaults_text() -> dict[str, str]:
     P = DEFAULT_PARAMETERS
 
@@ -455,11 +421,17 @@ def _defaults_text() -> dict[str, str]:
         return f"{c.at(70.0):.4g} {c.unit} at 70 °C (A {c.A:.4g}, Ea {c.Ea:g} kJ/mol)"
 
     return {
-        "kt": f"kt_ss {at_ref(P.kt_ss)}; kt_st, kt_tt scaled alike", "f": f"f {P.f_values} at {P.f_temps} °C",
-        "kp": f"kp {at_ref(P.kp)}", "kbb": f"kbb {at_ref(P.kbb)}", "kpt": f"kpt {at_ref(P.kpt)}",
-        "C_M": f"C_M {P.C_M:g}", "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
-        "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol", "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
-        "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol", "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
+        "kt": f"kt_ss {at_ref(P.kt_ss)}; kt_st, kt_tt scaled alike",
+        "f": f"f {P.f_values} at {P.f_temps} °C",
+        "kp": f"kp {at_ref(P.kp)}",
+        "kbb": f"kbb {at_ref(P.kbb)}",
+        "kpt": f"kpt {at_ref(P.kpt)}",
+        "C_M": f"C_M {P.C_M:g}",
+        "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
+        "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol",
+        "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
+        "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol",
+        "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
         "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
         "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
     }

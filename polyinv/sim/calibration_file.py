@@ -19,18 +19,10 @@ import yaml
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvWarning
 from polyinv.schema import MMD_COLUMNS
-from polyinv.sim.calibrate import TRUST_FACTOR, Calibration, calibrate
-from polyinv.sim.forward import (
-    BY_NAME,
-    ForwardChoice,
-    ForwardModel,
-    apply,
-    check_plausible,
-    file_axis,
-    protocol_from_data,
-    read_file_metadata,
-    states_default_kinetics,
-)
+from polyinv.sim.calibrate import Calibration, calibrate
+from polyinv.sim.calibration_quality import TRUST_FACTOR
+from polyinv.sim.file_info import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
+from polyinv.sim.forward import BY_NAME, ForwardChoice, ForwardModel, apply, check_plausible
 from polyinv.sim.grid import MMDAxis
 
 
@@ -40,7 +32,12 @@ def to_yaml_dict(cal: Calibration) -> dict:
     params = {}
     for name, row in cal.table.iterrows():
         # values to 12 digits: a value at the end of its range must read back inside it
-        entry = {"value": _round(row["value"], 12), "unit": row["unit"], "default": row["default"], "status": row["status"]}
+        entry = {
+            "value": _round(row["value"], 12),
+            "unit": row["unit"],
+            "default": row["default"],
+            "status": row["status"],
+        }
         if row["status"].startswith("fitted"):
             entry["se"] = _round(row["se"])
             entry["se_is"] = row["se_kind"]
@@ -49,18 +46,30 @@ def to_yaml_dict(cal: Calibration) -> dict:
         params[name] = entry
     return {
         "polyinv_calibration": 1,
-        "data": cal.data, "rows": cal.rows,
-        "axis": {"log10m_min": _round(a.log10m_min), "log10m_max": _round(a.log10m_max), "n_points": a.n_points,
-                 "normalisation": a.normalisation, "how": cal.axis_how},
+        "data": cal.data,
+        "rows": cal.rows,
+        "axis": {
+            "log10m_min": _round(a.log10m_min),
+            "log10m_max": _round(a.log10m_max),
+            "n_points": a.n_points,
+            "normalisation": a.normalisation,
+            "how": cal.axis_how,
+        },
         "protocol": {"t_max_s": cal.forward.t_max, "x_stop": _round(cal.forward.x_stop)},
         "parameters": params,
-        "correlations": {r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()},
+        "correlations": {
+            r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()
+        },
         "residuals": {k: _round(v) for k, v in cal.residuals.items()},
-        "quality": {"good": cal.quality.get("good"), "usable_for_checks": cal.quality.get("usable_for_checks"),
-                    "worst": cal.quality.get("worst"), "text": cal.quality.get("text"),
-                    "ratios_to_limits": cal.quality.get("ratios"),
-                    "limits": {k: _round(v) for k, v in (cal.quality.get("limits") or {}).items()},
-                    "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan")))},
+        "quality": {
+            "good": cal.quality.get("good"),
+            "usable_for_checks": cal.quality.get("usable_for_checks"),
+            "worst": cal.quality.get("worst"),
+            "text": cal.quality.get("text"),
+            "ratios_to_limits": cal.quality.get("ratios"),
+            "limits": {k: _round(v) for k, v in (cal.quality.get("limits") or {}).items()},
+            "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan"))),
+        },
         "weights_sigma": {k: _round(v) for k, v in cal.sigma.items()},
         "cost": {"seconds": round(cal.seconds, 1), "simulations": cal.simulations},
     }
@@ -74,12 +83,13 @@ def _round(value, digits: int = 6):
 def write_yaml(cal: Calibration, path: str | Path, overwrite: bool = True) -> Path:
     """Write the calibration atomically; the header says what the file is."""
 
-
     path = Path(path)
-    text = ("# polyinv calibration: polyinv's kinetic simulator fitted to a data file's recipe -> outcome rows.\n"
-            "# parameters: value (a factor on polyinv's coefficient, or kJ/mol added to its activation energy at a\n"
-            "# fixed value at 70 °C), standard error, and the default it replaces. Use it with\n"
-            "# `polyinv simulate --recipes FILE --calibration THIS.yaml` or `polyinv fit --trust.calibration THIS.yaml`.\n")
+    text = (
+        "# polyinv calibration: polyinv's kinetic simulator fitted to a data file's recipe -> outcome rows.\n"
+        "# parameters: value (a factor on polyinv's coefficient, or kJ/mol added to its activation energy at a\n"
+        "# fixed value at 70 °C), standard error, and the default it replaces. Use it with\n"
+        "# `polyinv simulate --recipes FILE --calibration THIS.yaml` or `polyinv fit --trust.calibration THIS.yaml`.\n"
+    )
     text += yaml.safe_dump(to_yaml_dict(cal), sort_keys=False, allow_unicode=True, width=110)
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -100,7 +110,12 @@ def read_yaml(path: str | Path) -> ForwardModel:
         raise ValueError(f"{path}: not a polyinv calibration (no 'polyinv_calibration: 1')")
     try:
         a = data["axis"]
-        axis = MMDAxis(float(a["log10m_min"]), float(a["log10m_max"]), int(a.get("n_points", 100)), a.get("normalisation", "density"))
+        axis = MMDAxis(
+            float(a["log10m_min"]),
+            float(a["log10m_max"]),
+            int(a.get("n_points", 100)),
+            a.get("normalisation", "density"),
+        )
         values = {name: float(entry["value"]) for name, entry in (data.get("parameters") or {}).items()}
         implausible = []
         for name, value in values.items():
@@ -118,21 +133,35 @@ def read_yaml(path: str | Path) -> ForwardModel:
     if implausible:
         raise ValueError(f"{path}: {implausible[0]}")
     if not (0 < t_max < float("inf") and 0 < x_stop < 1):
-        raise ValueError(f"{path}: protocol t_max_s {t_max:g} / x_stop {x_stop:g} out of range (t_max_s a positive "
-                         f"number of seconds, x_stop between 0 and 1)")
+        raise ValueError(
+            f"{path}: protocol t_max_s {t_max:g} / x_stop {x_stop:g} out of range (t_max_s a positive "
+            f"number of seconds, x_stop between 0 and 1)"
+        )
     if axis.n_points != len(MMD_COLUMNS):
-        raise ValueError(f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points")
+        raise ValueError(
+            f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points"
+        )
     quality = data.get("quality") if isinstance(data.get("quality"), dict) else None
     if quality and quality.get("good") is False:
-
-
         warnings.warn(PolyinvWarning(f"{path}: quality poor: {quality.get('text')}"), stacklevel=2)
-    return ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}",
-                        {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality})
+    return ForwardModel(
+        values,
+        axis,
+        t_max,
+        x_stop,
+        f"calibration {path.name}",
+        {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality},
+    )
 
 
-def forward_for_training(setting: str, calibration: str | None, data_path, fit_frame: pd.DataFrame,
-                         log: Callable[[str], None] | None = None, progress: bool = False) -> ForwardChoice:
+def forward_for_training(
+    setting: str,
+    calibration: str | None,
+    data_path,
+    fit_frame: pd.DataFrame,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> ForwardChoice:
     """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
     run), from its training rows only; (None, why) when the checks must be off."""
 
@@ -156,12 +185,18 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
         return ForwardChoice(None, how)
     t_max, x_stop = protocol_from_data(fit_frame)
     if setting == "default" or (setting == "auto" and states_default_kinetics(meta)):
-        why = "the file's metadata states polyinv's default kinetics" if setting == "auto" else "trust.forward is default"
+        why = (
+            "the file's metadata states polyinv's default kinetics"
+            if setting == "auto"
+            else "trust.forward is default"
+        )
         forward = ForwardModel({}, axis, t_max, x_stop, f"polyinv's kinetics ({why}); axis {how}")
         return ForwardChoice(forward, forward.describe())
     if setting == "auto":
-        say("the file does not state polyinv's default kinetics: calibrating the simulator on the training rows "
-            "for the trust checks (trust.forward: auto; `polyinv calibrate` makes a reusable file)")
+        say(
+            "the file does not state polyinv's default kinetics: calibrating the simulator on the training rows "
+            "for the trust checks (trust.forward: auto; `polyinv calibrate` makes a reusable file)"
+        )
     cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
     cal.forward.fit["axis"] = how
     r = cal.residuals
@@ -170,11 +205,15 @@ def forward_for_training(setting: str, calibration: str | None, data_path, fit_f
         return ForwardChoice(cal.forward, cal.forward.describe())
     if not cal.quality["good"]:
         why = f"{cal.quality['text']} (on {r['rows']} training rows)"
-        say("forward checks off (domain consistency, --verify, --refine, design): the calibrated simulator does "
-            "not reproduce the training rows; the domain flag rests on the input space alone")
+        say(
+            "forward checks off (domain consistency, --verify, --refine, design): the calibrated simulator does "
+            "not reproduce the training rows; the domain flag rests on the input space alone"
+        )
         return ForwardChoice(None, why)
-    say(f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
-        f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)")
+    say(
+        f"calibrated forward model: median Hellinger {r['hellinger_median']:.4f}, Mn {100 * r['Mn_rel_median']:.2f} %, "
+        f"stop time MAE {r['time_mae_s']:.1f} s on {r['rows']} training rows ({cal.seconds:.0f} s)"
+    )
     return ForwardChoice(cal.forward, cal.forward.describe())
 
 
@@ -182,6 +221,8 @@ def _usable_text(quality: Mapping) -> str:
     ratios = quality.get("ratios") or quality.get("ratios_to_limits") or {}
     worst = quality.get("worst")
     ratio = ratios.get(worst, float("nan")) if worst else float("nan")
-    return (f"warning: forward checks on with a calibration outside its goals (worst: {worst} {ratio:.2g}x its limit, "
-            f"within the {TRUST_FACTOR:g}x the checks tolerate): the consistency thresholds come from the training "
-            f"rows' own residuals and hold this error; --verify distances include it")
+    return (
+        f"warning: forward checks on with a calibration outside its goals (worst: {worst} {ratio:.2g}x its limit, "
+        f"within the {TRUST_FACTOR:g}x the checks tolerate): the consistency thresholds come from the training "
+        f"rows' own residuals and hold this error; --verify distances include it"
+    )

@@ -35,33 +35,59 @@ def canonical_command(args: argparse.Namespace) -> str:
     parts.append(f"--seed {args.seed}")
     if args.noise_chains is not None:
         parts.append(f"--noise-chains {args.noise_chains}")
-    for flag, value, default in (("--t-max", args.t_max, DEFAULT_T_MAX), ("--x-stop", args.x_stop, DEFAULT_X_STOP),
-                                 ("--n-steps", args.n_steps, DEFAULT_N_STEPS)):
+    for flag, value, default in (
+        ("--t-max", args.t_max, DEFAULT_T_MAX),
+        ("--x-stop", args.x_stop, DEFAULT_X_STOP),
+        ("--n-steps", args.n_steps, DEFAULT_N_STEPS),
+    ):
         if value is not None and value != default:
             parts.append(f"{flag} {value:g}")
     parts.append(f"--out {Path(args.out).name}")
     return " ".join(parts)
 
 
-def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None, t_max: float, x_stop: float,
-                     n_steps: int, command: str, params: KineticParameters = DEFAULT_PARAMETERS,
-                     axis: MMDAxis = DEFAULT_AXIS, calibration: str | None = None) -> list[tuple[str, str]]:
+def dataset_metadata(
+    *,
+    design: str,
+    n: int,
+    seed: int,
+    noise_chains: int | None,
+    t_max: float,
+    x_stop: float,
+    n_steps: int,
+    command: str,
+    params: KineticParameters = DEFAULT_PARAMETERS,
+    axis: MMDAxis = DEFAULT_AXIS,
+    calibration: str | None = None,
+) -> list[tuple[str, str]]:
     """Key/value rows stored with a data set: grid, normalisation, design, every parameter, version."""
     rows = [
-        ("package", "polyinv"), ("version", polyinv.__version__), ("command", command),
-        ("design", design), ("n_recipes", str(n)), ("seed", str(seed)),
+        ("package", "polyinv"),
+        ("version", polyinv.__version__),
+        ("command", command),
+        ("design", design),
+        ("n_recipes", str(n)),
+        ("seed", str(seed)),
         ("noise_chains", "none (deterministic)" if noise_chains is None else str(noise_chains)),
         ("method", "QSSA radicals (SPR, MCR), RK4 for ln[M], analytic [I]; Hamielec cumulative distribution"),
-        ("t_max_s", repr(float(t_max))), ("x_stop", repr(float(x_stop))), ("n_steps", str(n_steps)),
+        ("t_max_s", repr(float(t_max))),
+        ("x_stop", repr(float(x_stop))),
+        ("n_steps", str(n_steps)),
         (TIME, "stop time, s: t_max, or the exact time conversion reaches x_stop"),
         ("mmd_grid", "MMD1..MMD100 on log10(M / (g/mol)) evenly spaced, both ends included"),
         *axis.metadata()[:4],
-        ("mmd_value", "mass fraction of chains in the cell of width delta centred on the point, divided by delta: "
-                      "w(log10 M)"),
+        (
+            "mmd_value",
+            "mass fraction of chains in the cell of width delta centred on the point, divided by delta: "
+            "w(log10 M)",
+        ),
         axis.metadata()[4],
         ("molar_mass", "M = chain length * 128.17 g/mol (end groups neglected)"),
-        ("Mn_Mw", "from the exact moments of the full distribution (or of the chain sample with noise), "
-                  "not from the 100 points"),
+        (
+            "Mn_Mw",
+            "from the exact moments of the full distribution (or of the chain sample with noise), "
+            "not from the 100 points",
+        ),
         ("units", "cBA_0, cAIBN_0, cBA_time: mol/L; temp: degC; time: s; Mn, Mw: g/mol"),
     ]
     if calibration:
@@ -72,21 +98,36 @@ def dataset_metadata(*, design: str, n: int, seed: int, noise_chains: int | None
 def check_finite(data: pd.DataFrame, source: str | None = None) -> None:
     """ValueError naming the first recipe whose simulated outcome (cBA_time, Mn, Mw, time, MMD) is not finite."""
 
-
     columns = [MONOMER_LEFT, MN, MW, TIME, *MMD_COLUMNS]
     bad = np.flatnonzero(~np.isfinite(data[columns].to_numpy(np.float64)).all(axis=1))
     if len(bad):
         i = int(bad[0])
         r = data.iloc[i]
         where = f"{source}: {row_text(i)}" if source else f"recipe {i}"
-        raise ValueError(f"{where} (cBA_0 {r[MONOMER_0]:g}, cAIBN_0 {r[INITIATOR_0]:g}, temp {r[TEMP]:g}): the simulation "
-                         f"gave non-finite outcomes ({len(bad)} of {len(data)} recipes); nothing written")
+        raise ValueError(
+            f"{where} (cBA_0 {r[MONOMER_0]:g}, cAIBN_0 {r[INITIATOR_0]:g}, temp {r[TEMP]:g}): the simulation "
+            f"gave non-finite outcomes ({len(bad)} of {len(data)} recipes); nothing written"
+        )
 
 
-def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, noise_chains: int | None = None,
-             t_max: float | None = None, x_stop: float | None = None, n_steps: int = DEFAULT_N_STEPS,
-             n_jobs: int = 1, progress: bool = True, command: str = "", recipes: pd.DataFrame | None = None,
-             forward: ForwardModel | None = None, overwrite: bool = True, source: str | None = None) -> pd.DataFrame:
+def generate(
+    design: str,
+    out: str,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    noise_chains: int | None = None,
+    t_max: float | None = None,
+    x_stop: float | None = None,
+    n_steps: int = DEFAULT_N_STEPS,
+    n_jobs: int = 1,
+    progress: bool = True,
+    command: str = "",
+    recipes: pd.DataFrame | None = None,
+    forward: ForwardModel | None = None,
+    overwrite: bool = True,
+    source: str | None = None,
+) -> pd.DataFrame:
     """Simulate a design (``grid``, ``lhs``, or ``recipes``: the given cBA_0, cAIBN_0, temp rows) and write it
     to ``out``; returns the written compuesta table. ``forward``: a calibrated forward model (kinetics, MMD
     axis, run protocol); ``t_max``/``x_stop`` given here override its protocol. ``overwrite`` False: an ``out``
@@ -112,11 +153,31 @@ def generate(design: str, out: str, *, n: int | None = None, seed: int = 0, nois
     if n_jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
     params = forward.parameters
-    data = simulate_many(recipes, params, t_max=t_max, x_stop=x_stop, n_steps=n_steps, noise_chains=noise_chains,
-                         seed=seed, n_jobs=n_jobs, progress=progress, axis=forward.axis)
-    meta = dataset_metadata(design=design, n=len(recipes), seed=seed, noise_chains=noise_chains, t_max=t_max,
-                            x_stop=x_stop, n_steps=n_steps, command=command, params=params, axis=forward.axis,
-                            calibration=None if forward.is_default_kinetics else forward.describe())
+    data = simulate_many(
+        recipes,
+        params,
+        t_max=t_max,
+        x_stop=x_stop,
+        n_steps=n_steps,
+        noise_chains=noise_chains,
+        seed=seed,
+        n_jobs=n_jobs,
+        progress=progress,
+        axis=forward.axis,
+    )
+    meta = dataset_metadata(
+        design=design,
+        n=len(recipes),
+        seed=seed,
+        noise_chains=noise_chains,
+        t_max=t_max,
+        x_stop=x_stop,
+        n_steps=n_steps,
+        command=command,
+        params=params,
+        axis=forward.axis,
+        calibration=None if forward.is_default_kinetics else forward.describe(),
+    )
     check_finite(data, source)
     write_dataset(data, out, meta, overwrite=overwrite)
     return data

@@ -58,7 +58,9 @@ def _check_value(name: str, value: object, max_cBA: float, row: object = None) -
         raise ValueError(f"{name} must be finite, got {v:g}{where}")
     if name == TEMP:
         if not TEMP_LIMITS[0] <= v <= TEMP_LIMITS[1]:
-            raise ValueError(f"temp must be within {TEMP_LIMITS[0]:g}-{TEMP_LIMITS[1]:g} °C, got {v:g}{where}")
+            raise ValueError(
+                f"temp must be within {TEMP_LIMITS[0]:g}-{TEMP_LIMITS[1]:g} °C, got {v:g}{where}"
+            )
     elif v <= 0:
         raise ValueError(f"{name} must be a positive concentration in mol/L, got {v:g}{where}")
     elif name == MONOMER_0 and v >= max_cBA:
@@ -87,7 +89,9 @@ def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
         if arr.ndim == 1:
             arr = arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != len(RECIPE_FIELDS):
-            raise ValueError(f"recipes must have {len(RECIPE_FIELDS)} columns {list(RECIPE_FIELDS)}, got shape {arr.shape}")
+            raise ValueError(
+                f"recipes must have {len(RECIPE_FIELDS)} columns {list(RECIPE_FIELDS)}, got shape {arr.shape}"
+            )
         frame = pd.DataFrame(arr, columns=list(RECIPE_FIELDS))
     if len(frame) == 0:
         raise ValueError("no recipes given")
@@ -107,6 +111,10 @@ def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
                 _check_value(name, values[i], max_cBA, row=frame.index[i] if named else None)
             out[name] = values
         else:
-            out[name] = np.array([_check_value(name, v, max_cBA, row=frame.index[i] if named else None)
-                                  for i, v in enumerate(col.tolist())])
+            out[name] = np.array(
+                [
+                    _check_value(name, v, max_cBA, row=frame.index[i] if named else None)
+                    for i, v in enumerate(col.tolist())
+                ]
+            )
     return pd.DataFrame(out)

@@ -23,15 +23,9 @@ import numpy as np
 import pandas as pd
 
 from polyinv.schema import (
-    MMD_COLUMNS,
-    MN,
-    MW,
     RECIPE_COLUMNS,
-    TIME,
-    frame_conversion,
 )
-from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis, infer_axis
-from polyinv.sim.io import read_metadata
+from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, R_GAS, KineticParameters, RateCoefficient
 from polyinv.sim.simulate import simulate_many
@@ -59,7 +53,12 @@ class Parameter:
 
     @property
     def unit(self) -> str:
-        return {"factor": "x default", "energy": "kJ/mol added to Ea", "value": "value", "odds": "added to the log-odds"}[self.kind]
+        return {
+            "factor": "x default",
+            "energy": "kJ/mol added to Ea",
+            "value": "value",
+            "odds": "added to the log-odds",
+        }[self.kind]
 
     @property
     def scale(self) -> float:
@@ -86,38 +85,98 @@ class Parameter:
 
 
 _KT = ("kt_ss", "kt_st", "kt_tt")
-_EA = ("activation energies of one reaction differ by tens of kJ/mol across reports and between a lumped and "
-       "a detailed scheme (e.g. effective vs chain-end propagation of acrylates)")
+_EA = (
+    "activation energies of one reaction differ by tens of kJ/mol across reports and between a lumped and "
+    "a detailed scheme (e.g. effective vs chain-end propagation of acrylates)"
+)
 #: Every parameter a calibration may adjust (the identifiability analysis picks the ones a file determines).
 PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a calibration considers them
-    Parameter("kt", "factor", _KT, "termination, all three kt together", 0.001, 100.0,
-              "acrylate kt spans 1e6-1e9 L/(mol s) with chain length, conversion and solvent viscosity "
-              "(composite-model and SP-PLP-EPR studies, Barner-Kowollik, Buback et al.): down to 7e5 (x0.001 of "
-              "kt_ss 7.1e8 at 70 °C, the long-chain end) and two decades up"),
-    Parameter("f", "factor", ("f",), "initiator efficiency f (radical production 2 f kd [I])", 0.1 / 0.64, 1.0 / 0.72,
-              "physics: 0.1 <= f <= 1 at every temperature (azo initiators in solution 0.3-0.8, Moad & Solomon)"),
-    Parameter("kbb", "factor", ("kbb",), "backbiting", 0.1, 10.0,
-              "reported acrylate backbiting coefficients scatter ~x5 (Nikitin 2007, Willemse 2005, Barth 2010); "
-              "a decade either way also holds another treatment of mid-chain radicals"),
+    Parameter(
+        "kt",
+        "factor",
+        _KT,
+        "termination, all three kt together",
+        0.001,
+        100.0,
+        "acrylate kt spans 1e6-1e9 L/(mol s) with chain length, conversion and solvent viscosity "
+        "(composite-model and SP-PLP-EPR studies, Barner-Kowollik, Buback et al.): down to 7e5 (x0.001 of "
+        "kt_ss 7.1e8 at 70 °C, the long-chain end) and two decades up",
+    ),
+    Parameter(
+        "f",
+        "factor",
+        ("f",),
+        "initiator efficiency f (radical production 2 f kd [I])",
+        0.1 / 0.64,
+        1.0 / 0.72,
+        "physics: 0.1 <= f <= 1 at every temperature (azo initiators in solution 0.3-0.8, Moad & Solomon)",
+    ),
+    Parameter(
+        "kbb",
+        "factor",
+        ("kbb",),
+        "backbiting",
+        0.1,
+        10.0,
+        "reported acrylate backbiting coefficients scatter ~x5 (Nikitin 2007, Willemse 2005, Barth 2010); "
+        "a decade either way also holds another treatment of mid-chain radicals",
+    ),
     Parameter("kpt", "factor", ("kpt",), "MCR propagation", 0.1, 10.0, "as kbb"),
-    Parameter("C_S", "factor", ("C_S", "C_S_mcr"), "transfer to solvent (SPR and MCR)", 0.005, 500.0,
-              "transfer constants to common solvents span 1e-6 (benzene) to 1e-2 (carbon tetrachloride) and "
-              "beyond (Polymer Handbook): 1e-6-0.1 around toluene's 2e-4"),
-    Parameter("C_M", "factor", ("C_M",), "transfer to monomer", 0.01, 100.0,
-              "monomer transfer constants of vinyl monomers 1e-6-1e-2 (Polymer Handbook)"),
-    Parameter("alpha_t", "value", ("alpha_t",), "chain-length dependence of termination, kt ∝ nu^-alpha_t",
-              0.0, 0.8, "composite-model exponents: ~0.16 for long chains to 0.5-0.85 for short ones (Johnston-Hall & "
-              "Monteiro 2008; Barner-Kowollik & Russell 2009); 0 is polyinv's chain-length-averaged kt"),
-    Parameter("comb", "odds", ("comb_ss", "comb_st", "comb_tt"), "share of terminations by combination (all three)",
-              -5.0, 5.0, "reported combination shares of acrylate and other radicals run from mostly disproportionation "
-              "to mostly combination with radical type, temperature and method (Nikitin et al. 2010 for BA; Moad & "
-              "Solomon): ±5 in log-odds moves polyinv's 0.9/0.5/0.1 to 0.06-0.999"),
+    Parameter(
+        "C_S",
+        "factor",
+        ("C_S", "C_S_mcr"),
+        "transfer to solvent (SPR and MCR)",
+        0.005,
+        500.0,
+        "transfer constants to common solvents span 1e-6 (benzene) to 1e-2 (carbon tetrachloride) and "
+        "beyond (Polymer Handbook): 1e-6-0.1 around toluene's 2e-4",
+    ),
+    Parameter(
+        "C_M",
+        "factor",
+        ("C_M",),
+        "transfer to monomer",
+        0.01,
+        100.0,
+        "monomer transfer constants of vinyl monomers 1e-6-1e-2 (Polymer Handbook)",
+    ),
+    Parameter(
+        "alpha_t",
+        "value",
+        ("alpha_t",),
+        "chain-length dependence of termination, kt ∝ nu^-alpha_t",
+        0.0,
+        0.8,
+        "composite-model exponents: ~0.16 for long chains to 0.5-0.85 for short ones (Johnston-Hall & "
+        "Monteiro 2008; Barner-Kowollik & Russell 2009); 0 is polyinv's chain-length-averaged kt",
+    ),
+    Parameter(
+        "comb",
+        "odds",
+        ("comb_ss", "comb_st", "comb_tt"),
+        "share of terminations by combination (all three)",
+        -5.0,
+        5.0,
+        "reported combination shares of acrylate and other radicals run from mostly disproportionation "
+        "to mostly combination with radical type, temperature and method (Nikitin et al. 2010 for BA; Moad & "
+        "Solomon): ±5 in log-odds moves polyinv's 0.9/0.5/0.1 to 0.06-0.999",
+    ),
     Parameter("Ea_kt", "energy", _KT, "activation energy of termination", -30.0, 30.0, _EA),
     Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", -30.0, 30.0, _EA),
     Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", -30.0, 30.0, _EA),
-    Parameter("kp", "factor", ("kp",), "SPR propagation (IUPAC benchmark: best known)", 1 / 3, 3.0,
-              "IUPAC benchmark ±15 % (Asua et al. 2004); x3 either way holds an effective kp of another scheme"),
-    Parameter("Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", -30.0, 30.0, _EA),
+    Parameter(
+        "kp",
+        "factor",
+        ("kp",),
+        "SPR propagation (IUPAC benchmark: best known)",
+        1 / 3,
+        3.0,
+        "IUPAC benchmark ±15 % (Asua et al. 2004); x3 either way holds an effective kp of another scheme",
+    ),
+    Parameter(
+        "Ea_kp", "energy", ("kp",), "activation energy of SPR propagation (and transfer)", -30.0, 30.0, _EA
+    ),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
 #: Largest activation-energy shift a calibration file may state, kJ/mol. Reported activation energies of one
@@ -133,15 +192,21 @@ def check_plausible(name: str, value: float) -> None:
     p = BY_NAME[name]
     if p.kind == "factor":
         if not p.low * (1 - 1e-6) <= value <= p.high * (1 + 1e-6):  # a file's values are rounded
-            raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
-                             f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})")
+            raise ValueError(
+                f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
+                f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})"
+            )
     elif p.kind in ("value", "odds"):
         if not p.low - 1e-9 <= value <= p.high + 1e-9:
-            raise ValueError(f"kinetic parameter {name} {value:.6g} lies outside its plausible range "
-                             f"{p.low:.3g} to {p.high:.3g} ({p.source.split(':')[0]})")
+            raise ValueError(
+                f"kinetic parameter {name} {value:.6g} lies outside its plausible range "
+                f"{p.low:.3g} to {p.high:.3g} ({p.source.split(':')[0]})"
+            )
     elif abs(value) > MAX_ENERGY_SHIFT:
-        raise ValueError(f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
-                         f"±{MAX_ENERGY_SHIFT:g} kJ/mol")
+        raise ValueError(
+            f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
+            f"±{MAX_ENERGY_SHIFT:g} kJ/mol"
+        )
 
 
 def default_value(name: str) -> float:
@@ -161,7 +226,9 @@ def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMET
         p = BY_NAME[name]
         value = float(value)
         if not math.isfinite(value) or (p.kind == "factor" and value <= 0):
-            raise ValueError(f"kinetic parameter {name} must be a {'positive ' if p.kind == 'factor' else ''}number, got {value!r}")
+            raise ValueError(
+                f"kinetic parameter {name} must be a {'positive ' if p.kind == 'factor' else ''}number, got {value!r}"
+            )
         for target in p.targets:
             if p.kind == "value":
                 changes[target] = value
@@ -213,39 +280,69 @@ class ForwardModel:
     def is_default_kinetics(self) -> bool:
         return all(v == default_value(k) for k, v in self.values.items())
 
-    def simulate(self, recipes: pd.DataFrame, t_max: np.ndarray | float | None = None, n_steps: int | None = None,
-                 x_stop: float | None = None) -> pd.DataFrame:
+    def simulate(
+        self,
+        recipes: pd.DataFrame,
+        t_max: np.ndarray | float | None = None,
+        n_steps: int | None = None,
+        x_stop: float | None = None,
+    ) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
         ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's)."""
 
         extra = {} if n_steps is None else {"n_steps": int(n_steps)}
-        return simulate_many(recipes[list(RECIPE_COLUMNS)], self.parameters,
-                             t_max=self.t_max if t_max is None else t_max, x_stop=self.x_stop if x_stop is None else x_stop,
-                             axis=self.axis, progress=False, **extra)
+        return simulate_many(
+            recipes[list(RECIPE_COLUMNS)],
+            self.parameters,
+            t_max=self.t_max if t_max is None else t_max,
+            x_stop=self.x_stop if x_stop is None else x_stop,
+            axis=self.axis,
+            progress=False,
+            **extra,
+        )
 
     def describe(self) -> str:
         a = self.axis
-        moved = ", ".join(f"{k} {_fmt(k, v)}" for k, v in self.values.items() if v != default_value(k)) or "none"
-        return (f"{self.source}; parameters moved from polyinv's: {moved}; MMD axis log10 M {a.log10m_min:.3f}.."
-                f"{a.log10m_max:.3f} ({a.normalisation}); runs stop at {self.t_max:g} s or {100 * self.x_stop:g} % conversion")
+        moved = (
+            ", ".join(f"{k} {_fmt(k, v)}" for k, v in self.values.items() if v != default_value(k)) or "none"
+        )
+        return (
+            f"{self.source}; parameters moved from polyinv's: {moved}; MMD axis log10 M {a.log10m_min:.3f}.."
+            f"{a.log10m_max:.3f} ({a.normalisation}); runs stop at {self.t_max:g} s or {100 * self.x_stop:g} % conversion"
+        )
 
     # ------------------------------------------------------------------ plain-data form (model files)
     def to_dict(self) -> dict:
         a = self.axis
-        return {"version": VERSION, "values": {k: float(v) for k, v in self.values.items()},
-                "axis": {"log10m_min": float(a.log10m_min), "log10m_max": float(a.log10m_max), "n_points": int(a.n_points),
-                         "normalisation": a.normalisation},
-                "t_max": float(self.t_max), "x_stop": float(self.x_stop), "source": self.source, "fit": self.fit}
+        return {
+            "version": VERSION,
+            "values": {k: float(v) for k, v in self.values.items()},
+            "axis": {
+                "log10m_min": float(a.log10m_min),
+                "log10m_max": float(a.log10m_max),
+                "n_points": int(a.n_points),
+                "normalisation": a.normalisation,
+            },
+            "t_max": float(self.t_max),
+            "x_stop": float(self.x_stop),
+            "source": self.source,
+            "fit": self.fit,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ForwardModel:
         if not isinstance(data, Mapping) or data.get("version") != VERSION:
             raise ValueError("the stored forward model has an unknown format")
-        model = cls(dict(data.get("values") or {}), MMDAxis(**data["axis"]), float(data["t_max"]), float(data["x_stop"]),
-                    str(data.get("source", "")), data.get("fit"))
+        model = cls(
+            dict(data.get("values") or {}),
+            MMDAxis(**data["axis"]),
+            float(data["t_max"]),
+            float(data["x_stop"]),
+            str(data.get("source", "")),
+            data.get("fit"),
+        )
         apply(model.values)  # validates names and values
         return model
-
 
 
 class ForwardChoice(NamedTuple):
@@ -254,80 +351,11 @@ class ForwardChoice(NamedTuple):
     model: ForwardModel | None
     how: str
 
+
 def _fmt(name: str, value: float) -> str:
     kind = BY_NAME[name].kind
-    return {"factor": f"x{value:.3g}", "energy": f"{value:+.3g} kJ/mol", "odds": f"{value:+.3g} log-odds"}.get(kind, f"{value:.3g}")
-
-
-# ---------------------------------------------------------------------- what a file says about itself
-_NORMALISATION_TEXT = {"sum(MMD1..MMD100) * mmd_delta_log10M = 1": "density", "sum(MMD1..MMD100) = 1": "sum",
-                       "max(MMD1..MMD100) = 1": "max"}
-
-
-def stated_axis(meta: Mapping[str, str] | None) -> MMDAxis | None:
-    """The MMD axis a file's polyinv metadata states, or None when it states none."""
-    if not meta or "mmd_log10M_min" not in meta:
-        return None
-    try:
-        norm = _NORMALISATION_TEXT.get(str(meta.get("mmd_normalisation", "")).strip(), "density")
-        return MMDAxis(float(meta["mmd_log10M_min"]), float(meta["mmd_log10M_max"]), int(meta.get("mmd_n_points", 100)), norm)
-    except (TypeError, ValueError):
-        return None
-
-
-def states_default_kinetics(meta: Mapping[str, str] | None) -> bool:
-    """Whether a file's metadata says polyinv's default kinetic parameters made it (every stored
-    coefficient and constant equal to :data:`DEFAULT_PARAMETERS`)."""
-    if not meta or meta.get("package") != "polyinv":
-        return False
-    expected = dict(DEFAULT_PARAMETERS.metadata())
-    numeric = [k for k, v in expected.items() if k.endswith((".A", ".Ea_kJ_per_mol")) or k in
-               ("C_M", "C_S", "C_S_mcr", "comb_ss", "comb_st", "comb_tt", "f_values", "f_temps", "alpha_t")]
-    for key in numeric:
-        # files written before alpha_t existed (chain-length-averaged termination) state none: that is its 0.0
-        if str(meta.get(key, "0.0" if key == "alpha_t" else "")).strip() != expected[key]:
-            return False
-    return True
-
-
-def protocol_from_data(frame: pd.DataFrame) -> tuple[float, float]:
-    """The run protocol of a file's rows: the conversion that stops a run (median conversion of the rows
-    that stopped before the longest time; polyinv's 90 % when none did) and the time limit (the longest
-    time when a row ran that long without reaching the stop conversion; else no row met the limit, and it
-    is taken as the longest time or polyinv's 3600 s, whichever is larger)."""
-    time = frame[TIME].to_numpy(float)
-    converted = frame_conversion(frame)
-    longest = float(np.nanmax(time))
-    early = time < longest * (1 - 1e-6)
-    x_stop = float(np.clip(np.nanmedian(converted[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
-    limited = ~early & (converted < x_stop - 2e-3)
-    t_max = longest if limited.any() else max(longest, DEFAULT_T_MAX)
-    return t_max, x_stop
-
-
-def read_file_metadata(path) -> dict[str, str] | None:
-    """polyinv's metadata of a data file (metadata sheet, CSV sidecar or Parquet key), None when it has none."""
-
-    try:
-        meta = read_metadata(path)
-    except Exception:  # noqa: BLE001 - any file without readable polyinv metadata simply has none
-        return None
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else None
-
-
-def file_axis(meta: Mapping[str, str] | None, frame: pd.DataFrame) -> tuple[MMDAxis | None, str]:
-    """The MMD axis of a file: stated in its metadata, else inferred from its Mn/Mw; None with the reason
-    when neither works (then the checks that need the axis are off)."""
-
-    stated = stated_axis(meta)
-    if stated is not None:
-        return stated, "stated in the file's metadata"
-    if not {MN, MW, *MMD_COLUMNS} <= set(frame.columns):
-        return None, "the file states no MMD axis and lacks Mn/Mw to infer it"
-    try:
-        fit = infer_axis(frame[list(MMD_COLUMNS)].to_numpy(float), frame[MN].to_numpy(float), frame[MW].to_numpy(float))
-    except ValueError as exc:
-        return None, str(exc)
-    if not fit.ok:
-        return None, f"no evenly spaced log10 M axis reconciles the MMD with Mn and Mw (best: {fit.describe()})"
-    return fit.axis, f"inferred from Mn/Mw: {fit.describe()}"
+    return {
+        "factor": f"x{value:.3g}",
+        "energy": f"{value:+.3g} kJ/mol",
+        "odds": f"{value:+.3g} log-odds",
+    }.get(kind, f"{value:.3g}")

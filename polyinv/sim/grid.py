@@ -43,12 +43,20 @@ class MMDAxis:
     normalisation: Normalisation = "density"
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.log10m_min) and np.isfinite(self.log10m_max) and self.log10m_max > self.log10m_min):
-            raise ValueError(f"MMD axis: log10 M range {self.log10m_min}..{self.log10m_max} is not increasing")
+        if not (
+            np.isfinite(self.log10m_min)
+            and np.isfinite(self.log10m_max)
+            and self.log10m_max > self.log10m_min
+        ):
+            raise ValueError(
+                f"MMD axis: log10 M range {self.log10m_min}..{self.log10m_max} is not increasing"
+            )
         if self.n_points < 2:
             raise ValueError(f"MMD axis: n_points must be >= 2, got {self.n_points}")
         if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"MMD axis: normalisation {self.normalisation!r} unknown; choose one of {NORMALISATIONS}")
+            raise ValueError(
+                f"MMD axis: normalisation {self.normalisation!r} unknown; choose one of {NORMALISATIONS}"
+            )
 
     @property
     def delta(self) -> float:
@@ -71,11 +79,18 @@ class MMDAxis:
     def metadata(self) -> list[tuple[str, str]]:
         """Key/value rows describing the axis (a data file's metadata)."""
         last = f"MMD{self.n_points}"
-        text = {"density": f"sum(MMD1..{last}) * mmd_delta_log10M = 1", "sum": f"sum(MMD1..{last}) = 1",
-                "max": f"max(MMD1..{last}) = 1"}[self.normalisation]
-        return [("mmd_log10M_min", repr(self.log10m_min)), ("mmd_log10M_max", repr(self.log10m_max)),
-                ("mmd_n_points", str(self.n_points)), ("mmd_delta_log10M", repr(self.delta)),
-                ("mmd_normalisation", text)]
+        text = {
+            "density": f"sum(MMD1..{last}) * mmd_delta_log10M = 1",
+            "sum": f"sum(MMD1..{last}) = 1",
+            "max": f"max(MMD1..{last}) = 1",
+        }[self.normalisation]
+        return [
+            ("mmd_log10M_min", repr(self.log10m_min)),
+            ("mmd_log10M_max", repr(self.log10m_max)),
+            ("mmd_n_points", str(self.n_points)),
+            ("mmd_delta_log10M", repr(self.delta)),
+            ("mmd_normalisation", text),
+        ]
 
 
 #: polyinv's own axis (the shipped data set's).
@@ -131,8 +146,10 @@ class AxisFit:
 
     def describe(self) -> str:
         a = self.axis
-        return (f"log10 M {a.log10m_min:.4f}..{a.log10m_max:.4f} ({a.n_points} points), {a.normalisation} "
-                f"normalisation; Mn/Mw from the points vs stated: rms {self.rms_log10:.2g} decades over {self.rows} rows")
+        return (
+            f"log10 M {a.log10m_min:.4f}..{a.log10m_max:.4f} ({a.n_points} points), {a.normalisation} "
+            f"normalisation; Mn/Mw from the points vs stated: rms {self.rms_log10:.2g} decades over {self.rows} rows"
+        )
 
 
 def _log_moments(w: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -160,14 +177,21 @@ def infer_axis(mmd: np.ndarray, mn: np.ndarray, mw: np.ndarray, min_covered: int
 
     w = np.clip(np.asarray(mmd, dtype=float), 0.0, None)
     mn, mw = np.asarray(mn, dtype=float), np.asarray(mw, dtype=float)
-    keep = (w.sum(axis=1) > 0) & (mn > 0) & (mw > 0) & np.isfinite(mn) & np.isfinite(mw) & np.isfinite(w).all(axis=1)
+    keep = (
+        (w.sum(axis=1) > 0)
+        & (mn > 0)
+        & (mw > 0)
+        & np.isfinite(mn)
+        & np.isfinite(mw)
+        & np.isfinite(w).all(axis=1)
+    )
     if keep.sum() < 2:
         raise ValueError("inferring the MMD axis needs at least 2 rows with a positive MMD, Mn and Mw")
     peak = np.where(keep, w.max(axis=1), 1.0)
     covered = keep & (w[:, 0] <= 1e-3 * peak) & (w[:, -1] <= 1e-3 * peak)
     if covered.sum() >= min_covered:
         keep = covered
-    use_mn = (w[keep, 0] <= 1e-5 * peak[keep])
+    use_mn = w[keep, 0] <= 1e-5 * peak[keep]
     w, ln, lw = w[keep], np.log10(mn[keep]), np.log10(mw[keep])
     n_points = w.shape[1]
 
@@ -181,8 +205,9 @@ def infer_axis(mmd: np.ndarray, mn: np.ndarray, mw: np.ndarray, min_covered: int
     scores = [fit(s / (n_points - 1))[1] for s in spans]
     best = int(np.argmin(scores))
     lo, hi = spans[max(best - 1, 0)], spans[min(best + 1, len(spans) - 1)]
-    res = minimize_scalar(lambda s: fit(s / (n_points - 1))[1], bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-7})
+    res = minimize_scalar(
+        lambda s: fit(s / (n_points - 1))[1], bounds=(lo, hi), method="bounded", options={"xatol": 1e-7}
+    )
     span = float(res.x)
     start, rms = fit(span / (n_points - 1))
     delta = span / (n_points - 1)

@@ -30,8 +30,9 @@ def metadata_sidecar(path: str | os.PathLike) -> Path:
     return Path(f"{path}.metadata.json")
 
 
-def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]],
-                  overwrite: bool = True) -> Path:
+def write_dataset(
+    data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]], overwrite: bool = True
+) -> Path:
     """Write ``data`` (compuesta columns) atomically; the format follows the extension.
 
     .xlsx: sheets ``compuesta``, ``mmd_raw_data`` (docs/data-format.md, same names and order) and ``metadata``
@@ -56,9 +57,10 @@ def write_dataset(data: pd.DataFrame, path: str | os.PathLike, metadata: list[tu
         # the data file innermost: a failure while writing it is reported under its name
         with atomic_path(sidecar, overwrite) as tmp_meta, atomic_path(target, overwrite) as tmp:
             composite.to_csv(tmp, index=False)
-            tmp_meta.write_text(json.dumps(dict(metadata), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp_meta.write_text(
+                json.dumps(dict(metadata), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
     else:
-
         table = pa.Table.from_pandas(composite, preserve_index=False)
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[PARQUET_METADATA_KEY] = json.dumps(dict(metadata), ensure_ascii=False).encode("utf-8")

@@ -67,15 +67,26 @@ class RecipeRates:
         temp = np.asarray(temp, dtype=float)
         kp = params.kp.at(temp)
         return cls(
-            M0=np.asarray(cBA_0, dtype=float), I0=np.asarray(cAIBN_0, dtype=float),
-            kd=params.kd.at(temp), f=params.efficiency(temp), kp=kp,
-            kbb=params.kbb.at(temp), kpt=params.kpt.at(temp),
-            kss=params.kt_ss.at(temp), kst=params.kt_st.at(temp), ktt=params.kt_tt.at(temp),
-            ktr_M=params.C_M * kp, ktr_S=params.C_S * kp, ktr_S_mcr=params.C_S_mcr * params.kpt.at(temp),
+            M0=np.asarray(cBA_0, dtype=float),
+            I0=np.asarray(cAIBN_0, dtype=float),
+            kd=params.kd.at(temp),
+            f=params.efficiency(temp),
+            kp=kp,
+            kbb=params.kbb.at(temp),
+            kpt=params.kpt.at(temp),
+            kss=params.kt_ss.at(temp),
+            kst=params.kt_st.at(temp),
+            ktt=params.kt_tt.at(temp),
+            ktr_M=params.C_M * kp,
+            ktr_S=params.C_S * kp,
+            ktr_S_mcr=params.C_S_mcr * params.kpt.at(temp),
             solvent=np.maximum(params.solvent_concentration(cBA_0), 0.0),
-            comb_ss=params.comb_ss, comb_st=params.comb_st, comb_tt=params.comb_tt,
+            comb_ss=params.comb_ss,
+            comb_st=params.comb_st,
+            comb_tt=params.comb_tt,
             initiator_consumption=params.initiator_consumption,
-            alpha_t=float(params.alpha_t), nu_ref=float(params.nu_ref),
+            alpha_t=float(params.alpha_t),
+            nu_ref=float(params.nu_ref),
         )
 
     def scaled(self, G: np.ndarray) -> RecipeRates:
@@ -98,8 +109,14 @@ def _mcr_of_spr(r: RecipeRates, S: np.ndarray, M: np.ndarray) -> np.ndarray:
     return 2.0 * r.kbb * S / (b + np.sqrt(b * b + 8.0 * r.ktt * r.kbb * S))
 
 
-def solve_qssa(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np.ndarray | None = None,
-               tol: float = 1e-12, max_iter: int = 60) -> tuple[np.ndarray, np.ndarray]:
+def solve_qssa(
+    r: RecipeRates,
+    initiator: np.ndarray,
+    M: np.ndarray,
+    S_guess: np.ndarray | None = None,
+    tol: float = 1e-12,
+    max_iter: int = 60,
+) -> tuple[np.ndarray, np.ndarray]:
     """Quasi-steady-state SPR and MCR concentrations (mol/L) for initiator and monomer concentrations."""
     Ri = 2.0 * r.f * r.kd * initiator
     # a source this small starts no chain in any reaction time, and at such magnitudes (denormal floats) the
@@ -143,9 +160,15 @@ def _termination_scale(r: RecipeRates, S, T, M, G) -> np.ndarray:
     return np.exp(-r.alpha_t * np.log((1.0 + a) / (a * r.nu_ref)))
 
 
-def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess: np.ndarray | None = None,
-                  G_guess: np.ndarray | None = None, tol: float = 1e-7,
-                  max_iter: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def radical_state(
+    r: RecipeRates,
+    initiator: np.ndarray,
+    M: np.ndarray,
+    S_guess: np.ndarray | None = None,
+    G_guess: np.ndarray | None = None,
+    tol: float = 1e-7,
+    max_iter: int = 40,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """QSSA radicals (S, T) and the termination scale G with chain-length-dependent termination.
 
     kt = kt_ref (nu / nu_ref)^-alpha_t, nu the mean length of the growing chains (a power law on the average
@@ -158,7 +181,11 @@ def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess:
     if r.alpha_t == 0.0:
         S, T = solve_qssa(r, initiator, M, S_guess)
         return S, T, np.ones(n)
-    x0 = np.zeros(n) if G_guess is None else np.log(np.where(np.isfinite(G_guess) & (G_guess > 0), G_guess, 1.0))
+    x0 = (
+        np.zeros(n)
+        if G_guess is None
+        else np.log(np.where(np.isfinite(G_guess) & (G_guess > 0), G_guess, 1.0))
+    )
 
     def residual(x, guess):
         G = np.exp(x)
@@ -175,7 +202,9 @@ def radical_state(r: RecipeRates, initiator: np.ndarray, M: np.ndarray, S_guess:
         if np.all(np.abs(F1) <= tol):
             break
         denom = F1 - F0
-        step = np.divide(F1 * (x1 - x0), denom, out=F1 / (1.0 - 0.5 * r.alpha_t), where=np.abs(denom) > 1e-300)
+        step = np.divide(
+            F1 * (x1 - x0), denom, out=F1 / (1.0 - 0.5 * r.alpha_t), where=np.abs(denom) > 1e-300
+        )
         x0, F0 = x1, F1
         x1 = x1 - np.where(np.abs(F1) <= tol, 0.0, step)
     else:  # pragma: no cover - a contraction with slope < 1/2 converges in a few secant steps
@@ -197,8 +226,12 @@ class Trajectory:
     reached: np.ndarray  # (n,) bool: stopped by the conversion limit
 
 
-def integrate(r: RecipeRates, t_max: float | np.ndarray = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP,
-              n_steps: int = DEFAULT_N_STEPS) -> Trajectory:
+def integrate(
+    r: RecipeRates,
+    t_max: float | np.ndarray = DEFAULT_T_MAX,
+    x_stop: float = DEFAULT_X_STOP,
+    n_steps: int = DEFAULT_N_STEPS,
+) -> Trajectory:
     """RK4 for ln[M] with QSSA radicals; stop at t_max or at conversion x_stop.
 
     ``t_max`` is one time for every recipe or one per recipe (shape (n,)); each recipe integrates on its
@@ -285,6 +318,7 @@ def _subset(r: RecipeRates, idx: np.ndarray) -> RecipeRates:
 
 def _rk4_step(r: RecipeRates, t0, y0, h, S_guess, G_guess):
     """One RK4 step of length h (array) for ln[M]; returns ln[M], S, T, G at t0 + h."""
+
     def rate(t, y_, guess, g_guess):
         M_ = np.exp(y_)
         S_, T_, G_ = radical_state(r, r.initiator(t), M_, guess, g_guess)
@@ -391,8 +425,9 @@ def number_density(cr: ChainRates, weights: np.ndarray, chain_length: np.ndarray
     return exp_part + comb_part
 
 
-def mmd_from_rates(cr: ChainRates, weights: np.ndarray, lam1: np.ndarray,
-                   axis: MMDAxis = DEFAULT_AXIS) -> tuple[np.ndarray, np.ndarray]:
+def mmd_from_rates(
+    cr: ChainRates, weights: np.ndarray, lam1: np.ndarray, axis: MMDAxis = DEFAULT_AXIS
+) -> tuple[np.ndarray, np.ndarray]:
     """MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_MONOMER) on ``axis``, normalised, and its coverage.
 
     Evaluated on the axis points from the continuous extension of the full chain-length distribution (see

@@ -8,8 +8,14 @@ from polyinv.schema import M_MONOMER
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 
 
-def sample_chain_lengths(chains_exp: np.ndarray, chains_comb: np.ndarray, a: np.ndarray, weights: np.ndarray,
-                         n_chains: int, rng: np.random.Generator) -> np.ndarray:
+def sample_chain_lengths(
+    chains_exp: np.ndarray,
+    chains_comb: np.ndarray,
+    a: np.ndarray,
+    weights: np.ndarray,
+    n_chains: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Draw ``n_chains`` dead-chain lengths of one recipe from its number distribution.
 
     The distribution is the time-weighted mixture of the instantaneous ones (arrays over the time nodes):
@@ -29,8 +35,9 @@ def sample_chain_lengths(chains_exp: np.ndarray, chains_comb: np.ndarray, a: np.
     return lengths
 
 
-def mmd_from_sample(lengths: np.ndarray, rng: np.random.Generator,
-                    axis: MMDAxis = DEFAULT_AXIS) -> tuple[np.ndarray, float, float]:
+def mmd_from_sample(
+    lengths: np.ndarray, rng: np.random.Generator, axis: MMDAxis = DEFAULT_AXIS
+) -> tuple[np.ndarray, float, float]:
     """MMD on ``axis`` (mass histogram per unit log10 M, normalised as the axis says), Mn and Mw of a chain sample.
 
     Each chain of length r is spread uniformly over [r - 1/2, r + 1/2] (the continuous representation of
@@ -40,7 +47,9 @@ def mmd_from_sample(lengths: np.ndarray, rng: np.random.Generator,
     """
     mass = lengths * M_MONOMER
     spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * M_MONOMER
-    cell = np.clip(np.floor((np.log10(spread) - axis.log10m_min) / axis.delta + 0.5), 0, axis.n_points - 1).astype(int)
+    cell = np.clip(
+        np.floor((np.log10(spread) - axis.log10m_min) / axis.delta + 0.5), 0, axis.n_points - 1
+    ).astype(int)
     hist = np.bincount(cell, weights=spread, minlength=axis.n_points)
     mmd = axis.normalise(hist / (spread.sum() * axis.delta))
     mn = float(mass.mean())

@@ -56,28 +56,43 @@ class KineticParameters:
     """
 
     kd: RateCoefficient = RateCoefficient(
-        2.89e15, 130.23, "1/s", "AKZO Nobel catalogue, AIBN (Perkadox AIBN): 4.33e-5 1/s at 70 °C")
+        2.89e15, 130.23, "1/s", "AKZO Nobel catalogue, AIBN (Perkadox AIBN): 4.33e-5 1/s at 70 °C"
+    )
     kp: RateCoefficient = RateCoefficient(
-        2.21e7, 17.9, "L/(mol s)", "IUPAC benchmark, Asua et al. 2004 (SPR propagation)")
+        2.21e7, 17.9, "L/(mol s)", "IUPAC benchmark, Asua et al. 2004 (SPR propagation)"
+    )
     kbb: RateCoefficient = RateCoefficient(
-        1.2e8, 34.7, "1/s",
+        1.2e8,
+        34.7,
+        "1/s",
         "Nikitin et al. 2007 (as commonly quoted A=1.6e8 1/s, Ea=34.7 kJ/mol); A lowered to 1.2e8 "
         "(kbb(70 °C) 836 -> 627 1/s, a 25 % change, inside the scatter of published kbb) for the "
-        "calibration target MCR fraction 70-90 % at 70 °C, [BA] 0.5-2.5 mol/L (Willemse et al. 2005)")
+        "calibration target MCR fraction 70-90 % at 70 °C, [BA] 0.5-2.5 mol/L (Willemse et al. 2005)",
+    )
     kpt: RateCoefficient = RateCoefficient(
-        9.2e5, 28.3, "L/(mol s)", "Nikitin et al. 2007 (MCR propagation), as commonly quoted")
+        9.2e5, 28.3, "L/(mol s)", "Nikitin et al. 2007 (MCR propagation), as commonly quoted"
+    )
     kt_ss: RateCoefficient = RateCoefficient(
-        1.35e10, 8.4, "L/(mol s)",
+        1.35e10,
+        8.4,
+        "L/(mol s)",
         "calibrate: chain-length-averaged SPR-SPR termination (7.1e8 at 70 °C); Ea = 8.4 kJ/mol, viscous "
         "flow of toluene (diffusion control). The three kt are scaled together so that ~20 % of the "
         "432-recipe grid reaches 90 % conversion before 3600 s (study: 86/432; here 88/432); the overall "
-        "<kt> = R_i / (2 [R]^2) is ~7e7 L/(mol s) at 70 °C, the order reported for BA in toluene")
+        "<kt> = R_i / (2 [R]^2) is ~7e7 L/(mol s) at 70 °C, the order reported for BA in toluene",
+    )
     kt_st: RateCoefficient = RateCoefficient(
-        2.7e9, 8.4, "L/(mol s)",
-        "calibrate: SPR-MCR cross termination = kt_ss / 5 (Barth et al. 2010: kt_st below kt_ss)")
+        2.7e9,
+        8.4,
+        "L/(mol s)",
+        "calibrate: SPR-MCR cross termination = kt_ss / 5 (Barth et al. 2010: kt_st below kt_ss)",
+    )
     kt_tt: RateCoefficient = RateCoefficient(
-        2.7e8, 8.4, "L/(mol s)",
-        "calibrate: MCR-MCR termination = kt_ss / 50 (tertiary radicals terminate slowly)")
+        2.7e8,
+        8.4,
+        "L/(mol s)",
+        "calibrate: MCR-MCR termination = kt_ss / 50 (tertiary radicals terminate slowly)",
+    )
     comb_ss: float = 0.9  # fraction of SPR-SPR terminations by combination
     comb_st: float = 0.5  # fraction of SPR-MCR terminations by combination
     comb_tt: float = 0.1  # fraction of MCR-MCR terminations by combination
@@ -98,21 +113,24 @@ class KineticParameters:
     # kt above stay the rates of typical chains
     alpha_t: float = 0.0
     nu_ref: float = 500.0
-    sources_misc: dict[str, str] = field(default_factory=lambda: {
-        "comb": "calibrate: SPR-SPR termination mostly combination, MCR-involving mostly disproportionation "
-                "(acrylate literature); fixes Mw/Mn within 1.5-4",
-        "f": "Buback et al. 1994: 0.64 (60 °C), 0.68 (70 °C), 0.72 (80 °C); linear in T (the three points "
-             "are collinear), extrapolated linearly and clipped to f_bounds outside",
-        "C_M": "literature order of magnitude 1e-4, same Ea as kp",
-        "C_S": "toluene, literature 1-3e-4, same Ea as kp",
-        "C_S_mcr": "calibrate, no direct measurement: H-abstraction from toluene by MCRs, relative to kpt "
-                   "(7.2 L/(mol s) at 70 °C, below the SPR value 8.3). Without an MCR sink that does not "
-                   "scale with [BA], MCR/SPR = kbb/(kpt [BA]) varies 5-fold over 0.5-2.5 mol/L and no "
-                   "kbb/kpt puts the MCR fraction inside 70-90 % at both ends; with it the fraction is "
-                   "79-88 % (Willemse et al. 2005: ~80 %, weakly dependent on [BA])",
-        "solvent": "[S] = (1 - [BA]0 * V_BA) / V_tol with molar volumes M/rho; constant during the run "
-                   "(polymer replaces monomer volume, shrinkage neglected)",
-    }, compare=False)
+    sources_misc: dict[str, str] = field(
+        default_factory=lambda: {
+            "comb": "calibrate: SPR-SPR termination mostly combination, MCR-involving mostly disproportionation "
+            "(acrylate literature); fixes Mw/Mn within 1.5-4",
+            "f": "Buback et al. 1994: 0.64 (60 °C), 0.68 (70 °C), 0.72 (80 °C); linear in T (the three points "
+            "are collinear), extrapolated linearly and clipped to f_bounds outside",
+            "C_M": "literature order of magnitude 1e-4, same Ea as kp",
+            "C_S": "toluene, literature 1-3e-4, same Ea as kp",
+            "C_S_mcr": "calibrate, no direct measurement: H-abstraction from toluene by MCRs, relative to kpt "
+            "(7.2 L/(mol s) at 70 °C, below the SPR value 8.3). Without an MCR sink that does not "
+            "scale with [BA], MCR/SPR = kbb/(kpt [BA]) varies 5-fold over 0.5-2.5 mol/L and no "
+            "kbb/kpt puts the MCR fraction inside 70-90 % at both ends; with it the fraction is "
+            "79-88 % (Willemse et al. 2005: ~80 %, weakly dependent on [BA])",
+            "solvent": "[S] = (1 - [BA]0 * V_BA) / V_tol with molar volumes M/rho; constant during the run "
+            "(polymer replaces monomer volume, shrinkage neglected)",
+        },
+        compare=False,
+    )
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -152,8 +170,11 @@ class KineticParameters:
     def metadata(self) -> list[tuple[str, str]]:
         """Key/value rows describing every parameter and its source (for the data file's metadata)."""
         rows: list[tuple[str, str]] = [
-            ("kt_convention", "radical loss = 2 kt_ss S^2 + 4 kt_st S T + 2 kt_tt T^2 (IUPAC 2kt convention); "
-                              "R_i = 2 f kd [I]"),
+            (
+                "kt_convention",
+                "radical loss = 2 kt_ss S^2 + 4 kt_st S T + 2 kt_tt T^2 (IUPAC 2kt convention); "
+                "R_i = 2 f kd [I]",
+            ),
         ]
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -177,4 +198,3 @@ DEFAULT_PARAMETERS = KineticParameters()
 def no_backbiting(params: KineticParameters) -> KineticParameters:
     """Parameters with backbiting switched off (no MCRs are formed)."""
     return params.replace(kbb=dataclasses.replace(params.kbb, A=0.0, source="switched off"))
-

@@ -38,8 +38,13 @@ from polyinv.sim.noise import mmd_from_sample, sample_chain_lengths
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, KineticParameters
 
 #: Extra columns ``simulate_many(..., extra_columns=True)`` appends after the compuesta columns.
-EXTRA_COLUMNS: tuple[str, ...] = ("conversion", "mcr_fraction", "mcr_fraction_stop", "reached_x_stop",
-                                  "mmd_coverage")
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "conversion",
+    "mcr_fraction",
+    "mcr_fraction_stop",
+    "reached_x_stop",
+    "mmd_coverage",
+)
 MMD_CHUNK = 128  # recipes per block when evaluating distributions (bounds memory to ~30 MB)
 
 
@@ -105,8 +110,9 @@ def _check_settings(x_stop: float, n_steps: int, noise_chains: int | None) -> No
         raise ValueError(f"x_stop must be a conversion between 0 and 1 (exclusive), got {x_stop!r}")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
         raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
-    if noise_chains is not None and (isinstance(noise_chains, bool) or not isinstance(noise_chains, (int, np.integer))
-                                     or noise_chains < 1):
+    if noise_chains is not None and (
+        isinstance(noise_chains, bool) or not isinstance(noise_chains, (int, np.integer)) or noise_chains < 1
+    ):
         raise ValueError(f"noise_chains must be a positive integer, got {noise_chains!r}")
 
 
@@ -117,9 +123,16 @@ def _mcr_fraction(S: np.ndarray, T: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(total), np.nan, share)
 
 
-def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: float, n_steps: int,
-               noise_chains: int | None, seeds: list[np.random.SeedSequence] | None,
-               axis: MMDAxis = DEFAULT_AXIS) -> dict[str, np.ndarray]:
+def _run_block(
+    params: KineticParameters,
+    recipes: np.ndarray,
+    t_max,
+    x_stop: float,
+    n_steps: int,
+    noise_chains: int | None,
+    seeds: list[np.random.SeedSequence] | None,
+    axis: MMDAxis = DEFAULT_AXIS,
+) -> dict[str, np.ndarray]:
     """Simulate a block of validated recipes ((n, 3) array); arrays of every output."""
     rates = RecipeRates.build(params, recipes[:, 0], recipes[:, 1], recipes[:, 2])
     traj = integrate(rates, t_max=t_max, x_stop=x_stop, n_steps=n_steps)
@@ -135,19 +148,26 @@ def _run_block(params: KineticParameters, recipes: np.ndarray, t_max, x_stop: fl
     mn = M_MONOMER * lam1 / lam0
     mw = M_MONOMER * lam2 / lam1
     out = {
-        TIME: traj.stop_time, MONOMER_LEFT: traj.M[:, -1], MN: mn, MW: mw, "mmd": mmd,
-        "Mn_exact": mn.copy(), "Mw_exact": mw.copy(),
+        TIME: traj.stop_time,
+        MONOMER_LEFT: traj.M[:, -1],
+        MN: mn,
+        MW: mw,
+        "mmd": mmd,
+        "Mn_exact": mn.copy(),
+        "Mw_exact": mw.copy(),
         "conversion": conversion(traj.M[:, -1], rates.M0),
         "mcr_fraction": _mcr_fraction(traj.S[:, 0], traj.T[:, 0]),
         "mcr_fraction_stop": _mcr_fraction(traj.S[:, -1], traj.T[:, -1]),
-        "reached_x_stop": traj.reached, "mmd_coverage": coverage,
+        "reached_x_stop": traj.reached,
+        "mmd_coverage": coverage,
     }
     if noise_chains is not None:
         assert seeds is not None
         for i in range(n):
             rng = np.random.default_rng(seeds[i])
-            lengths = sample_chain_lengths(cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i],
-                                           int(noise_chains), rng)
+            lengths = sample_chain_lengths(
+                cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i], int(noise_chains), rng
+            )
             out["mmd"][i], out[MN][i], out[MW][i] = mmd_from_sample(lengths, rng, axis)
     out["_traj"], out["_cr"], out["_lam"] = traj, cr, (lam0, lam1, lam2)
     return out
@@ -157,10 +177,18 @@ def _slice_rates(cr, sl):
     return type(cr)(**{k: v[sl] for k, v in vars(cr).items()})
 
 
-def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PARAMETERS, *,
-             t_max: float = DEFAULT_T_MAX, x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS,
-             noise_chains: int | None = None, seed: int = 0, n_fine: int = 2000,
-             axis: MMDAxis = DEFAULT_AXIS) -> SimulationResult:
+def simulate(
+    recipe: Mapping[str, float],
+    params: KineticParameters = DEFAULT_PARAMETERS,
+    *,
+    t_max: float = DEFAULT_T_MAX,
+    x_stop: float = DEFAULT_X_STOP,
+    n_steps: int = DEFAULT_N_STEPS,
+    noise_chains: int | None = None,
+    seed: int = 0,
+    n_fine: int = 2000,
+    axis: MMDAxis = DEFAULT_AXIS,
+) -> SimulationResult:
     """Simulate one recipe ``{"cBA_0": mol/L, "cAIBN_0": mol/L, "temp": °C}`` until t_max or x_stop; the MMD
     on ``axis``."""
     t_max = _check_t_max(t_max, 1)
@@ -181,21 +209,43 @@ def simulate(recipe: Mapping[str, float], params: KineticParameters = DEFAULT_PA
     conv = conversion(traj.M[0], frame[MONOMER_0].iloc[0])[live]
     return SimulationResult(
         recipe={k: float(frame[k].iloc[0]) for k in RECIPE_FIELDS},
-        stop_time=float(out[TIME][0]), cBA_time=float(out[MONOMER_LEFT][0]),
-        conversion=float(out["conversion"][0]), Mn=float(out[MN][0]), Mw=float(out[MW][0]),
-        mcr_fraction=float(out["mcr_fraction"][0]), mcr_fraction_stop=float(out["mcr_fraction_stop"][0]),
-        reached_x_stop=bool(out["reached_x_stop"][0]), log10m=axis.points(), mmd=out["mmd"][0],
-        mmd_coverage=float(out["mmd_coverage"][0]), chain_length=chain_length,
-        number_fraction=nd / lam0[0], weight_fraction=chain_length * nd / lam1[0],
-        times=times[order], conversion_profile=conv[order],
-        Mn_exact=float(out["Mn_exact"][0]), Mw_exact=float(out["Mw_exact"][0]), noise_chains=noise_chains,
+        stop_time=float(out[TIME][0]),
+        cBA_time=float(out[MONOMER_LEFT][0]),
+        conversion=float(out["conversion"][0]),
+        Mn=float(out[MN][0]),
+        Mw=float(out[MW][0]),
+        mcr_fraction=float(out["mcr_fraction"][0]),
+        mcr_fraction_stop=float(out["mcr_fraction_stop"][0]),
+        reached_x_stop=bool(out["reached_x_stop"][0]),
+        log10m=axis.points(),
+        mmd=out["mmd"][0],
+        mmd_coverage=float(out["mmd_coverage"][0]),
+        chain_length=chain_length,
+        number_fraction=nd / lam0[0],
+        weight_fraction=chain_length * nd / lam1[0],
+        times=times[order],
+        conversion_profile=conv[order],
+        Mn_exact=float(out["Mn_exact"][0]),
+        Mw_exact=float(out["Mw_exact"][0]),
+        noise_chains=noise_chains,
     )
 
 
-def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_max=DEFAULT_T_MAX,
-                  x_stop: float = DEFAULT_X_STOP, n_steps: int = DEFAULT_N_STEPS, noise_chains: int | None = None,
-                  seed: int = 0, chunk_size: int = 1000, n_jobs: int = 1, progress: bool = True,
-                  extra_columns: bool = False, axis: MMDAxis = DEFAULT_AXIS) -> pd.DataFrame:
+def simulate_many(
+    recipes,
+    params: KineticParameters = DEFAULT_PARAMETERS,
+    *,
+    t_max=DEFAULT_T_MAX,
+    x_stop: float = DEFAULT_X_STOP,
+    n_steps: int = DEFAULT_N_STEPS,
+    noise_chains: int | None = None,
+    seed: int = 0,
+    chunk_size: int = 1000,
+    n_jobs: int = 1,
+    progress: bool = True,
+    extra_columns: bool = False,
+    axis: MMDAxis = DEFAULT_AXIS,
+) -> pd.DataFrame:
     """Simulate many recipes (DataFrame with cBA_0, cAIBN_0, temp, or an (n, 3) array).
 
     Returns a DataFrame with exactly ``schema.COMPOSITE_COLUMNS`` (``time`` = stop time), plus
@@ -210,14 +260,24 @@ def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_
     t_max = _check_t_max(t_max, n)
     _check_settings(x_stop, n_steps, noise_chains)
     if axis.n_points != len(MMD_COLUMNS):
-        raise ValueError(f"the data format has {len(MMD_COLUMNS)} MMD columns; the axis has {axis.n_points} points")
+        raise ValueError(
+            f"the data format has {len(MMD_COLUMNS)} MMD columns; the axis has {axis.n_points} points"
+        )
     seeds = np.random.SeedSequence(seed).spawn(n) if noise_chains is not None else None
     blocks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
     def job(lo: int, hi: int) -> dict[str, np.ndarray]:
         block_t_max = t_max[lo:hi] if isinstance(t_max, np.ndarray) else t_max
-        res = _run_block(params, values[lo:hi], block_t_max, float(x_stop), int(n_steps), noise_chains,
-                         None if seeds is None else seeds[lo:hi], axis)
+        res = _run_block(
+            params,
+            values[lo:hi],
+            block_t_max,
+            float(x_stop),
+            int(n_steps),
+            noise_chains,
+            None if seeds is None else seeds[lo:hi],
+            axis,
+        )
         return {k: v for k, v in res.items() if not k.startswith("_")}
 
     bar = tqdm(total=n, desc="simulating", unit="recipe", disable=not progress)
@@ -227,7 +287,6 @@ def simulate_many(recipes, params: KineticParameters = DEFAULT_PARAMETERS, *, t_
             results.append(job(lo, hi))
             bar.update(hi - lo)
     else:
-
         gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(job)(lo, hi) for lo, hi in blocks)
         for (lo, hi), res in zip(blocks, gen, strict=True):
             results.append(res)

@@ -48,4 +48,3 @@ def half_width_multiplier(sorted_abs_z: np.ndarray | None, level: float) -> floa
     n = len(values)
     rank = min(n - 1, int(np.ceil(level * (n + 1))) - 1)  # conformal rank: finite-sample coverage >= level
     return float(values[max(rank, 0)])
-

@@ -73,9 +73,17 @@ class DomainResult:
 class ApplicabilityDomain:
     """kNN distance in a standardised (log side inputs + MMD principal components) space, plus recipe ranges."""
 
-    def __init__(self, side_names: Sequence[str], mmd_names: Sequence[str], target_names: Sequence[str],
-                 k: int = 5, quantile: float = 0.99, n_components: int = 6, range_tolerance: float = 0.05,
-                 knn_margin: float = KNN_MARGIN) -> None:
+    def __init__(
+        self,
+        side_names: Sequence[str],
+        mmd_names: Sequence[str],
+        target_names: Sequence[str],
+        k: int = 5,
+        quantile: float = 0.99,
+        n_components: int = 6,
+        range_tolerance: float = 0.05,
+        knn_margin: float = KNN_MARGIN,
+    ) -> None:
         if not 0 < quantile <= 1:
             raise PolyinvError(f"domain quantile must lie in (0, 1], got {quantile}")
         if not knn_margin > 0:
@@ -90,7 +98,7 @@ class ApplicabilityDomain:
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
         self.forward_off: str | None = None  # why there is no forward-consistency check (the run says so)
-        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine_check.fit_check)
+        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine.check.fit_check)
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")
@@ -98,8 +106,14 @@ class ApplicabilityDomain:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, frame: pd.DataFrame, side_names: Sequence[str], mmd_names: Sequence[str],
-            target_names: Sequence[str], **settings) -> ApplicabilityDomain:
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        side_names: Sequence[str],
+        mmd_names: Sequence[str],
+        target_names: Sequence[str],
+        **settings,
+    ) -> ApplicabilityDomain:
         """Fit on the training rows of a validated frame (physical units, targets included)."""
         dom = cls(side_names, mmd_names, target_names, **settings)
         if len(frame) < 3:
@@ -119,7 +133,9 @@ class ApplicabilityDomain:
         return dom
 
     def _raw_features(self, frame: pd.DataFrame) -> np.ndarray:
-        side = np.log10(np.clip(frame[self.side_names].to_numpy(np.float64), TINY, None)).reshape(len(frame), -1)
+        side = np.log10(np.clip(frame[self.side_names].to_numpy(np.float64), TINY, None)).reshape(
+            len(frame), -1
+        )
         pcs = (frame[self.mmd_names].to_numpy(np.float64) - self.mmd_mean) @ self.components.T
         return np.hstack([side, pcs])
 
@@ -167,10 +183,20 @@ class ApplicabilityDomain:
         if not self.consistency:
             return None
         stored = self.consistency.get("forward")
-        return ForwardModel.from_dict(stored) if stored else ForwardModel(t_max=float(self.consistency.get("t_max", 3600.0)))
+        return (
+            ForwardModel.from_dict(stored)
+            if stored
+            else ForwardModel(t_max=float(self.consistency.get("t_max", 3600.0)))
+        )
 
-    def consistency_stats(self, frame: pd.DataFrame, recipe: np.ndarray, t_max: float | None = None,
-                          n_steps: int | None = None, forward=None) -> np.ndarray:
+    def consistency_stats(
+        self,
+        frame: pd.DataFrame,
+        recipe: np.ndarray,
+        t_max: float | None = None,
+        n_steps: int | None = None,
+        forward=None,
+    ) -> np.ndarray:
         """(N, S) forward-consistency statistics (:meth:`consistency_names`) of predicted recipes (N, T)."""
 
         settings = self.consistency or {}
@@ -189,8 +215,16 @@ class ApplicabilityDomain:
             stats.append(np.abs(np.log(np.clip(sim[column].to_numpy(np.float64), TINY, None) / want)))
         return np.column_stack(stats)
 
-    def fit_consistency(self, frame: pd.DataFrame, recipe: np.ndarray, forward, quantile: float = 0.99,
-                        margin: float = 2.0, n_steps: int = CONSISTENCY_STEPS, off_reason: str = "") -> ApplicabilityDomain:
+    def fit_consistency(
+        self,
+        frame: pd.DataFrame,
+        recipe: np.ndarray,
+        forward,
+        quantile: float = 0.99,
+        margin: float = 2.0,
+        n_steps: int = CONSISTENCY_STEPS,
+        off_reason: str = "",
+    ) -> ApplicabilityDomain:
         """Fit the forward-consistency thresholds on training rows and the model's recipes for them, with
         ``forward`` (a :class:`~polyinv.sim.forward.ForwardModel`; None: no check, ``off_reason`` says why)."""
         why = (off_reason or "no forward model") if forward is None else self._consistency_usable(forward)
@@ -201,9 +235,14 @@ class ApplicabilityDomain:
         finite = np.where(np.isfinite(stats), stats, np.nan)
         base = np.nanquantile(finite, quantile, axis=0)
         self.consistency = {
-            "names": self.consistency_names(), "threshold": (margin * np.maximum(base, 1e-6)).tolist(),
-            "quantile": float(quantile), "margin": float(margin), "t_max": forward.t_max, "n_steps": int(n_steps),
-            "train_rows": int(len(frame)), "forward": forward.to_dict(),
+            "names": self.consistency_names(),
+            "threshold": (margin * np.maximum(base, 1e-6)).tolist(),
+            "quantile": float(quantile),
+            "margin": float(margin),
+            "t_max": forward.t_max,
+            "n_steps": int(n_steps),
+            "train_rows": int(len(frame)),
+            "forward": forward.to_dict(),
         }
         self.forward_off = None
         return self
@@ -234,40 +273,73 @@ class ApplicabilityDomain:
         reasons = []
         for i in range(len(frame)):
             why = [] if inputs_ok[i] else [f"inputs far from training data ({score[i]:.2f}x threshold)"]
-            why += [f"{t} outside training range" for j, t in enumerate(self.target_names) if not inside[i, j]]
+            why += [
+                f"{t} outside training range" for j, t in enumerate(self.target_names) if not inside[i, j]
+            ]
             if not consistent[i]:
                 worst = [f"{n} {r:.1f}x" for n, r in zip(names, ratios[i], strict=True) if r > 1.0]
-                why.append(f"predicted recipe does not reproduce the input when simulated ({', '.join(worst)} threshold)")
+                why.append(
+                    f"predicted recipe does not reproduce the input when simulated ({', '.join(worst)} threshold)"
+                )
             reasons.append("; ".join(why))
-        return DomainResult(inputs_ok & recipe_ok & consistent, score, inputs_ok, recipe_ok, reasons, consistency)
+        return DomainResult(
+            inputs_ok & recipe_ok & consistent, score, inputs_ok, recipe_ok, reasons, consistency
+        )
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
         """Plain lists/numbers/strings (safe for ``torch.load(weights_only=True)`` and skops)."""
         as_list = lambda a: np.asarray(a, dtype=np.float64).tolist()  # noqa: E731
         return {
-            "version": VERSION, "side_names": self.side_names, "mmd_names": self.mmd_names,
-            "target_names": self.target_names, "k": self.k, "quantile": self.quantile,
-            "n_components": self.n_components, "range_tolerance": self.range_tolerance,
-            "threshold": self.threshold, "mmd_mean": as_list(self.mmd_mean), "components": as_list(self.components),
-            "feat_mean": as_list(self.feat_mean), "feat_std": as_list(self.feat_std),
-            "train_features": as_list(self.train_features), "target_low": as_list(self.target_low),
-            "target_high": as_list(self.target_high), "knn_margin": self.knn_margin, "consistency": self.consistency,
-            "forward_off": self.forward_off, "refine": self.refine,
+            "version": VERSION,
+            "side_names": self.side_names,
+            "mmd_names": self.mmd_names,
+            "target_names": self.target_names,
+            "k": self.k,
+            "quantile": self.quantile,
+            "n_components": self.n_components,
+            "range_tolerance": self.range_tolerance,
+            "threshold": self.threshold,
+            "mmd_mean": as_list(self.mmd_mean),
+            "components": as_list(self.components),
+            "feat_mean": as_list(self.feat_mean),
+            "feat_std": as_list(self.feat_std),
+            "train_features": as_list(self.train_features),
+            "target_low": as_list(self.target_low),
+            "target_high": as_list(self.target_high),
+            "knn_margin": self.knn_margin,
+            "consistency": self.consistency,
+            "forward_off": self.forward_off,
+            "refine": self.refine,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ApplicabilityDomain:
         if not isinstance(data, Mapping) or data.get("version") != VERSION:
             raise PolyinvError("the stored applicability domain has an unknown format")
-        dom = cls(data["side_names"], data["mmd_names"], data["target_names"], k=data["k"], quantile=data["quantile"],
-                  n_components=data["n_components"], range_tolerance=data["range_tolerance"],
-                  knn_margin=data["knn_margin"])
+        dom = cls(
+            data["side_names"],
+            data["mmd_names"],
+            data["target_names"],
+            k=data["k"],
+            quantile=data["quantile"],
+            n_components=data["n_components"],
+            range_tolerance=data["range_tolerance"],
+            knn_margin=data["knn_margin"],
+        )
         dom.consistency = data.get("consistency")
         dom.forward_off = data.get("forward_off")
         dom.refine = data.get("refine")
         dom.threshold = float(data["threshold"])
-        for key in ("mmd_mean", "components", "feat_mean", "feat_std", "train_features", "target_low", "target_high"):
+        for key in (
+            "mmd_mean",
+            "components",
+            "feat_mean",
+            "feat_std",
+            "train_features",
+            "target_low",
+            "target_high",
+        ):
             setattr(dom, key, np.asarray(data[key], dtype=np.float64))
         dom.components = dom.components.reshape(-1, len(dom.mmd_names))
         dom.train_features = dom.train_features.reshape(-1, len(dom.feat_mean))
@@ -288,8 +360,9 @@ def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_arrays(mmd, side)
 
 
-def fit_model_consistency(model, domain: Mapping | None, frame: pd.DataFrame, forward=None,
-                          off_reason: str = "") -> dict | None:
+def fit_model_consistency(
+    model, domain: Mapping | None, frame: pd.DataFrame, forward=None, off_reason: str = ""
+) -> dict | None:
     """``domain`` (a stored dict) with forward-consistency thresholds fitted on the model's training rows
     with ``forward`` (None: the check is off, ``off_reason`` says why)."""
     if not domain:
@@ -305,7 +378,11 @@ def model_forward(model):
     if dom is None:
         return None, "the model file stores no applicability domain"
     fm = dom.forward_model()
-    return (fm, "") if fm is not None else (None, dom.forward_off or "the model was saved without a forward model")
+    return (
+        (fm, "")
+        if fm is not None
+        else (None, dom.forward_off or "the model was saved without a forward model")
+    )
 
 
 def model_domain(model) -> ApplicabilityDomain | None:

@@ -56,8 +56,10 @@ def warn_outside(table: pd.DataFrame) -> None:
         return
     rows = table.loc[~table["in_domain"].astype(bool), "row"].tolist()
     shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
-    LOG.warning(f"{len(rows)} of {len(table)} rows lie outside the model's applicability domain (rows {shown}); "
-                "see the domain_note column")
+    LOG.warning(
+        f"{len(rows)} of {len(table)} rows lie outside the model's applicability domain (rows {shown}); "
+        "see the domain_note column"
+    )
 
 
 def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFrame | None:
@@ -69,8 +71,15 @@ def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFra
         return None
 
 
-def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Path, sheet: str | None,
-                 plot_dir: str | Path | None = None, overwrite: bool = False) -> pd.DataFrame:
+def verify_table(
+    model,
+    frame: pd.DataFrame,
+    table: pd.DataFrame,
+    path: str | Path,
+    sheet: str | None,
+    plot_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
     """Append forward-verification columns (and write per-row plots) for a prediction table, with the
     forward model stored in the model (its training file's kinetics, axis and protocol). Without one, a
     warning says why and the table is returned as it is."""
@@ -83,8 +92,11 @@ def verify_table(model, frame: pd.DataFrame, table: pd.DataFrame, path: str | Pa
         LOG.warning(f"forward verification is off for this model: {why}")
         return table
     requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
-    requested = pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1) \
-        if requested is not None else frame[list(model.side_names)].reset_index(drop=True)
+    requested = (
+        pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1)
+        if requested is not None
+        else frame[list(model.side_names)].reset_index(drop=True)
+    )
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
     if plot_dir is not None:

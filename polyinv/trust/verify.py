@@ -56,8 +56,9 @@ def clip_recipes(recipes: pd.DataFrame, t_max: float) -> tuple[pd.DataFrame, np.
     return out, clipped
 
 
-def resimulate(recipes: pd.DataFrame, n_steps: int | None = None,
-               forward: ForwardModel | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def resimulate(
+    recipes: pd.DataFrame, n_steps: int | None = None, forward: ForwardModel | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """The one re-simulation path of the trust checks: recipes (cBA_0, cAIBN_0, temp and ``time``, the
     run's time limit) clipped to physical sense and simulated with ``forward`` (polyinv's own by default),
     each up to its own time (it still stops at the protocol's conversion). Returns (compuesta frame on
@@ -70,28 +71,36 @@ def resimulate(recipes: pd.DataFrame, n_steps: int | None = None,
     return sim, was_clipped
 
 
-def verify(mmd: np.ndarray, recipes: pd.DataFrame, requested: pd.DataFrame | None = None,
-           forward: ForwardModel | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def verify(
+    mmd: np.ndarray,
+    recipes: pd.DataFrame,
+    requested: pd.DataFrame | None = None,
+    forward: ForwardModel | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Verify predicted ``recipes`` (TARGETS columns) against requested ``mmd`` (N, 100) and scalars.
 
     Returns (per-row verification table with :data:`VERIFY_COLUMNS`, re-simulated compuesta frame).
     """
     mmd = np.asarray(mmd, dtype=np.float64)
     if mmd.ndim != 2 or mmd.shape[1] != N_MMD:
-        raise PolyinvError(f"forward verification needs the simulator's {N_MMD}-point MMD, got {mmd.shape[1]} points")
+        raise PolyinvError(
+            f"forward verification needs the simulator's {N_MMD}-point MMD, got {mmd.shape[1]} points"
+        )
     missing = [t for t in TARGETS if t not in recipes.columns]
     if missing:
         raise PolyinvError(f"forward verification needs predicted {', '.join(missing)}")
     recipes = recipes.reset_index(drop=True)
     sim, was_clipped = resimulate(recipes, forward=forward)
-    table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy())})
+    table = pd.DataFrame(
+        {"verify_hellinger": hellinger(mmd, sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy())}
+    )
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:
             want = requested[column].to_numpy(np.float64)
-            table[f"verify_rel_err_{column}"] = (sim[column].to_numpy() - want) / np.where(want != 0, np.abs(want), np.nan)
+            table[f"verify_rel_err_{column}"] = (sim[column].to_numpy() - want) / np.where(
+                want != 0, np.abs(want), np.nan
+            )
         else:
             table[f"verify_rel_err_{column}"] = np.nan
     table["verify_clipped"] = was_clipped
     return table, sim
-
-

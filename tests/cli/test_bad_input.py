@@ -90,7 +90,12 @@ def test_empty_numeric_cell(tmp_path, capsys, good):
     good.loc[3, "cBA_time"] = None  # data row 3 = file row 5 (header is row 1)
     good.to_csv(path, index=False)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "hole.csv" in line and "'cBA_time'" in line and "data row 3 (line 5 of the file)" in line and "empty" in line
+    assert (
+        "hole.csv" in line
+        and "'cBA_time'" in line
+        and "data row 3 (line 5 of the file)" in line
+        and "empty" in line
+    )
     assert_no_run(tmp_path / "out")
 
 
@@ -99,7 +104,12 @@ def test_empty_cell_in_xlsx(tmp_path, capsys, good):
     good.loc[0, "MMD42"] = None
     write_frame_xlsx(path, good)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "hole.xlsx" in line and "sheet compuesta" in line and "'MMD42'" in line and "data row 0 (line 2 of the file)" in line
+    assert (
+        "hole.xlsx" in line
+        and "sheet compuesta" in line
+        and "'MMD42'" in line
+        and "data row 0 (line 2 of the file)" in line
+    )
     assert_no_run(tmp_path / "out")
 
 
@@ -109,7 +119,12 @@ def test_text_in_numeric_cell(tmp_path, capsys, good):
     good.loc[5, "temp"] = "70 C"  # data row 5 = file row 7
     good.to_csv(path, index=False)
     line = fit_fails(capsys, fit_args(path, tmp_path / "out"))
-    assert "text.csv" in line and "'temp'" in line and "data row 5 (line 7 of the file)" in line and "'70 C'" in line
+    assert (
+        "text.csv" in line
+        and "'temp'" in line
+        and "data row 5 (line 7 of the file)" in line
+        and "'70 C'" in line
+    )
     assert_no_run(tmp_path / "out")
 
 
@@ -153,7 +168,9 @@ def test_unknown_key_on_command_line(tmp_path, capsys, data_csv):
 
 def test_unknown_key_in_yaml(tmp_path, capsys, data_csv):
     config = tmp_path / "typo.yaml"
-    config.write_text(re.sub(r"(?m)^  max_epochs:", "  max_epoch:", (REPO / "configs" / "mlp.yaml").read_text()))
+    config.write_text(
+        re.sub(r"(?m)^  max_epochs:", "  max_epoch:", (REPO / "configs" / "mlp.yaml").read_text())
+    )
     assert "max_epoch:" in config.read_text()
     line = fit_fails(capsys, fit_args(data_csv, tmp_path / "out", config=str(config)))
     assert "typo.yaml" in line and "unknown config key" in line and "'trainer.max_epoch'" in line
@@ -188,11 +205,19 @@ def test_missing_config_file(tmp_path, capsys, data_csv):
         (["--checkpoint.monitor", "val/acc"], ["checkpoint.monitor", "'val/acc'", "val/loss"]),
         (["--early_stopping.mode", "sideways"], ["early_stopping.mode", "'sideways'"]),
         (["--checkpoint.every_n_epochs", "0"], ["checkpoint.every_n_epochs", ">= 1"]),
-        (["--data.val_fraction", "0", "--checkpoint.monitor", "val/loss"], ["data.val_fraction", "validation"]),
+        (
+            ["--data.val_fraction", "0", "--checkpoint.monitor", "val/loss"],
+            ["data.val_fraction", "validation"],
+        ),
         (["--data.batch_size", "-1"], ["data.batch_size", ">= 0", "-1"]),
-        (["--model.optimizer", "lbfgs", "--data.batch_size", "4"],
-         ["model.optimizer lbfgs", "data.batch_size 4", "training rows", "0, full batch"]),
-        (["--model.optimizer", "lbfgs", "--model.dropout", "0.1"], ["model.dropout 0.1", "lbfgs", "set it to 0"]),
+        (
+            ["--model.optimizer", "lbfgs", "--data.batch_size", "4"],
+            ["model.optimizer lbfgs", "data.batch_size 4", "training rows", "0, full batch"],
+        ),
+        (
+            ["--model.optimizer", "lbfgs", "--model.dropout", "0.1"],
+            ["model.dropout 0.1", "lbfgs", "set it to 0"],
+        ),
         (["--model.weight_decay", "0.01"], ["unknown config key 'model.weight_decay'"]),
         (["--seed", "lucky"], ["seed", "'lucky'"]),
         (["--model", "mlp"], ["model", "'mlp'"]),
@@ -231,8 +256,16 @@ def test_cli_subprocess_prints_exactly_one_line(tmp_path, data_csv):
     the fresh run folder is removed.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "polyinv.fit", *fit_args(data_csv, tmp_path / "out", "--trainer.accelerator", "quantum")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "polyinv.fit",
+            *fit_args(data_csv, tmp_path / "out", "--trainer.accelerator", "quantum"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr)

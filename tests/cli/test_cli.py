@@ -35,7 +35,7 @@ def run_fit(capsys, args: list[str]) -> tuple[Path, str]:
     assert rc == 0, err
     last = out.strip().splitlines()[-1]
     assert last.startswith("run: "), out
-    run_dir = Path(last[len("run: "):])
+    run_dir = Path(last[len("run: ") :])
     assert run_dir.is_dir()
     return run_dir, out
 
@@ -48,7 +48,7 @@ def fit_quietly(args: list[str]) -> tuple[Path, str]:
     assert rc == 0
     last = out.getvalue().strip().splitlines()[-1]
     assert last.startswith("run: "), out.getvalue()
-    return Path(last[len("run: "):]), out.getvalue()
+    return Path(last[len("run: ") :]), out.getvalue()
 
 
 def run_predict(capsys, args: list[str]) -> str:
@@ -112,7 +112,9 @@ def test_metrics_json_structure_and_values(mlp_run):
         r2 = r2_score(preds[f"{t}_true"], preds[f"{t}_pred"])
         r2s.append(r2)
         assert metrics["targets"][t]["r2"] == pytest.approx(r2, abs=1e-6)
-        assert metrics["targets"][t]["mae"] == pytest.approx(mean_absolute_error(preds[f"{t}_true"], preds[f"{t}_pred"]), rel=1e-6)
+        assert metrics["targets"][t]["mae"] == pytest.approx(
+            mean_absolute_error(preds[f"{t}_true"], preds[f"{t}_pred"]), rel=1e-6
+        )
     assert metrics["global"]["r2"] == pytest.approx(np.mean(r2s), abs=1e-6)
 
 
@@ -129,9 +131,13 @@ def test_second_run_gets_new_version_and_seed_override(mlp_run, synthetic_csv, c
     run_dir, _ = mlp_run
     root = run_dir.parent.parent
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    second, _ = run_fit(capsys, ["--config", MLP_CONFIG, *fast_overrides(synthetic_csv, root, epochs=1), "--seed", "1"])
+    second, _ = run_fit(
+        capsys, ["--config", MLP_CONFIG, *fast_overrides(synthetic_csv, root, epochs=1), "--seed", "1"]
+    )
     assert second == run_dir.parent / "version_1"
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before, "version_0 was touched"
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before, (
+        "version_0 was touched"
+    )
     saved = yaml.safe_load((second / "config.yaml").read_text())
     assert saved["seed"] == 1
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 42
@@ -169,14 +175,21 @@ def test_fit_reads_xlsx_and_parquet(tmp_path, capsys, fmt):
         synthetic_frame(5, seed=14)[list(MMD_COLUMNS)].to_csv(bare, index=False)
         # the sheet has no Mn/Mw and the file states no MMD axis: the forward checks are off, and the run says so
         assert "forward checks off" in out and "lacks Mn/Mw" in out
-        run_predict(capsys, ["--ckpt", str(run_dir), "--input", str(bare), "--output", str(tmp_path / "p.csv")])
+        run_predict(
+            capsys, ["--ckpt", str(run_dir), "--input", str(bare), "--output", str(tmp_path / "p.csv")]
+        )
         check_prediction_file(tmp_path / "p.csv", 5, consistency=False)
 
 
 # ---------------------------------------------------------------------------------------------- predict
 def check_prediction_file(path: Path, n_rows: int, consistency: bool = True) -> pd.DataFrame:
     table = pd.read_csv(path)
-    trust = ["in_domain", "domain_score", *(["consistency_score"] if consistency else []), "domain_note"]  # polyinv.trust
+    trust = [
+        "in_domain",
+        "domain_score",
+        *(["consistency_score"] if consistency else []),
+        "domain_note",
+    ]  # polyinv.trust
     assert list(table.columns) == ["row", *TARGETS, *trust]
     assert table["row"].tolist() == list(range(n_rows))
     assert np.isfinite(table[list(TARGETS)].to_numpy()).all()
@@ -230,7 +243,9 @@ def test_rf_run_and_predict_through_same_command(tmp_path, capsys, rf_run, synth
     n = len(pd.read_csv(synthetic_csv))
     for ckpt in (run_dir, run_dir / "model.skops"):
         output = tmp_path / f"{Path(ckpt).name}.csv"
-        out = run_predict(capsys, ["--ckpt", str(ckpt), "--input", str(synthetic_csv), "--output", str(output)])
+        out = run_predict(
+            capsys, ["--ckpt", str(ckpt), "--input", str(synthetic_csv), "--output", str(output)]
+        )
         assert "model.skops" in out and "(random_forest)" in out
         table = check_prediction_file(output, n)
         assert_matches_test_predictions(table, run_dir, rtol=1e-9)

@@ -34,17 +34,29 @@ def mlp_run(tmp_path_factory, data) -> Path:
 @pytest.fixture(scope="module")
 def recipes(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("recipes") / "recipes.csv"
-    pd.DataFrame({"cBA_0": [1.5, 3.0], "cAIBN_0": [0.005, 0.02], "temp": [60.0, 80.0]}).to_csv(path, index=False)
+    pd.DataFrame({"cBA_0": [1.5, 3.0], "cAIBN_0": [0.005, 0.02], "temp": [60.0, 80.0]}).to_csv(
+        path, index=False
+    )
     return path
 
 
 def calibration_file(folder: Path, parameters: dict, n_points: int = 100) -> Path:
     path = folder / "cal.yaml"
-    path.write_text(yaml.safe_dump({
-        "polyinv_calibration": 1,
-        "axis": {"log10m_min": 1.85, "log10m_max": 6.6, "n_points": n_points, "normalisation": "density"},
-        "protocol": {"t_max_s": 3600.0, "x_stop": 0.9},
-        "parameters": {name: {"value": value} for name, value in parameters.items()}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "polyinv_calibration": 1,
+                "axis": {
+                    "log10m_min": 1.85,
+                    "log10m_max": 6.6,
+                    "n_points": n_points,
+                    "normalisation": "density",
+                },
+                "protocol": {"t_max_s": 3600.0, "x_stop": 0.9},
+                "parameters": {name: {"value": value} for name, value in parameters.items()},
+            }
+        )
+    )
     return path
 
 
@@ -62,32 +74,58 @@ def test_1_simulate_refuses_its_input_and_an_existing_out(tmp_path, capsys, reci
     assert simulate.main(["--design", "lhs", "--n", "3", "--out", str(out), "--quiet", "--overwrite"]) == 0
     assert len(pd.read_csv(out)) == 3
     cal = calibration_file(tmp_path, {})
-    line = fails(capsys, simulate, ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(cal), "--quiet"])
+    line = fails(
+        capsys, simulate, ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(cal), "--quiet"]
+    )
     assert "give a name ending in" in line or "is the input file" in line
 
 
 # ---------------------------------------------------------------- 2: absurd kinetics are refused
-@pytest.mark.parametrize(("parameters", "words"), [
-    ({"kt": 1e300}, "kt 1e+300 lies outside the plausible factor range"),
-    ({"Ea_kt": 1e6}, "Ea_kt 1e+06 kJ/mol lies outside the plausible shift range"),
-    ({"alpha_t": 2.0}, "alpha_t 2 lies outside its plausible range 0 to 0.8"),
-    ({"comb": 40.0}, "comb 40 lies outside its plausible range -5 to 5"),
-])
-def test_2_a_calibration_with_absurd_kinetics_is_refused_everywhere(tmp_path, capsys, recipes, data, parameters, words):
+@pytest.mark.parametrize(
+    ("parameters", "words"),
+    [
+        ({"kt": 1e300}, "kt 1e+300 lies outside the plausible factor range"),
+        ({"Ea_kt": 1e6}, "Ea_kt 1e+06 kJ/mol lies outside the plausible shift range"),
+        ({"alpha_t": 2.0}, "alpha_t 2 lies outside its plausible range 0 to 0.8"),
+        ({"comb": 40.0}, "comb 40 lies outside its plausible range -5 to 5"),
+    ],
+)
+def test_2_a_calibration_with_absurd_kinetics_is_refused_everywhere(
+    tmp_path, capsys, recipes, data, parameters, words
+):
     cal = calibration_file(tmp_path, parameters)
-    line = fails(capsys, simulate, ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(tmp_path / "s.csv")])
+    line = fails(
+        capsys,
+        simulate,
+        ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(tmp_path / "s.csv")],
+    )
     assert str(cal) in line and words in line
-    line = fails(capsys, design, ["--Mn", "20000", "--calibration", str(cal), "--out", str(tmp_path / "d.csv")])
+    line = fails(
+        capsys, design, ["--Mn", "20000", "--calibration", str(cal), "--out", str(tmp_path / "d.csv")]
+    )
     assert str(cal) in line and words in line
-    line = fails(capsys, fit, ["--config", "mlp.yaml", *fast_overrides(data, tmp_path / "runs", epochs=1),
-                               "--trust.calibration", str(cal)])
+    line = fails(
+        capsys,
+        fit,
+        [
+            "--config",
+            "mlp.yaml",
+            *fast_overrides(data, tmp_path / "runs", epochs=1),
+            "--trust.calibration",
+            str(cal),
+        ],
+    )
     assert words in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.yaml"]
 
 
 def test_2_a_calibration_whose_axis_has_99_points_names_the_file(tmp_path, capsys, recipes):
     cal = calibration_file(tmp_path, {}, n_points=99)
-    line = fails(capsys, simulate, ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(tmp_path / "s.csv")])
+    line = fails(
+        capsys,
+        simulate,
+        ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(tmp_path / "s.csv")],
+    )
     assert str(cal) in line and "n_points 99" in line
 
 
@@ -103,9 +141,16 @@ def test_2_non_finite_simulations_are_an_error_naming_the_recipe(tmp_path, monke
         return out
 
     monkeypatch.setattr(dataset, "simulate_many", broken)
-    with pytest.raises(ValueError, match=r"recipes.csv: data row 1 \(line 3 of the file\).*non-finite outcomes"):
-        dataset.generate("recipes", str(tmp_path / "s.csv"), recipes=pd.read_csv(recipes), progress=False,
-                         source=str(recipes))
+    with pytest.raises(
+        ValueError, match=r"recipes.csv: data row 1 \(line 3 of the file\).*non-finite outcomes"
+    ):
+        dataset.generate(
+            "recipes",
+            str(tmp_path / "s.csv"),
+            recipes=pd.read_csv(recipes),
+            progress=False,
+            source=str(recipes),
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -124,12 +169,37 @@ def test_4_predict_plot_dir_is_not_replaced_without_overwrite(tmp_path, capsys, 
     few = tmp_path / "few.csv"
     pd.read_csv(data).head(2).to_csv(few, index=False)
     plots = tmp_path / "P"
-    assert predict.main(["--ckpt", str(mlp_run), "--input", str(few), "--plot-dir", str(plots),
-                         "--output", str(tmp_path / "a.csv")]) == 0
+    assert (
+        predict.main(
+            [
+                "--ckpt",
+                str(mlp_run),
+                "--input",
+                str(few),
+                "--plot-dir",
+                str(plots),
+                "--output",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 0
+    )
     before = snapshot(plots)
     assert sorted(p.name for p in plots.iterdir()) == ["verify_row0000.png", "verify_row0001.png"]
-    line = fails(capsys, predict, ["--ckpt", str(mlp_run), "--input", str(few), "--plot-dir", str(plots),
-                                   "--output", str(tmp_path / "b.csv")])
+    line = fails(
+        capsys,
+        predict,
+        [
+            "--ckpt",
+            str(mlp_run),
+            "--input",
+            str(few),
+            "--plot-dir",
+            str(plots),
+            "--output",
+            str(tmp_path / "b.csv"),
+        ],
+    )
     assert "verify_row0000.png exists; pass --overwrite" in line and snapshot(plots) == before
     assert not (tmp_path / "b.csv").exists()
 
@@ -162,8 +232,20 @@ def test_5_a_concurrent_output_is_not_replaced(tmp_path, capsys, monkeypatch, ml
 def test_6_a_file_where_a_folder_is_wanted(tmp_path, capsys, mlp_run, data):
     existing = tmp_path / "file.txt"
     existing.write_text("keep me\n")
-    line = fails(capsys, predict, ["--ckpt", str(mlp_run), "--input", str(data), "--plot-dir", str(existing),
-                                   "--output", str(tmp_path / "p.csv")])
+    line = fails(
+        capsys,
+        predict,
+        [
+            "--ckpt",
+            str(mlp_run),
+            "--input",
+            str(data),
+            "--plot-dir",
+            str(existing),
+            "--output",
+            str(tmp_path / "p.csv"),
+        ],
+    )
     assert "--plot-dir" in line and "is a file; give a folder" in line
     line = fails(capsys, explain, ["--ckpt", str(mlp_run), "--input", str(data), "--out", str(existing)])
     assert "--out" in line and "is a file; give a folder" in line
@@ -208,14 +290,19 @@ def test_6_a_name_just_below_the_limit_is_written(tmp_path, mlp_run, data):
 
 # ---------------------------------------------------------------- 7: messages
 def test_7_show_must_not_be_negative(tmp_path, capsys, mlp_run, data):
-    line = fails(capsys, predict, ["--ckpt", str(mlp_run), "--input", str(data), "--show", "-1",
-                                   "--output", str(tmp_path / "p.csv")])
+    line = fails(
+        capsys,
+        predict,
+        ["--ckpt", str(mlp_run), "--input", str(data), "--show", "-1", "--output", str(tmp_path / "p.csv")],
+    )
     assert "--show" in line and not (tmp_path / "p.csv").exists()
 
 
 def test_7_a_recipe_out_of_range_names_file_and_row(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
-    pd.DataFrame({"cBA_0": [1.5, 2.0], "cAIBN_0": [0.005, 0.01], "temp": [60.0, 500.0]}).to_csv(bad, index=False)
+    pd.DataFrame({"cBA_0": [1.5, 2.0], "cAIBN_0": [0.005, 0.01], "temp": [60.0, 500.0]}).to_csv(
+        bad, index=False
+    )
     line = fails(capsys, simulate, ["--recipes", str(bad), "--out", str(tmp_path / "s.csv")])
     assert str(bad) in line and "data row 1 (line 3 of the file)" in line and "got 500" in line
 
@@ -232,17 +319,23 @@ def test_7_values_are_printed_as_numbers(tmp_path, capsys, mlp_run, data):
     frame.loc[1, "Mn"] = float("inf")
     bad = tmp_path / "inf.csv"
     frame.to_csv(bad, index=False)
-    line = fails(capsys, predict, ["--ckpt", str(mlp_run), "--input", str(bad), "--output", str(tmp_path / "p.csv")])
+    line = fails(
+        capsys, predict, ["--ckpt", str(mlp_run), "--input", str(bad), "--output", str(tmp_path / "p.csv")]
+    )
     assert "np.float64" not in line and "inf" in line
 
 
 def test_7_a_csv_given_as_ckpt_is_one_plain_line(tmp_path, capsys, data):
-    line = fails(capsys, predict, ["--ckpt", str(data), "--input", str(data), "--output", str(tmp_path / "p.csv")])
+    line = fails(
+        capsys, predict, ["--ckpt", str(data), "--input", str(data), "--output", str(tmp_path / "p.csv")]
+    )
     assert "not a polyinv model file" in line and "\x1b[" not in line
 
 
 def test_6_a_path_past_the_limit_and_a_dangling_link_are_one_line_before_work(tmp_path, capsys):
-    line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(tmp_path / ("a" * 300) / "x.csv")])
+    line = fails(
+        capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(tmp_path / ("a" * 300) / "x.csv")]
+    )
     assert "longer than the file system allows" in line
     deep = tmp_path.joinpath(*["d" * 200] * 22) / "x.csv"  # every part short, the whole over 4096 bytes
     line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(deep)])
@@ -250,7 +343,11 @@ def test_6_a_path_past_the_limit_and_a_dangling_link_are_one_line_before_work(tm
     dangling = tmp_path / "dangling.csv"
     dangling.symlink_to(tmp_path / "nowhere.csv")
     line = fails(capsys, simulate, ["--design", "lhs", "--n", "3", "--out", str(dangling), "--quiet"])
-    assert "exists; pass --overwrite" in line and dangling.is_symlink() and not (tmp_path / "nowhere.csv").exists()
+    assert (
+        "exists; pass --overwrite" in line
+        and dangling.is_symlink()
+        and not (tmp_path / "nowhere.csv").exists()
+    )
 
 
 def test_2_a_calibration_at_the_end_of_a_range_reads_back(tmp_path):

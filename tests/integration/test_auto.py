@@ -36,9 +36,24 @@ def _candidates(tmp_path):
 
 
 def _config(tmp_path, data, **model):
-    argv = ["--config", "auto.yaml", "--data.path", str(data), "--output.root", str(tmp_path / "runs"), "--seed", "1",
-            "--model.candidates", json.dumps(_candidates(tmp_path)), "--trainer.enable_progress_bar", "false",
-            "--trust.forward", "default", "--trust.refine", "none"]
+    argv = [
+        "--config",
+        "auto.yaml",
+        "--data.path",
+        str(data),
+        "--output.root",
+        str(tmp_path / "runs"),
+        "--seed",
+        "1",
+        "--model.candidates",
+        json.dumps(_candidates(tmp_path)),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trust.forward",
+        "default",
+        "--trust.refine",
+        "none",
+    ]
     for key, value in model.items():
         argv += [f"--model.{key}", str(value)]
     return parse(argv)[0]
@@ -66,10 +81,18 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     # the GP's scores are those of its exact leave-one-out predictions of the training rows (never the test rows)
     frame = pd.read_csv(data)
     train_idx, _, test_idx = split_indices(len(frame), 0.2, 0.0, seed=1)
-    np.testing.assert_array_equal(np.sort(test_idx), np.sort(pd.read_csv(result.run_dir / "predictions_test.csv")["row"]))
+    np.testing.assert_array_equal(
+        np.sort(test_idx), np.sort(pd.read_csv(result.run_dir / "predictions_test.csv")["row"])
+    )
     train = frame.iloc[train_idx]
-    gp = GPModel(targets=list(TARGETS), transforms={"cBA_time": "log", "Mn": "log", "Mw": "log", "cAIBN_0": "log"},
-                 mmd_pcs=3, n_restarts=0, random_state=1, progress=False)
+    gp = GPModel(
+        targets=list(TARGETS),
+        transforms={"cBA_time": "log", "Mn": "log", "Mw": "log", "cAIBN_0": "log"},
+        mmd_pcs=3,
+        n_restarts=0,
+        random_state=1,
+        progress=False,
+    )
     arrays = [train[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS)]
     loo = gp.fit(*arrays).loo_predict_arrays(*arrays)
     expected = evaluate(arrays[2], loo, list(TARGETS))
@@ -79,12 +102,17 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     loaded = load_model(result.run_dir)
     assert isinstance(loaded, AutoModel) and loaded.choice == selection["choice"]
     files = {p.name for p in result.run_dir.iterdir()}
-    assert "auto.json" in files and {f"{n}.{'ckpt' if n.startswith('mlp') else 'skops'}"
-                                     for n in set(selection["choice"].values())} <= files
+    assert (
+        "auto.json" in files
+        and {f"{n}.{'ckpt' if n.startswith('mlp') else 'skops'}" for n in set(selection["choice"].values())}
+        <= files
+    )
     preds = pd.read_csv(result.run_dir / "predictions_test.csv")
     test = frame.iloc[preds["row"]]
     mmd, side = test[list(MMD_COLUMNS)].to_numpy(np.float64), test[list(SIDE_INPUTS)].to_numpy(np.float64)
-    np.testing.assert_allclose(loaded.predict_arrays(mmd, side), preds[[f"{t}_pred" for t in TARGETS]].to_numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict_arrays(mmd, side), preds[[f"{t}_pred" for t in TARGETS]].to_numpy(), rtol=1e-5
+    )
     mean, low, high = loaded.predict_interval(mmd, side, 0.9)
     assert np.all(low <= mean + 1e-9) and np.all(mean <= high + 1e-9) and np.all(high[:, :3] > low[:, :3])
     assert loaded.domain and loaded.domain.get("consistency")
@@ -93,7 +121,10 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
 def test_a_costly_candidate_is_skipped_when_good_enough_or_over_budget(tmp_path, data):
     result = run(_config(tmp_path, data, good_enough=-1.0), verbose=False)
     selection = json.loads((result.run_dir / "run.json").read_text())["selection"]
-    assert set(selection["heldout_r2"]) == {"gp_quick"} and "reach held-out R²" in selection["skipped"]["mlp_quick"]
+    assert (
+        set(selection["heldout_r2"]) == {"gp_quick"}
+        and "reach held-out R²" in selection["skipped"]["mlp_quick"]
+    )
     assert set(selection["choice"].values()) == {"gp_quick"}
     result = run(_config(tmp_path, data, good_enough=2.0, budget_s=0.5), verbose=False)
     selection = json.loads((result.run_dir / "run.json").read_text())["selection"]
@@ -104,6 +135,23 @@ def test_bad_auto_settings_are_one_line_errors(tmp_path, data):
     with pytest.raises(PolyinvError, match="model.folds must be at least 2"):
         run(_config(tmp_path, data, folds=1), verbose=False)
     with pytest.raises(PolyinvError, match="config file not found"):
-        run(parse(["--config", "auto.yaml", "--data.path", str(data), "--output.root", str(tmp_path),
-                   "--model.candidates", '["nope.yaml"]', "--trust.forward", "default", "--trust.refine", "none"])[0], verbose=False)
+        run(
+            parse(
+                [
+                    "--config",
+                    "auto.yaml",
+                    "--data.path",
+                    str(data),
+                    "--output.root",
+                    str(tmp_path),
+                    "--model.candidates",
+                    '["nope.yaml"]',
+                    "--trust.forward",
+                    "default",
+                    "--trust.refine",
+                    "none",
+                ]
+            )[0],
+            verbose=False,
+        )
     assert not (tmp_path / "auto").exists()  # refused before any folder was made

@@ -16,7 +16,9 @@ from benchmarks.learning_curve import learning_curve
 @pytest.fixture(scope="module")
 def bench(synthetic_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    frame = bm.table(["rf", "gp"], [0, 1], synthetic_csv, out, "synthetic", quick=True, progress=lambda _: None)
+    frame = bm.table(
+        ["rf", "gp"], [0, 1], synthetic_csv, out, "synthetic", quick=True, progress=lambda _: None
+    )
     return out, frame
 
 
@@ -36,7 +38,9 @@ def test_a_table_run_with_overrides_names_models_by_config_and_overrides(bench):
     """With --set a row is not the config file's model alone."""
     _, frame = bench
     plain = bm.markdown_table(frame, ["gp", "rf"], "t")
-    overridden = bm.markdown_table(frame, ["gp", "rf"], "t — overrides for every model: model.time_model=plain", overridden=True)
+    overridden = bm.markdown_table(
+        frame, ["gp", "rf"], "t — overrides for every model: model.time_model=plain", overridden=True
+    )
     assert "| polyinv GP on MMD PCs (configs/gp.yaml) |" in plain and "overrides above" not in plain
     assert "| polyinv GP on MMD PCs (configs/gp.yaml), with the overrides above |" in overridden
     assert "| study RF, composite (randomized search), with the overrides above |" in overridden
@@ -48,7 +52,9 @@ def test_a_single_run_shows_no_spread(bench):
     one = bm.markdown_table(frame[frame.seed == 0], ["gp"], "t", with_study=False)
     two = bm.markdown_table(frame, ["gp"], "t", with_study=False)
     row = one.splitlines()[-1]
-    assert "±" not in row and f"{frame[(frame.model == 'gp') & (frame.seed == 0)].global_r2.iloc[0]:.4f}" in row
+    assert (
+        "±" not in row and f"{frame[(frame.model == 'gp') & (frame.seed == 0)].global_r2.iloc[0]:.4f}" in row
+    )
     assert two.splitlines()[-1].count("±") == 10  # 4 R², global R², MSE, 4 relative MAE
 
 
@@ -84,8 +90,11 @@ def test_records_hold_paths_relative_to_the_repository():
     inside = bm.REPO_ROOT / "results" / "grid432" / "runs" / "gp" / "version_0"
     assert bm.portable(inside) == "results/grid432/runs/gp/version_0"
     assert bm.local("results/grid432/runs/gp/version_0") == inside
-    assert bm.portable("/elsewhere/x.csv") == "/elsewhere/x.csv" and bm.local("/elsewhere/x.csv") == Path("/elsewhere/x.csv")
+    assert bm.portable("/elsewhere/x.csv") == "/elsewhere/x.csv" and bm.local("/elsewhere/x.csv") == Path(
+        "/elsewhere/x.csv"
+    )
     committed = [p for p in (bm.REPO_ROOT / "results").rglob("*.json") if "runs" not in p.parts]
+
     def paths(doc):  # every "data" / "run_dir" string in a record, at any depth
         if isinstance(doc, dict):
             for k, v in doc.items():
@@ -106,7 +115,9 @@ def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
     assert list(cov.model) == ["gp", "gp"]  # the forest gives no interval
     data = pd.read_csv(synthetic_csv)
     for t in ("cBA_0", "cAIBN_0", "temp", "time"):
-        inside = cov[f"cov_{t}"] * cov.n_test  # a coverage is a share of the held-out rows: a whole number of them
+        inside = (
+            cov[f"cov_{t}"] * cov.n_test
+        )  # a coverage is a share of the held-out rows: a whole number of them
         assert np.allclose(inside, inside.round()), (t, list(inside))
         # an interval has a width, and a calibrated one is no wider than knowing nothing: a 90 % interval of the
         # target's own spread (~0.95 of its range for a uniform design; this small, quickly fitted GP is there for
@@ -114,11 +125,17 @@ def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
         # the interval is clipped to it
         span = data[t].max() - data[t].min()
         width = cov[f"width_{t}"]
-        assert ((width > 0 if t != "time" else width >= 0) & (width < 1.2 * span)).all(), (t, list(width), span)
+        assert ((width > 0 if t != "time" else width >= 0) & (width < 1.2 * span)).all(), (
+            t,
+            list(width),
+            span,
+        )
     # a calibrated 90 % interval covers most held-out rows even on this small, quickly fitted GP
     assert cov[["cov_cBA_0", "cov_cAIBN_0", "cov_temp"]].to_numpy().mean() > 0.6
     full = cov.n_test - cov.n_early
-    assert np.allclose(cov.cov_time * cov.n_test, cov.cov_time_early.fillna(0) * cov.n_early + cov.cov_time_full * full)
+    assert np.allclose(
+        cov.cov_time * cov.n_test, cov.cov_time_early.fillna(0) * cov.n_early + cov.cov_time_full * full
+    )
     text = (out / "coverage.md").read_text()
     assert "time (stopped early)" in text and "| gp | 2 |" in text
 
@@ -132,7 +149,9 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
     assert err == [f"error: {out}: no cached run of a model with intervals (rf)"]
     # a bad command line is one error line too (it used to be parsed outside the error handler)
     assert cli.main(["table", "--set", "trainer.max_epochs=1", "--bogus"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == ["error: unrecognized arguments: --bogus (see python -m benchmarks --help)"]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unrecognized arguments: --bogus (see python -m benchmarks --help)"
+    ]
     assert cli.main(["table", "--set", "trainer.max_epochs"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
@@ -140,13 +159,29 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
 def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     sizes = [40, 60]
     learning_curve(["rf"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)
-    frame = learning_curve(["gp"], sizes, [0], tmp_path, test_size=30, quick=True, overrides={"model.nu": 1.5},
-                              progress=lambda _: None)
-    assert sorted(zip(frame.model, frame.train_rows, strict=True)) == [("gp", 40), ("gp", 60), ("rf", 40), ("rf", 60)]
+    frame = learning_curve(
+        ["gp"],
+        sizes,
+        [0],
+        tmp_path,
+        test_size=30,
+        quick=True,
+        overrides={"model.nu": 1.5},
+        progress=lambda _: None,
+    )
+    assert sorted(zip(frame.model, frame.train_rows, strict=True)) == [
+        ("gp", 40),
+        ("gp", 60),
+        ("rf", 40),
+        ("rf", 60),
+    ]
     text = (tmp_path / "learning_curve.md").read_text()
     assert "| rf | 60 | 1 |" in text and "| gp | 40 | 1 |" in text
     assert "— overrides of the last run: model.nu=1.5" in text.splitlines()[0]
-    assert len(pd.read_csv(tmp_path / "records.csv")) == 4 and (tmp_path / "learning_curve.png").stat().st_size > 0
+    assert (
+        len(pd.read_csv(tmp_path / "records.csv")) == 4
+        and (tmp_path / "learning_curve.png").stat().st_size > 0
+    )
 
 
 def test_noisy_learning_curve_draws_noise_into_every_file(tmp_path):
@@ -154,14 +189,21 @@ def test_noisy_learning_curve_draws_noise_into_every_file(tmp_path):
     from polyinv.sim import lhs_design, simulate_many
     from polyinv.sim.io import read_metadata
 
-    frame = learning_curve(["rf"], [40], [0], tmp_path, test_size=30, quick=True, noise_chains=500,
-                              progress=lambda _: None)
+    frame = learning_curve(
+        ["rf"], [40], [0], tmp_path, test_size=30, quick=True, noise_chains=500, progress=lambda _: None
+    )
     assert len(frame) == 1 and "noise of 500 chains" in (tmp_path / "learning_curve.md").read_text()
-    for name, n, seed in (("train_lhs40_noise500.parquet", 40, 40), ("test_lhs30_noise500.parquet", 30, 1_000_003)):
+    for name, n, seed in (
+        ("train_lhs40_noise500.parquet", 40, 40),
+        ("test_lhs30_noise500.parquet", 30, 1_000_003),
+    ):
         path = tmp_path / "data" / name
         noisy = pd.read_parquet(path)
         clean = simulate_many(lhs_design(n, seed=seed), progress=False)
-        np.testing.assert_allclose(noisy[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]], clean[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]])
+        np.testing.assert_allclose(
+            noisy[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]],
+            clean[["cBA_0", "cAIBN_0", "temp", "time", "cBA_time"]],
+        )
         assert np.abs(noisy[list(MMD_COLUMNS)].to_numpy() - clean[list(MMD_COLUMNS)].to_numpy()).max() > 1e-3
         assert dict(read_metadata(path))["noise_chains"] == "500"
 
@@ -182,6 +224,8 @@ def test_regenerated_docs_keep_the_hand_written_part(tmp_path):
     docs.write_text("# Benchmark\n\nan old generated table\n\n" + hand + "\n")
     bm.write_docs(tmp_path / "results", docs)  # no records: the generated part is the header alone
     text = docs.read_text()
-    assert text.startswith("# Benchmark") and "an old generated table" not in text and text.endswith(hand + "\n")
+    assert (
+        text.startswith("# Benchmark") and "an old generated table" not in text and text.endswith(hand + "\n")
+    )
     bm.write_docs(tmp_path / "results", docs)
     assert docs.read_text() == text

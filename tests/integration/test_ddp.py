@@ -25,16 +25,34 @@ from polyinv.train import build_datamodule
 from tests.synthetic import REPO, fast_overrides
 
 TIMEOUT_S = 240
-RUN_FILES = {"config.yaml", "best.ckpt", "last.ckpt", "metrics.json", "predictions_test.csv", "parity.png", "run.json", "tensorboard"}
+RUN_FILES = {
+    "config.yaml",
+    "best.ckpt",
+    "last.ckpt",
+    "metrics.json",
+    "predictions_test.csv",
+    "parity.png",
+    "run.json",
+    "tensorboard",
+}
 
 
 def _run_fit(args: list[str], cwd) -> subprocess.CompletedProcess:
     """Run the CLI in its own process group so that a hang takes the DDP worker down with it."""
-    env = {k: v for k, v in os.environ.items() if k not in {"POLYINV_RUN_DIR", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"POLYINV_RUN_DIR", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"}
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "polyinv.fit", *args], cwd=cwd, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        [sys.executable, "-m", "polyinv.fit", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=TIMEOUT_S)
@@ -51,8 +69,15 @@ def test_ddp_two_cpu_processes(synthetic_csv, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     args = [
-        "--config", str(REPO / "configs/mlp.yaml"), *fast_overrides(synthetic_csv, root, epochs=2),
-        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+        "--config",
+        str(REPO / "configs/mlp.yaml"),
+        *fast_overrides(synthetic_csv, root, epochs=2),
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
     ]
     proc = _run_fit(args, cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]

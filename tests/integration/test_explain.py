@@ -15,11 +15,28 @@ from tests.synthetic import fast_overrides
 
 
 def test_explain_cli_on_a_random_forest(tmp_path, synthetic_csv, capsys):
-    assert fit.main(["--config", "configs/rf.yaml", *fast_overrides(synthetic_csv, tmp_path / "runs"),
-                     "--model.search", "false", "--model.n_estimators", "30"]) == 0
+    assert (
+        fit.main(
+            [
+                "--config",
+                "configs/rf.yaml",
+                *fast_overrides(synthetic_csv, tmp_path / "runs"),
+                "--model.search",
+                "false",
+                "--model.n_estimators",
+                "30",
+            ]
+        )
+        == 0
+    )
     run_dir = next((tmp_path / "runs").glob("rf/version_0"))
     out = tmp_path / "explain"
-    assert explain.main(["--ckpt", str(run_dir), "--input", str(synthetic_csv), "--out", str(out), "--n-repeats", "2"]) == 0
+    assert (
+        explain.main(
+            ["--ckpt", str(run_dir), "--input", str(synthetic_csv), "--out", str(out), "--n-repeats", "2"]
+        )
+        == 0
+    )
     table = pd.read_csv(out / "importance.csv")
     assert (out / "importance.png").stat().st_size > 0 and (out / "impurity.csv").exists()
     groups = set(table["group"])

@@ -18,9 +18,11 @@ from polyinv.cli import predict as predict_cli
 from polyinv.cli import simulate as simulate_cli
 from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS
 from polyinv.sim import lhs_design, simulate_many
-from polyinv.sim.calibrate import calibrate, residual_summary
+from polyinv.sim.calibrate import calibrate
 from polyinv.sim.calibration_file import read_yaml
-from polyinv.sim.forward import ForwardModel, apply, file_axis, read_file_metadata, states_default_kinetics
+from polyinv.sim.calibration_quality import residual_summary
+from polyinv.sim.file_info import file_axis, read_file_metadata, states_default_kinetics
+from polyinv.sim.forward import ForwardModel, apply
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
 from polyinv.sim.parameters import DEFAULT_PARAMETERS
@@ -32,10 +34,19 @@ AXIS = MMDAxis(2.0, 7.0, normalisation="sum")
 FOREIGN = ForwardModel(TRUTH, AXIS)
 
 
-def foreign(n: int, seed: int, noise_chains: int | None = None, n_steps: int = DEFAULT_N_STEPS) -> pd.DataFrame:
+def foreign(
+    n: int, seed: int, noise_chains: int | None = None, n_steps: int = DEFAULT_N_STEPS
+) -> pd.DataFrame:
     """Rows of the foreign simulator for a Latin hypercube of recipes (study's columns)."""
-    return simulate_many(lhs_design(n, seed=seed), FOREIGN.parameters, axis=AXIS, noise_chains=noise_chains,
-                         seed=seed, n_steps=n_steps, progress=False)[list(COMPOSITE_COLUMNS)]
+    return simulate_many(
+        lhs_design(n, seed=seed),
+        FOREIGN.parameters,
+        axis=AXIS,
+        noise_chains=noise_chains,
+        seed=seed,
+        n_steps=n_steps,
+        progress=False,
+    )[list(COMPOSITE_COLUMNS)]
 
 
 def check_reproduces(forward: ForwardModel, held: pd.DataFrame) -> dict:
@@ -54,7 +65,9 @@ def test_axis_inferred_from_mn_mw(noise_chains):
     fit = infer_axis(rows[list(MMD_COLUMNS)].to_numpy(), rows["Mn"].to_numpy(), rows["Mw"].to_numpy())
     tolerance = 0.002 if noise_chains is None else 0.03
     assert fit.ok and fit.axis.normalisation == "sum", fit.describe()
-    assert abs(fit.axis.log10m_min - 2.0) < tolerance and abs(fit.axis.log10m_max - 7.0) < tolerance, fit.describe()
+    assert abs(fit.axis.log10m_min - 2.0) < tolerance and abs(fit.axis.log10m_max - 7.0) < tolerance, (
+        fit.describe()
+    )
     # Mn/Mw that belong to other rows: no evenly spaced axis reconciles them, and the file's axis is refused
     shuffled = rows.assign(Mn=rows["Mn"].to_numpy()[::-1], Mw=rows["Mw"].to_numpy()[::-1])
     axis, why = file_axis(None, shuffled)
@@ -70,11 +83,20 @@ def test_metadata_states_axis_and_kinetics(tmp_path):
     simulate_cli.main(["--design", "lhs", "--n", "5", "--out", str(path), "--quiet"])
     assert states_default_kinetics(read_file_metadata(path))
     cal = tmp_path / "cal.yaml"
-    cal.write_text(yaml.safe_dump({"polyinv_calibration": 1, "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "normalisation": "sum"},
-                                   "protocol": {"t_max_s": 3600, "x_stop": 0.9},
-                                   "parameters": {k: {"value": v} for k, v in TRUTH.items()}}))
+    cal.write_text(
+        yaml.safe_dump(
+            {
+                "polyinv_calibration": 1,
+                "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "normalisation": "sum"},
+                "protocol": {"t_max_s": 3600, "x_stop": 0.9},
+                "parameters": {k: {"value": v} for k, v in TRUTH.items()},
+            }
+        )
+    )
     other = tmp_path / "other.csv"
-    simulate_cli.main(["--design", "lhs", "--n", "5", "--calibration", str(cal), "--out", str(other), "--quiet"])
+    simulate_cli.main(
+        ["--design", "lhs", "--n", "5", "--calibration", str(cal), "--out", str(other), "--quiet"]
+    )
     meta = read_file_metadata(other)
     assert not states_default_kinetics(meta)  # moved coefficients: auto calibrates a model trained on it
     assert file_axis(meta, pd.DataFrame())[0] == AXIS
@@ -84,7 +106,9 @@ def test_metadata_states_axis_and_kinetics(tmp_path):
 def test_apply_moves_only_the_named_coefficients():
     moved = apply({"kt": 0.5, "Ea_kbb": 5.0})
     assert moved.kt_ss.at(70.0) == pytest.approx(0.5 * DEFAULT_PARAMETERS.kt_ss.at(70.0), rel=1e-12)
-    assert moved.kbb.at(70.0) == pytest.approx(DEFAULT_PARAMETERS.kbb.at(70.0), rel=1e-12)  # value kept at T_REF
+    assert moved.kbb.at(70.0) == pytest.approx(
+        DEFAULT_PARAMETERS.kbb.at(70.0), rel=1e-12
+    )  # value kept at T_REF
     assert moved.kbb.at(90.0) > DEFAULT_PARAMETERS.kbb.at(90.0)  # a higher Ea: faster above T_REF
     assert moved.kp == DEFAULT_PARAMETERS.kp
     with pytest.raises(ValueError, match="unknown kinetic parameter"):
@@ -96,7 +120,9 @@ def test_apply_moves_only_the_named_coefficients():
     shares = apply({"comb": 2.0})
     assert all(0 < getattr(shares, k) < 1 for k in ("comb_ss", "comb_st", "comb_tt"))
     assert shares.comb_ss > DEFAULT_PARAMETERS.comb_ss and shares.comb_tt > DEFAULT_PARAMETERS.comb_tt
-    assert apply({"comb": 0.0, "alpha_t": 0.0}) == DEFAULT_PARAMETERS  # their defaults are polyinv's scheme exactly
+    assert (
+        apply({"comb": 0.0, "alpha_t": 0.0}) == DEFAULT_PARAMETERS
+    )  # their defaults are polyinv's scheme exactly
 
 
 # ------------------------------------------------------------------------------------------ the calibration
@@ -115,7 +141,10 @@ def test_calibration_recovers_parameters_where_the_model_is_exact():
         assert error <= max(3 * row["se"], 1e-4) and error <= 0.02, (name, row["value"], row["se"])
     for name in table.index.difference(list(TRUTH)):
         value, default = table.loc[name, ["value", "default"]]
-        assert abs(value - default) <= 0.02 * max(1.0, abs(default)) + 0.1 * (name.startswith("Ea")), (name, value)
+        assert abs(value - default) <= 0.02 * max(1.0, abs(default)) + 0.1 * (name.startswith("Ea")), (
+            name,
+            value,
+        )
     assert cal.forward.axis == AXIS and cal.residuals["hellinger_median"] < 1e-3
 
 
@@ -149,10 +178,17 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     # the CLI re-simulates the held-out recipes alike, in the study's schema
     recipes, sim = tmp_path / "recipes.csv", tmp_path / "sim.csv"
     held.to_csv(recipes, index=False)
-    assert simulate_cli.main(["--recipes", str(recipes), "--calibration", str(out), "--out", str(sim), "--quiet"]) == 0
+    assert (
+        simulate_cli.main(
+            ["--recipes", str(recipes), "--calibration", str(out), "--out", str(sim), "--quiet"]
+        )
+        == 0
+    )
     again = pd.read_csv(sim)
     assert list(again.columns) == list(COMPOSITE_COLUMNS)
-    np.testing.assert_allclose(again[["cBA_0", "cAIBN_0", "temp"]], held[["cBA_0", "cAIBN_0", "temp"]], rtol=1e-12)
+    np.testing.assert_allclose(
+        again[["cBA_0", "cAIBN_0", "temp"]], held[["cBA_0", "cAIBN_0", "temp"]], rtol=1e-12
+    )
     r = residual_summary(held, again)
     assert r["hellinger_median"] <= 0.02 and r["Mn_rel_median"] <= 0.03, r
     # an existing output is not replaced; a broken calibration file is named
@@ -160,16 +196,35 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("polyinv_calibration: 1\naxis: {log10m_min: 2}\n")
-    assert simulate_cli.main(["--recipes", str(recipes), "--calibration", str(bad), "--out", str(tmp_path / "x.csv")]) == 2
+    assert (
+        simulate_cli.main(
+            ["--recipes", str(recipes), "--calibration", str(bad), "--out", str(tmp_path / "x.csv")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "bad.yaml" in err and "malformed" in err and "Traceback" not in err
 
     # a model trained on the foreign file with that calibration: the checkpoint holds it, --verify uses it
     train = tmp_path / "train.csv"
     foreign(120, seed=9).to_csv(train, index=False)
-    assert fit_cli.main(["--config", str(REPO / "configs" / "gp.yaml"), "--data.path", str(train),
-                         "--output.root", str(tmp_path / "runs"), "--trust.calibration", str(out),
-                         "--trust.refine", "none"]) == 0
+    assert (
+        fit_cli.main(
+            [
+                "--config",
+                str(REPO / "configs" / "gp.yaml"),
+                "--data.path",
+                str(train),
+                "--output.root",
+                str(tmp_path / "runs"),
+                "--trust.calibration",
+                str(out),
+                "--trust.refine",
+                "none",
+            ]
+        )
+        == 0
+    )
     fit_out = capsys.readouterr().out
     assert "trust.calibration" in fit_out or "calibration cal.yaml" in fit_out
     run_dir = max((tmp_path / "runs").glob("*/version_*"))
@@ -177,7 +232,12 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     assert "calibration cal.yaml" in info["forward_model"] and "(sum)" in info["forward_model"]
     query = tmp_path / "query.csv"
     held.to_csv(query, index=False)
-    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(query), "--verify", "--output", str(tmp_path / "p.csv")]) == 0
+    assert (
+        predict_cli.main(
+            ["--ckpt", str(run_dir), "--input", str(query), "--verify", "--output", str(tmp_path / "p.csv")]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "p.csv")
     inside = table["in_domain"].astype(bool)
     assert inside.mean() >= 0.8, table[["in_domain", "domain_note"]]
@@ -189,8 +249,15 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     recipes.loc[10:19, "cBA_0"] = rng.uniform(4, 5, 10)
     recipes.loc[20:29, "cAIBN_0"] = rng.uniform(0.04, 0.06, 10)
     outside = tmp_path / "outside.csv"
-    simulate_many(recipes, FOREIGN.parameters, axis=AXIS, progress=False)[list(COMPOSITE_COLUMNS)].to_csv(outside, index=False)
-    assert predict_cli.main(["--ckpt", str(run_dir), "--input", str(outside), "--output", str(tmp_path / "o.csv")]) == 0
+    simulate_many(recipes, FOREIGN.parameters, axis=AXIS, progress=False)[list(COMPOSITE_COLUMNS)].to_csv(
+        outside, index=False
+    )
+    assert (
+        predict_cli.main(
+            ["--ckpt", str(run_dir), "--input", str(outside), "--output", str(tmp_path / "o.csv")]
+        )
+        == 0
+    )
     flagged = ~pd.read_csv(tmp_path / "o.csv")["in_domain"].astype(bool)
     assert flagged[:20].mean() >= 0.9, flagged.to_numpy()  # hot, concentrated: outside every check
     # (0.04-0.06 mol/L AIBN lies on the initiator/temperature ridge: an in-range recipe can reproduce such
@@ -228,33 +295,52 @@ def test_chain_length_dependent_termination_is_found_where_the_rows_have_it():
 
 
 def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_checks_off(tmp_path, capsys):
-    from polyinv.sim.calibrate import fit_quality
     from polyinv.sim.calibration_file import forward_for_training
+    from polyinv.sim.calibration_quality import fit_quality
 
     rows = foreign(12, seed=5)
-    good = {"hellinger_median": 0.004, "Mn_rel_median": 0.01, "Mw_rel_median": 0.01, "cBA_time_abs_median": 0.002,
-            "time_mae_s": 5.0}
+    good = {
+        "hellinger_median": 0.004,
+        "Mn_rel_median": 0.01,
+        "Mw_rel_median": 0.01,
+        "cBA_time_abs_median": 0.002,
+        "time_mae_s": 5.0,
+    }
     assert fit_quality(rows, good)["good"]
     poor = fit_quality(rows, dict(good, cBA_time_abs_median=0.09))
     assert not poor["good"] and poor["worst"] == "cBA_time_abs_median" and "cBA_time" in poor["text"]
     assert not poor["usable_for_checks"] and "unreliable" in poor["text"]
-    near = fit_quality(rows, dict(good, Mw_rel_median=0.06))  # 2x its limit: poor, but within the checks' tolerance
+    near = fit_quality(
+        rows, dict(good, Mw_rel_median=0.06)
+    )  # 2x its limit: poor, but within the checks' tolerance
     assert not near["good"] and near["usable_for_checks"] and "carry its error" in near["text"]
     # a calibration file marked poor: fit's trust checks are off with the reason, every reader warns
     path = tmp_path / "poor.yaml"
-    doc = {"polyinv_calibration": 1, "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "n_points": 100, "normalisation": "sum"},
-           "protocol": {"t_max_s": 3600.0, "x_stop": 0.9}, "parameters": {"kt": {"value": 0.5}},
-           "quality": {"good": False, "text": poor["text"]}}
+    doc = {
+        "polyinv_calibration": 1,
+        "axis": {"log10m_min": 2.0, "log10m_max": 7.0, "n_points": 100, "normalisation": "sum"},
+        "protocol": {"t_max_s": 3600.0, "x_stop": 0.9},
+        "parameters": {"kt": {"value": 0.5}},
+        "quality": {"good": False, "text": poor["text"]},
+    }
     path.write_text(yaml.safe_dump(doc))
     with pytest.warns(UserWarning, match="quality poor"):
         forward, why = forward_for_training("auto", str(path), tmp_path / "x.csv", rows, log=print)
     assert forward is None and "does not reproduce the file" in why
     assert "forward checks off" in capsys.readouterr().out
     # one marked poor but usable for the checks: used, and the run says so
-    doc["quality"] = {"good": False, "usable_for_checks": True, "worst": "Mw_rel_median", "text": near["text"],
-                      "ratios_to_limits": near["ratios"]}
+    doc["quality"] = {
+        "good": False,
+        "usable_for_checks": True,
+        "worst": "Mw_rel_median",
+        "text": near["text"],
+        "ratios_to_limits": near["ratios"],
+    }
     path.write_text(yaml.safe_dump(doc))
     with pytest.warns(UserWarning, match="quality poor"):
         forward, why = forward_for_training("auto", str(path), tmp_path / "x.csv", rows, log=print)
     assert forward is not None and "trust.calibration" in why
-    assert "forward checks on with a calibration outside its goals (worst: Mw_rel_median 2x" in capsys.readouterr().out
+    assert (
+        "forward checks on with a calibration outside its goals (worst: Mw_rel_median 2x"
+        in capsys.readouterr().out
+    )

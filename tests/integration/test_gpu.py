@@ -28,17 +28,27 @@ EPOCHS = {"mlp.yaml": 40, "cnn.yaml": 40}  # 160 synthetic rows: R² 0.67 and 0.
 
 def _cpu_only(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", "polyinv", *args], env=env, capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "polyinv", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("config", sorted(EPOCHS))
 def test_gpu_run_learns_as_on_cpu_and_its_files_run_without_a_gpu(config, synthetic_csv, tmp_path):
     runs = {}
     for accelerator in ("gpu", "cpu"):
-        args = ["--config", str(REPO / "configs" / config),
-                *fast_overrides(synthetic_csv, tmp_path / accelerator, epochs=EPOCHS[config]),
-                "--trainer.accelerator", accelerator]
+        args = [
+            "--config",
+            str(REPO / "configs" / config),
+            *fast_overrides(synthetic_csv, tmp_path / accelerator, epochs=EPOCHS[config]),
+            "--trainer.accelerator",
+            accelerator,
+        ]
         runs[accelerator], _ = fit_quietly(args)
     gpu, cpu = runs["gpu"], runs["cpu"]
     assert json.loads((gpu / "run.json").read_text())["device"].startswith("cuda")
@@ -60,7 +70,16 @@ def test_gpu_run_learns_as_on_cpu_and_its_files_run_without_a_gpu(config, synthe
         np.testing.assert_allclose(pred[t].to_numpy(), test[f"{t}_pred"].to_numpy(), rtol=1e-4, err_msg=t)
 
     # and training continues there from the GPU run's last.ckpt
-    done = _cpu_only(["fit", "--resume", str(gpu), "--trainer.max_epochs", str(EPOCHS[config] + 5),
-                      "--trainer.accelerator", "cpu"])
+    done = _cpu_only(
+        [
+            "fit",
+            "--resume",
+            str(gpu),
+            "--trainer.max_epochs",
+            str(EPOCHS[config] + 5),
+            "--trainer.accelerator",
+            "cpu",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((gpu / "run.json").read_text())["device"] == "cpu"

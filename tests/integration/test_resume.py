@@ -57,8 +57,15 @@ def resumed(synthetic_csv, tmp_path_factory):
     """One run of FIRST_EPOCHS epochs without early stopping, then resumed to FIRST_EPOCHS + MORE_EPOCHS."""
     root = tmp_path_factory.mktemp("resume")
     # with validation rows: Lightning 2.6 resumes an end-of-epoch checkpoint of a run without them one epoch short
-    args = [*fast_overrides(synthetic_csv, root, epochs=FIRST_EPOCHS), "--early_stopping.patience", "null",
-            "--data.val_fraction", "0.1", "--checkpoint.monitor", "val/loss"]
+    args = [
+        *fast_overrides(synthetic_csv, root, epochs=FIRST_EPOCHS),
+        "--early_stopping.patience",
+        "null",
+        "--data.val_fraction",
+        "0.1",
+        "--checkpoint.monitor",
+        "val/loss",
+    ]
     assert main(["--config", str(REPO / "configs/mlp.yaml"), *args]) == 0
     run_dir = root / "mlp" / "version_0"
     first = {
@@ -134,8 +141,18 @@ REEVALUATE = textwrap.dedent(
 def test_best_checkpoint_reproduces_metrics_in_fresh_process(resumed, synthetic_csv):
     _, run_dir, _ = resumed
     proc = subprocess.run(
-        [sys.executable, "-c", REEVALUATE, str(run_dir / "best.ckpt"), str(synthetic_csv), str(run_dir / "predictions_test.csv")],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-c",
+            REEVALUATE,
+            str(run_dir / "best.ckpt"),
+            str(synthetic_csv),
+            str(run_dir / "predictions_test.csv"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -143,7 +160,10 @@ def test_best_checkpoint_reproduces_metrics_in_fresh_process(resumed, synthetic_
     assert again["metrics"]["targets"].keys() == saved["targets"].keys()
     for target, values in saved["targets"].items():
         for key, value in values.items():
-            assert again["metrics"]["targets"][target][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (target, key)
+            assert again["metrics"]["targets"][target][key] == pytest.approx(value, rel=1e-6, abs=1e-6), (
+                target,
+                key,
+            )
     for key, value in saved["global"].items():
         assert again["metrics"]["global"][key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
     table = pd.read_csv(run_dir / "predictions_test.csv")
@@ -159,4 +179,3 @@ def test_checkpoint_cadence_always_includes_the_final_epoch():
     assert _largest_divisor_at_most(3, 50) == 3
     assert _largest_divisor_at_most(7, 5) == 1
     assert _largest_divisor_at_most(1500, 40) == 30
-

@@ -20,10 +20,24 @@ def test_shipped_mlp_config_reaches_its_documented_accuracy(tmp_path, capsys):
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # the fit runs on one thread whatever the caller's setting (train.lbfgs_numerics)
+    torch.set_num_threads(
+        2
+    )  # the fit runs on one thread whatever the caller's setting (train.lbfgs_numerics)
     try:
-        rc = fit.main(["--config", "mlp.yaml", "--output.root", str(tmp_path), "--trainer.enable_progress_bar", "false",
-                       "--trainer.accelerator", "cpu", "--trust.refine", "none"])  # the refine check moves no metric
+        rc = fit.main(
+            [
+                "--config",
+                "mlp.yaml",
+                "--output.root",
+                str(tmp_path),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.accelerator",
+                "cpu",
+                "--trust.refine",
+                "none",
+            ]
+        )  # the refine check moves no metric
     finally:
         torch.set_num_threads(threads)
     assert rc == 0, capsys.readouterr().err

@@ -43,11 +43,23 @@ def test_lhs_design_seeded_inside_domain_and_stratified():
         lhs_design(0)
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("cBA_0", 0.0), ("cBA_0", -1.0), ("cAIBN_0", 0.0), ("cAIBN_0", -0.01), ("temp", 250.0), ("temp", -5.0),
-    ("cBA_0", "abc"), ("cAIBN_0", float("nan")), ("temp", float("inf")), ("cBA_0", None), ("temp", True),
-    ("cBA_0", 8.0),  # more than pure butyl acrylate
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cBA_0", 0.0),
+        ("cBA_0", -1.0),
+        ("cAIBN_0", 0.0),
+        ("cAIBN_0", -0.01),
+        ("temp", 250.0),
+        ("temp", -5.0),
+        ("cBA_0", "abc"),
+        ("cAIBN_0", float("nan")),
+        ("temp", float("inf")),
+        ("cBA_0", None),
+        ("temp", True),
+        ("cBA_0", 8.0),  # more than pure butyl acrylate
+    ],
+)
 def test_bad_recipe_raises_naming_field(field, value):
     recipe = {"cBA_0": 1.0, "cAIBN_0": 0.01, "temp": 70.0, field: value}
     with pytest.raises(ValueError, match=field):
@@ -75,7 +87,9 @@ def test_shipped_file_format():
     meta = read_metadata(SHIPPED)
     assert meta["command"] == DOCUMENTED_COMMAND
     assert float(meta["mmd_log10M_min"]) < float(meta["mmd_log10M_max"]) and meta["mmd_n_points"] == "100"
-    assert DOCUMENTED_COMMAND.replace("--out ba_", "--out data/ba_") in (ROOT / "data" / "README.md").read_text()
+    assert (
+        DOCUMENTED_COMMAND.replace("--out ba_", "--out data/ba_") in (ROOT / "data" / "README.md").read_text()
+    )
 
 
 def test_regenerating_shipped_file_gives_identical_numbers(tmp_path):
@@ -85,8 +99,13 @@ def test_regenerating_shipped_file_gives_identical_numbers(tmp_path):
     out = tmp_path / "ba_aibn_grid432.xlsx"
     assert main(["--design", "grid", "--seed", "0", "--out", str(out), "--quiet"]) == 0
     for sheet in (SHEET_COMPOSITE, SHEET_MMD_RAW):
-        pd.testing.assert_frame_equal(pd.read_excel(out, sheet_name=sheet), pd.read_excel(SHIPPED, sheet_name=sheet),
-                                      check_exact=False, rtol=1e-11, atol=1e-14)
+        pd.testing.assert_frame_equal(
+            pd.read_excel(out, sheet_name=sheet),
+            pd.read_excel(SHIPPED, sheet_name=sheet),
+            check_exact=False,
+            rtol=1e-11,
+            atol=1e-14,
+        )
     assert read_metadata(out) == read_metadata(SHIPPED)
 
 
@@ -104,8 +123,9 @@ def test_writers_round_trip(tmp_path, suffix):
     assert list(back.columns) == list(COMPOSITE_COLUMNS)
     # csv and parquet keep every bit; the xlsx writer rounds the last digit of some floats
     # (and Excel gives back an all-3600 time column as int64)
-    pd.testing.assert_frame_equal(back, expected, check_exact=suffix != ".xlsx", rtol=1e-14,
-                                  check_dtype=suffix != ".xlsx")
+    pd.testing.assert_frame_equal(
+        back, expected, check_exact=suffix != ".xlsx", rtol=1e-14, check_dtype=suffix != ".xlsx"
+    )
     meta = read_metadata(out)
     assert meta["design"] == "lhs" and meta["seed"] == "4" and meta["n_recipes"] == "12"
     assert "kt_ss.A" in meta and "kbb.source" in meta
@@ -113,16 +133,19 @@ def test_writers_round_trip(tmp_path, suffix):
         assert json.loads((tmp_path / "lhs.csv.metadata.json").read_text())["version"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["--design", "lhs", "--out", "x.csv"],  # --n missing
-    ["--design", "lhs", "--n", "-3", "--out", "x.csv"],
-    ["--design", "cube", "--out", "x.csv"],
-    ["--design", "grid", "--out", "x.txt"],
-    ["--design", "grid", "--n", "10", "--out", "x.csv"],
-    ["--design", "lhs", "--n", "five", "--out", "x.csv"],
-    ["--design", "lhs", "--n", "5", "--noise-chains", "0", "--out", "x.csv"],
-    ["--design", "lhs", "--n", "5", "--x-stop", "2", "--out", "x.csv"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--design", "lhs", "--out", "x.csv"],  # --n missing
+        ["--design", "lhs", "--n", "-3", "--out", "x.csv"],
+        ["--design", "cube", "--out", "x.csv"],
+        ["--design", "grid", "--out", "x.txt"],
+        ["--design", "grid", "--n", "10", "--out", "x.csv"],
+        ["--design", "lhs", "--n", "five", "--out", "x.csv"],
+        ["--design", "lhs", "--n", "5", "--noise-chains", "0", "--out", "x.csv"],
+        ["--design", "lhs", "--n", "5", "--x-stop", "2", "--out", "x.csv"],
+    ],
+)
 def test_cli_bad_arguments_one_line_no_file(tmp_path, capsys, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
     assert main(argv + ["--quiet"]) != 0
@@ -160,12 +183,15 @@ def test_per_recipe_reaction_times_match_separate_runs():
     assert batch["time"].nunique() > 3  # not one clock for the batch
 
 
-@pytest.mark.parametrize("t_max, message", [
-    ([3600.0, 3600.0], "one number or one per recipe (3)"),
-    ([3600.0, -1.0, 3600.0], "positive number of seconds, got -1 (recipe 1)"),
-    ([3600.0, float("nan"), 3600.0], "positive number of seconds, got nan (recipe 1)"),
-    (0.0, "positive number of seconds, got 0.0"),
-])
+@pytest.mark.parametrize(
+    "t_max, message",
+    [
+        ([3600.0, 3600.0], "one number or one per recipe (3)"),
+        ([3600.0, -1.0, 3600.0], "positive number of seconds, got -1 (recipe 1)"),
+        ([3600.0, float("nan"), 3600.0], "positive number of seconds, got nan (recipe 1)"),
+        (0.0, "positive number of seconds, got 0.0"),
+    ],
+)
 def test_bad_per_recipe_reaction_time_is_named(t_max, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         simulate_many(lhs_design(3, seed=0), t_max=t_max, progress=False)

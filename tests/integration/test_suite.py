@@ -37,7 +37,9 @@ def test_designs_stay_in_the_box_and_differ():
 
 
 def test_a_set_is_written_without_metadata_on_its_own_axis(tmp_path):
-    spec = dataclasses.replace(next(s for s in SETS if s.name == "lhs432_C_noise20000"), n=12, noise_chains=2000)
+    spec = dataclasses.replace(
+        next(s for s in SETS if s.name == "lhs432_C_noise20000"), n=12, noise_chains=2000
+    )
     path = make_set(spec, tmp_path)
     assert path.suffix == ".csv" and not list(tmp_path.glob("*.json"))
     frame = pd.read_csv(path)

@@ -29,10 +29,16 @@ EPOCHS = 2
 def tb_run(synthetic_csv, tmp_path_factory):
     """One short MLP run; returns (output root, run folder, accumulator over its event files)."""
     root = tmp_path_factory.mktemp("tb")
-    args = [*fast_overrides(synthetic_csv, root, epochs=EPOCHS), "--data.val_fraction", "0.1"]  # validation scalars too
+    args = [
+        *fast_overrides(synthetic_csv, root, epochs=EPOCHS),
+        "--data.val_fraction",
+        "0.1",
+    ]  # validation scalars too
     assert main(["--config", str(REPO / "configs/mlp.yaml"), *args]) == 0
     run_dir = root / "mlp" / "version_0"
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc = EventAccumulator(
+        str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     acc.Reload()
     return root, run_dir, acc
 
@@ -74,7 +80,9 @@ def test_hparams_hold_real_test_metrics(tb_run):
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert "hp/test_r2_global" in metric_tags and "hp_metric" not in metric_tags
     assert {f"hp/test_r2/{t}" for t in TARGETS} <= metric_tags
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
     assert start.hparams["model.kind"].string_value == "mlp"
     assert start.hparams["trainer.max_epochs"].number_value == EPOCHS
 
@@ -111,9 +119,24 @@ def test_tensorboard_server_serves_scalar_tags(tb_run, tmp_path):
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "tensorboard.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(root), "--host", "127.0.0.1",
-         "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+            "--reload_interval",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
     )
     try:
         tags, deadline = {}, time.monotonic() + 60

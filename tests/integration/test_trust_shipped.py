@@ -49,14 +49,18 @@ def shipped():
 
 
 def _arrays(model, frame):
-    return frame[list(model.mmd_names)].to_numpy(np.float64), frame[list(model.side_names)].to_numpy(np.float64)
+    return frame[list(model.mmd_names)].to_numpy(np.float64), frame[list(model.side_names)].to_numpy(
+        np.float64
+    )
 
 
 def test_domain_roundtrip_is_plain_data(shipped):
     _, _, domain = shipped
     data = domain.to_dict()
     assert all(isinstance(v, (list, str, int, float, dict, type(None))) for v in data.values())
-    assert data["forward_off"] is None and data["consistency"]["forward"]["values"] == {}  # polyinv's own kinetics
+    assert (
+        data["forward_off"] is None and data["consistency"]["forward"]["values"] == {}
+    )  # polyinv's own kinetics
     assert all(isinstance(v, (list, str, int, float, dict)) for v in data["consistency"].values())
     again = ApplicabilityDomain.from_dict(data)
     frame = shipped[0].test_frame
@@ -102,7 +106,10 @@ def test_high_initiator_recipes_are_flagged(shipped, outside):
     assert flagged.mean() >= 0.9
     inconsistent = result.consistency[group] > 1
     assert inconsistent.mean() >= 0.4
-    assert all(("does not reproduce" in note) == bad for note, bad in zip(result.reasons[group], inconsistent, strict=True))
+    assert all(
+        ("does not reproduce" in note) == bad
+        for note, bad in zip(result.reasons[group], inconsistent, strict=True)
+    )
     assert (~result.in_domain).mean() >= 0.9  # all three out-of-domain families together
 
 
@@ -131,7 +138,11 @@ def test_loo_recipes_equal_refits_without_the_row():
         keep = np.arange(len(x)) != i
         scaled = np.zeros((1, gp.n_targets))
         for j, fitted in enumerate(gp.state["gps"]):
-            refit = clone(fitted).set_params(kernel=fitted.kernel_, optimizer=None).fit(x[keep], scaled_y[keep, j])
+            refit = (
+                clone(fitted)
+                .set_params(kernel=fitted.kernel_, optimizer=None)
+                .fit(x[keep], scaled_y[keep, j])
+            )
             scaled[0, j] = refit.predict(x[[i]])[0]
         np.testing.assert_allclose(loo[i], gp.physical_targets(scaled)[0], rtol=1e-5)
     assert np.abs(loo - gp.predict_arrays(mmd, side)).max() > 0  # held out: not the in-sample fit
@@ -153,12 +164,19 @@ def test_gp_90_percent_interval_coverage_on_test_split(shipped):
     coverage = inside.mean(axis=0)
     jt = gp.target_names.index("time")
     early = y[:, jt] < 3600 - 1e-6
-    print("coverage", dict(zip(gp.target_names, coverage.round(3), strict=True)), "early time", inside[early, jt].mean())
+    print(
+        "coverage",
+        dict(zip(gp.target_names, coverage.round(3), strict=True)),
+        "early time",
+        inside[early, jt].mean(),
+    )
     for j, name in enumerate(gp.target_names):
         if name != "time":
             assert 0.85 <= coverage[j] <= 0.95, (name, coverage[j])
     assert 0.8 <= inside[early, jt].mean() <= 1.0 and coverage[jt] >= 0.85
-    assert np.all(low[~early, jt][high[~early, jt] == low[~early, jt]] == 3600)  # full-time rows: a point interval
+    assert np.all(
+        low[~early, jt][high[~early, jt] == low[~early, jt]] == 3600
+    )  # full-time rows: a point interval
     assert 0 < gp.multipliers(0.9).min() and gp.multipliers(0.5).max() < gp.multipliers(0.9).min() + 1
 
 
@@ -168,7 +186,10 @@ def test_true_recipes_reproduce_their_mmd_and_perturbed_ones_do_not(shipped):
     mmd = rows[list(MMD_COLUMNS)].to_numpy()
     table, _ = verify(mmd, rows, rows)
     assert table["verify_hellinger"].max() < 5e-3
-    assert table[["verify_rel_err_Mn", "verify_rel_err_Mw", "verify_rel_err_cBA_time"]].abs().to_numpy().max() < 1e-2
+    assert (
+        table[["verify_rel_err_Mn", "verify_rel_err_Mw", "verify_rel_err_cBA_time"]].abs().to_numpy().max()
+        < 1e-2
+    )
     perturbed = rows.copy()
     perturbed["temp"] += 5.0
     perturbed["cAIBN_0"] *= 1.5
@@ -220,7 +241,9 @@ def test_plain_time_intervals_of_stopped_early_runs_calibrated_apart():
     from polyinv.schema import COMPOSITE_COLUMNS, SIDE_INPUTS, TARGETS
     from polyinv.trust.calibration import half_width_multiplier
 
-    data = simulate_many(lhs_design(500, seed=8), noise_chains=3000, seed=8, progress=False)[list(COMPOSITE_COLUMNS)]
+    data = simulate_many(lhs_design(500, seed=8), noise_chains=3000, seed=8, progress=False)[
+        list(COMPOSITE_COLUMNS)
+    ]
     train, test = data.iloc[:300], data.iloc[300:]
     gp = GPModel(transforms=TRANSFORMS, n_restarts=0, random_state=0, time_model="plain", mmd_pcs=5)
     cols = lambda frame, c: frame[list(c)].to_numpy(np.float64)  # noqa: E731

@@ -46,10 +46,14 @@ def test_level_posterior_finds_held_out_grid_recipes(small_grid):
     train = small_grid.drop(index=test_rows)
     candidates = ce.level_candidates(train)
     assert len(candidates) == 27  # the held-out recipes are combinations of levels the training rows hold
-    pred, ess = ce.posterior_mean(small_grid.iloc[test_rows], simulate_many(candidates, progress=False), ce.calibrate(train))
+    pred, ess = ce.posterior_mean(
+        small_grid.iloc[test_rows], simulate_many(candidates, progress=False), ce.calibrate(train)
+    )
     np.testing.assert_allclose(pred, small_grid.iloc[test_rows][list(TARGETS)].to_numpy(), rtol=1e-6)
     assert np.allclose(ess, 1.0)
-    assert ce.level_candidates(lhs_design(40, seed=0)) is None  # 40^3 combinations: a continuous design, no grid
+    assert (
+        ce.level_candidates(lhs_design(40, seed=0)) is None
+    )  # 40^3 combinations: a continuous design, no grid
 
 
 def test_ceiling_command_writes_its_table(tmp_path):
@@ -58,7 +62,9 @@ def test_ceiling_command_writes_its_table(tmp_path):
     assert list(frame.seed) == [0, 1] and (frame.global_r2 > 0.5).all()
     text = (tmp_path / "out" / "ceiling.md").read_text()
     assert "knows the grid" in text and "27 candidate recipes" in text and "| 2 |" in text
-    lhs = write_dataset(simulate_many(lhs_design(40, seed=2), progress=False), tmp_path / "lhs.xlsx", metadata=[])
+    lhs = write_dataset(
+        simulate_many(lhs_design(40, seed=2), progress=False), tmp_path / "lhs.xlsx", metadata=[]
+    )
     with pytest.raises(PolyinvError, match="needs a grid design"):
         ce.bound_table(lhs, [0], tmp_path / "out2", progress=lambda _: None)
     assert not (tmp_path / "out2" / "ceiling.md").exists()
@@ -74,6 +80,10 @@ def test_box_posterior_needs_no_design(tmp_path):
     path = write_dataset(noisy, tmp_path / "lhs.xlsx", metadata=[])
     frame = ce.bound_table(path, [0], tmp_path / "out", progress=lambda _: None, box=True, box_size=1024)
     text = (tmp_path / "out" / "ceiling_box.md").read_text()
-    assert "without the design" in text and "1,024 simulated recipes" in text and "1024 candidate recipes" in text
+    assert (
+        "without the design" in text
+        and "1,024 simulated recipes" in text
+        and "1024 candidate recipes" in text
+    )
     assert frame.loc[0, "r2_cBA_0"] > 0.8
     assert not (tmp_path / "out" / "ceiling.md").exists()

@@ -18,6 +18,7 @@ def _gp_arrays(frame):
     """(mmd, side, targets) physical arrays of a synthetic frame, for the GP's own fit/predict."""
     return tuple(frame[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS))
 
+
 def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_saving(tmp_path, frame):
     """``model.mmd_transform: sqrt`` (configs/gp_noisy.yaml): the principal components are those of √MMD,
     at fit and at prediction; the setting travels with the saved model file."""
@@ -26,14 +27,16 @@ def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_s
         GPModel(transforms=GP_TRANSFORMS, mmd_transform="log")
     fitted = {}
     for name in ("none", "sqrt"):
-        gp = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", mmd_transform=name)
+        gp = GPModel(
+            transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", mmd_transform=name
+        )
         fitted[name] = gp.fit(mmd, side, y)
     pca = fitted["sqrt"].state["pca"]
     np.testing.assert_allclose(pca.mean_, np.sqrt(mmd).mean(axis=0), rtol=1e-10)
     np.testing.assert_allclose(fitted["none"].state["pca"].mean_, mmd.mean(axis=0), rtol=1e-10)
     scaler = fitted["sqrt"].state["feature_scaler"]
     x = scaler.inverse_transform(fitted["sqrt"]._features(mmd, side))
-    np.testing.assert_allclose(x[:, len(SIDE_INPUTS):], pca.transform(np.sqrt(mmd)), atol=1e-9)
+    np.testing.assert_allclose(x[:, len(SIDE_INPUTS) :], pca.transform(np.sqrt(mmd)), atol=1e-9)
     assert not np.allclose(fitted["sqrt"].predict_arrays(mmd, side), fitted["none"].predict_arrays(mmd, side))
 
     path = tmp_path / "model.skops"
@@ -49,11 +52,15 @@ def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
     mmd, side, y = _gp_arrays(frame)
     with pytest.raises(PolyinvError, match="log_dispersity needs Mn and Mw among the side inputs"):
         GPModel(side_inputs=["cBA_time", "Mn"], log_dispersity=True)
-    gp = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", log_dispersity=True).fit(mmd, side, y)
+    gp = GPModel(
+        transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", log_dispersity=True
+    ).fit(mmd, side, y)
     x = gp._features(mmd, side)
     assert x.shape[1] == len(SIDE_INPUTS) + 3 + 1
     pdi = np.log(frame["Mw"].to_numpy() / frame["Mn"].to_numpy())
-    np.testing.assert_allclose(gp.state["feature_scaler"].inverse_transform(x)[:, -1], pdi, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        gp.state["feature_scaler"].inverse_transform(x)[:, -1], pdi, rtol=1e-9, atol=1e-12
+    )
     assert all(len(g.kernel_.k1.k2.length_scale) == x.shape[1] for g in gp.state["gps"])
     plain = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain").fit(mmd, side, y)
     assert plain._features(mmd, side).shape[1] == x.shape[1] - 1
@@ -68,19 +75,34 @@ def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_ran
     """``model.clip_outputs: true`` (configs/gp_noisy.yaml): predictions, leave-one-out recipes and interval ends
     are the unclipped model's, held inside the training rows' range of each target."""
     mmd, side, y = _gp_arrays(frame)
-    fitted = {c: GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", clip_outputs=c).fit(mmd, side, y)
-              for c in (False, True)}
+    fitted = {
+        c: GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", clip_outputs=c).fit(
+            mmd, side, y
+        )
+        for c in (False, True)
+    }
     low, high = y.min(axis=0), y.max(axis=0)
     np.testing.assert_allclose(fitted[True].state["target_range"], [low, high], rtol=1e-9)
     free, held = fitted[False].predict_interval(mmd, side), fitted[True].predict_interval(mmd, side)
-    assert (free[1] < low - 1e-9).any() and (free[2] > high + 1e-9).any()  # the unclipped intervals leave the range
+    assert (free[1] < low - 1e-9).any() and (
+        free[2] > high + 1e-9
+    ).any()  # the unclipped intervals leave the range
     for a, b in zip(free, held, strict=True):
         np.testing.assert_allclose(b, np.clip(a, low, high), rtol=1e-12)
     covered = lambda interval: (y >= interval[1]) & (y <= interval[2])  # noqa: E731
-    assert np.all(covered(held) >= covered(free))  # clipping uncovers no training value, design edges included
-    np.testing.assert_allclose(fitted[True].predict_arrays(mmd, side), np.clip(fitted[False].predict_arrays(mmd, side), low, high), rtol=1e-12)
-    np.testing.assert_allclose(fitted[True].loo_predict_arrays(mmd, side, y),
-                               np.clip(fitted[False].loo_predict_arrays(mmd, side, y), low, high), rtol=1e-12)
+    assert np.all(
+        covered(held) >= covered(free)
+    )  # clipping uncovers no training value, design edges included
+    np.testing.assert_allclose(
+        fitted[True].predict_arrays(mmd, side),
+        np.clip(fitted[False].predict_arrays(mmd, side), low, high),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        fitted[True].loo_predict_arrays(mmd, side, y),
+        np.clip(fitted[False].loo_predict_arrays(mmd, side, y), low, high),
+        rtol=1e-12,
+    )
 
 
 def test_design_prior_posterior_recovers_a_level_combination():
@@ -88,7 +110,9 @@ def test_design_prior_posterior_recovers_a_level_combination():
     returns that recipe, its interval is that level; halfway between two levels it answers their mean."""
     from polyinv.models import levels as design_prior
 
-    targets = np.array([[a, b, t] for a in (1.0, 2.0) for b in (10.0, 20.0, 30.0) for t in (100.0, 250.0, 400.0)])
+    targets = np.array(
+        [[a, b, t] for a in (1.0, 2.0) for b in (10.0, 20.0, 30.0) for t in (100.0, 250.0, 400.0)]
+    )
     residuals = np.random.default_rng(0).normal(scale=1e-3, size=targets.shape)
     design = design_prior.fit_design(["a", "b", "t"], targets, residuals, lambda phys: phys / 10.0)
     assert design["factors"] == [0, 1, 2] and len(design["candidates"]) == 18
@@ -153,8 +177,14 @@ def test_model_files_load_without_running_code_and_refuse_foreign_content(tmp_pa
     mmd, side, y = _gp_arrays(frame)
     forest = ForestModel(transforms=GP_TRANSFORMS, n_estimators=5, random_state=0).fit(mmd, side, y)
     forest.save(tmp_path / "model.skops")
-    np.testing.assert_allclose(load_model(tmp_path).predict_arrays(mmd, side), forest.predict_arrays(mmd, side))
-    payload = {"polyinv_kind": "random_forest", "hparams": {}, "state": {"x": __import__("fractions").Fraction(1, 3)}}
+    np.testing.assert_allclose(
+        load_model(tmp_path).predict_arrays(mmd, side), forest.predict_arrays(mmd, side)
+    )
+    payload = {
+        "polyinv_kind": "random_forest",
+        "hparams": {},
+        "state": {"x": __import__("fractions").Fraction(1, 3)},
+    }
     sio.dump(payload, tmp_path / "foreign.skops")
     with pytest.raises(PolyinvError, match="refused: the file holds types polyinv never writes"):
         load_model(tmp_path / "foreign.skops")
@@ -187,7 +217,9 @@ def test_gp_leave_one_out_censored_time_refits_nothing_it_should_not_see():
     checked = 0
     for k, i in enumerate(rows[:6]):
         keep = np.delete(np.arange(len(rows)), k)
-        gp = GaussianProcessRegressor(c["gp"].kernel_, optimizer=None).fit(c["gp"].X_train_[keep], np.asarray(c["gp"].y_train_)[keep])
+        gp = GaussianProcessRegressor(c["gp"].kernel_, optimizer=None).fit(
+            c["gp"].X_train_[keep], np.asarray(c["gp"].y_train_)[keep]
+        )
         t = min(np.exp(gp.predict(x[[i]])[0] * c["std"] + c["mean"]), c["t_max"])
         expected = t if conv[i] >= c["threshold"] else c["t_max"]
         assert loo[i, jt] == pytest.approx(expected, rel=1e-6)

@@ -16,14 +16,36 @@ def test_every_shipped_config_resolves_by_its_bare_name_from_any_folder(name, tm
     config, _ = parse(["--config", name])
     assert config["name"] == name.removesuffix(".yaml")
     assert config["data"]["sheet"] is None  # an .xlsx reads compuesta; a .csv or .parquet trains unchanged
-    assert set(config) == {"name", "seed", "model_seed", "data", "model", "trainer", "early_stopping", "checkpoint", "output", "trust"}
+    assert set(config) == {
+        "name",
+        "seed",
+        "model_seed",
+        "data",
+        "model",
+        "trainer",
+        "early_stopping",
+        "checkpoint",
+        "output",
+        "trust",
+    }
     assert config["trust"] == {"forward": "auto", "calibration": None, "refine": "auto", "refine_rows": 60}
 
 
 def test_exponent_numbers_and_dotted_overrides(tmp_path, synthetic_csv):
     path = tmp_path / "run.yaml"
     path.write_text(f"data:\n  path: {synthetic_csv}\nmodel:\n  kind: mlp\n  lr: 1e-3\n")
-    config, _ = parse(["--config", str(path), "--trainer.max_epochs", "7", "--model.widths", "[8, 4]", "--data.sheet", "2024"])
+    config, _ = parse(
+        [
+            "--config",
+            str(path),
+            "--trainer.max_epochs",
+            "7",
+            "--model.widths",
+            "[8, 4]",
+            "--data.sheet",
+            "2024",
+        ]
+    )
     assert config["model"]["lr"] == pytest.approx(1e-3) and isinstance(config["model"]["lr"], float)
     assert config["trainer"]["max_epochs"] == 7 and list(config["model"]["widths"]) == [8, 4]
     assert config["data"]["sheet"] == "2024"  # a sheet named like a number keeps its text
@@ -82,8 +104,24 @@ def test_noisy_gp_config_is_the_gp_config_with_its_noise_settings():
     gp, _ = parse(["--config", "gp.yaml"])
     noisy, _ = parse(["--config", "gp_noisy.yaml"])
     design, _ = parse(["--config", "gp_design.yaml"])
-    as_gp, _ = parse(["--config", "gp_noisy.yaml", "--name", "gp", "--model.time_model", "censored", "--model.nu", "2.5",
-                      "--model.mmd_transform", "none", "--model.log_dispersity", "false", "--model.clip_outputs", "false"])
+    as_gp, _ = parse(
+        [
+            "--config",
+            "gp_noisy.yaml",
+            "--name",
+            "gp",
+            "--model.time_model",
+            "censored",
+            "--model.nu",
+            "2.5",
+            "--model.mmd_transform",
+            "none",
+            "--model.log_dispersity",
+            "false",
+            "--model.clip_outputs",
+            "false",
+        ]
+    )
     assert as_gp == gp
     assert {**design, "name": "gp_noisy", "model": {**design["model"], "design_prior": False}} == noisy
     assert design["model"]["design_prior"] is True

@@ -42,7 +42,9 @@ def test_a_trapped_fit_is_refitted_and_the_refit_kept(monkeypatch, tmp_path):
         assert loo_r2(gp) > 0.1
     span = y[fit].max(axis=0) - y[fit].min(axis=0)
     err = lambda m: np.abs((m.predict_arrays(mmd[test], side[test]) - y[test]) / span).mean(axis=0)  # noqa: E731
-    assert np.all(err(checked)[:3] < 0.75 * err(unchecked)[:3])  # the synthetic time is noise-like for any fit
+    assert np.all(
+        err(checked)[:3] < 0.75 * err(unchecked)[:3]
+    )  # the synthetic time is noise-like for any fit
     lines = fit_check_lines(checked.fit_checks)
     assert len(lines) == 4 and "cAIBN_0 leave-one-out R²" in lines[1] and "kept the refit" in lines[1]
     path = tmp_path / "model.skops"
@@ -53,7 +55,9 @@ def test_a_trapped_fit_is_refitted_and_the_refit_kept(monkeypatch, tmp_path):
 def test_a_good_fit_is_left_alone():
     frame = synthetic_frame(120, seed=2)
     mmd, side, y = _gp_arrays(frame)
-    model = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", check_loo_r2=-1.0).fit(mmd, side, y)
+    model = GPModel(
+        transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, time_model="plain", check_loo_r2=-1.0
+    ).fit(mmd, side, y)
     assert set(model.fit_checks) == {"cBA_0", "cAIBN_0", "temp", "time"}
     assert all(set(c) == {"loo_r2", "length_scales_min"} for c in model.fit_checks.values())
     assert fit_check_lines(model.fit_checks) == []

@@ -20,11 +20,17 @@ def test_harness_matches_sklearn(seed):
     for j, t in enumerate(TARGETS):
         width = NOMINAL_RANGES[t][1] - NOMINAL_RANGES[t][0]
         assert m["targets"][t]["r2"] == pytest.approx(r2_score(y_true[:, j], y_pred[:, j]), abs=1e-6)
-        assert m["targets"][t]["mae"] == pytest.approx(mean_absolute_error(y_true[:, j], y_pred[:, j]), rel=1e-6)
-        assert m["targets"][t]["rel_mae_pct"] == pytest.approx(100 * mean_absolute_error(y_true[:, j], y_pred[:, j]) / width, rel=1e-6)
+        assert m["targets"][t]["mae"] == pytest.approx(
+            mean_absolute_error(y_true[:, j], y_pred[:, j]), rel=1e-6
+        )
+        assert m["targets"][t]["rel_mae_pct"] == pytest.approx(
+            100 * mean_absolute_error(y_true[:, j], y_pred[:, j]) / width, rel=1e-6
+        )
     assert m["global"]["mse"] == pytest.approx(mean_squared_error(y_true, y_pred), rel=1e-6)
     # global R² = scikit-learn's uniform average of the per-target R², not a pooled R²
-    assert m["global"]["r2"] == pytest.approx(r2_score(y_true, y_pred, multioutput="uniform_average"), abs=1e-6)
+    assert m["global"]["r2"] == pytest.approx(
+        r2_score(y_true, y_pred, multioutput="uniform_average"), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("config", ["configs/rf.yaml", "configs/mlp.yaml", "configs/cnn.yaml"])

@@ -40,7 +40,9 @@ def test_overfits_32_rows(tmp_path, cls, kw):
     assert mse < 0.01
 
 
-@pytest.mark.parametrize("cls,kw", [(MLP, {"widths": [64, 64]}), (CNN, {"channels": [4, 4], "head_widths": [32]})])
+@pytest.mark.parametrize(
+    "cls,kw", [(MLP, {"widths": [64, 64]}), (CNN, {"channels": [4, 4], "head_widths": [32]})]
+)
 def test_lbfgs_full_batch_steps_fit_32_rows_where_adam_does_not(tmp_path, cls, kw):
     def train_mse(model, dm):
         mmd, side, targets = dm.tensors(dm.train_frame)
@@ -55,7 +57,11 @@ def test_lbfgs_full_batch_steps_fit_32_rows_where_adam_does_not(tmp_path, cls, k
     adam, dm = overfit_model(tmp_path, cls, epochs=30, rows=45, lr=3e-3, **kw)
     assert lbfgs < 0.05 and train_mse(adam, dm) > 0.15
     with pytest.raises(PolyinvError, match=r"model.dropout \[0.0, 0.1\]: lbfgs needs a fixed objective"):
-        cls(optimizer="lbfgs", dropout=[0.0, 0.1], **({"widths": [8, 8]} if cls is MLP else {"head_widths": [8, 8]}))
+        cls(
+            optimizer="lbfgs",
+            dropout=[0.0, 0.1],
+            **({"widths": [8, 8]} if cls is MLP else {"head_widths": [8, 8]}),
+        )
 
 
 def test_unknown_choices_are_refused_naming_the_setting():
@@ -93,13 +99,21 @@ def test_censored_time_holds_low_conversion_runs_at_t_max(frame):
     train["cBA_time"] = [0.5, 1.2, 0.1, 0.2]  # conversions 0.5, 0.4, 0.9, 0.9
     from polyinv.nn import ColumnScaler
 
-    scalers = {name: ColumnScaler(cols).fit(train[list(cols)].to_numpy())
-               for name, cols in (("mmd", model.mmd_names), ("side", model.side_names), ("targets", model.target_names))}
+    scalers = {
+        name: ColumnScaler(cols).fit(train[list(cols)].to_numpy())
+        for name, cols in (
+            ("mmd", model.mmd_names),
+            ("side", model.side_names),
+            ("targets", model.target_names),
+        )
+    }
     model.fit_statistics(scalers, train)
     # the gate tolerates a 10 % error of the predicted cBA_0: 1 − 0.1·1.1 = 0.89
     assert float(model.t_max) == 3600.0 and float(model.stop_conversion) == pytest.approx(0.89)
     identity_targets(model)
-    out = torch.tensor([[1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 4000.0]], dtype=torch.float64)
+    out = torch.tensor(
+        [[1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 1500.0], [1.0, 0.01, 70.0, 4000.0]], dtype=torch.float64
+    )
     side = torch.tensor([[0.6, 1e4, 2e4], [0.1, 1e4, 2e4], [0.1, 1e4, 2e4]], dtype=torch.float64)
     physical = model.to_physical(out, side)
     assert physical[:, 3].tolist() == [3600.0, 1500.0, 3600.0]  # 40 % conversion → a full run; cap at t_max
@@ -195,7 +209,16 @@ def test_lbfgs_fits_run_cudnn_in_full_float32_on_one_thread(monkeypatch, synthet
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert fit.main(["--config", str(REPO / "configs" / "mlp.yaml"), *fast_overrides(synthetic_csv, tmp_path, epochs=1)]) == 0
+        assert (
+            fit.main(
+                [
+                    "--config",
+                    str(REPO / "configs" / "mlp.yaml"),
+                    *fast_overrides(synthetic_csv, tmp_path, epochs=1),
+                ]
+            )
+            == 0
+        )
         assert seen == [(False, 1)] and torch.backends.cudnn.allow_tf32 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)

@@ -81,7 +81,11 @@ def test_batch_size_0_is_the_whole_split_in_one_batch(tmp_path, frame):
     path = tmp_path / "a.csv"
     frame.to_csv(path, index=False)
     dm = _dm(path, batch_size=0, val_fraction=0.1)
-    for loader, rows in ((dm.train_dataloader(), dm.train_idx), (dm.val_dataloader(), dm.val_idx), (dm.test_dataloader(), dm.test_idx)):
+    for loader, rows in (
+        (dm.train_dataloader(), dm.train_idx),
+        (dm.val_dataloader(), dm.val_idx),
+        (dm.test_dataloader(), dm.test_idx),
+    ):
         batches = list(loader)
         assert len(batches) == 1 and len(batches[0][0]) == len(rows) > 0
 
@@ -97,7 +101,9 @@ def test_log_transform_round_trip():
     x = np.array([[1e-3, 2.0], [2e-2, 3.0], [5e-3, 9.0]])
     scaler = ColumnScaler(["cAIBN_0", "temp"], {"cAIBN_0": "log"}).fit(x)
     z = scaler(torch.tensor(x))
-    assert z.mean(dim=0).abs().max() < 1e-9 and torch.allclose(z.std(dim=0, unbiased=False), torch.ones(2, dtype=torch.float64))
+    assert z.mean(dim=0).abs().max() < 1e-9 and torch.allclose(
+        z.std(dim=0, unbiased=False), torch.ones(2, dtype=torch.float64)
+    )
     assert torch.allclose(scaler.inverse(z), torch.tensor(x), rtol=1e-10)
 
 

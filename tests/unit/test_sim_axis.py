@@ -16,10 +16,14 @@ def test_another_axis_holds_the_same_distribution(normalisation):
     own = simulate_many(recipes, progress=False)
     other = simulate_many(recipes, progress=False, axis=axis)
     mmd = other[list(MMD_COLUMNS)].to_numpy()
-    expected = {"density": mmd.sum(axis=1) * axis.delta, "sum": mmd.sum(axis=1), "max": mmd.max(axis=1)}[normalisation]
+    expected = {"density": mmd.sum(axis=1) * axis.delta, "sum": mmd.sum(axis=1), "max": mmd.max(axis=1)}[
+        normalisation
+    ]
     np.testing.assert_allclose(expected, 1.0, rtol=1e-12)
     # the scalars do not depend on the axis; the moments of the new axis' points agree with them
-    np.testing.assert_allclose(other[["time", "cBA_time", "Mn", "Mw"]], own[["time", "cBA_time", "Mn", "Mw"]], rtol=1e-12)
+    np.testing.assert_allclose(
+        other[["time", "cBA_time", "Mn", "Mw"]], own[["time", "cBA_time", "Mn", "Mw"]], rtol=1e-12
+    )
     mn, mw = moments_from_mmd(mmd, axis)
     np.testing.assert_allclose(mn, other["Mn"], rtol=0.05)
     np.testing.assert_allclose(mw, other["Mw"], rtol=0.05)
@@ -28,7 +32,9 @@ def test_another_axis_holds_the_same_distribution(normalisation):
     density = simulate(recipes.iloc[0].to_dict(), axis=MMDAxis(shared - 1.0, shared + 1.0, n_points=101))
     own_density = simulate(recipes.iloc[0].to_dict())
     i_own = int(np.argmin(np.abs(own_density.log10m - shared)))
-    assert density.mmd[50] * density.mmd_coverage == pytest.approx(own_density.mmd[i_own] * own_density.mmd_coverage, rel=1e-9)
+    assert density.mmd[50] * density.mmd_coverage == pytest.approx(
+        own_density.mmd[i_own] * own_density.mmd_coverage, rel=1e-9
+    )
 
 
 def test_sampled_chains_fill_another_axis_and_bad_axes_are_refused():

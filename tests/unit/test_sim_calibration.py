@@ -45,8 +45,12 @@ def test_mmd_nonnegative_normalised_and_moments_match(grid_run):
 def test_mcr_fraction_at_70C_matches_willemse():
     cba = np.linspace(0.5, 2.5, 9)
     rows = [(c, a, 70.0) for c in cba for a in GRID_CAIBN]
-    res = simulate_many(pd.DataFrame(rows, columns=["cBA_0", "cAIBN_0", "temp"]), extra_columns=True,
-                        progress=False, t_max=10.0)
+    res = simulate_many(
+        pd.DataFrame(rows, columns=["cBA_0", "cAIBN_0", "temp"]),
+        extra_columns=True,
+        progress=False,
+        t_max=10.0,
+    )
     assert res["mcr_fraction"].between(0.70, 0.90).all(), res["mcr_fraction"].describe()
 
 

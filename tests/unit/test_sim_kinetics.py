@@ -18,7 +18,8 @@ RECIPE = {"cBA_0": 1.5, "cAIBN_0": 0.01, "temp": 70.0}
 def ideal_params(comb: float):
     """No backbiting, no transfer, constant [I], one termination mode (comb = fraction by combination)."""
     return no_backbiting(DEFAULT_PARAMETERS).replace(
-        C_M=0.0, C_S=0.0, C_S_mcr=0.0, comb_ss=comb, comb_st=comb, comb_tt=comb, initiator_consumption=False)
+        C_M=0.0, C_S=0.0, C_S_mcr=0.0, comb_ss=comb, comb_st=comb, comb_tt=comb, initiator_consumption=False
+    )
 
 
 def closed_form(params, recipe, t):
@@ -28,7 +29,9 @@ def closed_form(params, recipe, t):
     radicals = np.sqrt(f * kd * recipe["cAIBN_0"] / kt)  # R_i = 2 f kd [I] = 2 kt [R]^2
     t = np.asarray(t, dtype=float)
     conversion = 1.0 - np.exp(-kp * radicals * t)
-    chains = 2.0 * f * kd * recipe["cAIBN_0"] * np.maximum(t, 1e-300)  # disproportionation: one chain per radical
+    chains = (
+        2.0 * f * kd * recipe["cAIBN_0"] * np.maximum(t, 1e-300)
+    )  # disproportionation: one chain per radical
     return conversion, recipe["cBA_0"] * conversion / chains, kp, kt, radicals
 
 
@@ -97,19 +100,29 @@ def test_fine_distribution_is_consistent_with_moments():
 
 
 def test_qssa_balances_hold():
-    rates = RecipeRates.build(DEFAULT_PARAMETERS, np.array([0.5, 1.5, 3.0]), np.array([0.0025, 0.01, 0.02]),
-                              np.array([60.0, 70.0, 80.0]))
+    rates = RecipeRates.build(
+        DEFAULT_PARAMETERS,
+        np.array([0.5, 1.5, 3.0]),
+        np.array([0.0025, 0.01, 0.02]),
+        np.array([60.0, 70.0, 80.0]),
+    )
     S, T = solve_qssa(rates, rates.I0, rates.M0)
     Ri = 2 * rates.f * rates.kd * rates.I0
     loss = 2 * rates.kss * S**2 + 4 * rates.kst * S * T + 2 * rates.ktt * T**2
     np.testing.assert_allclose(loss, Ri, rtol=1e-9)
     mcr_in = rates.kbb * S
-    mcr_out = T * (rates.kpt * rates.M0 + rates.ktr_S_mcr * rates.solvent + 2 * rates.kst * S + 2 * rates.ktt * T)
+    mcr_out = T * (
+        rates.kpt * rates.M0 + rates.ktr_S_mcr * rates.solvent + 2 * rates.kst * S + 2 * rates.ktt * T
+    )
     np.testing.assert_allclose(mcr_out, mcr_in, rtol=1e-9)
 
 
 def test_time_grid_is_converged():
-    recipes = {"cBA_0": [0.5, 3.0, 1.5, 2.0], "cAIBN_0": [0.02, 0.0025, 0.01, 0.015], "temp": [80.0, 60.0, 70.0, 77.5]}
+    recipes = {
+        "cBA_0": [0.5, 3.0, 1.5, 2.0],
+        "cAIBN_0": [0.02, 0.0025, 0.01, 0.015],
+        "temp": [80.0, 60.0, 70.0, 77.5],
+    }
     import pandas as pd
 
     coarse = simulate_many(pd.DataFrame(recipes), progress=False)
@@ -135,30 +148,40 @@ def test_spent_initiator_leaves_no_radicals_instead_of_an_error():
     training run down with it. A NaN input stays NaN instead of raising."""
     import pandas as pd
 
-    rates = RecipeRates.build(DEFAULT_PARAMETERS, np.array([2.0, 2.0, 2.0]), np.array([0.01] * 3), np.array([70.0, 150.0, 150.0]))
+    rates = RecipeRates.build(
+        DEFAULT_PARAMETERS, np.array([2.0, 2.0, 2.0]), np.array([0.01] * 3), np.array([70.0, 150.0, 150.0])
+    )
     S, T = solve_qssa(rates, np.array([0.01, 0.0, 1e-310]), rates.M0)  # the last one a denormal source
     assert S[0] > 0 and T[0] > 0
     assert (S[1:] == 0).all() and (T[1:] == 0).all()
     S, T = solve_qssa(rates, rates.I0, np.array([2.0, np.nan, 2.0]))
     assert np.isnan(S[1]) and np.isfinite(S[[0, 2]]).all()
 
-    sim = simulate_many(pd.DataFrame({"cBA_0": [2.0, 2.0], "cAIBN_0": [0.01, 0.01], "temp": [150.0, 200.0]}),
-                        progress=False, extra_columns=True)
+    sim = simulate_many(
+        pd.DataFrame({"cBA_0": [2.0, 2.0], "cAIBN_0": [0.01, 0.01], "temp": [150.0, 200.0]}),
+        progress=False,
+        extra_columns=True,
+    )
     outputs = sim[["time", "cBA_time", "Mn", "Mw", *(c for c in sim.columns if c.startswith("MMD"))]]
     assert np.isfinite(outputs.to_numpy()).all()
     hot = sim.iloc[0]
-    assert hot.mcr_fraction_stop == 0.0 and not hot.reached_x_stop and hot.conversion < 0.9  # dead-end polymerisation
+    assert (
+        hot.mcr_fraction_stop == 0.0 and not hot.reached_x_stop and hot.conversion < 0.9
+    )  # dead-end polymerisation
     from polyinv.sim.simulate import _mcr_fraction
 
-    np.testing.assert_array_equal(_mcr_fraction(np.array([np.nan, 0.0, 1.0]), np.array([np.nan, 0.0, 1.0])),
-                                  [np.nan, 0.0, 0.5])  # a lost run stays NaN
+    np.testing.assert_array_equal(
+        _mcr_fraction(np.array([np.nan, 0.0, 1.0]), np.array([np.nan, 0.0, 1.0])), [np.nan, 0.0, 0.5]
+    )  # a lost run stays NaN
 
 
 def test_chain_length_dependent_termination_solves_its_fixed_point():
     """kt = kt_ref (nu / nu_ref)^-alpha_t (issue 31): G is the fixed point, the radical balance holds with the
     scaled kt, and alpha_t = 0 is polyinv's scheme exactly (G = 1)."""
     params = DEFAULT_PARAMETERS.replace(alpha_t=0.5)
-    rates = RecipeRates.build(params, np.array([0.5, 1.5, 3.0]), np.array([0.0025, 0.01, 0.02]), np.array([60.0, 70.0, 80.0]))
+    rates = RecipeRates.build(
+        params, np.array([0.5, 1.5, 3.0]), np.array([0.0025, 0.01, 0.02]), np.array([60.0, 70.0, 80.0])
+    )
     S, T, G = radical_state(rates, rates.I0, rates.M0)
     Ri = 2 * rates.f * rates.kd * rates.I0
     loss = G * (2 * rates.kss * S**2 + 4 * rates.kst * S * T + 2 * rates.ktt * T**2)
@@ -174,7 +197,9 @@ def test_chain_length_dependent_termination_solves_its_fixed_point():
 
 
 def test_chain_length_dependent_termination_is_converged_in_time():
-    recipes = pd.DataFrame({"cBA_0": [0.5, 3.0, 1.5], "cAIBN_0": [0.02, 0.0025, 0.01], "temp": [80.0, 60.0, 70.0]})
+    recipes = pd.DataFrame(
+        {"cBA_0": [0.5, 3.0, 1.5], "cAIBN_0": [0.02, 0.0025, 0.01], "temp": [80.0, 60.0, 70.0]}
+    )
     params = DEFAULT_PARAMETERS.replace(alpha_t=0.8)
     coarse = simulate_many(recipes, params, progress=False)
     fine = simulate_many(recipes, params, n_steps=2400, progress=False)

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
-from tqdm.auto import tqdm
 
 from polyinv.schema import (
     INITIATOR_0,
@@ -35,7 +34,6 @@ from polyinv.schema import (
 )
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
-from polyinv.trust.domain import model_domain, model_forward
 from polyinv.trust.verify import hellinger
 
 #: The refined coordinates: cBA_0 (mol/L), ln cAIBN_0, temp (°C).
@@ -69,11 +67,18 @@ class NoiseModel:
     scale: tuple[float, float, float]
 
     def to_dict(self) -> dict:
-        return {k: (list(map(float, v)) if isinstance(v, tuple) else float(v)) for k, v in asdict(self).items()}
+        return {
+            k: (list(map(float, v)) if isinstance(v, tuple) else float(v)) for k, v in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> NoiseModel:
-        return cls(float(data["chains"]), float(data["scalar"]), float(data["prior"]), tuple(map(float, data["scale"])))
+        return cls(
+            float(data["chains"]),
+            float(data["scalar"]),
+            float(data["prior"]),
+            tuple(map(float, data["scale"])),
+        )
 
 
 @dataclass
@@ -85,7 +90,9 @@ class Refined:
     hellinger: np.ndarray
     loglik: np.ndarray
     changed: np.ndarray
-    reverted: np.ndarray  # rows whose refinement contradicted the data: the model's answer stands (time included)
+    reverted: (
+        np.ndarray
+    )  # rows whose refinement contradicted the data: the model's answer stands (time included)
 
 
 def sqrt_shape(mmd: np.ndarray) -> np.ndarray:
@@ -107,9 +114,18 @@ class RefineProblem:
     """The stacked residuals of N rows (data terms, then prior terms) for one noise model; ``prior`` (N,)
     overrides its prior strength per row (several strengths tried in one solve)."""
 
-    def __init__(self, forward, observed: pd.DataFrame, z0: np.ndarray, noise: NoiseModel, prior: np.ndarray | None = None):
+    def __init__(
+        self,
+        forward,
+        observed: pd.DataFrame,
+        z0: np.ndarray,
+        noise: NoiseModel,
+        prior: np.ndarray | None = None,
+    ):
         self.forward, self.noise, self.z0 = forward, noise, z0
-        self.prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),))
+        self.prior = np.broadcast_to(
+            np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),)
+        )
         self.sqrt_p = sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
         self.scalars = [c for c in (MN, MW, MONOMER_LEFT) if c in observed.columns]
         self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
@@ -136,9 +152,16 @@ class RefineProblem:
             parts = []
             # a run that stopped early is simulated past the limit too: a recipe that would reach the stop
             # just after it then costs a little (the time term), not a jump in every outcome
-            long = {"t_max": LONG_RUN * self.forward.t_max, "n_steps": int(np.ceil(LONG_RUN * DEFAULT_N_STEPS))}
+            long = {
+                "t_max": LONG_RUN * self.forward.t_max,
+                "n_steps": int(np.ceil(LONG_RUN * DEFAULT_N_STEPS)),
+            }
             plain = ~self.ran_full & ~self.stopped
-            for mask, x_stop, extra in ((self.stopped, None, long), (self.ran_full, NO_STOP, {}), (plain, None, {})):
+            for mask, x_stop, extra in (
+                (self.stopped, None, long),
+                (self.ran_full, NO_STOP, {}),
+                (plain, None, {}),
+            ):
                 if mask.any():
                     part = self.forward.simulate(recipes[mask], x_stop=x_stop, **extra)
                     part.index = recipes.index[mask]
@@ -163,28 +186,51 @@ class RefineProblem:
         z = z.reshape(self.n, 3)
         r = self.data_residuals(self.simulate(z))
         if self.prior.any():
-            r = np.concatenate([r, self.prior[:, None] * (z - self.z0) / np.asarray(self.noise.scale)], axis=1)
+            r = np.concatenate(
+                [r, self.prior[:, None] * (z - self.z0) / np.asarray(self.noise.scale)], axis=1
+            )
         return r
 
     def row_cost(self, z: np.ndarray) -> np.ndarray:
         return 0.5 * (self.residuals(z) ** 2).sum(axis=1)
 
 
-def _solve(problem: RefineProblem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_nfev: int) -> np.ndarray:
+def _solve(
+    problem: RefineProblem, start: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_nfev: int
+) -> np.ndarray:
     """Least squares of every row at once from ``start`` (N, 3); block-diagonal Jacobian."""
     n = problem.n
     start = np.clip(start, lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
     sparsity = block_diag([csr_matrix(np.ones((problem.width, 3)))] * n, format="csr")
     scale = np.tile(np.maximum(np.asarray(problem.noise.scale), 1e-6), n)
-    res = least_squares(lambda z: problem.residuals(z).ravel(), start.ravel(), jac_sparsity=sparsity,
-                        bounds=(lo.ravel(), hi.ravel()), x_scale=scale, diff_step=1e-5, max_nfev=max_nfev, ftol=1e-5, xtol=1e-5,
-                        method="trf", tr_solver="lsmr")
+    res = least_squares(
+        lambda z: problem.residuals(z).ravel(),
+        start.ravel(),
+        jac_sparsity=sparsity,
+        bounds=(lo.ravel(), hi.ravel()),
+        x_scale=scale,
+        diff_step=1e-5,
+        max_nfev=max_nfev,
+        ftol=1e-5,
+        xtol=1e-5,
+        method="trf",
+        tr_solver="lsmr",
+    )
     return res.x.reshape(n, 3)
 
 
-def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: NoiseModel, low: np.ndarray,
-           high: np.ndarray, max_nfev: int = 30, chunk: int = 100, progress: Callable[[int], None] | None = None,
-           prior: np.ndarray | None = None) -> Refined:
+def refine(
+    forward,
+    observed: pd.DataFrame,
+    model_recipe: np.ndarray,
+    noise: NoiseModel,
+    low: np.ndarray,
+    high: np.ndarray,
+    max_nfev: int = 30,
+    chunk: int = 100,
+    progress: Callable[[int], None] | None = None,
+    prior: np.ndarray | None = None,
+) -> Refined:
     """Refine ``model_recipe`` (N, 3: REFINED, physical units) for the ``observed`` rows (MMD columns on the
     forward model's axis, plus any of Mn, Mw, cBA_time) inside the box ``low``–``high`` (3,).
 
@@ -193,7 +239,9 @@ def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: Noi
     and the model's answer where no optimum beats it. ``prior`` (N,) overrides the noise model's prior strength per row.
     """
     model_recipe = np.asarray(model_recipe, dtype=np.float64).reshape(-1, 3)
-    prior = np.broadcast_to(np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(model_recipe),))
+    prior = np.broadcast_to(
+        np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(model_recipe),)
+    )
     lo_z, hi_z = to_z(np.asarray(low, float)[None]), to_z(np.asarray(high, float)[None])
     z_model = np.clip(to_z(np.clip(model_recipe, low, high)), lo_z, hi_z)
     out = np.empty_like(z_model)
@@ -210,9 +258,16 @@ def refine(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: Noi
         poor = best_cost > 3.0 * np.median(best_cost) + problem.n_data
         if poor.any():  # other basins: restart from both sides along the ridge, in one solve
             sub = np.flatnonzero(poor)
-            steps = [m * np.array([0.0, hi_z[0, 1] - lo_z[0, 1], lo_z[0, 2] - hi_z[0, 2]]) for m in RESTART_OFFSETS]
-            part = RefineProblem(forward, pd.concat([observed.iloc[rows].iloc[sub]] * len(steps)),
-                            np.tile(z_model[rows][sub], (len(steps), 1)), noise, np.tile(prior[rows][sub], len(steps)))
+            steps = [
+                m * np.array([0.0, hi_z[0, 1] - lo_z[0, 1], lo_z[0, 2] - hi_z[0, 2]]) for m in RESTART_OFFSETS
+            ]
+            part = RefineProblem(
+                forward,
+                pd.concat([observed.iloc[rows].iloc[sub]] * len(steps)),
+                np.tile(z_model[rows][sub], (len(steps), 1)),
+                noise,
+                np.tile(prior[rows][sub], len(steps)),
+            )
             lo_s, hi_s = np.tile(lo[sub], (len(steps), 1)), np.tile(hi[sub], (len(steps), 1))
             start = np.clip(np.concatenate([z_model[rows][sub] + step for step in steps]), lo_s, hi_s)
             z_all = _solve(part, start, lo_s, hi_s, max_nfev)
@@ -235,9 +290,18 @@ RIDGE_OFFSETS = (-0.3, -0.15, 0.15, 0.3)
 TOLERANCE = 3.9
 
 
-def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise: NoiseModel, low: np.ndarray,
-               high: np.ndarray, k: int, max_nfev: int = 30, chunk: int = 100,
-               progress: Callable[[int], None] | None = None) -> list[Refined]:
+def candidates(
+    forward,
+    observed: pd.DataFrame,
+    model_recipe: np.ndarray,
+    noise: NoiseModel,
+    low: np.ndarray,
+    high: np.ndarray,
+    k: int,
+    max_nfev: int = 30,
+    chunk: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> list[Refined]:
     """Up to ``k`` distinct recipes per row that reproduce it within the noise model's tolerance, best first:
     optima from the model's answer and from starts along the ridge, sorted by their fit; an optimum is kept if
     its cost is within :data:`TOLERANCE` of the row's best and it differs from every kept one by more than 2 %
@@ -251,9 +315,14 @@ def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise:
         rows = slice(begin, min(begin + chunk, len(z_model)))
         n, n_starts = rows.stop - rows.start, 1 + len(RIDGE_OFFSETS)
         # every start of every row in one solve: a batch simulation costs about the same for 5 rows as for 500
-        stacked = RefineProblem(forward, pd.concat([observed.iloc[rows]] * n_starts), np.tile(z_model[rows], (n_starts, 1)), noise)
+        stacked = RefineProblem(
+            forward, pd.concat([observed.iloc[rows]] * n_starts), np.tile(z_model[rows], (n_starts, 1)), noise
+        )
         lo, hi = np.repeat(lo_z, n * n_starts, 0), np.repeat(hi_z, n * n_starts, 0)
-        starts = np.concatenate([z_model[rows]] + [z_model[rows] + m * np.array([0.0, width[1], -width[2]]) for m in RIDGE_OFFSETS])
+        starts = np.concatenate(
+            [z_model[rows]]
+            + [z_model[rows] + m * np.array([0.0, width[1], -width[2]]) for m in RIDGE_OFFSETS]
+        )
         solved = _solve(stacked, np.clip(starts, lo, hi), lo, hi, max_nfev)
         costs = stacked.row_cost(solved).reshape(n_starts, n)
         found = solved.reshape(n_starts, n, 3)
@@ -271,17 +340,27 @@ def candidates(forward, observed: pd.DataFrame, model_recipe: np.ndarray, noise:
     out = []
     for j in range(k):
         have = np.isfinite(ranked[j, :, 0])
-        result = Refined(np.full((len(z_model), 3), np.nan), np.full(len(z_model), np.nan), np.full(len(z_model), np.nan),
-                         np.full(len(z_model), np.nan), np.zeros(len(z_model), dtype=bool), np.zeros(len(z_model), dtype=bool))
+        result = Refined(
+            np.full((len(z_model), 3), np.nan),
+            np.full(len(z_model), np.nan),
+            np.full(len(z_model), np.nan),
+            np.full(len(z_model), np.nan),
+            np.zeros(len(z_model), dtype=bool),
+            np.zeros(len(z_model), dtype=bool),
+        )
         if have.any():
-            part = _finish(forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise)
+            part = _finish(
+                forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise
+            )
             for name in ("recipe", TIME, "hellinger", "loglik", "changed", "reverted"):
                 getattr(result, name)[have] = getattr(part, name)
         out.append(result)
     return out
 
 
-def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray, noise: NoiseModel) -> Refined:
+def _finish(
+    forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray, noise: NoiseModel
+) -> Refined:
 
     problem = RefineProblem(forward, observed, z_model, noise)
     sim = problem.simulate(z)
@@ -296,8 +375,14 @@ def _finish(forward, observed: pd.DataFrame, z_model: np.ndarray, z: np.ndarray,
     time = np.minimum(sim[TIME].to_numpy(np.float64), forward.t_max)
     time[problem.ran_full] = forward.t_max  # the data's own evidence (conversion with the model's cBA_0)
     changed = np.any(np.abs(z - z_model) > 1e-9 * (1 + np.abs(z_model)), axis=1)
-    return Refined(recipe, time, hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
-                   -0.5 * (data ** 2).sum(axis=1), changed, np.asarray(reverted, dtype=bool) & np.ones(len(z), dtype=bool))
+    return Refined(
+        recipe,
+        time,
+        hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
+        -0.5 * (data**2).sum(axis=1),
+        changed,
+        np.asarray(reverted, dtype=bool) & np.ones(len(z), dtype=bool),
+    )
 
 
 def as_targets(refined: Refined, target_names, model_recipe_full: np.ndarray) -> np.ndarray:
@@ -327,70 +412,3 @@ def refine_box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
     low = np.maximum(low, [1e-3, 1e-6, TEMP_LIMITS[0]])
     high = np.minimum(high, [0.999 * forward.parameters.max_cBA, np.inf, TEMP_LIMITS[1]])
     return low, high
-
-
-def model_refine(model):
-    """(forward model, noise model, why) of a loaded model's refinement; the first two None when it declines."""
-
-    forward, why = model_forward(model)
-    if forward is None:
-        return None, None, f"no forward model in the model file: {why}"
-    record = model_domain(model).refine
-    if not record:
-        return None, None, "the model file holds no refine check (saved by an older polyinv)"
-    if not record.get("use"):
-        return None, None, record.get("why", "refinement declined at fit time")
-    return forward, NoiseModel.from_dict(record["noise"]), record.get("why", "")
-
-
-def _prepared(model):
-    """(forward model, noise model, refined columns' indices in the model's targets, box low, box high) of a
-    loaded model whose refine check let refinement run, else None."""
-
-    forward, noise, _ = model_refine(model)
-    if forward is None:
-        return None
-    names = list(model.target_names)
-    return forward, noise, [names.index(t) for t in REFINED], *refine_box(model_domain(model), forward)
-
-
-def candidate_columns(model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True) -> pd.DataFrame | None:
-    """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
-    ``predict --candidates``; None when the model's refine check declined."""
-
-    prepared = _prepared(model)
-    if prepared is None:
-        return None
-    forward, noise, cols, low, high = prepared
-    names = list(model.target_names)
-    with tqdm(total=len(frame), desc="candidates", unit="row", disable=not progress) as bar:
-        found = candidates(forward, frame.reset_index(drop=True), recipe[:, cols], noise, low, high, k, progress=bar.update)
-    out = {}
-    for j, result in enumerate(found, start=1):
-        values = as_targets(result, names, np.full_like(recipe, np.nan))  # a reverted optimum is no candidate
-        out.update({f"candidate{j}_{t}": values[:, i] for i, t in enumerate(names)})
-        out[f"candidate{j}_hellinger"] = np.where(result.reverted, np.nan, result.hellinger)
-        out[f"candidate{j}_loglik"] = np.where(result.reverted, np.nan, result.loglik)
-    return pd.DataFrame(out)
-
-
-def refine_columns(model, frame: pd.DataFrame, recipe: np.ndarray, progress: bool = True) -> tuple[np.ndarray, pd.DataFrame] | None:
-    """Refined recipes (N, T) for validated input rows and the extra columns of ``predict --refine``
-    (``model_<target>``, ``refine_hellinger``, ``refine_loglik``, ``refine_changed``); None when the model's
-    refine check declined (:func:`model_refine` says why)."""
-
-    prepared = _prepared(model)
-    if prepared is None:
-        return None
-    forward, noise, cols, low, high = prepared
-    names = list(model.target_names)
-    observed = frame.reset_index(drop=True)
-    with tqdm(total=len(observed), desc="refining", unit="row", disable=not progress) as bar:
-        result = refine(forward, observed, recipe[:, cols], noise, low, high, progress=bar.update)
-    refined = as_targets(result, names, recipe)
-    extra = pd.DataFrame({f"model_{t}": recipe[:, j] for j, t in enumerate(names)})
-    changed = np.any(np.abs(refined - recipe) > 1e-9 * (1 + np.abs(recipe)), axis=1)  # the answer differs from the model's
-    extra["refine_hellinger"], extra["refine_loglik"], extra["refine_changed"] = result.hellinger, result.loglik, changed
-    return refined, extra
-
-

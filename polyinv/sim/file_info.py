@@ -1,0 +1,107 @@
+"""What a data file says about itself: the MMD axis and simulator its metadata state, and the run protocol and
+axis its rows imply (used to choose the forward model of a run's trust checks, docs/forward-model.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from polyinv.schema import MMD_COLUMNS, MN, MW, TIME, frame_conversion
+from polyinv.sim.grid import MMDAxis, infer_axis
+from polyinv.sim.io import read_metadata
+from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
+from polyinv.sim.parameters import DEFAULT_PARAMETERS
+
+# ---------------------------------------------------------------------- what a file says about itself
+_NORMALISATION_TEXT = {
+    "sum(MMD1..MMD100) * mmd_delta_log10M = 1": "density",
+    "sum(MMD1..MMD100) = 1": "sum",
+    "max(MMD1..MMD100) = 1": "max",
+}
+
+
+def stated_axis(meta: Mapping[str, str] | None) -> MMDAxis | None:
+    """The MMD axis a file's polyinv metadata states, or None when it states none."""
+    if not meta or "mmd_log10M_min" not in meta:
+        return None
+    try:
+        norm = _NORMALISATION_TEXT.get(str(meta.get("mmd_normalisation", "")).strip(), "density")
+        return MMDAxis(
+            float(meta["mmd_log10M_min"]),
+            float(meta["mmd_log10M_max"]),
+            int(meta.get("mmd_n_points", 100)),
+            norm,
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def states_default_kinetics(meta: Mapping[str, str] | None) -> bool:
+    """Whether a file's metadata says polyinv's default kinetic parameters made it (every stored
+    coefficient and constant equal to :data:`DEFAULT_PARAMETERS`)."""
+    if not meta or meta.get("package") != "polyinv":
+        return False
+    expected = dict(DEFAULT_PARAMETERS.metadata())
+    numeric = [
+        k
+        for k, v in expected.items()
+        if k.endswith((".A", ".Ea_kJ_per_mol"))
+        or k in ("C_M", "C_S", "C_S_mcr", "comb_ss", "comb_st", "comb_tt", "f_values", "f_temps", "alpha_t")
+    ]
+    for key in numeric:
+        # files written before alpha_t existed (chain-length-averaged termination) state none: that is its 0.0
+        if str(meta.get(key, "0.0" if key == "alpha_t" else "")).strip() != expected[key]:
+            return False
+    return True
+
+
+def protocol_from_data(frame: pd.DataFrame) -> tuple[float, float]:
+    """The run protocol of a file's rows: the conversion that stops a run (median conversion of the rows
+    that stopped before the longest time; polyinv's 90 % when none did) and the time limit (the longest
+    time when a row ran that long without reaching the stop conversion; else no row met the limit, and it
+    is taken as the longest time or polyinv's 3600 s, whichever is larger)."""
+    time = frame[TIME].to_numpy(float)
+    converted = frame_conversion(frame)
+    longest = float(np.nanmax(time))
+    early = time < longest * (1 - 1e-6)
+    x_stop = (
+        float(np.clip(np.nanmedian(converted[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
+    )
+    limited = ~early & (converted < x_stop - 2e-3)
+    t_max = longest if limited.any() else max(longest, DEFAULT_T_MAX)
+    return t_max, x_stop
+
+
+def read_file_metadata(path) -> dict[str, str] | None:
+    """polyinv's metadata of a data file (metadata sheet, CSV sidecar or Parquet key), None when it has none."""
+
+    try:
+        meta = read_metadata(path)
+    except Exception:  # noqa: BLE001 - any file without readable polyinv metadata simply has none
+        return None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else None
+
+
+def file_axis(meta: Mapping[str, str] | None, frame: pd.DataFrame) -> tuple[MMDAxis | None, str]:
+    """The MMD axis of a file: stated in its metadata, else inferred from its Mn/Mw; None with the reason
+    when neither works (then the checks that need the axis are off)."""
+
+    stated = stated_axis(meta)
+    if stated is not None:
+        return stated, "stated in the file's metadata"
+    if not {MN, MW, *MMD_COLUMNS} <= set(frame.columns):
+        return None, "the file states no MMD axis and lacks Mn/Mw to infer it"
+    try:
+        fit = infer_axis(
+            frame[list(MMD_COLUMNS)].to_numpy(float), frame[MN].to_numpy(float), frame[MW].to_numpy(float)
+        )
+    except ValueError as exc:
+        return None, str(exc)
+    if not fit.ok:
+        return (
+            None,
+            f"no evenly spaced log10 M axis reconciles the MMD with Mn and Mw (best: {fit.describe()})",
+        )
+    return fit.axis, f"inferred from Mn/Mw: {fit.describe()}"
