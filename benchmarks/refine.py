@@ -399,12 +399,12 @@ def design_mmd_benchmark(
     Does the best proposal meet every target, re-simulated; how much faster than the recipe that made the target;
     seconds, the model's answers included. ``out/design_mmd.md``."""
     from polyinv.design import assumed_conversions, design, inverse_starts
+    from polyinv.metrics import hellinger
     from polyinv.models import load_model, resolve_checkpoint
     from polyinv.schema import MMD_COLUMNS, NOMINAL_RANGES
     from polyinv.sim import lhs_design
     from polyinv.sim.forward import ForwardModel
     from polyinv.sim.grid import moments_from_mmd
-    from polyinv.trust.verify import hellinger
 
     from benchmarks import harness as bm
 

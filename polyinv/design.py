@@ -23,6 +23,7 @@ from scipy.sparse import block_diag, csr_matrix
 from scipy.stats import qmc
 
 from polyinv.inference import predict_frame
+from polyinv.metrics import hellinger
 from polyinv.refine import sqrt_shape
 from polyinv.schema import (
     INITIATOR_0,
@@ -36,7 +37,6 @@ from polyinv.schema import (
     TIME,
     frame_conversion,
 )
-from polyinv.trust.verify import hellinger
 
 #: Properties a design can aim at; conversion is 1 - cBA_time / cBA_0 at the end of the run.
 PROPERTIES = (MN, MW, "dispersity", "conversion")

@@ -115,3 +115,13 @@ def write_json(data: Mapping, path: str | Path) -> None:
     """Write JSON atomically; non-finite numbers become null."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Row-wise Hellinger distance of non-negative vectors after normalising each row to unit sum."""
+    p = np.clip(np.atleast_2d(np.asarray(p, dtype=np.float64)), 0.0, None)
+    q = np.clip(np.atleast_2d(np.asarray(q, dtype=np.float64)), 0.0, None)
+    p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-300, None)
+    q = q / np.clip(q.sum(axis=1, keepdims=True), 1e-300, None)
+    bc = np.sqrt(p * q).sum(axis=1)
+    return np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))

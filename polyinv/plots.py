@@ -23,7 +23,6 @@ from polyinv.schema import (
     MN,
     MONOMER_0,
     MW,
-    N_MMD,
     RECIPE_COLUMNS,
     SIDE_INPUTS,
     TARGETS,
@@ -199,7 +198,7 @@ def verify_figures(
     """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
     out_dir = Path(out_dir)
     grid = (forward or ForwardModel()).axis.points()
-    sim_mmd = sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy()
+    sim_mmd = sim[list(MMD_COLUMNS)].to_numpy()
     written = []
     for i in rows if rows is not None else range(len(recipes)):
         fig, (ax, box) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})

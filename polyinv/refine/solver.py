@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
 
+from polyinv.metrics import hellinger
 from polyinv.schema import (
     INITIATOR_0,
     MMD_COLUMNS,
@@ -34,7 +35,6 @@ from polyinv.schema import (
 )
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
-from polyinv.trust.verify import hellinger
 
 #: The refined coordinates: cBA_0 (mol/L), ln cAIBN_0, temp (°C).
 REFINED = RECIPE_COLUMNS

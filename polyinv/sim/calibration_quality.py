@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.signal import savgol_filter
 
+from polyinv.metrics import hellinger
 from polyinv.schema import MMD_COLUMNS, MN, MONOMER_LEFT, MW, TIME
-from polyinv.trust.verify import hellinger
 
 #: What "reproduces the file" means (issue 31's goals): medians over the rows; the Hellinger limit grows with the
 #: file's own MMD noise (QUALITY_NOISE x the distance between each MMD and its smoothed self).

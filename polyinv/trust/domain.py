@@ -45,10 +45,11 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from polyinv.errors import PolyinvError
+from polyinv.metrics import hellinger
 from polyinv.schema import MN, MONOMER_LEFT, MW, TIME
 from polyinv.sim import RECIPE_FIELDS
 from polyinv.sim.forward import ForwardModel
-from polyinv.trust.verify import hellinger, resimulate
+from polyinv.trust.verify import resimulate
 
 VERSION = 1
 TINY = 1e-300

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from polyinv.errors import PolyinvError
-from polyinv.schema import INITIATOR_0, MONOMER_0, N_MMD, SIDE_INPUTS, TARGETS, TEMP, TIME
+from polyinv.metrics import hellinger
+from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MONOMER_0, N_MMD, SIDE_INPUTS, TARGETS, TEMP, TIME
 from polyinv.sim import DEFAULT_PARAMETERS
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.forward import ForwardModel
@@ -25,16 +26,6 @@ MIN_CONC = 1e-6  # mol/L: the smallest concentration a clipped recipe keeps
 MIN_TIME = 1.0  # s
 MAX_INITIATOR = 1.0  # mol/L: far above any sensible AIBN charge
 VERIFY_COLUMNS = ("verify_hellinger", *(f"verify_rel_err_{c}" for c in SIDE_INPUTS), "verify_clipped")
-
-
-def hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Row-wise Hellinger distance of non-negative vectors after normalising each row to unit sum."""
-    p = np.clip(np.atleast_2d(np.asarray(p, dtype=np.float64)), 0.0, None)
-    q = np.clip(np.atleast_2d(np.asarray(q, dtype=np.float64)), 0.0, None)
-    p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-300, None)
-    q = q / np.clip(q.sum(axis=1, keepdims=True), 1e-300, None)
-    bc = np.sqrt(p * q).sum(axis=1)
-    return np.sqrt(np.clip(1.0 - bc, 0.0, 1.0))
 
 
 def clip_recipes(recipes: pd.DataFrame, t_max: float) -> tuple[pd.DataFrame, np.ndarray]:
@@ -92,7 +83,7 @@ def verify(
     recipes = recipes.reset_index(drop=True)
     sim, was_clipped = resimulate(recipes, forward=forward)
     table = pd.DataFrame(
-        {"verify_hellinger": hellinger(mmd, sim[[f"MMD{i}" for i in range(1, N_MMD + 1)]].to_numpy())}
+        {"verify_hellinger": hellinger(mmd, sim[list(MMD_COLUMNS)].to_numpy())}
     )
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:

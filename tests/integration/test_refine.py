@@ -253,9 +253,9 @@ def test_design_from_target_mmds(small_files, capsys):
     matches within the Hellinger tolerance, re-simulated here; the trained model's answers join the starts."""
     from polyinv.cli import design as design_cli
     from polyinv.design import assumed_conversions, inverse_starts
+    from polyinv.metrics import hellinger
     from polyinv.models import load_model, resolve_checkpoint
     from polyinv.schema import MMD_COLUMNS
-    from polyinv.trust.verify import hellinger
 
     folder, train, query = small_files
     run_dir = _fit(folder, train, "gp_design_mmd", "--trust.refine", "none")

@@ -15,12 +15,13 @@ import pytest
 
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
+from polyinv.metrics import hellinger
 from polyinv.models import GPModel
 from polyinv.schema import MMD_COLUMNS
 from polyinv.sim import lhs_design, simulate_many
 from polyinv.sim.forward import ForwardModel
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, heldout_recipes
-from polyinv.trust.verify import hellinger, verify
+from polyinv.trust.verify import verify
 
 from tests.synthetic import REPO
 
