@@ -82,9 +82,7 @@ def verify(
         raise PolyinvError(f"forward verification needs predicted {', '.join(missing)}")
     recipes = recipes.reset_index(drop=True)
     sim, was_clipped = resimulate(recipes, forward=forward)
-    table = pd.DataFrame(
-        {"verify_hellinger": hellinger(mmd, sim[list(MMD_COLUMNS)].to_numpy())}
-    )
+    table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[list(MMD_COLUMNS)].to_numpy())})
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:
             want = requested[column].to_numpy(np.float64)
