@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks, on a machine where torch sees a CUDA device (CI has none, so these run by hand):
-# the GPU tests (tests/integration/test_gpu.py), then configs/mlp.yaml and configs/cnn.yaml fitted on the
+# the GPU tests (tests/test_gpu.py), then configs/mlp.yaml and configs/cnn.yaml fitted on the
 # shipped data on the GPU, and cnn.yaml once more on the CPU of the same machine for the speed ratio.
 # Each fit's training seconds, device and test R² are printed and its run.json/metrics.json copied to OUT_DIR.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR]
@@ -9,7 +9,7 @@ out=${1:-/tmp/polyinv_gpu}
 mkdir -p "$out"
 python -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 status=0
-python -m pytest tests/integration/test_gpu.py -q -rA -p no:cacheprovider || status=1
+python -m pytest tests/test_gpu.py -q -rA -p no:cacheprovider || status=1
 
 fit() {  # fit NAME CONFIG ACCELERATOR: one fit of a shipped config on the shipped data
     local name=$1 config=$2 accelerator=$3 start run

@@ -25,7 +25,7 @@ QUICK = {  # each shipped config, made quick: what is tested is that the config 
     "gp_design": ["--model.n_restarts", "0"],
     "rf": ["--model.search", "false", "--model.n_estimators", "10"],
     "rf_mmd": ["--model.search", "false", "--model.n_estimators", "10"],
-    "auto": ["--model.candidates", '["gp.yaml"]'],  # tests/integration/test_auto.py scores networks too
+    "auto": ["--model.candidates", '["gp.yaml"]'],  # tests/test_select.py scores networks too
 }
 
 

@@ -10,8 +10,8 @@ from polyinv.models import GPModel, load_model
 from polyinv.models.gp import REFIT_LENGTH_FLOOR, loo_r2
 from polyinv.train import fit_check_lines
 
+from tests.models.test_classical import GP_TRANSFORMS, _gp_arrays
 from tests.synthetic import synthetic_frame
-from tests.unit.test_classical import GP_TRANSFORMS, _gp_arrays
 
 _REAL_FIT = GPModel._fit_gp
 
