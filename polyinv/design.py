@@ -24,6 +24,7 @@ from scipy.stats import qmc
 
 from polyinv.inference import predict_frame
 from polyinv.metrics import hellinger
+from polyinv.models.base import InverseModel
 from polyinv.refine import sqrt_shape
 from polyinv.schema import (
     INITIATOR_0,
@@ -203,7 +204,12 @@ def assumed_conversions(forward, conversion: float | None = None) -> list[float]
 
 
 def inverse_starts(
-    model, mmd: np.ndarray, mn: float, mw: float, conversions, bounds: Mapping[str, tuple[float, float]]
+    model: InverseModel,
+    mmd: np.ndarray,
+    mn: float,
+    mw: float,
+    conversions,
+    bounds: Mapping[str, tuple[float, float]],
 ) -> np.ndarray:
     """The trained model's answers (rows of VARIABLES) for a target MMD at each assumed conversion: the model
     reads cBA_time, which a target does not have, so cBA_time = cBA_0 (1 − conversion), cBA_0 from the model's

@@ -20,10 +20,11 @@ from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
+from polyinv.models.base import InverseModel
 from polyinv.plots import importance_figure, write_figure
 
 
-def column_groups(model, block: int = 10) -> dict[str, list[str]]:
+def column_groups(model: InverseModel, block: int = 10) -> dict[str, list[str]]:
     """Side inputs one by one, then the MMD in consecutive blocks of ``block`` grid points."""
     if block < 1:
         raise PolyinvError(f"--block must be a positive number of grid points, got {block}")
@@ -36,7 +37,7 @@ def column_groups(model, block: int = 10) -> dict[str, list[str]]:
 
 
 def permutation_importance(
-    model,
+    model: InverseModel,
     frame: pd.DataFrame,
     groups: Mapping[str, Sequence[str]] | None = None,
     n_repeats: int = 5,
@@ -80,7 +81,9 @@ def permutation_importance(
     return pd.DataFrame(rows)
 
 
-def impurity_importance(model, groups: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame | None:
+def impurity_importance(
+    model: InverseModel, groups: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame | None:
     """A random forest's impurity importances summed per group (None for other model kinds)."""
     if not model.has_importances:
         return None
@@ -99,7 +102,7 @@ OUTPUTS = ("importance.csv", "importance.png", "impurity.csv")
 
 
 def explain(
-    model,
+    model: InverseModel,
     frame: pd.DataFrame,
     out_dir: str | Path,
     n_repeats: int = 5,

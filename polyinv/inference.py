@@ -11,16 +11,17 @@ from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
 from polyinv.log import LOG
 from polyinv.models import load_model
+from polyinv.models.base import InverseModel
 from polyinv.refine import candidate_columns, model_refine, refine_columns
 from polyinv.trust.report import domain_columns, interval_columns
 
 
-def input_columns(model) -> list[str]:
+def input_columns(model: InverseModel) -> list[str]:
     """The input columns a model was trained on, in the order it reads them."""
     return list(model.side_names) + list(model.mmd_names)
 
 
-def read_inputs(model, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+def read_inputs(model: InverseModel, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
     """Read and validate an input file against the schema stored in the model's checkpoint."""
     try:
         return read_table(path, input_columns(model), sheet=sheet, mmd_columns=model.mmd_names)
@@ -31,7 +32,7 @@ def read_inputs(model, path: str | Path, sheet: str | None = None) -> pd.DataFra
         ) from exc
 
 
-def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
+def predict_frame(model: InverseModel, frame: pd.DataFrame) -> np.ndarray:
     """Physical recipe (N, T) for a validated frame holding the model's input columns."""
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     side = frame[list(model.side_names)].to_numpy(np.float64)
@@ -39,7 +40,7 @@ def predict_frame(model, frame: pd.DataFrame) -> np.ndarray:
 
 
 def predict_table(
-    model,
+    model: InverseModel,
     frame: pd.DataFrame,
     interval: float | None = None,
     refine: bool = False,

@@ -17,6 +17,7 @@ import pandas as pd
 
 from polyinv.atomic import atomic_path
 from polyinv.metrics import r2_score
+from polyinv.models.base import InverseModel
 from polyinv.schema import (
     INITIATOR_0,
     MMD_COLUMNS,
@@ -139,7 +140,7 @@ def calibration_figure(
 
 
 def plot_candidates(
-    out_dir, model, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False
+    out_dir, model: InverseModel, frame: pd.DataFrame, table: pd.DataFrame, overwrite: bool = False
 ) -> list:
     """One PNG per row (``candidates_row<i>.png``): the input MMD and each candidate's simulated MMD, with the
     candidates' recipes in the legend. Atomic writes; nothing without candidate columns or a forward model."""

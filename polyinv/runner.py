@@ -73,7 +73,13 @@ class RunResult:
 
 
 def finish_run(
-    config: dict, run_dir: Path, model, dm: PolyDataModule, logger, train_seconds: float, extra: dict
+    config: dict,
+    run_dir: Path,
+    model: InverseModel,
+    dm: PolyDataModule,
+    logger,
+    train_seconds: float,
+    extra: dict,
 ) -> dict:
     """Evaluate on the test split through the one harness and write every run artefact."""
     test = dm.test_frame
@@ -218,7 +224,7 @@ def _trust_checks(
 def _fit_classical(
     config: dict,
     dm: PolyDataModule,
-    model,
+    model: InverseModel,
     run_dir: Path,
     resume: Path | None,
     verbose: bool,
@@ -240,7 +246,7 @@ def _fit_classical(
 def _fit_network(
     config: dict,
     dm: PolyDataModule,
-    model,
+    model: InverseModel,
     run_dir: Path,
     resume: Path | None,
     verbose: bool,

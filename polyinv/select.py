@@ -26,6 +26,7 @@ from polyinv.log import say
 from polyinv.metrics import evaluate
 from polyinv.models import MODELS, AutoModel
 from polyinv.models.auto import DEFAULT_CANDIDATES
+from polyinv.models.base import InverseModel
 from polyinv.train import build_model, train_network
 
 #: a network's final fit on every training row is assumed to cost this many of its folds (more rows per step)
@@ -59,7 +60,7 @@ def _is_network(config: dict) -> bool:
     return MODELS[config["model"]["kind"]].family == "network"
 
 
-def _arrays(frame, model) -> tuple[np.ndarray, ...]:
+def _arrays(frame, model: InverseModel) -> tuple[np.ndarray, ...]:
     return tuple(
         frame[list(c)].to_numpy(np.float64) for c in (model.mmd_names, model.side_names, model.target_names)
     )

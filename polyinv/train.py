@@ -98,7 +98,7 @@ def fit_rows(dm: PolyDataModule) -> pd.DataFrame:
     return dm.frame.iloc[np.concatenate([dm.train_idx, dm.val_idx])]
 
 
-def fit_classical(model, dm: PolyDataModule) -> float:
+def fit_classical(model: InverseModel, dm: PolyDataModule) -> float:
     """Fit a classical model on the non-test rows (no early stopping, so validation rows train too); seconds."""
     started = time.perf_counter()
     frame = fit_rows(dm)
@@ -188,7 +188,7 @@ def train_network(config: dict, dm: PolyDataModule, seed: int) -> tuple[InverseR
 TRAIN_FIT_R2 = 0.9
 
 
-def training_fit_check(model, train: pd.DataFrame) -> dict:
+def training_fit_check(model: InverseModel, train: pd.DataFrame) -> dict:
     """The network's R² per target on its own training rows, and a warning line for each below TRAIN_FIT_R2
     (a fit that diverged or stalled: its test figures cannot be better)."""
     targets = list(model.target_names)

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from polyinv.models.base import InverseModel
 from polyinv.refine.solver import REFINED, NoiseModel, as_targets, candidates, refine, refine_box
 from polyinv.trust.domain import model_domain, model_forward
 
 
-def model_refine(model):
+def model_refine(model: InverseModel):
     """(forward model, noise model, why) of a loaded model's refinement; the first two None when it declines."""
 
     forward, why = model_forward(model)
@@ -24,7 +25,7 @@ def model_refine(model):
     return forward, NoiseModel.from_dict(record["noise"]), record.get("why", "")
 
 
-def _prepared(model):
+def _prepared(model: InverseModel):
     """(forward model, noise model, refined columns' indices in the model's targets, box low, box high) of a
     loaded model whose refine check let refinement run, else None."""
 
@@ -36,7 +37,7 @@ def _prepared(model):
 
 
 def candidate_columns(
-    model, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True
+    model: InverseModel, frame: pd.DataFrame, recipe: np.ndarray, k: int, progress: bool = True
 ) -> pd.DataFrame | None:
     """``candidate<j>_<target>``, ``candidate<j>_hellinger`` and ``candidate<j>_loglik`` (j = 1..k, best first) of
     ``predict --candidates``; None when the model's refine check declined."""
@@ -60,7 +61,7 @@ def candidate_columns(
 
 
 def refine_columns(
-    model, frame: pd.DataFrame, recipe: np.ndarray, progress: bool = True
+    model: InverseModel, frame: pd.DataFrame, recipe: np.ndarray, progress: bool = True
 ) -> tuple[np.ndarray, pd.DataFrame] | None:
     """Refined recipes (N, T) for validated input rows and the extra columns of ``predict --refine``
     (``model_<target>``, ``refine_hellinger``, ``refine_loglik``, ``refine_changed``); None when the model's

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from polyinv.models.base import InverseModel
 from polyinv.refine.solver import (
     REFINED,
     NoiseModel,
@@ -185,7 +186,7 @@ def tune(
 
 
 def fit_check(
-    model,
+    model: InverseModel,
     domain: dict | None,
     frame: pd.DataFrame,
     forward,

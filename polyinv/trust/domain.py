@@ -46,6 +46,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from polyinv.errors import PolyinvError
 from polyinv.metrics import hellinger
+from polyinv.models.base import InverseModel
 from polyinv.schema import MN, MONOMER_LEFT, MW, TIME
 from polyinv.sim import RECIPE_FIELDS
 from polyinv.sim.forward import ForwardModel
@@ -352,7 +353,7 @@ def fit_domain(dm) -> ApplicabilityDomain:
     return ApplicabilityDomain.fit(dm.train_frame, dm.side_columns, dm.mmd_columns, dm.target_columns)
 
 
-def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
+def heldout_recipes(model: InverseModel, frame: pd.DataFrame) -> np.ndarray:
     """The model's recipes (N, T) for its own training rows: held-out (leave-one-out) where it offers them."""
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     side = frame[list(model.side_names)].to_numpy(np.float64)
@@ -362,7 +363,7 @@ def heldout_recipes(model, frame: pd.DataFrame) -> np.ndarray:
 
 
 def fit_model_consistency(
-    model, domain: Mapping | None, frame: pd.DataFrame, forward=None, off_reason: str = ""
+    model: InverseModel, domain: Mapping | None, frame: pd.DataFrame, forward=None, off_reason: str = ""
 ) -> dict | None:
     """``domain`` (a stored dict) with forward-consistency thresholds fitted on the model's training rows
     with ``forward`` (None: the check is off, ``off_reason`` says why)."""
@@ -373,7 +374,7 @@ def fit_model_consistency(
     return dom.fit_consistency(frame, recipes, forward, off_reason=off_reason).to_dict()
 
 
-def model_forward(model):
+def model_forward(model: InverseModel):
     """(forward model of a loaded model's trust checks or None, why none)."""
     dom = model_domain(model)
     if dom is None:
@@ -386,7 +387,7 @@ def model_forward(model):
     )
 
 
-def model_domain(model) -> ApplicabilityDomain | None:
+def model_domain(model: InverseModel) -> ApplicabilityDomain | None:
     """The domain stored with a loaded model (``model.domain``, a dict), or None for older checkpoints."""
     data = model.domain
     return ApplicabilityDomain.from_dict(data) if data else None

@@ -10,13 +10,14 @@ import pandas as pd
 from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
 from polyinv.log import LOG
+from polyinv.models.base import InverseModel
 from polyinv.plots import verify_figures
 from polyinv.schema import SIDE_INPUTS, TARGETS
 from polyinv.trust.domain import model_domain, model_forward
 from polyinv.trust.verify import verify
 
 
-def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
+def interval_columns(model: InverseModel, mmd: np.ndarray, side: np.ndarray, level: float) -> pd.DataFrame:
     """``<target>_lo`` / ``<target>_hi`` of the central ``level`` interval (physical units)."""
     check_interval(model, level)
     _, low, high = model.predict_interval(mmd, side, level)
@@ -26,7 +27,7 @@ def interval_columns(model, mmd: np.ndarray, side: np.ndarray, level: float) -> 
     return out
 
 
-def check_interval(model, level: float) -> None:
+def check_interval(model: InverseModel, level: float) -> None:
     """One-line error unless ``model`` gives central intervals and ``level`` lies in (0, 1)."""
     if not 0 < level < 1:
         raise PolyinvError(f"--interval must lie between 0 and 1 (e.g. 0.9), got {level}")
@@ -36,7 +37,7 @@ def check_interval(model, level: float) -> None:
         )
 
 
-def domain_columns(model, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFrame:
+def domain_columns(model: InverseModel, frame: pd.DataFrame, recipe: np.ndarray) -> pd.DataFrame:
     """``in_domain``, ``domain_score`` (kNN distance / threshold), ``consistency_score`` (forward re-simulation
     statistic / threshold, models saved with that check) and ``domain_note``; empty without a stored domain."""
     domain = model_domain(model)
@@ -72,7 +73,7 @@ def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFra
 
 
 def verify_table(
-    model,
+    model: InverseModel,
     frame: pd.DataFrame,
     table: pd.DataFrame,
     path: str | Path,
