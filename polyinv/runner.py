@@ -29,7 +29,7 @@ from polyinv.metrics import evaluate, format_table, write_json
 from polyinv.models import MODEL_FILE, MODELS, AutoModel, EnsembleModel, InverseModel, auto, load_model
 from polyinv.plots import parity_figure, write_figure
 from polyinv.progress import quiet_libraries
-from polyinv.refine import fit_check
+from polyinv.refine import check_refinement
 from polyinv.runs import (
     best_epoch,
     discard_unfinished,
@@ -47,10 +47,10 @@ from polyinv.sim.forward import ForwardChoice
 from polyinv.train import (
     build_datamodule,
     build_model,
-    fit_check_lines,
     fit_classical,
     fit_network,
     fit_rows,
+    self_check_lines,
     training_fit_check,
 )
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, fit_model_consistency
@@ -198,9 +198,9 @@ def refine_rows(dm: PolyDataModule, model: InverseModel) -> pd.DataFrame:
 def refine_check(
     config: dict, model: InverseModel, frame: pd.DataFrame, forward: ForwardChoice, verbose: bool
 ) -> dict | None:
-    """The model's stored domain with the refine check (polyinv.refine.check.fit_check) on held-out ``frame`` rows."""
+    """The model's stored domain with the refine check (polyinv.refine.check.check_refinement) on held-out ``frame`` rows."""
     trust = config.get("trust") or {}
-    return fit_check(
+    return check_refinement(
         model,
         model.domain,
         frame,
@@ -235,7 +235,7 @@ def _fit_classical(
     model.save(run_dir / MODEL_FILE)
     report = model.fit_report()
     if verbose:
-        for line in fit_check_lines(report.get("fit_checks")):
+        for line in self_check_lines(report.get("fit_checks")):
             LOG.info(line)
     metrics = finish_run(config, run_dir, model, dm, tb_logger(run_dir), seconds, report)
     return RunResult(

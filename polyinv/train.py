@@ -203,7 +203,7 @@ def training_fit_check(model: InverseModel, train: pd.DataFrame) -> dict:
     return {"train_r2": r2, "warnings": warnings}
 
 
-def fit_check_lines(checks: dict | None) -> list[str]:
+def self_check_lines(checks: dict | None) -> list[str]:
     """One line per target the GP's self-check refitted (run.json keeps every target's figures)."""
     lines = []
     for target, check in (checks or {}).items():

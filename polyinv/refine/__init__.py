@@ -2,11 +2,11 @@
 
 ``solver``: the posterior over a row's recipe and its least-squares solution (:func:`refine`, :func:`candidates`);
 ``check``: the fit-time check on held-out training rows that decides whether predict refines, and with which
-noise model (:func:`fit_check`); ``answers``: the columns ``predict --refine`` / ``--candidates`` add.
+noise model (:func:`check_refinement`); ``answers``: the columns ``predict --refine`` / ``--candidates`` add.
 """
 
 from polyinv.refine.answers import candidate_columns, model_refine, refine_columns
-from polyinv.refine.check import fit_check, tune
+from polyinv.refine.check import check_refinement, tune
 from polyinv.refine.solver import REFINED, NoiseModel, Refined, candidates, refine, sqrt_shape
 
 __all__ = [
@@ -15,7 +15,7 @@ __all__ = [
     "Refined",
     "candidate_columns",
     "candidates",
-    "fit_check",
+    "check_refinement",
     "model_refine",
     "refine",
     "refine_columns",

@@ -185,7 +185,7 @@ def tune(
     return record
 
 
-def fit_check(
+def check_refinement(
     model: InverseModel,
     domain: dict | None,
     frame: pd.DataFrame,

@@ -100,7 +100,7 @@ class ApplicabilityDomain:
         self.knn_margin = float(knn_margin)
         self.consistency: dict | None = None
         self.forward_off: str | None = None  # why there is no forward-consistency check (the run says so)
-        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine.check.fit_check)
+        self.refine: dict | None = None  # the fit-time refine check (polyinv.refine.check.check_refinement)
         self.mmd_mean = self.components = self.feat_mean = self.feat_std = self.train_features = None
         self._neighbours: NearestNeighbors | None = None
         self.threshold = float("nan")

@@ -8,7 +8,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from polyinv.models import GPModel, load_model
 from polyinv.models.gp import REFIT_LENGTH_FLOOR, loo_r2
-from polyinv.train import fit_check_lines
+from polyinv.train import self_check_lines
 
 from tests.models.test_classical import GP_TRANSFORMS, _gp_arrays
 from tests.synthetic import synthetic_frame
@@ -45,7 +45,7 @@ def test_a_trapped_fit_is_refitted_and_the_refit_kept(monkeypatch, tmp_path):
     assert np.all(
         err(checked)[:3] < 0.75 * err(unchecked)[:3]
     )  # the synthetic time is noise-like for any fit
-    lines = fit_check_lines(checked.fit_checks)
+    lines = self_check_lines(checked.fit_checks)
     assert len(lines) == 4 and "cAIBN_0 leave-one-out R²" in lines[1] and "kept the refit" in lines[1]
     path = tmp_path / "model.skops"
     checked.save(path)
@@ -60,4 +60,4 @@ def test_a_good_fit_is_left_alone():
     ).fit(mmd, side, y)
     assert set(model.fit_checks) == {"cBA_0", "cAIBN_0", "temp", "time"}
     assert all(set(c) == {"loo_r2", "length_scales_min"} for c in model.fit_checks.values())
-    assert fit_check_lines(model.fit_checks) == []
+    assert self_check_lines(model.fit_checks) == []
