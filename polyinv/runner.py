@@ -54,6 +54,7 @@ from polyinv.train import (
     training_fit_check,
 )
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, fit_model_consistency
+from polyinv.schema import SYSTEM
 
 #: files whose presence means a run saved a model (a failed run without one leaves no folder behind)
 MODEL_FILES = ("best.ckpt", "last.ckpt", MODEL_FILE, auto.MANIFEST)
@@ -110,6 +111,7 @@ def finish_run(
         logger.finalize("success")
     info = {
         "name": config["name"],
+        "system": SYSTEM.name,
         "kind": config["model"].get("kind"),
         "seed": config["seed"],
         "train_seconds": train_seconds,

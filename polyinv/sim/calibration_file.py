@@ -18,7 +18,7 @@ import yaml
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvWarning
-from polyinv.schema import MMD_COLUMNS
+from polyinv.schema import MMD_COLUMNS, SYSTEM
 from polyinv.sim.calibrate import Calibration, calibrate
 from polyinv.sim.calibration_quality import TRUST_FACTOR
 from polyinv.sim.file_info import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
@@ -46,6 +46,7 @@ def to_yaml_dict(cal: Calibration) -> dict:
         params[name] = entry
     return {
         "polyinv_calibration": 1,
+        "system": SYSTEM.name,
         "data": cal.data,
         "rows": cal.rows,
         "axis": {
@@ -106,6 +107,8 @@ def read_yaml(path: str | Path) -> ForwardModel:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict) and data.get("system", SYSTEM.name) != SYSTEM.name:
+        raise ValueError(f"{path}: a calibration of {data['system']!r}, not of {SYSTEM.name!r}")
     if not isinstance(data, dict) or data.get("polyinv_calibration") != 1:
         raise ValueError(f"{path}: not a polyinv calibration (no 'polyinv_calibration: 1')")
     try:
