@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from polyinv.schema import MMD_COLUMNS, MN, MW, TIME, frame_conversion
+from polyinv.schema import MMD_COLUMNS, MN, MONOMER_LEFT, MW, TIME, frame_conversion
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.io import read_metadata
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
@@ -61,11 +61,15 @@ def protocol_from_data(frame: pd.DataFrame) -> tuple[float, float]:
     """The run protocol of a file's rows: the conversion that stops a run (median conversion of the rows
     that stopped before the longest time; polyinv's 90 % when none did) and the time limit (the longest
     time when a row ran that long without reaching the stop conversion; else no row met the limit, and it
-    is taken as the longest time or polyinv's 3600 s, whichever is larger)."""
+    is taken as the longest time or polyinv's 3600 s, whichever is larger). Without the monomer left (an
+    MMD-only sheet) the stop conversion is polyinv's and the limit the longest time where a row stopped before
+    it, else as above."""
     time = frame[TIME].to_numpy(float)
-    converted = frame_conversion(frame)
     longest = float(np.nanmax(time))
     early = time < longest * (1 - 1e-6)
+    if MONOMER_LEFT not in frame.columns:
+        return (longest if early.any() else max(longest, DEFAULT_T_MAX)), DEFAULT_X_STOP
+    converted = frame_conversion(frame)
     x_stop = (
         float(np.clip(np.nanmedian(converted[early]), 0.05, 0.995)) if early.sum() >= 3 else DEFAULT_X_STOP
     )

@@ -344,3 +344,13 @@ def test_fit_quality_names_the_worst_block_and_a_poor_calibration_turns_the_chec
         "forward checks on with a calibration outside its goals (worst: Mw_rel_median 2x"
         in capsys.readouterr().out
     )
+
+
+def test_the_protocol_of_an_mmd_only_sheet_needs_no_monomer_column():
+    """The study's mmd_raw_data sheet has no cBA_time: polyinv's stop conversion, the longest time as the limit
+    (a KeyError with a traceback before)."""
+    from polyinv.sim.file_info import protocol_from_data
+
+    full = pd.DataFrame({"time": [3600.0, 3600.0, 1200.0], "cBA_0": [1.0, 2.0, 1.5]})
+    assert protocol_from_data(full) == (3600.0, 0.9)
+    assert protocol_from_data(full.assign(time=[3000.0, 3000.0, 3000.0])) == (3600.0, 0.9)
