@@ -33,6 +33,7 @@ def test_harness_matches_sklearn(seed):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["configs/rf.yaml", "configs/mlp.yaml", "configs/cnn.yaml"])
 def test_every_model_kind_is_scored_by_the_harness(config, synthetic_csv, tmp_path):
     """metrics.json of every kind is exactly the harness applied to the saved test predictions,

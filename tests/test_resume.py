@@ -77,6 +77,7 @@ def resumed(synthetic_csv, tmp_path_factory):
     return root, run_dir, first
 
 
+@pytest.mark.slow
 def test_first_run_stops_after_n_epochs(resumed):
     _, _, first = resumed
     last = first["last"]
@@ -85,6 +86,7 @@ def test_first_run_stops_after_n_epochs(resumed):
     assert steps_per_epoch > 0 and last["global_step"] == FIRST_EPOCHS * steps_per_epoch
 
 
+@pytest.mark.slow
 def test_resume_continues_at_epoch_n(resumed):
     root, run_dir, first = resumed
     # same run folder, no new version
@@ -110,6 +112,7 @@ def test_resume_continues_at_epoch_n(resumed):
     assert "max_epochs: 5" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_resume_without_last_ckpt_is_one_line_error(resumed, tmp_path, capsys):
     _, run_dir, _ = resumed
     copy = tmp_path / "run"
@@ -138,6 +141,7 @@ REEVALUATE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_best_checkpoint_reproduces_metrics_in_fresh_process(resumed, synthetic_csv):
     _, run_dir, _ = resumed
     proc = subprocess.run(

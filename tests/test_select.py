@@ -66,6 +66,7 @@ def data(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(tmp_path, data, capsys):
     config = _config(tmp_path, data, good_enough=2.0)  # never good enough: the MLP is always scored
     configure(0)  # polyinv's narration on stdout, as a command sets it
@@ -118,6 +119,7 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     assert loaded.domain and loaded.domain.get("consistency")
 
 
+@pytest.mark.slow
 def test_a_costly_candidate_is_skipped_when_good_enough_or_over_budget(tmp_path, data):
     result = run(_config(tmp_path, data, good_enough=-1.0), verbose=False)
     selection = json.loads((result.run_dir / "run.json").read_text())["selection"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from polyinv.cli import fit
 
 #: The README's one-model line (configs/mlp.yaml: float64 L-BFGS on one CPU thread; shipped data, seed 42 = the
@@ -16,6 +18,7 @@ DOCUMENTED_GLOBAL_R2 = 0.9949
 MARGIN = 0.005
 
 
+@pytest.mark.slow
 def test_shipped_mlp_config_reaches_its_documented_accuracy(tmp_path, capsys):
     import torch
 

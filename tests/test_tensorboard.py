@@ -43,6 +43,7 @@ def tb_run(synthetic_csv, tmp_path_factory):
     return root, run_dir, acc
 
 
+@pytest.mark.slow
 def test_scalars_named_by_target(tb_run):
     _, _, acc = tb_run
     tags = set(acc.Tags()["scalars"])
@@ -58,6 +59,7 @@ def test_scalars_named_by_target(tb_run):
     assert len(set(values)) == EPOCHS  # a new value each epoch: the model changed between them
 
 
+@pytest.mark.slow
 def test_runs_without_validation_rows_show_per_target_training_metrics(synthetic_csv, tmp_path):
     """The shipped networks hold no validation rows: TensorBoard still shows per-target R² and MAE of the
     training rows every epoch (physical units, eval mode), which nothing monitors."""

@@ -22,6 +22,7 @@ def bench(synthetic_csv, tmp_path_factory):
     return out, frame
 
 
+@pytest.mark.slow
 def test_table_writes_records_markdown_and_parity(bench):
     out, frame = bench
     assert sorted(zip(frame.model, frame.seed, strict=True)) == [("gp", 0), ("gp", 1), ("rf", 0), ("rf", 1)]
@@ -34,6 +35,7 @@ def test_table_writes_records_markdown_and_parity(bench):
     assert rows[0] != rows[1]
 
 
+@pytest.mark.slow
 def test_a_table_run_with_overrides_names_models_by_config_and_overrides(bench):
     """With --set a row is not the config file's model alone."""
     _, frame = bench
@@ -46,6 +48,7 @@ def test_a_table_run_with_overrides_names_models_by_config_and_overrides(bench):
     assert "| study RF, composite (randomized search), with the overrides above |" in overridden
 
 
+@pytest.mark.slow
 def test_a_single_run_shows_no_spread(bench):
     """One seed has no standard deviation: its row shows the value alone, not "± 0.0000"."""
     _, frame = bench
@@ -58,6 +61,7 @@ def test_a_single_run_shows_no_spread(bench):
     assert two.splitlines()[-1].count("±") == 10  # 4 R², global R², MSE, 4 relative MAE
 
 
+@pytest.mark.slow
 def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
     out, frame = bench
     record_path = out / "records" / "rf_seed0.json"
@@ -68,6 +72,7 @@ def test_cached_records_are_rescored_not_retrained(bench, synthetic_csv):
     assert rec["metrics"]["global"]["r2"] == pytest.approx(float(expected))
 
 
+@pytest.mark.slow
 def test_a_cached_record_is_not_rescored_from_another_runs_folder(bench, tmp_path):
     """In a fresh checkout new runs can reuse the folder name a cached record names; rescoring from it gave
     seed 0's record seed 3's metrics once (noisy table, 2026-11-29). The folder's config must match."""
@@ -109,6 +114,7 @@ def test_records_hold_paths_relative_to_the_repository():
     assert committed and not absolute, absolute[:3]
 
 
+@pytest.mark.slow
 def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
     out, _ = bench
     cov = bm.coverage(out, ["gp", "rf"], progress=lambda _: None)
@@ -140,6 +146,7 @@ def test_coverage_of_cached_gp_runs(bench, synthetic_csv):
     assert "time (stopped early)" in text and "| gp | 2 |" in text
 
 
+@pytest.mark.slow
 def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
     from benchmarks import __main__ as cli
 
@@ -156,6 +163,7 @@ def test_coverage_cli_without_interval_models_is_one_error_line(bench, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_learning_curve_keeps_models_run_earlier_in_the_same_folder(tmp_path):
     sizes = [40, 60]
     learning_curve(["rf"], sizes, [0], tmp_path, test_size=30, quick=True, progress=lambda _: None)

@@ -248,6 +248,7 @@ def test_log_transform_of_zero_leaves_no_run(tmp_path, capsys, good):
     assert_no_run(tmp_path / "out", strict=False)
 
 
+@pytest.mark.slow
 def test_cli_subprocess_prints_exactly_one_line(tmp_path, data_csv):
     """The real ``python -m polyinv.fit`` (the documented entry): one ``error:`` line, no traceback or warning, exit status 2.
 

@@ -145,6 +145,7 @@ def test_second_run_gets_new_version_and_seed_override(mlp_run, synthetic_csv, c
     assert saved["name"] == "mlp" and saved["model"]["kind"] == "mlp"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["xlsx-default-sheet", "xlsx-mmd_raw_data", "parquet"])
 def test_fit_reads_xlsx_and_parquet(tmp_path, capsys, fmt):
     """.xlsx (default sheet compuesta, or a named sheet) and .parquet train; the right rows are read.

@@ -36,6 +36,7 @@ def run(capsys, command, args) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_polyinv_lists_its_commands_and_python_m_polyinv_runs_them(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
@@ -56,6 +57,7 @@ def test_every_shipped_config_is_quick_listed():
     assert sorted(QUICK) == sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(QUICK))
 def test_every_shipped_config_trains_and_predicts_on_a_csv(name, tmp_path, capsys):
     """A .csv trains with every shipped config unchanged (no sheet), and its run predicts the file back."""
@@ -88,6 +90,7 @@ def gp_run(tmp_path_factory):
     return run_dir, tmp / "new.csv"
 
 
+@pytest.mark.slow
 def test_gp_interval_through_predict(gp_run, tmp_path, capsys):
     run_dir, new = gp_run
     run(

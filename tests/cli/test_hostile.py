@@ -56,6 +56,7 @@ class Evil:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.slow
 def test_1_model_files_never_run_code(tmp_path, capsys, data, monkeypatch, runs):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "evil").mkdir()
@@ -74,6 +75,7 @@ def test_1_model_files_never_run_code(tmp_path, capsys, data, monkeypatch, runs)
     assert "lies outside the ensemble folder" in line
 
 
+@pytest.mark.slow
 def test_2_a_sigtermed_run_exits_143_and_keeps_last_ckpt(tmp_path, data):
     proc = subprocess.Popen(
         [

@@ -19,6 +19,7 @@ def _gp_arrays(frame):
     return tuple(frame[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS))
 
 
+@pytest.mark.slow
 def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_saving(tmp_path, frame):
     """``model.mmd_transform: sqrt`` (configs/gp_noisy.yaml): the principal components are those of √MMD,
     at fit and at prediction; the setting travels with the saved model file."""
@@ -46,6 +47,7 @@ def test_gp_sqrt_mmd_transform_fits_components_on_the_square_root_and_survives_s
     np.testing.assert_allclose(again.predict_arrays(mmd, side), fitted["sqrt"].predict_arrays(mmd, side))
 
 
+@pytest.mark.slow
 def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
     """``model.log_dispersity: true`` (configs/gp_noisy.yaml): log(Mw/Mn) is one more GP input with its own
     length scale; it needs Mn and Mw among the side inputs."""
@@ -71,6 +73,7 @@ def test_gp_log_dispersity_joins_log_mw_over_mn_to_the_features(frame):
         GPModel(transforms={}, mmd_pcs=3, n_restarts=0, log_dispersity=True).fit(mmd, bad, y)
 
 
+@pytest.mark.slow
 def test_gp_clip_outputs_holds_predictions_and_intervals_inside_the_training_range(frame):
     """``model.clip_outputs: true`` (configs/gp_noisy.yaml): predictions, leave-one-out recipes and interval ends
     are the unclipped model's, held inside the training rows' range of each target."""
@@ -128,6 +131,7 @@ def test_design_prior_posterior_recovers_a_level_combination():
         design_prior.fit_design(["a", "b", "t"], few, few, lambda phys: phys)
 
 
+@pytest.mark.slow
 def test_gp_design_prior_answers_on_the_designs_levels(tmp_path, monkeypatch):
     """``model.design_prior: true`` (configs/gp_design.yaml): on a designed experiment the factors (targets
     on a few levels) become the posterior mean over the level combinations, closer to the truth than the

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.model_selection import train_test_split
 
 from polyinv.cli import ensemble, predict
@@ -19,6 +20,7 @@ from tests.synthetic import REPO, fast_overrides
 MLP_CONFIG = str(REPO / "configs" / "mlp.yaml")
 
 
+@pytest.mark.slow
 def test_ensemble_cli_trains_saves_loads_and_predicts_intervals(synthetic_csv, tmp_path, capsys):
     rc = ensemble.main(
         [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
@@ -24,6 +25,7 @@ def _trapped(self, x, y, seed, **kernel):
     return GaussianProcessRegressor(bad, optimizer=None).fit(x, y)
 
 
+@pytest.mark.slow
 def test_a_trapped_fit_is_refitted_and_the_refit_kept(monkeypatch, tmp_path):
     frame = synthetic_frame(160, seed=5)
     mmd, side, y = _gp_arrays(frame)

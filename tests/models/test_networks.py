@@ -29,6 +29,7 @@ def test_forward_shapes(cls):
     assert mmd_only(torch.rand(7, 1, 100), torch.rand(7, 0)).shape == (7, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls,kw", [(MLP, {"widths": [128, 128]}), (CNN, {})])
 def test_overfits_32_rows(tmp_path, cls, kw):
     """Scaled training MSE below 0.01 on 32 rows with Adam."""
@@ -40,6 +41,7 @@ def test_overfits_32_rows(tmp_path, cls, kw):
     assert mse < 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cls,kw", [(MLP, {"widths": [64, 64]}), (CNN, {"channels": [4, 4], "head_widths": [32]})]
 )
@@ -149,6 +151,7 @@ def test_cnn_joins_pc_scores_to_the_head_and_depends_on_them(tmp_path):
     assert not torch.allclose(model(mmd, side), before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [MLP, CNN])
 def test_clip_inputs_holds_the_network_inputs_inside_the_training_range(tmp_path, cls):
     """A row beyond the training rows' range gets the prediction of its clipped inputs; no training row moves;

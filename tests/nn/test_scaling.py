@@ -107,6 +107,7 @@ def test_log_transform_round_trip():
     assert torch.allclose(scaler.inverse(z), torch.tensor(x), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_train_outputs_scaled_predict_outputs_physical(tmp_path):
     """forward() lives in scaled space; predict_step returns physical units (mean and spread of raw targets)."""
     from tests.synthetic import overfit_model
@@ -122,6 +123,7 @@ def test_train_outputs_scaled_predict_outputs_physical(tmp_path):
     assert np.allclose(physical.std(axis=0), raw.std(axis=0), rtol=0.25)
 
 
+@pytest.mark.slow
 def test_checkpoint_predicts_the_same_in_a_fresh_process(tmp_path):
     from tests.synthetic import overfit_model
 

@@ -25,6 +25,7 @@ from polyinv.sim.forward import ForwardModel
 from tests.synthetic import REPO
 
 
+@pytest.mark.slow
 def test_refine_recovers_recipes_and_stop_times_from_a_perturbed_start():
     forward = ForwardModel()
     recipes = lhs_design(10, seed=3)
@@ -84,6 +85,7 @@ def _fit(folder, train, name, *extra):
     return max((folder / "runs" / name).glob("version_*"))
 
 
+@pytest.mark.slow
 def test_predict_refine_where_the_forward_model_is_the_generator(small_files, capsys):
     folder, train, query = small_files
     run_dir = _fit(folder, train, "gp_refine", "--trust.refine_rows", "20")
@@ -196,6 +198,7 @@ def test_predict_refine_without_the_check_returns_the_models_answer(small_files,
     assert not (folder / "bad").exists()
 
 
+@pytest.mark.slow
 def test_design_meets_reachable_targets_and_says_when_none_can(tmp_path, capsys):
     from polyinv.cli import design as design_cli
 
@@ -248,6 +251,7 @@ def test_design_meets_reachable_targets_and_says_when_none_can(tmp_path, capsys)
     assert "the bounds of temp must lie within 0-200" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_design_from_target_mmds(small_files, capsys):
     """Target MMDs of polyinv-made runs (Mn, Mw computed from the MMD): each gets a recipe whose simulated MMD
     matches within the Hellinger tolerance, re-simulated here; the trained model's answers join the starts."""
@@ -341,6 +345,7 @@ def test_design_from_target_mmds(small_files, capsys):
     assert not (folder / "z.csv").exists()
 
 
+@pytest.mark.slow
 def test_design_keeps_given_starts_inside_the_bounds_and_drops_non_physical_ones():
     from polyinv.design import design
 

@@ -92,6 +92,7 @@ def test_shipped_file_format():
     )
 
 
+@pytest.mark.slow
 def test_regenerating_shipped_file_gives_identical_numbers(tmp_path):
     """The same numbers to floating-point precision, not bit for bit: on a fresh install of 2026-11-29 (numpy
     2.4.6, scipy 1.17.1) the last bits had moved (largest relative change 2e-13; 1e-15 absolute on the MMD)

@@ -126,6 +126,7 @@ def test_apply_moves_only_the_named_coefficients():
 
 
 # ------------------------------------------------------------------------------------------ the calibration
+@pytest.mark.slow
 def test_calibration_recovers_parameters_where_the_model_is_exact():
     """Noise-free rows of the very simulator being fitted (same time steps, the file's axis given): every
     moved parameter is fitted and recovered within 3 standard errors and 2 %; the unmoved ones stay at
@@ -148,6 +149,7 @@ def test_calibration_recovers_parameters_where_the_model_is_exact():
     assert cal.forward.axis == AXIS and cal.residuals["hellinger_median"] < 1e-3
 
 
+@pytest.mark.slow
 def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
     """KMC-like rows (20,000 chains, finer time steps than the fit uses): `polyinv calibrate` finds the
     moved parameters (kt and f only as their ratio: near the stop limit they trade along a ridge),
@@ -265,6 +267,7 @@ def test_calibrate_cli_on_noisy_rows_then_simulate_recipes(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ issue 31: other worlds, and saying so
+@pytest.mark.slow
 def test_a_parameter_the_rows_push_past_its_range_stays_at_the_end_and_is_said():
     """C_S x2000 (a solvent beyond the plausible range x0.005-500): the fit ends at the range's end, keeps that value
     (never reset to polyinv's) and says the scheme may lack something."""

@@ -196,6 +196,7 @@ def test_chain_length_dependent_termination_solves_its_fixed_point():
     np.testing.assert_array_equal(S0, solve_qssa(flat, flat.I0, flat.M0)[0])
 
 
+@pytest.mark.slow
 def test_chain_length_dependent_termination_is_converged_in_time():
     recipes = pd.DataFrame(
         {"cBA_0": [0.5, 3.0, 1.5], "cAIBN_0": [0.02, 0.0025, 0.01], "temp": [80.0, 60.0, 70.0]}

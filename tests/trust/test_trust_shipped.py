@@ -25,6 +25,8 @@ from polyinv.trust.verify import verify
 
 from tests.synthetic import REPO
 
+pytestmark = pytest.mark.slow  # a GP trained on the shipped 432-row grid (module fixture)
+
 DATA = REPO / "data" / "ba_aibn_grid432.xlsx"
 TRANSFORMS = {"Mn": "log", "Mw": "log", "cBA_time": "log", "cAIBN_0": "log"}
 
