@@ -210,7 +210,7 @@ def check_bounds(bounds: dict, forward, where: str) -> None:
     temperatures within the simulator's limits."""
 
     limits = {
-        MONOMER_0: (0.0, forward.parameters.max_monomer),
+        MONOMER_0: (0.0, forward.parameters.max_cBA),
         INITIATOR_0: (0.0, math.inf),
         TEMP: TEMP_LIMITS,
         TIME: (0.0, math.inf),

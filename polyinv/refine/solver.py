@@ -410,5 +410,5 @@ def refine_box(domain, forward) -> tuple[np.ndarray, np.ndarray]:
     low, high = low - pad, high + pad
     low[1] = max(low[1], 0.5 * domain.target_low[names.index(INITIATOR_0)], 1e-6)  # a positive initiator
     low = np.maximum(low, [1e-3, 1e-6, TEMP_LIMITS[0]])
-    high = np.minimum(high, [0.999 * forward.parameters.max_monomer, np.inf, TEMP_LIMITS[1]])
+    high = np.minimum(high, [0.999 * forward.parameters.max_cBA, np.inf, TEMP_LIMITS[1]])
     return low, high

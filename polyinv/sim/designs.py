@@ -49,7 +49,7 @@ def lhs_design(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(qmc.scale(unit, lo, hi), columns=list(RECIPE_FIELDS))
 
 
-def _check_value(name: str, value: object, max_monomer: float, row: object = None) -> float:
+def _check_value(name: str, value: object, max_cBA: float, row: object = None) -> float:
     where = "" if row is None else f" ({row_text(int(row))})"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
         raise ValueError(f"{name} must be a number, got {value!r}{where}")
@@ -63,12 +63,12 @@ def _check_value(name: str, value: object, max_monomer: float, row: object = Non
             )
     elif v <= 0:
         raise ValueError(f"{name} must be a positive concentration in mol/L, got {v:g}{where}")
-    elif name == MONOMER_0 and v >= max_monomer:
-        raise ValueError(f"cBA_0 must be below pure monomer ({max_monomer:.3f} mol/L), got {v:g}{where}")
+    elif name == MONOMER_0 and v >= max_cBA:
+        raise ValueError(f"cBA_0 must be below pure monomer ({max_cBA:.3f} mol/L), got {v:g}{where}")
     return v
 
 
-def validate_recipes(recipes, max_monomer: float) -> pd.DataFrame:
+def validate_recipes(recipes, max_cBA: float) -> pd.DataFrame:
     """Check and normalise recipes (mapping, DataFrame or (n, 3) array) into a float DataFrame.
 
     Raises ValueError naming the field and the value for anything without physical sense: missing
@@ -105,15 +105,15 @@ def validate_recipes(recipes, max_monomer: float) -> pd.DataFrame:
             if name == TEMP:
                 bad |= (values < TEMP_LIMITS[0]) | (values > TEMP_LIMITS[1])
             if name == MONOMER_0:
-                bad |= values >= max_monomer
+                bad |= values >= max_cBA
             if bad.any():
                 i = int(np.argmax(bad))
-                _check_value(name, values[i], max_monomer, row=frame.index[i] if named else None)
+                _check_value(name, values[i], max_cBA, row=frame.index[i] if named else None)
             out[name] = values
         else:
             out[name] = np.array(
                 [
-                    _check_value(name, v, max_monomer, row=frame.index[i] if named else None)
+                    _check_value(name, v, max_cBA, row=frame.index[i] if named else None)
                     for i, v in enumerate(col.tolist())
                 ]
             )

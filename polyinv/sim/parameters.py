@@ -102,7 +102,7 @@ class KineticParameters:
     C_M: float = 1.0e-4  # transfer to monomer / kp (literature order of magnitude)
     C_S: float = 2.0e-4  # transfer of SPR to toluene / kp (literature 1-3e-4)
     C_S_mcr: float = 0.16  # transfer of MCR to toluene / kpt (calibrate, see sources_misc)
-    rho_monomer: float = 0.894  # g/mL, density of n-butyl acrylate
+    rho_BA: float = 0.894  # g/mL, density of n-butyl acrylate
     rho_solvent: float = 0.867  # g/mL, density of toluene
     M_solvent: float = M_TOLUENE  # g/mol
     initiator_consumption: bool = True  # False holds [I] constant (analytic-limit checks)
@@ -134,9 +134,9 @@ class KineticParameters:
 
     # ----------------------------------------------------------------------------------------------
     @property
-    def molar_volume_monomer(self) -> float:
+    def molar_volume_BA(self) -> float:
         """Molar volume of BA, L/mol."""
-        return M_MONOMER / (self.rho_monomer * 1000.0)
+        return M_MONOMER / (self.rho_BA * 1000.0)
 
     @property
     def molar_volume_solvent(self) -> float:
@@ -144,14 +144,14 @@ class KineticParameters:
         return self.M_solvent / (self.rho_solvent * 1000.0)
 
     @property
-    def max_monomer(self) -> float:
+    def max_cBA(self) -> float:
         """Concentration of pure BA, mol/L: no recipe can exceed it."""
-        return 1.0 / self.molar_volume_monomer
+        return 1.0 / self.molar_volume_BA
 
     def solvent_concentration(self, cBA_0):
         """Toluene concentration, mol/L, from the volume balance (no excess volume)."""
 
-        return (1.0 - np.asarray(cBA_0, dtype=float) * self.molar_volume_monomer) / self.molar_volume_solvent
+        return (1.0 - np.asarray(cBA_0, dtype=float) * self.molar_volume_BA) / self.molar_volume_solvent
 
     def efficiency(self, temp_c):
         """Initiator efficiency f(T): linear interpolation, linear extrapolation, clipped to f_bounds."""

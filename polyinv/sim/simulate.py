@@ -193,7 +193,7 @@ def simulate(
     on ``axis``."""
     t_max = _check_t_max(t_max, 1)
     _check_settings(x_stop, n_steps, noise_chains)
-    frame = validate_recipes(dict(recipe) if isinstance(recipe, Mapping) else recipe, params.max_monomer)
+    frame = validate_recipes(dict(recipe) if isinstance(recipe, Mapping) else recipe, params.max_cBA)
     if len(frame) != 1:
         raise ValueError(f"simulate takes one recipe, got {len(frame)}; use simulate_many")
     seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
@@ -254,7 +254,7 @@ def simulate_many(
     reaction time for every recipe or one per recipe (array of length n); a recipe's result does not
     depend on the other recipes in the batch. The MMD columns hold the distribution on ``axis``.
     """
-    frame = validate_recipes(recipes, params.max_monomer)
+    frame = validate_recipes(recipes, params.max_cBA)
     values = frame.to_numpy()
     n = len(values)
     t_max = _check_t_max(t_max, n)

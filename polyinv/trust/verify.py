@@ -32,7 +32,7 @@ def clip_recipes(recipes: pd.DataFrame, t_max: float) -> tuple[pd.DataFrame, np.
     """Recipes clipped to physical sense, and a per-row flag telling whether anything was clipped."""
     out = pd.DataFrame(index=recipes.index)
     limits = {
-        MONOMER_0: (MIN_CONC, 0.99 * DEFAULT_PARAMETERS.max_monomer),
+        MONOMER_0: (MIN_CONC, 0.99 * DEFAULT_PARAMETERS.max_cBA),
         INITIATOR_0: (MIN_CONC, MAX_INITIATOR),
         TEMP: TEMP_LIMITS,
         TIME: (MIN_TIME, t_max),
