@@ -41,6 +41,7 @@ from polyinv.runs import (
     tb_logger,
     write_text,
 )
+from polyinv.schema import SYSTEM
 from polyinv.select import check_candidates, select
 from polyinv.sim.calibration_file import forward_for_training
 from polyinv.sim.forward import ForwardChoice
@@ -54,7 +55,6 @@ from polyinv.train import (
     training_fit_check,
 )
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, fit_model_consistency
-from polyinv.schema import SYSTEM
 
 #: files whose presence means a run saved a model (a failed run without one leaves no folder behind)
 MODEL_FILES = ("best.ckpt", "last.ckpt", MODEL_FILE, auto.MANIFEST)

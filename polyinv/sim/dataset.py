@@ -10,7 +10,7 @@ import pandas as pd
 
 import polyinv
 from polyinv.data.io import row_text
-from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME
+from polyinv.schema import INITIATOR_0, M_MONOMER, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME
 from polyinv.sim.designs import grid_design, lhs_design
 from polyinv.sim.forward import ForwardModel
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
@@ -82,7 +82,7 @@ def dataset_metadata(
             "w(log10 M)",
         ),
         axis.metadata()[4],
-        ("molar_mass", "M = chain length * 128.17 g/mol (end groups neglected)"),
+        ("molar_mass", f"M = chain length * {M_MONOMER:g} g/mol (end groups neglected)"),
         (
             "Mn_Mw",
             "from the exact moments of the full distribution (or of the chain sample with noise), "
