@@ -100,13 +100,11 @@ def learning_curve(
 
 
 def _plot_curve(frame: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     cols = ["global_r2", *(f"r2_{t}" for t in TARGETS)]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), sharex=True)
+    fig = Figure(figsize=(3.2 * len(cols), 3.2))
+    axes = fig.subplots(1, len(cols), sharex=True)
     for ax, col in zip(axes, cols, strict=True):
         for model, sub in frame.groupby("model"):
             g = sub.groupby("train_rows")[col]

@@ -164,6 +164,11 @@ def build_parser(
     parser.add_argument(
         "--config", action=ActionConfigFile, help="YAML config (e.g. configs/mlp.yaml or mlp.yaml)"
     )
+    # -q/-v are read by polyinv.errors.run_cli before parsing; listed here for --help
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and results only: no narration or bars"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="more detail in the narration")
     parser.add_argument(
         "--name",
         type=str | None,

@@ -45,6 +45,7 @@ def predict_table(
     interval: float | None = None,
     refine: bool = False,
     candidates: int | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Recipe predictions (physical units) with the input's 0-based data-row number in ``row``.
 
@@ -60,14 +61,14 @@ def predict_table(
     if refine or candidates:
         _, _, why = model_refine(model)
         if candidates:
-            found = candidate_columns(model, frame, recipe, candidates)
+            found = candidate_columns(model, frame, recipe, candidates, progress=progress)
             if found is None:
                 LOG.warning(f"--candidates: none offered: {why}")
             else:
                 LOG.info(f"--candidates: {why}")
             extra += [] if found is None else [found]
         if refine:
-            refined = refine_columns(model, frame, recipe)
+            refined = refine_columns(model, frame, recipe, progress=progress)
             if refined is None:
                 LOG.warning(f"--refine: returning the model's answer: {why}")
             else:

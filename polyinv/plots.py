@@ -1,4 +1,5 @@
-"""Every figure polyinv draws, in one place: parity plots of a run, the calibration figure, permutation
+"""Every figure polyinv draws, in one place (matplotlib ``Figure`` objects, never pyplot: drawing switches no
+backend and keeps no global state): parity plots of a run, the calibration figure, permutation
 importances, design results, refine candidates and the verify rows. Each function only draws and writes a
 PNG atomically (``write_figure``); the numbers come from the modules that compute them (calibration, refine,
 verify, design), a figure of simulated MMDs runs the forward model it is given.
@@ -10,10 +11,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from polyinv.atomic import atomic_path
 from polyinv.metrics import r2_score
@@ -37,22 +37,18 @@ from polyinv.sim.forward import ForwardModel
 from polyinv.trust.domain import model_forward
 from polyinv.trust.verify import resimulate
 
-matplotlib.use("Agg")  # files only: no display on servers and CI (switching before any figure is allowed)
-
 
 def write_figure(fig, path: str | os.PathLike, dpi: int = 110, overwrite: bool = True) -> None:
-    """Save a matplotlib figure as PNG atomically (see ``atomic_path``) and close it."""
-    try:
-        with atomic_path(path, overwrite) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
+    """Save a matplotlib figure as PNG atomically (see ``atomic_path``)."""
+    with atomic_path(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def parity_figure(y_true, y_pred, targets: Sequence[str] = TARGETS, title: str | None = None):
     """Predicted vs. true per target (matplotlib Figure), R² in each panel."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    fig, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.3))
+    fig = Figure(figsize=(3.2 * len(targets), 3.3))
+    axes = fig.subplots(1, len(targets))
     for j, (ax, name) in enumerate(zip(np.atleast_1d(axes), targets, strict=True)):
         t, p = y_true[:, j], y_pred[:, j]
         low, high = min(t.min(), p.min()), max(t.max(), p.max())
@@ -74,7 +70,8 @@ def importance_figure(table: pd.DataFrame, impurity: pd.DataFrame | None = None,
     wide = table.pivot(index="group", columns="target", values="r2_drop")
     wide = wide.loc[list(dict.fromkeys(table["group"])), list(dict.fromkeys(table["target"]))]
     panels = 2 if impurity is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1.5, 0.32 * len(wide) + 1.8), squeeze=False)
+    fig = Figure(figsize=(4.2 * panels + 1.5, 0.32 * len(wide) + 1.8))
+    axes = fig.subplots(1, panels, squeeze=False)
     ax = axes[0, 0]
     image = ax.imshow(wide.to_numpy(), aspect="auto", cmap="viridis")
     ax.set_xticks(range(wide.shape[1]), wide.columns, fontsize=8)
@@ -99,7 +96,8 @@ def calibration_figure(
     """Parity of Mn, Mw, conversion and stop time, and MMD overlays of a few rows (file vs calibrated), over
     the rows the calibration was fitted on."""
     sim, rows = cal.fitted_frame, cal.fitted_rows
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7.2))
+    fig = Figure(figsize=(12, 7.2))
+    axes = fig.subplots(2, 3)
     panels = [
         (MN, "Mn / g mol⁻¹", True),
         (MW, "Mw / g mol⁻¹", True),
@@ -159,7 +157,8 @@ def plot_candidates(
     grid, mmd = forward.axis.points(), frame[list(MMD_COLUMNS)].to_numpy(np.float64)
     written = []
     for i in range(len(frame)):
-        fig, ax = plt.subplots(figsize=(7.5, 3.8))
+        fig = Figure(figsize=(7.5, 3.8))
+        ax = fig.subplots()
         ax.plot(grid, mmd[i], "k-", lw=2.0, label="input")
         for k, (have, sim) in sims.items():
             if have[i]:
@@ -202,7 +201,8 @@ def verify_figures(
     sim_mmd = sim[list(MMD_COLUMNS)].to_numpy()
     written = []
     for i in rows if rows is not None else range(len(recipes)):
-        fig, (ax, box) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+        fig = Figure(figsize=(9.5, 3.6))
+        ax, box = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
         ax.plot(grid, mmd[i], "k-", lw=1.8, label="requested")
         ax.plot(grid, sim_mmd[i], "r--", lw=1.4, label="re-simulated from predicted recipe")
         ax.set_xlabel("log10(M / g mol⁻¹)")
@@ -231,7 +231,8 @@ def verify_figures(
 def design_figure(path: Path, forward, table, targets: dict, mmd=None, overwrite: bool = True) -> None:
     sim = forward.simulate(table[list(RECIPE_COLUMNS)], t_max=table[TIME].to_numpy())
     log_m = np.linspace(forward.axis.log10m_min, forward.axis.log10m_max, forward.axis.n_points)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if mmd is not None:  # the target on the simulator's normalisation, for comparison
         shown = np.asarray(mmd, dtype=np.float64)
         ax.plot(

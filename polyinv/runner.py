@@ -125,17 +125,25 @@ def finish_run(
 
 
 def run(
-    config: dict, resume: Path | None = None, verbose: bool = True, forward: ForwardChoice | None = None
+    config: dict,
+    resume: Path | None = None,
+    verbose: bool = True,
+    forward: ForwardChoice | None = None,
+    progress: bool | None = None,
 ) -> RunResult | None:
     """Train and evaluate one configured model. Returns None in DDP worker processes (rank > 0).
 
-    ``forward``: the trust checks' forward model when the caller already has it (an ensemble's members)."""
+    ``forward``: the trust checks' forward model when the caller already has it (an ensemble's members);
+    ``progress`` False: no progress bars whatever ``trainer.enable_progress_bar`` says (``-q``; the saved
+    config keeps the user's setting)."""
+    if progress is None:
+        progress = bool(config["trainer"].get("enable_progress_bar", True))
     quiet_libraries()
     model_seed = config["seed"] if config.get("model_seed") is None else config["model_seed"]
     L.seed_everything(model_seed, workers=True, verbose=False)  # the split keeps config["seed"]
     dm = build_datamodule(config)
     dm.setup("fit")  # validates the data before any folder is made
-    model = build_model(config, dm)
+    model = build_model(config, dm, progress=progress)
     if model.family == "auto":
         check_candidates(config)
     model.domain = fit_domain(dm).to_dict()  # applicability domain of the training rows, saved with the model
@@ -146,7 +154,7 @@ def run(
         if not is_worker() and resume is None:  # a resumed run rewrites its config only once it has trained
             write_text(run_dir / "config.yaml", dump(config))
         fitters = {"network": _fit_network, "classical": _fit_classical, "auto": _fit_auto}
-        return fitters[model.family](config, dm, model, run_dir, resume, verbose, forward)
+        return fitters[model.family](config, dm, model, run_dir, resume, verbose, forward, progress)
     except BaseException:
         if fresh:
             discard_unfinished(run_dir, MODEL_FILES)
@@ -231,6 +239,7 @@ def _fit_classical(
     resume: Path | None,
     verbose: bool,
     forward: ForwardChoice,
+    progress: bool = True,
 ) -> RunResult:
     seconds = fit_classical(model, dm)
     _trust_checks(config, dm, model, forward, verbose)
@@ -253,8 +262,9 @@ def _fit_network(
     resume: Path | None,
     verbose: bool,
     forward: ForwardChoice,
+    progress: bool = True,
 ) -> RunResult | None:
-    fitted = fit_network(config, dm, model, run_dir, resume)
+    fitted = fit_network(config, dm, model, run_dir, resume, progress)
     if fitted is None:  # a DDP worker
         return None
     best, seconds, trainer, logger = fitted
@@ -288,6 +298,7 @@ def _fit_auto(
     resume: Path | None,
     verbose: bool,
     forward: ForwardChoice,
+    progress: bool = True,
 ) -> RunResult:
     """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
     started = time.perf_counter()
@@ -312,10 +323,13 @@ def _fit_auto(
     )
 
 
-def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool = False):
+def fit_ensemble(
+    config: dict, members: int, level: float = 0.9, verbose: bool = False, progress: bool | None = None
+) -> RunResult | None:
     """Train ``members`` copies of one network config that differ only in their initialisation seed
     (``model_seed`` = seed + i; the split keeps ``seed``), calibrate the interval on the validation split
-    and save one loadable folder ``<root>/<name>_ensemble/version_K``; returns (folder, test metrics)."""
+    and save one loadable folder ``<root>/<name>_ensemble/version_K``; returns its RunResult (None in a DDP
+    worker)."""
     if members < 2:
         raise PolyinvError(f"--members must be at least 2, got {members}")
     if MODELS[config["model"]["kind"]].family != "network":
@@ -334,19 +348,23 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     build_model(config, dm)  # bad data or model settings fail here, before any folder is made
     forward = run_forward(config, dm, verbose)  # one forward model for every member (same training rows)
     folder = new_run_dir(config["output"]["root"], f"{config['name']}_ensemble")
-    files, runs = [], []
+    files, runs, seconds = [], [], 0.0
     for i in range(members):
         result = run(
             dict(config, model_seed=base_seed + i, name=f"{config['name']}_ensemble_member"),
             verbose=verbose,
             forward=forward,
+            progress=progress,
         )
+        if verbose and result is not None:
+            LOG.info(f"member {i}: " + result.table())
         if result is None:  # DDP worker
-            return None, None
+            return None
         name = f"member_{i:02d}.ckpt"
         shutil.copyfile(result.run_dir / "best.ckpt", folder / name)
         files.append(name)
         runs.append(str(result.run_dir))
+        seconds += result.train_seconds
     model = EnsembleModel([load_model(folder / f) for f in files])
 
     def arrays(frame):
@@ -372,4 +390,5 @@ def fit_ensemble(config: dict, members: int, level: float = 0.9, verbose: bool =
     model.save(
         folder, files, {"member_runs": runs, "level": level, "test_coverage": metrics["interval"]["coverage"]}
     )
-    return folder, metrics
+    title = f"ensemble of {members}, test split ({len(y)} rows)"
+    return RunResult(folder, metrics, seconds, model, title)

@@ -107,10 +107,16 @@ def fit_classical(model: InverseModel, dm: PolyDataModule) -> float:
 
 
 def fit_network(
-    config: dict, dm: PolyDataModule, model: InverseRegressor, run_dir: Path, resume: Path | None
+    config: dict,
+    dm: PolyDataModule,
+    model: InverseRegressor,
+    run_dir: Path,
+    resume: Path | None,
+    progress: bool = True,
 ):
     """Train a network with Lightning into ``run_dir`` (best.ckpt, last.ckpt, TensorBoard); returns
-    (best model on CPU, seconds, trainer, logger), or None in a DDP worker (rank > 0)."""
+    (best model on CPU, seconds, trainer, logger), or None in a DDP worker (rank > 0). ``progress`` False
+    turns the epoch bar off whatever the config says."""
     model.fit_statistics(dm.scalers(), dm.train_frame)
     ckpt_cfg = config["checkpoint"]
     # saving a checkpoint every epoch would cost more than a full-batch epoch: save every n-th (and the final) one
@@ -141,7 +147,11 @@ def fit_network(
         )
     logger = tb_logger(run_dir)
     trainer_cfg = dict(config["trainer"])
-    if trainer_cfg.get("enable_progress_bar") is not False:  # one bar over the epochs instead of Lightning's
+    if not progress:
+        trainer_cfg["enable_progress_bar"] = False
+    elif (
+        trainer_cfg.get("enable_progress_bar") is not False
+    ):  # one bar over the epochs instead of Lightning's
         trainer_cfg["enable_progress_bar"] = False
         steps = "L-BFGS steps" if model.hparams.optimizer == "lbfgs" else "epochs"
         callbacks.append(EpochProgress(f"training {config['name']} ({steps})"))

@@ -9,6 +9,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from polyinv.log import VERBOSITY_FLAGS
+
 COMMANDS = {
     "fit": "train a model on a data file and score it on the held-out test split",
     "predict": "predict the recipe of every row of a file with a saved model",
@@ -37,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
+    flags = [a for a in argv if a in VERBOSITY_FLAGS]  # -q/-v before the command name apply to the command
+    words = [a for a in argv if a not in VERBOSITY_FLAGS]
+    if not words:
+        print(usage())
+        return 2
+    command, rest = words[0], words[1:] + flags
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from polyinv import config as cfg
 from polyinv.errors import run_cli
 from polyinv.log import quiet
-from polyinv.metrics import format_table
 from polyinv.runner import fit_ensemble
 
 
@@ -26,15 +25,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         config, own = cfg.parse(
             argv, prog="polyinv ensemble", description=__doc__.splitlines()[0], extra=_options
         )
-        folder, metrics = fit_ensemble(config, own["members"], own["level"], verbose=not quiet())
-        if folder is not None:  # None in a DDP worker process
-            interval = metrics["interval"]
-            print(format_table(metrics, title=f"ensemble of {own['members']}, test split"))
+        result = fit_ensemble(
+            config, own["members"], own["level"], verbose=not quiet(), progress=False if quiet() else None
+        )
+        if result is not None:  # None in a DDP worker process
+            interval = result.metrics["interval"]
+            print(result.table())
             print(
                 f"coverage of the {interval['level']:g} interval: "
                 + ", ".join(f"{t} {c:.3f}" for t, c in interval["coverage"].items())
             )
-            print(f"run: {folder}")
+            print(f"run: {result.run_dir}")
         return 0
 
     return run_cli(body, argv)

@@ -44,9 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body(argv: list[str]) -> int:
         args, resume = resume_argv(argv)
         config, _ = cfg.parse(args, prog="polyinv fit", description=__doc__.splitlines()[0])
-        if quiet():
-            config["trainer"]["enable_progress_bar"] = False
-        result = run(config, resume=resume, verbose=not quiet())
+        result = run(config, resume=resume, verbose=not quiet(), progress=False if quiet() else None)
         if result is not None:  # None in a DDP worker process
             print(result.table())
             print(f"run: {result.run_dir}")

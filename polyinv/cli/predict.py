@@ -13,8 +13,9 @@ from pathlib import Path
 from polyinv.atomic import atomic_path, check_folder, check_output
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.inference import predict_table, read_inputs
+from polyinv.log import quiet
 from polyinv.models import load_model, resolve_checkpoint
-from polyinv.plots import plot_candidates
+from polyinv.plots import plot_candidates, verify_figures
 from polyinv.trust.report import check_interval, verify_table, warn_outside
 
 
@@ -104,10 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 inputs=(args.input, output),
             )
         table = predict_table(
-            model, frame, interval=args.interval, refine=args.refine, candidates=args.candidates
+            model,
+            frame,
+            interval=args.interval,
+            refine=args.refine,
+            candidates=args.candidates,
+            progress=not quiet(),
         )
         if args.verify or args.plot_dir:
-            table = verify_table(model, frame, table, args.input, args.sheet, args.plot_dir, args.overwrite)
+            checked = verify_table(model, frame, table, args.input, args.sheet)
+            table = checked.table
+            if args.plot_dir and checked.sim is not None:
+                verify_figures(
+                    args.plot_dir,
+                    checked.mmd,
+                    checked.sim,
+                    checked.predictions,
+                    checked.checks,
+                    checked.true,
+                    forward=checked.forward,
+                    overwrite=args.overwrite,
+                )
         if args.plot_dir and args.candidates:
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
         with atomic_path(output, overwrite=args.overwrite) as tmp:

@@ -25,8 +25,8 @@ import numpy as np
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseModel, register
+from polyinv.models.intervals import half_width_multiplier
 from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
-from polyinv.trust.calibration import half_width_multiplier
 
 KIND = "auto"
 MANIFEST = "auto.json"

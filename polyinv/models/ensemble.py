@@ -6,7 +6,7 @@ manifest naming a member outside its folder is refused. Trained by :func:`polyin
 
 Prediction = mean of the members in the scaled target space (e.g. log cAIBN_0), mapped back to
 physical units. Interval = mean ± m·std of the members in that space, where the multiplier ``m`` is
-calibrated on the validation split (see :mod:`polyinv.trust.calibration`) so that the central
+calibrated on the validation split (see :mod:`polyinv.models.intervals`) so that the central
 ``level`` interval covers the validation rows at the requested rate; monotone transforms map
 the interval ends to physical units.
 """
@@ -22,7 +22,7 @@ import torch
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseModel
-from polyinv.trust.calibration import abs_z, half_width_multiplier
+from polyinv.models.intervals import abs_z, half_width_multiplier
 
 KIND = "ensemble"
 MANIFEST = "ensemble.json"

@@ -12,7 +12,7 @@ early; log(time) of such runs comes from a GP fitted on the stopped-early traini
 ``time_model: plain``: time is one more smooth target.
 
 Intervals: ``mean ± m·sd`` in the GP's target space, with ``m`` the conformal quantile of the exact
-leave-one-out |residual|/sd of the training rows (:mod:`polyinv.trust.calibration`). ``clip_outputs``
+leave-one-out |residual|/sd of the training rows (:mod:`polyinv.models.intervals`). ``clip_outputs``
 holds predictions and interval ends inside the training range; ``design_prior`` answers on a designed
 experiment's levels (:mod:`polyinv.models.levels`). See docs/models.md.
 """
@@ -36,8 +36,8 @@ from polyinv.models import levels
 from polyinv.models.base import register
 from polyinv.models.classical import TINY, ClassicalModel, log_columns
 from polyinv.models.gp_time import MIN_EARLY_ROWS, StopRuleTime
+from polyinv.models.intervals import abs_z, gp_loo, half_width_multiplier
 from polyinv.schema import MN, MONOMER_0, MONOMER_LEFT, MW, TIME, stopped_early
-from polyinv.trust.calibration import abs_z, gp_loo, half_width_multiplier
 
 KIND = "gaussian_process"
 LENGTH_SCALE_BOUNDS = (1e-2, 1e3)  # on standardised inputs

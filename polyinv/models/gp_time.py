@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from polyinv.models.intervals import abs_z, gp_loo, gp_loo_abs_z
 from polyinv.schema import MONOMER_0, MONOMER_LEFT, TIME, conversion, stopped_early
-from polyinv.trust.calibration import abs_z, gp_loo, gp_loo_abs_z
 
 MIN_EARLY_ROWS = 5  # fewer stopped-early training rows than this: fall back to the plain time GP
 MIN_CLASS_ROWS = 10  # plain time: fewer training rows in a class than this: one pooled time calibration

@@ -14,6 +14,7 @@ Rows are solved together as one block-diagonal least-squares problem (scipy's ``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -90,9 +91,8 @@ class Refined:
     hellinger: np.ndarray
     loglik: np.ndarray
     changed: np.ndarray
-    reverted: (
-        np.ndarray
-    )  # rows whose refinement contradicted the data: the model's answer stands (time included)
+    #: rows whose refinement contradicted the data: the model's answer stands (time included)
+    reverted: np.ndarray
 
 
 def sqrt_shape(mmd: np.ndarray) -> np.ndarray:
@@ -352,8 +352,8 @@ def candidates(
             part = _finish(
                 forward, observed.iloc[np.flatnonzero(have)], z_model[have], ranked[j, have], noise
             )
-            for name in ("recipe", TIME, "hellinger", "loglik", "changed", "reverted"):
-                getattr(result, name)[have] = getattr(part, name)
+            for field in dataclasses.fields(Refined):
+                getattr(result, field.name)[have] = getattr(part, field.name)
         out.append(result)
     return out
 

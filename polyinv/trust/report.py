@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
 from polyinv.log import LOG
 from polyinv.models.base import InverseModel
-from polyinv.plots import verify_figures
 from polyinv.schema import SIDE_INPUTS, TARGETS
+from polyinv.sim.forward import ForwardModel
 from polyinv.trust.domain import model_domain, model_forward
 from polyinv.trust.verify import verify
 
@@ -72,18 +73,30 @@ def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFra
         return None
 
 
+@dataclass
+class Verification:
+    """A prediction table with its verification columns, and the figures' inputs (None when it is off)."""
+
+    table: pd.DataFrame
+    predictions: pd.DataFrame | None = None  # the table before verification
+    checks: pd.DataFrame | None = None
+    sim: pd.DataFrame | None = None  # the re-simulated outcomes
+    mmd: np.ndarray | None = None  # the requested MMDs
+    true: pd.DataFrame | None = None  # true recipes where the input file has them
+    forward: ForwardModel | None = None
+
+
 def verify_table(
     model: InverseModel,
     frame: pd.DataFrame,
     table: pd.DataFrame,
     path: str | Path,
     sheet: str | None,
-    plot_dir: str | Path | None = None,
-    overwrite: bool = False,
-) -> pd.DataFrame:
-    """Append forward-verification columns (and write per-row plots) for a prediction table, with the
-    forward model stored in the model (its training file's kinetics, axis and protocol). Without one, a
-    warning says why and the table is returned as it is."""
+) -> Verification:
+    """Forward-verification columns appended to a prediction table, with the forward model stored in the
+    model (its training file's kinetics, axis and protocol), and what the per-row figures need (the
+    command draws them: polyinv.plots.verify_figures). Without a forward model a warning says why and the
+    table is returned as it is."""
 
     missing = [t for t in TARGETS if t not in table.columns]
     if missing:
@@ -91,7 +104,7 @@ def verify_table(
     forward, why = model_forward(model)
     if forward is None:
         LOG.warning(f"forward verification is off for this model: {why}")
-        return table
+        return Verification(table)
     requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
     requested = (
         pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1)
@@ -100,7 +113,5 @@ def verify_table(
     )
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
-    if plot_dir is not None:
-        true = optional_columns(path, sheet, TARGETS)
-        verify_figures(plot_dir, mmd, sim, table, checks, true, forward=forward, overwrite=overwrite)
-    return pd.concat([table, checks], axis=1)
+    true = optional_columns(path, sheet, TARGETS)
+    return Verification(pd.concat([table, checks], axis=1), table, checks, sim, mmd, true, forward)

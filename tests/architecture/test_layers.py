@@ -1,4 +1,5 @@
-"""The package's shape: polyinv imports at module top only, no import cycle, no file over 450 lines."""
+"""The package's shape: polyinv imports at module top only, each from its own layer or one below
+(docs/architecture.md), no import cycle, no file over 450 lines."""
 
 from __future__ import annotations
 
@@ -7,6 +8,30 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "polyinv"
 MAX_LINES = 450
+#: docs/architecture.md's layers, bottom first: a module may import from its own layer and the ones below
+LAYERS = (
+    ("polyinv", "polyinv.schema", "polyinv.errors", "polyinv.log", "polyinv.atomic", "polyinv.progress"),
+    ("polyinv.nn", "polyinv.metrics"),
+    ("polyinv.data",),
+    ("polyinv.sim",),
+    ("polyinv.models",),
+    ("polyinv.trust",),
+    ("polyinv.refine",),
+    ("polyinv.inference", "polyinv.design", "polyinv.explain", "polyinv.plots"),
+    ("polyinv.config", "polyinv.runs", "polyinv.train", "polyinv.select", "polyinv.runner"),
+    ("polyinv.cli", "polyinv.fit", "polyinv.__main__"),
+)
+
+
+def layer(module: str) -> int:
+    """The layer of a module: that of the longest prefix listed in LAYERS."""
+    best, level = "", None
+    for i, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > len(best):
+                best, level = name, i
+    assert level is not None, f"{module} is in no layer of LAYERS (add it there and to docs/architecture.md)"
+    return level
 
 
 def _modules() -> dict[str, Path]:
@@ -43,6 +68,12 @@ def import_graph() -> tuple[dict[str, set[str]], list[str]]:
                 resolved = _resolve(target, modules)
                 if resolved and resolved != module:
                     graph[module].add(resolved)
+                # importing a.b.c runs a/__init__ and a/b/__init__ first
+                parts = (resolved or "").split(".")
+                for i in range(1, len(parts)):
+                    parent = ".".join(parts[:i])
+                    if parent in modules and parent != module and not module.startswith(parent + "."):
+                        graph[module].add(parent)
     return graph, local
 
 
@@ -82,6 +113,12 @@ def test_polyinv_modules_are_imported_at_the_top_of_a_module():
     assert not import_graph()[1], "function-local imports of polyinv modules"
 
 
+def test_every_import_goes_to_the_same_layer_or_below():
+    graph, _ = import_graph()
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer(b) > layer(a)]
+    assert not upward, upward
+
+
 def test_there_is_no_import_cycle():
     assert not cycles(import_graph()[0])
 
@@ -97,3 +134,24 @@ def test_no_package_file_is_longer_than_450_lines():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_layers_order_the_package_bottom_up():
+    assert (
+        layer("polyinv.schema")
+        < layer("polyinv.nn.scaling")
+        < layer("polyinv.data.module")
+        < layer("polyinv.sim.forward")
+    )
+    assert (
+        layer("polyinv.sim.forward")
+        < layer("polyinv.models.gp")
+        < layer("polyinv.trust.domain")
+        < layer("polyinv.refine")
+    )
+    assert (
+        layer("polyinv.refine.check")
+        < layer("polyinv.plots")
+        < layer("polyinv.runner")
+        < layer("polyinv.cli.fit")
+    )

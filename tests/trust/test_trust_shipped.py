@@ -241,8 +241,8 @@ def test_plain_time_intervals_of_stopped_early_runs_calibrated_apart():
     Pooled with the runs that end exactly at t_max, the multiplier was far too small for them (noisy
     grid, seeds 0-2: 0.561 coverage of their time at 90 %).
     """
+    from polyinv.models.intervals import half_width_multiplier
     from polyinv.schema import COMPOSITE_COLUMNS, SIDE_INPUTS, TARGETS
-    from polyinv.trust.calibration import half_width_multiplier
 
     data = simulate_many(lhs_design(500, seed=8), noise_chains=3000, seed=8, progress=False)[
         list(COMPOSITE_COLUMNS)
