@@ -73,6 +73,19 @@ class RunResult:
         return format_table(self.metrics, title=self.title)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every family's fit needs besides its model: the run's config, data, folder and settings."""
+
+    config: dict
+    dm: PolyDataModule
+    run_dir: Path
+    resume: Path | None
+    verbose: bool
+    forward: ForwardChoice
+    progress: bool
+
+
 def finish_run(
     config: dict,
     run_dir: Path,
@@ -154,7 +167,7 @@ def run(
         if not is_worker() and resume is None:  # a resumed run rewrites its config only once it has trained
             write_text(run_dir / "config.yaml", dump(config))
         fitters = {"network": _fit_network, "classical": _fit_classical, "auto": _fit_auto}
-        return fitters[model.family](config, dm, model, run_dir, resume, verbose, forward, progress)
+        return fitters[model.family](_Run(config, dm, run_dir, resume, verbose, forward, progress), model)
     except BaseException:
         if fresh:
             discard_unfinished(run_dir, MODEL_FILES)
@@ -222,60 +235,42 @@ def refine_check(
     )
 
 
-def _trust_checks(
-    config: dict, dm: PolyDataModule, model: InverseModel, forward: ForwardChoice, verbose: bool
-) -> None:
+def _trust_checks(ctx: _Run, model: InverseModel) -> None:
     """The domain's forward-consistency thresholds (on the non-test rows, which need the trained model) and
     the refine check, stored in ``model.domain``."""
-    model.domain = fit_model_consistency(model, model.domain, fit_rows(dm), *forward)
-    model.domain = refine_check(config, model, refine_rows(dm, model), forward, verbose)
+    model.domain = fit_model_consistency(model, model.domain, fit_rows(ctx.dm), *ctx.forward)
+    model.domain = refine_check(ctx.config, model, refine_rows(ctx.dm, model), ctx.forward, ctx.verbose)
 
 
-def _fit_classical(
-    config: dict,
-    dm: PolyDataModule,
-    model: InverseModel,
-    run_dir: Path,
-    resume: Path | None,
-    verbose: bool,
-    forward: ForwardChoice,
-    progress: bool = True,
-) -> RunResult:
-    seconds = fit_classical(model, dm)
-    _trust_checks(config, dm, model, forward, verbose)
-    model.save(run_dir / MODEL_FILE)
+def _fit_classical(ctx: _Run, model: InverseModel) -> RunResult:
+    seconds = fit_classical(model, ctx.dm)
+    _trust_checks(ctx, model)
+    model.save(ctx.run_dir / MODEL_FILE)
     report = model.fit_report()
-    if verbose:
+    if ctx.verbose:
         for line in self_check_lines(report.get("fit_checks")):
             LOG.info(line)
-    metrics = finish_run(config, run_dir, model, dm, tb_logger(run_dir), seconds, report)
+    metrics = finish_run(ctx.config, ctx.run_dir, model, ctx.dm, tb_logger(ctx.run_dir), seconds, report)
     return RunResult(
-        run_dir, metrics, seconds, model, f"test split ({len(dm.test_idx)} rows), physical units"
+        ctx.run_dir, metrics, seconds, model, f"test split ({len(ctx.dm.test_idx)} rows), physical units"
     )
 
 
-def _fit_network(
-    config: dict,
-    dm: PolyDataModule,
-    model: InverseModel,
-    run_dir: Path,
-    resume: Path | None,
-    verbose: bool,
-    forward: ForwardChoice,
-    progress: bool = True,
-) -> RunResult | None:
-    fitted = fit_network(config, dm, model, run_dir, resume, progress)
+def _fit_network(ctx: _Run, model: InverseModel) -> RunResult | None:
+    fitted = fit_network(ctx.config, ctx.dm, model, ctx.run_dir, ctx.resume, ctx.progress)
     if fitted is None:  # a DDP worker
         return None
     best, seconds, trainer, logger = fitted
-    if resume is not None:
-        write_text(run_dir / "config.yaml", dump(config))
+    if ctx.resume is not None:
+        write_text(ctx.run_dir / "config.yaml", dump(ctx.config))
     best.domain = best.domain or model.domain
-    _trust_checks(config, dm, best, forward, verbose)
-    store_domain(run_dir / "best.ckpt", best.domain, drop_training_state=True)  # the model file: weights only
-    store_domain(run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
-    checks = training_fit_check(best, dm.train_frame)
-    if verbose:
+    _trust_checks(ctx, best)
+    store_domain(
+        ctx.run_dir / "best.ckpt", best.domain, drop_training_state=True
+    )  # the model file: weights only
+    store_domain(ctx.run_dir / "last.ckpt", best.domain)  # keeps the optimizer state: --resume starts from it
+    checks = training_fit_check(best, ctx.dm.train_frame)
+    if ctx.verbose:
         for line in checks["warnings"]:
             LOG.warning(line)
     extra = {
@@ -284,42 +279,43 @@ def _fit_network(
         "device": str(trainer.strategy.root_device),
         "fit_checks": checks,
     }
-    metrics = finish_run(config, run_dir, best, dm, logger, seconds, extra)
+    metrics = finish_run(ctx.config, ctx.run_dir, best, ctx.dm, logger, seconds, extra)
     return RunResult(
-        run_dir, metrics, seconds, best, f"test split ({len(dm.test_idx)} rows), physical units, best.ckpt"
+        ctx.run_dir,
+        metrics,
+        seconds,
+        best,
+        f"test split ({len(ctx.dm.test_idx)} rows), physical units, best.ckpt",
     )
 
 
-def _fit_auto(
-    config: dict,
-    dm: PolyDataModule,
-    model: AutoModel,
-    run_dir: Path,
-    resume: Path | None,
-    verbose: bool,
-    forward: ForwardChoice,
-    progress: bool = True,
-) -> RunResult:
+def _fit_auto(ctx: _Run, model: AutoModel) -> RunResult:
     """The per-target choice by cross-validation on the training rows, saved as one loadable folder."""
     started = time.perf_counter()
-    select(model, config, dm, np.concatenate([dm.train_idx, dm.val_idx]), log=say if verbose else None)
+    select(
+        model,
+        ctx.config,
+        ctx.dm,
+        np.concatenate([ctx.dm.train_idx, ctx.dm.val_idx]),
+        log=say if ctx.verbose else None,
+    )
     seconds = time.perf_counter() - started
-    _trust_checks(config, dm, model, forward, verbose)  # consistency on the held-out recipes
-    model.save(run_dir)
-    logger = tb_logger(run_dir)
+    _trust_checks(ctx, model)  # consistency on the held-out recipes
+    model.save(ctx.run_dir)
+    logger = tb_logger(ctx.run_dir)
     selection = model.selection
     for name, scores in selection["heldout_r2"].items():
         for target, r2 in scores.items():
             logger.experiment.add_scalar(f"auto/heldout_r2/{target}/{name}", r2)
     logger.experiment.add_text("auto/choice", ", ".join(f"{t}: {n}" for t, n in selection["choice"].items()))
     logger.experiment.add_scalar("auto/seconds", selection["seconds_total"])
-    metrics = finish_run(config, run_dir, model, dm, logger, seconds, {"selection": selection})
+    metrics = finish_run(ctx.config, ctx.run_dir, model, ctx.dm, logger, seconds, {"selection": selection})
     return RunResult(
-        run_dir,
+        ctx.run_dir,
         metrics,
         seconds,
         model,
-        f"test split ({len(dm.test_idx)} rows), physical units, {auto.MANIFEST}",
+        f"test split ({len(ctx.dm.test_idx)} rows), physical units, {auto.MANIFEST}",
     )
 
 
