@@ -16,7 +16,8 @@ from polyinv.inference import predict_table, read_inputs
 from polyinv.log import quiet
 from polyinv.models import load_model, resolve_checkpoint
 from polyinv.plots import plot_candidates, verify_figures
-from polyinv.trust.report import check_interval, verify_table, warn_outside
+from polyinv.schema import TARGETS
+from polyinv.trust.report import check_interval, optional_columns, verify_table, warn_outside
 
 
 def build_parser() -> ArgumentParser:
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     checked.sim,
                     checked.predictions,
                     checked.checks,
-                    checked.true,
+                    optional_columns(args.input, args.sheet, TARGETS),  # true recipes where the file has them
                     forward=checked.forward,
                     overwrite=args.overwrite,
                 )

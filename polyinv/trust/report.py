@@ -82,7 +82,6 @@ class Verification:
     checks: pd.DataFrame | None = None
     sim: pd.DataFrame | None = None  # the re-simulated outcomes
     mmd: np.ndarray | None = None  # the requested MMDs
-    true: pd.DataFrame | None = None  # true recipes where the input file has them
     forward: ForwardModel | None = None
 
 
@@ -113,5 +112,4 @@ def verify_table(
     )
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
-    true = optional_columns(path, sheet, TARGETS)
-    return Verification(pd.concat([table, checks], axis=1), table, checks, sim, mmd, true, forward)
+    return Verification(pd.concat([table, checks], axis=1), table, checks, sim, mmd, forward)
