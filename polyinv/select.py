@@ -1,13 +1,19 @@
-"""Model selection per target (``model.kind: auto``): candidates compete on held-out predictions of the
-training rows; the winners become an :class:`~polyinv.models.auto.AutoModel`.
+"""Model selection per target (``model.kind: auto``): candidates compete on the same held-out rows; the
+winners become an :class:`~polyinv.models.auto.AutoModel`.
 
 Candidates are configs (shipped ones by name, e.g. ``gp.yaml``): their ``model`` section on the run's data
-and split. Each is scored per target on held-out predictions of the *training* rows only — a model's exact
-leave-one-out predictions where it has them (the GP: closed form, no refits), K-fold for the others —
-through the one evaluation harness (:func:`polyinv.metrics.evaluate`). Every target takes the candidate
-with the best held-out R². Cheap candidates go first; a costly one (a network) is skipped when the ones
-before it already reach ``good_enough`` on every target, or when its folds would not fit in ``budget_s``.
-The test split is never seen. This sits above training because choosing trains other models.
+and split. Every candidate is scored on the same K folds of the *training* rows (the test split is never
+seen), so each held-out prediction comes from a model that saw the same (K−1)/K of the rows: the GPs' folds
+exactly and without refits (their kernel fixed at the fit on every training row), the others by refitting
+per fold. Scores go through the one evaluation harness (:func:`polyinv.metrics.evaluate`); every target takes
+the candidate with the best held-out R².
+
+Spending rule: classical candidates first, networks after, each in the order listed. A candidate after the
+first runs only while the ones before it leave at least ``min_gain`` of global held-out R² to gain (the
+mean over targets of 1 − the best R² so far: no candidate can add more). A network also needs its work —
+rows × epochs × its kind's cost per row-epoch, over its K folds and the final fit — to fit in what is left
+of ``budget`` (MLP row-epochs). Work is counted, not seconds, so the same file and seed give the same model
+on an idle and on a busy machine; seconds are printed and recorded beside it.
 """
 
 from __future__ import annotations
@@ -27,10 +33,8 @@ from polyinv.metrics import evaluate
 from polyinv.models import MODELS, AutoModel
 from polyinv.models.auto import DEFAULT_CANDIDATES
 from polyinv.models.base import InverseModel
+from polyinv.models.network import MLP_SECONDS_PER_ROW_EPOCH
 from polyinv.train import build_model, train_network
-
-#: a network's final fit on every training row is assumed to cost this many of its folds (more rows per step)
-FINAL_FIT_FOLDS = 1.5
 
 
 def candidate_configs(candidates: Sequence[str], run_config: dict) -> dict[str, dict]:
@@ -60,10 +64,24 @@ def _is_network(config: dict) -> bool:
     return MODELS[config["model"]["kind"]].family == "network"
 
 
+def network_work(config: dict, n_rows: int, folds: int) -> float:
+    """A network candidate's work in MLP row-epochs: its K fold fits on (K−1)/K of ``n_rows`` and the final
+    fit on all of them, each rows × ``trainer.max_epochs`` × its kind's cost per row-epoch."""
+    weight = MODELS[config["model"]["kind"]].work_per_row_epoch
+    rows = (folds - 1) * n_rows + n_rows  # K folds of (K-1)/K rows each, then every row once
+    return float(rows * config["trainer"]["max_epochs"] * weight)
+
+
 def _arrays(frame, model: InverseModel) -> tuple[np.ndarray, ...]:
     return tuple(
         frame[list(c)].to_numpy(np.float64) for c in (model.mmd_names, model.side_names, model.target_names)
     )
+
+
+def _gain_left(scores: dict[str, dict[str, float]], targets: list[str]) -> float:
+    """The most global held-out R² any further candidate could add: mean over targets of 1 − best so far."""
+    best = [max(s[t] for s in scores.values()) for t in targets]
+    return float(np.mean([1.0 - min(b, 1.0) for b in best]))
 
 
 def select(
@@ -73,54 +91,63 @@ def select(
     rows: np.ndarray,
     log: Callable[[str], None] | None = say,
 ) -> AutoModel:
-    """Score every candidate on held-out predictions of ``rows`` (training rows of ``dm``), choose per target,
-    fit the chosen networks on all of ``rows`` and hand the result to ``model``; ``log`` gets a line per step
-    with the seconds used."""
+    """Score every candidate on the same K folds of ``rows`` (training rows of ``dm``) under the spending rule,
+    choose per target, fit the chosen networks on all of ``rows`` and hand the result to ``model``; ``log``
+    gets a line per step."""
     hp = model.hparams
     targets = model.target_names
     started = time.perf_counter()
     say = log or (lambda _line: None)
     frame = dm.frame.iloc[rows]
     y = frame[targets].to_numpy(np.float64)
+    folds = list(KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows))
     configs = candidate_configs(hp["candidates"], config)
-    scores, heldout, costs, skipped, fitted, trainers = {}, {}, {}, {}, {}, {}
+    scores, heldout, seconds, work, how, skipped, fitted, trainers = {}, {}, {}, {}, {}, {}, {}, {}
+    used = 0.0
     for name, cfg in sorted(configs.items(), key=lambda item: _is_network(item[1])):
-        elapsed = time.perf_counter() - started
-        best = {t: max((s[t] for s in scores.values()), default=-np.inf) for t in targets}
-        if _is_network(cfg) and scores and min(best.values()) >= hp["good_enough"]:
+        if scores and (gain := _gain_left(scores, targets)) < hp["min_gain"]:
             skipped[name] = (
-                f"the candidates before it reach held-out R² >= {hp['good_enough']} on every target"
+                f"the candidates before it leave at most {gain:.4f} of global held-out R² to gain "
+                f"(below model.min_gain {hp['min_gain']:g})"
             )
-            say(f"auto: {name} skipped ({skipped[name]})")
+            say(f"auto: {name} skipped: {skipped[name]}")
             continue
+        if _is_network(cfg):
+            need = network_work(cfg, len(rows), hp["folds"])
+            if used + need > hp["budget"]:
+                skipped[name] = (
+                    f"its {hp['folds']} folds and final fit need {need:.3g} MLP row-epochs (about "
+                    f"{need * MLP_SECONDS_PER_ROW_EPOCH / 60:.0f} min on the reference machine), more than the "
+                    f"{hp['budget'] - used:.3g} left of model.budget {hp['budget']:.3g}"
+                )
+                say(f"auto: {name} skipped: {skipped[name]}")
+                continue
+            used += need
+            work[name] = need
         tick = time.perf_counter()
         if _is_network(cfg):
-            pred = _kfold_network(name, cfg, dm, rows, hp, targets, started, say)
-            if pred is None:
-                skipped[name] = (
-                    f"its {hp['folds']} folds and final fit would overrun budget_s {hp['budget_s']:g}"
-                )
-                continue
+            pred, how[name] = (
+                _kfold_network(name, cfg, dm, rows, folds, hp, targets, say),
+                "refitted per fold",
+            )
         else:
             member = build_model(cfg, dm, progress=False)
             member.fit(*_arrays(frame, member))
-            pred = (
-                member.loo_predict_arrays(*_arrays(frame, member))
-                if member.has_loo
-                else _kfold_classical(cfg, dm, rows, hp, targets)
-            )
+            if member.has_fold_cv:
+                pred = member.loo_predict_arrays(*_arrays(frame, member), folds=[test for _, test in folds])
+                how[name] = "exact folds, kernel fixed"
+            else:
+                pred, how[name] = _kfold_classical(cfg, dm, rows, folds, targets), "refitted per fold"
             fitted[name] = member
-        costs[name] = time.perf_counter() - tick
+        seconds[name] = time.perf_counter() - tick
         metrics = evaluate(y, pred, targets)
         scores[name] = {t: metrics["targets"][t]["r2"] for t in targets}
         heldout[name] = pred
         say(
-            f"auto: {name} held-out R² "
+            f"auto: {name} {hp['folds']}-fold held-out R² "
             + ", ".join(f"{t} {r:.4f}" for t, r in scores[name].items())
-            + f" ({costs[name]:.0f} s; {elapsed + costs[name]:.0f} of {hp['budget_s']:.0f} s used)"
+            + f" ({seconds[name]:.0f} s)"
         )
-    if not scores:
-        raise PolyinvError(f"auto: no candidate could be scored within model.budget_s {hp['budget_s']:g} s")
     choice = {t: max(scores, key=lambda n, t=t: scores[n][t]) for t in targets}
     for name in dict.fromkeys(choice.values()):
         if name not in fitted:
@@ -128,16 +155,19 @@ def select(
             fitted[name], trainers[name] = train_network(
                 configs[name], dm.restricted(rows), hp["random_state"]
             )
-            costs[name] += time.perf_counter() - tick
+            seconds[name] += time.perf_counter() - tick
             say(f"auto: {name} fitted on all {len(rows)} training rows ({time.perf_counter() - tick:.0f} s)")
     members = {name: fitted[name] for name in dict.fromkeys(choice.values())}
     selection = {
         "choice": choice,
         "heldout_r2": scores,
-        "seconds": costs,
+        "heldout_how": how,
+        "seconds": seconds,
+        "work": work,
         "skipped": skipped,
         "folds": hp["folds"],
-        "budget_s": hp["budget_s"],
+        "budget": hp["budget"],
+        "min_gain": hp["min_gain"],
         "seconds_total": time.perf_counter() - started,
     }
     model.adopt(members, choice, heldout, np.hstack(_arrays(frame, model)[:2]), y, selection, trainers)
@@ -154,33 +184,27 @@ def _kfold_network(
     cfg: dict,
     dm: PolyDataModule,
     rows: np.ndarray,
+    folds: list,
     hp: dict,
     targets: list[str],
-    started: float,
     say,
-) -> np.ndarray | None:
-    """Held-out predictions of ``rows`` by K-fold; None when the folds would overrun the budget."""
+) -> np.ndarray:
+    """Held-out predictions of ``rows`` by refitting the network on each fold's other rows."""
     pred = np.empty((len(rows), len(targets)))
-    splits = list(KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows))
-    for k, (train, test) in enumerate(splits):
+    for k, (train, test) in enumerate(folds):
         tick = time.perf_counter()
         sub = dm.restricted(rows[train], rows[test])
         member, _ = train_network(cfg, sub, hp["random_state"])
         pred[test] = predict_frame(member, sub.test_frame)
-        fold = time.perf_counter() - tick
-        left = (len(splits) - k - 1 + FINAL_FIT_FOLDS) * fold
-        say(f"auto: {name} fold {k + 1}/{len(splits)} ({fold:.0f} s)")
-        if time.perf_counter() - started + left > hp["budget_s"]:
-            say(f"auto: {name} skipped: {left:.0f} s more would overrun budget_s {hp['budget_s']:g}")
-            return None
+        say(f"auto: {name} fold {k + 1}/{len(folds)} ({time.perf_counter() - tick:.0f} s)")
     return pred
 
 
 def _kfold_classical(
-    cfg: dict, dm: PolyDataModule, rows: np.ndarray, hp: dict, targets: list[str]
+    cfg: dict, dm: PolyDataModule, rows: np.ndarray, folds: list, targets: list[str]
 ) -> np.ndarray:
     pred = np.empty((len(rows), len(targets)))
-    for train, test in KFold(hp["folds"], shuffle=True, random_state=hp["random_state"]).split(rows):
+    for train, test in folds:
         member = build_model(cfg, dm, progress=False)
         member.fit(*_arrays(dm.frame.iloc[rows[train]], member))
         pred[test] = member.predict_arrays(*_arrays(dm.frame.iloc[rows[test]], member)[:2])

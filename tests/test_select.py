@@ -1,4 +1,5 @@
-"""``model.kind: auto``: the per-target choice by held-out predictions of the training rows, one loadable folder."""
+"""``model.kind: auto``: the per-target choice on the same folds of the training rows, the spending rule, one
+loadable folder."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.model_selection import KFold
 
+from polyinv import select as select_module
 from polyinv.config import CONFIG_DIR, parse
 from polyinv.data.module import split_indices
 from polyinv.errors import PolyinvError
@@ -68,18 +71,23 @@ def data(tmp_path_factory):
 
 @pytest.mark.slow
 def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(tmp_path, data, capsys):
-    config = _config(tmp_path, data, good_enough=2.0)  # never good enough: the MLP is always scored
+    config = _config(tmp_path, data, min_gain=0)  # every candidate is scored
     configure(0)  # polyinv's narration on stdout, as a command sets it
     result = run(config, verbose=True)
     out = capsys.readouterr().out
-    assert "auto: gp_quick held-out R²" in out and "auto: mlp_quick fold 3/3" in out and "auto: chosen" in out
+    assert (
+        "auto: gp_quick 3-fold held-out R²" in out
+        and "auto: mlp_quick fold 3/3" in out
+        and "auto: chosen" in out
+    )
     info = json.loads((result.run_dir / "run.json").read_text())
     selection = info["selection"]
     scores = selection["heldout_r2"]
     assert set(scores) == {"gp_quick", "mlp_quick"} and not selection["skipped"]
     for t in TARGETS:
         assert selection["choice"][t] == max(scores, key=lambda n, t=t: scores[n][t])
-    # the GP's scores are those of its exact leave-one-out predictions of the training rows (never the test rows)
+    # the GP's scores are those of its exact predictions of the same 3 folds of the training rows (never the test
+    # rows) as the MLP's
     frame = pd.read_csv(data)
     train_idx, _, test_idx = split_indices(len(frame), 0.2, 0.0, seed=1)
     np.testing.assert_array_equal(
@@ -95,8 +103,9 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
         progress=False,
     )
     arrays = [train[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS)]
-    loo = gp.fit(*arrays).loo_predict_arrays(*arrays)
-    expected = evaluate(arrays[2], loo, list(TARGETS))
+    folds = [test for _, test in KFold(3, shuffle=True, random_state=1).split(train_idx)]
+    held = gp.fit(*arrays).loo_predict_arrays(*arrays, folds=folds)
+    expected = evaluate(arrays[2], held, list(TARGETS))
     for t in TARGETS:
         assert scores["gp_quick"][t] == pytest.approx(expected["targets"][t]["r2"], rel=1e-6)
     # one folder: reloaded, it predicts the test rows as the run scored them, with intervals for every target
@@ -117,25 +126,49 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     mean, low, high = loaded.predict_interval(mmd, side, 0.9)
     assert np.all(low <= mean + 1e-9) and np.all(mean <= high + 1e-9) and np.all(high[:, :3] > low[:, :3])
     assert loaded.domain and loaded.domain.get("consistency")
+    assert selection["heldout_how"] == {
+        "gp_quick": "exact folds, kernel fixed",
+        "mlp_quick": "refitted per fold",
+    }
+    assert selection["work"]["mlp_quick"] == 3 * len(train_idx) * 3  # (2 folds' rows + all rows) x 3 epochs
 
 
 @pytest.mark.slow
-def test_a_costly_candidate_is_skipped_when_good_enough_or_over_budget(tmp_path, data):
-    result = run(_config(tmp_path, data, good_enough=-1.0), verbose=False)
+def test_a_candidate_runs_only_where_it_can_change_the_choice_and_its_work_fits_the_budget(tmp_path, data):
+    result = run(_config(tmp_path, data, min_gain=1.0), verbose=False)  # nothing can add a whole R²
+    selection = json.loads((result.run_dir / "run.json").read_text())["selection"]
+    assert set(selection["heldout_r2"]) == {"gp_quick"}
+    assert "of global held-out R² to gain (below model.min_gain 1)" in selection["skipped"]["mlp_quick"]
+    assert set(selection["choice"].values()) == {"gp_quick"}
+    result = run(_config(tmp_path, data, min_gain=0, budget=100), verbose=False)
     selection = json.loads((result.run_dir / "run.json").read_text())["selection"]
     assert (
-        set(selection["heldout_r2"]) == {"gp_quick"}
-        and "reach held-out R²" in selection["skipped"]["mlp_quick"]
+        "MLP row-epochs" in selection["skipped"]["mlp_quick"]
+        and "model.budget 100" in (selection["skipped"]["mlp_quick"])
     )
-    assert set(selection["choice"].values()) == {"gp_quick"}
-    result = run(_config(tmp_path, data, good_enough=2.0, budget_s=0.5), verbose=False)
-    selection = json.loads((result.run_dir / "run.json").read_text())["selection"]
-    assert "overrun budget_s" in selection["skipped"]["mlp_quick"]
+
+
+@pytest.mark.slow
+def test_a_busy_machine_changes_the_time_never_the_choice(tmp_path, data, monkeypatch):
+    """The same file and seed with a clock that runs 10,000 s per reading (a machine far busier than any
+    budget in seconds would allow) give the same scores, skips and choice."""
+    idle = run(_config(tmp_path, data, min_gain=0), verbose=False)
+    ticks = iter(range(0, 10**9, 10_000))
+    monkeypatch.setattr(select_module.time, "perf_counter", lambda: float(next(ticks)))
+    busy = run(_config(tmp_path, data, min_gain=0), verbose=False)
+    a, b = (json.loads((r.run_dir / "run.json").read_text())["selection"] for r in (idle, busy))
+    assert b["seconds_total"] > 10_000 > a["seconds_total"]
+    for key in ("choice", "heldout_r2", "skipped", "work"):
+        assert a[key] == b[key]
 
 
 def test_bad_auto_settings_are_one_line_errors(tmp_path, data):
     with pytest.raises(PolyinvError, match="model.folds must be at least 2"):
         run(_config(tmp_path, data, folds=1), verbose=False)
+    with pytest.raises(PolyinvError, match="model.budget must be zero or more"):
+        run(_config(tmp_path, data, budget=-1), verbose=False)
+    with pytest.raises(PolyinvError, match="model.min_gain must lie in"):
+        run(_config(tmp_path, data, min_gain=1.5), verbose=False)
     with pytest.raises(PolyinvError, match="config file not found"):
         run(
             parse(

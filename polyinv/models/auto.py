@@ -1,12 +1,9 @@
 """The model chosen per target by cross-validation on the training rows (``model.kind: auto``).
 
 This module holds the fitted composite (predict, intervals, save, load); :mod:`polyinv.select` makes the
-choice, above training, because choosing trains other models. Candidates are configs (shipped ones by name, e.g. ``gp.yaml``): their ``model`` section on the run's data
-and split. Each is scored per target on held-out predictions of the *training* rows only — the GP's exact
-leave-one-out predictions (closed form, no refits), K-fold for the others — through the one evaluation
-harness (:func:`polyinv.metrics.evaluate`). Every target takes the candidate with the best held-out R².
-Cheap candidates go first; a costly one is skipped when the ones before it already reach ``good_enough``
-on every target, or when its folds would not fit in ``budget_s``. The test split is never seen.
+choice, above training, because choosing trains other models: every candidate scored on the same K folds of
+the training rows, the test split never seen, a costly candidate run only where it can still change the
+choice and its counted work fits ``budget`` (the rule is stated there and in docs/models.md).
 
 Saved as one folder: ``auto.json`` (choice, scores, costs, domain, interval calibration) and one file per
 chosen member (``<name>.skops`` or ``<name>.ckpt``); :func:`polyinv.models.load_model` reads it like any model.
@@ -31,6 +28,7 @@ from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 KIND = "auto"
 MANIFEST = "auto.json"
 DEFAULT_CANDIDATES = ("gp.yaml", "gp_noisy.yaml", "mlp.yaml")
+RETIRED_HPARAMS = ("budget_s", "good_enough")
 
 
 @register
@@ -50,24 +48,28 @@ class AutoModel(InverseModel):
         transforms: dict[str, str] | None = None,
         candidates: Sequence[str] = DEFAULT_CANDIDATES,
         folds: int = 3,
-        budget_s: float = 600.0,
-        good_enough: float = 0.999,
+        budget: float = 500_000.0,
+        min_gain: float = 0.002,
         random_state: int = 42,
     ) -> None:
         """
         Args:
             candidates: configs whose model sections compete (shipped names such as gp.yaml, or paths)
-            folds: K of the K-fold cross-validation of candidates without leave-one-out predictions
-            budget_s: seconds the whole selection may take; a candidate whose folds would overrun it is skipped
-            good_enough: a costly candidate is skipped when the cheaper ones reach this held-out R² on every target
+            folds: K of the K-fold cross-validation every candidate is scored by (the same folds for all)
+            budget: work the network candidates may take, in MLP row-epochs (rows × epochs × the kind's cost
+                per row-epoch, over the folds and the final fit); counted, never timed
+            min_gain: a candidate after the first runs only while the ones before it leave at least this
+                much global held-out R² to gain
             random_state: seed of the folds and of the networks (set from the run's seed)
         """
         if not candidates:
             raise PolyinvError("model.candidates is empty: name at least one config (e.g. gp.yaml)")
         if int(folds) < 2:
             raise PolyinvError(f"model.folds must be at least 2, got {folds}")
-        if not float(budget_s) > 0:
-            raise PolyinvError(f"model.budget_s must be positive, got {budget_s}")
+        if not float(budget) >= 0:
+            raise PolyinvError(f"model.budget must be zero or more MLP row-epochs, got {budget}")
+        if not 0 <= float(min_gain) <= 1:
+            raise PolyinvError(f"model.min_gain must lie in [0, 1] (a share of global R²), got {min_gain}")
         self.target_names = list(TARGETS if targets is None else targets)
         self.side_names = list(SIDE_INPUTS if side_inputs is None else side_inputs)
         self.mmd_names = list(MMD_COLUMNS if mmd_columns is None else mmd_columns)
@@ -75,8 +77,8 @@ class AutoModel(InverseModel):
         self.hparams = {
             "candidates": [str(c) for c in candidates],
             "folds": int(folds),
-            "budget_s": float(budget_s),
-            "good_enough": float(good_enough),
+            "budget": float(budget),
+            "min_gain": float(min_gain),
             "random_state": int(random_state),
         }
         self.members: dict = {}
@@ -114,15 +116,7 @@ class AutoModel(InverseModel):
                 self.calibration[t] = np.sort(
                     np.abs(self._transform(y, j) - self._transform(self._heldout, j))
                 ).tolist()
-        self.selection = dict(
-            selection,
-            heldout={
-                t: "leave-one-out"
-                if self.members[self.choice[t]].has_loo
-                else f"{self.hparams['folds']}-fold"
-                for t in self.target_names
-            },
-        )
+        self.selection = dict(selection)
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -144,8 +138,12 @@ class AutoModel(InverseModel):
             [by_member[self.choice[t]][:, _index(self.members[self.choice[t]], t)] for t in self.target_names]
         )
 
-    def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """The held-out recipes of the rows the selection ran on (same rows, same order)."""
+    def loo_predict_arrays(
+        self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray, folds=None
+    ) -> np.ndarray:
+        """The held-out recipes of the rows the selection ran on (same rows, same order), from its folds."""
+        if folds is not None:
+            raise PolyinvError("an auto model keeps the held-out recipes of its own folds only")
         x = np.hstack([np.asarray(mmd, dtype=np.float64), np.asarray(side, dtype=np.float64)])
         if (
             self._heldout is None
@@ -214,7 +212,9 @@ class AutoModel(InverseModel):
     @classmethod
     def from_manifest(cls, manifest: dict, members: dict) -> AutoModel:
         try:
-            model = cls(**manifest["schema"], **manifest["hparams"])
+            # budget_s and good_enough (selection settings of earlier versions) do not change predictions
+            hparams = {k: v for k, v in manifest["hparams"].items() if k not in RETIRED_HPARAMS}
+            model = cls(**manifest["schema"], **hparams)
         except (KeyError, TypeError) as exc:
             raise PolyinvError(
                 f"{MANIFEST}: does not match an auto model of this polyinv version ({exc})"

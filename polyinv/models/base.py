@@ -33,6 +33,8 @@ class InverseModel:
     has_interval: ClassVar[bool] = False
     #: ``loo_predict_arrays(mmd, side, targets)``: held-out predictions of the rows the model was fitted on
     has_loo: ClassVar[bool] = False
+    #: ``loo_predict_arrays(mmd, side, targets, folds)``: exact K-fold predictions of the fitted rows, no refits
+    has_fold_cv: ClassVar[bool] = False
     #: ``feature_importances() -> {input: importance}``
     has_importances: ClassVar[bool] = False
 
@@ -57,8 +59,10 @@ class InverseModel:
         """(mean, lower, upper) of the central ``level`` interval; only where ``has_interval``."""
         raise PolyinvError(f"{self.kind} models give no intervals")
 
-    def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Held-out predictions of the fitted rows; only where ``has_loo``."""
+    def loo_predict_arrays(
+        self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray, folds=None
+    ) -> np.ndarray:
+        """Held-out predictions of the fitted rows; only where ``has_loo`` (``folds``: ``has_fold_cv``)."""
         raise PolyinvError(f"{self.kind} models give no leave-one-out predictions")
 
     def feature_importances(self) -> dict[str, float]:

@@ -17,6 +17,8 @@ class CNN(InverseRegressor):
     """Conv blocks over the scaled MMD grid; ``mmd_pcs`` PC scores join the scalars of the dense head."""
 
     kind = "cnn"
+    #: measured: 20 full-batch epochs on 230 rows of the shipped grid took 23.7 s against the MLP's 8.6 s
+    work_per_row_epoch = 2.7
 
     def __init__(
         self,

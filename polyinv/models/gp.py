@@ -36,7 +36,7 @@ from polyinv.models import levels
 from polyinv.models.base import register
 from polyinv.models.classical import TINY, ClassicalModel, log_columns
 from polyinv.models.gp_time import MIN_EARLY_ROWS, StopRuleTime
-from polyinv.models.intervals import abs_z, gp_loo, half_width_multiplier
+from polyinv.models.intervals import abs_z, gp_fold_cv, gp_loo, half_width_multiplier
 from polyinv.schema import MN, MONOMER_0, MONOMER_LEFT, MW, TIME, stopped_early
 
 KIND = "gaussian_process"
@@ -67,6 +67,7 @@ class GPModel(StopRuleTime, ClassicalModel):
     kind = KIND
     has_interval = True
     has_loo = True
+    has_fold_cv = True
 
     def __init__(
         self,
@@ -335,27 +336,31 @@ class GPModel(StopRuleTime, ClassicalModel):
             scaled = self.scaled_targets(physical)
         return scaled
 
-    def loo_predict_arrays(self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Exact leave-one-out recipes (N, T), physical units, for the rows this model was fitted on.
+    def loo_predict_arrays(
+        self, mmd: np.ndarray, side: np.ndarray, targets: np.ndarray, folds=None
+    ) -> np.ndarray:
+        """Exact held-out recipes (N, T), physical units, of the rows this model was fitted on, kernel fixed:
+        leave-one-out, or with ``folds`` (index arrays of held-out rows) K-fold, each fold predicted from
+        the other rows without a refit (:func:`~polyinv.models.intervals.gp_fold_cv`).
 
-        Each target GP's LOO mean ``y_i - [K⁻¹y]_i / [K⁻¹]_ii`` (kernel fixed). ``time`` with the censored
-        model: the stop decision from the leave-one-out cBA_0, the stopped-early runs' time from the
-        stopped-early GP's own leave-one-out mean. Rows other than the fit rows (same order) are an error.
+        ``time`` with the censored model: the stop decision from the held-out cBA_0, the stopped-early runs'
+        time from the stopped-early GP's own held-out mean. Rows other than the fit rows (same order) are an
+        error.
         """
         mmd, side = self._arrays(mmd, side)
         x = self._features(mmd, side)
         gps = self.state["gps"]
         if x.shape != gps[0].X_train_.shape or not np.allclose(x, gps[0].X_train_):
-            raise PolyinvError(
-                "leave-one-out predictions need exactly the rows the GP was fitted on, in order"
-            )
+            raise PolyinvError("held-out predictions need exactly the rows the GP was fitted on, in order")
         y = self.scaled_targets(targets)
         scaled = np.empty_like(y)
         for j, gp in enumerate(gps):
-            scaled[:, j] = y[:, j] - gp_loo(gp)[0]
+            scaled[:, j] = y[:, j] - (gp_loo(gp) if folds is None else gp_fold_cv(gp, folds))[0]
         physical = self.physical_targets(scaled)
         if self.state.get("censored"):
-            physical[:, self.target_names.index(TIME)] = self._time_censored_loo(side, x, physical, targets)
+            physical[:, self.target_names.index(TIME)] = self._time_censored_loo(
+                side, x, physical, targets, folds
+            )
         return self._clip(self._design(physical)[0])
 
     def multipliers(self, level: float) -> np.ndarray:

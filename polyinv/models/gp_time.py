@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyinv.models.intervals import abs_z, gp_loo, gp_loo_abs_z
+from polyinv.models.intervals import abs_z, gp_fold_cv, gp_loo, gp_loo_abs_z
 from polyinv.schema import MONOMER_0, MONOMER_LEFT, TIME, conversion, stopped_early
 
 MIN_EARLY_ROWS = 5  # fewer stopped-early training rows than this: fall back to the plain time GP
@@ -101,9 +101,10 @@ class StopRuleTime:
         return t, early, log_t, sd * c["std"]
 
     def _time_censored_loo(
-        self, side: np.ndarray, x: np.ndarray, loo: np.ndarray, targets: np.ndarray
+        self, side: np.ndarray, x: np.ndarray, loo: np.ndarray, targets: np.ndarray, folds=None
     ) -> np.ndarray:
-        """Leave-one-out censored time of the fit rows (``loo``: the other targets' LOO recipes)."""
+        """Held-out censored time of the fit rows (``loo``: the other targets' held-out recipes; ``folds``:
+        K-fold index arrays of the fit rows, or None for leave-one-out)."""
         c = self.state["censored"]
         jt, jc = self.target_names.index(TIME), self.target_names.index(MONOMER_0)
         conv = conversion(side[:, self.side_names.index(MONOMER_LEFT)], np.maximum(loo[:, jc], 1e-12))
@@ -111,6 +112,11 @@ class StopRuleTime:
         mu = gp.predict(x)
         _, early_rows = stopped_early(np.asarray(targets, dtype=np.float64)[:, jt])
         if early_rows.sum() == len(gp.X_train_) and np.allclose(x[early_rows], gp.X_train_):
-            mu[early_rows] = np.asarray(gp.y_train_).reshape(-1) - gp_loo(gp)[0]
+            if folds is None:
+                resid = gp_loo(gp)[0]
+            else:  # each fold's stopped-early rows, numbered among the stopped-early rows
+                position = np.cumsum(early_rows) - 1
+                resid = gp_fold_cv(gp, [position[f][early_rows[f]] for f in folds])[0]
+            mu[early_rows] = np.asarray(gp.y_train_).reshape(-1) - resid
         log_t = mu * c["std"] + c["mean"]
         return np.where(conv >= c["threshold"], np.minimum(np.exp(log_t), c["t_max"]), c["t_max"])

@@ -44,6 +44,9 @@ LBFGS_MAX_ITER = 20
 LBFGS_HISTORY = 50
 #: the stop gate tolerates this relative error of the predicted cBA_0 (conversion below 1 − (1 − X)·1.1)
 STOP_RULE_TOLERANCE = 0.1
+#: seconds per MLP row-epoch (full-batch L-BFGS, float64) on the reference machine (the 2-core sandbox):
+#: only to print what a counted ``model.budget`` of an auto run means in minutes (docs/benchmark.md)
+MLP_SECONDS_PER_ROW_EPOCH = 1.3e-3
 Optimizer = Literal["adam", "lbfgs"]
 TimeModel = Literal["plain", "censored"]
 Activation = Literal["relu", "silu", "tanh", "gelu"]
@@ -54,6 +57,8 @@ class InverseRegressor(InverseModel, L.LightningModule):
 
     kind = "base"
     family = "network"
+    #: cost of one training row for one epoch relative to the MLP's (an auto run's counted work)
+    work_per_row_epoch: float = 1.0
 
     def __init__(
         self,

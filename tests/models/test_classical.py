@@ -231,3 +231,53 @@ def test_gp_leave_one_out_censored_time_refits_nothing_it_should_not_see():
     assert checked >= 3
     in_sample = model.predict_arrays(mmd, side)[:, jt]
     assert not np.allclose(loo[rows, jt], in_sample[rows])
+
+
+@pytest.mark.slow
+def test_gp_fold_predictions_are_refits_with_the_kernel_fixed():
+    """K-fold held-out recipes (auto's scores) equal what each target's GP, kernel fixed, predicts for a fold
+    from the other folds' rows — censored time included; one row per fold is leave-one-out."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.model_selection import KFold
+
+    from polyinv.models.intervals import gp_fold_cv, gp_loo
+    from polyinv.schema import stopped_early
+    from polyinv.sim import lhs_design, simulate_many
+
+    mmd, side, y = _gp_arrays(simulate_many(lhs_design(80, seed=2), progress=False))
+    model = GPModel(transforms=GP_TRANSFORMS, mmd_pcs=3, n_restarts=0, progress=False).fit(mmd, side, y)
+    folds = [test for _, test in KFold(3, shuffle=True, random_state=0).split(mmd)]
+    held = model.loo_predict_arrays(mmd, side, y, folds=folds)
+    scaled = model.scaled_targets(held)
+    jt, jc = TARGETS.index("time"), TARGETS.index("cBA_0")
+    for j, gp in enumerate(model.state["gps"]):
+        if j == jt:
+            continue
+        for test in folds:
+            train = np.setdiff1d(np.arange(len(mmd)), test)
+            refit = GaussianProcessRegressor(gp.kernel_, optimizer=None).fit(
+                gp.X_train_[train], np.asarray(gp.y_train_)[train]
+            )
+            np.testing.assert_allclose(scaled[test, j], refit.predict(gp.X_train_[test]), atol=1e-7)
+    # the censored time: a stopped-early row held out with its fold, predicted by the stopped-early GP
+    c = model.state["censored"]
+    _, early = stopped_early(y[:, jt])
+    position = np.cumsum(early) - 1
+    conv = 1.0 - side[:, SIDE_INPUTS.index("cBA_time")] / held[:, jc]
+    x = model._features(mmd, side)
+    checked = 0
+    for test in folds:
+        keep = np.setdiff1d(np.arange(early.sum()), position[test][early[test]])
+        refit = GaussianProcessRegressor(c["gp"].kernel_, optimizer=None).fit(
+            c["gp"].X_train_[keep], np.asarray(c["gp"].y_train_)[keep]
+        )
+        rows = test[early[test] & (conv[test] >= c["threshold"])]
+        expected = np.minimum(np.exp(refit.predict(x[rows]) * c["std"] + c["mean"]), c["t_max"])
+        np.testing.assert_allclose(held[rows, jt], expected, rtol=1e-6)
+        checked += len(rows)
+    assert checked >= 3
+    # one row per fold is the closed-form leave-one-out
+    gp = model.state["gps"][0]
+    singles = gp_fold_cv(gp, [[i] for i in range(len(mmd))])
+    for a, b in zip(singles, gp_loo(gp), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
