@@ -128,6 +128,8 @@ def run_one(
         "metrics": result.metrics,
         "rows": info.get("rows"),
     }
+    if info.get("selection"):  # auto: the choice, held-out scores, work, seconds and skips
+        record["selection"] = info["selection"]
     write_json(record, record_path)
     return record
 
