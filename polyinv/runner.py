@@ -238,8 +238,11 @@ def refine_check(
 def _trust_checks(ctx: _Run, model: InverseModel) -> None:
     """The domain's forward-consistency thresholds (on the non-test rows, which need the trained model) and
     the refine check, stored in ``model.domain``."""
+    started = time.perf_counter()
     model.domain = fit_model_consistency(model, model.domain, fit_rows(ctx.dm), *ctx.forward)
     model.domain = refine_check(ctx.config, model, refine_rows(ctx.dm, model), ctx.forward, ctx.verbose)
+    if ctx.verbose:
+        say(f"trust checks (forward consistency, refine check): {time.perf_counter() - started:.0f} s")
 
 
 def _fit_classical(ctx: _Run, model: InverseModel) -> RunResult:

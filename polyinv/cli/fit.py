@@ -6,6 +6,7 @@ as the last line, ``run: <run folder>``. ``--help`` lists every setting of the c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,11 +43,16 @@ def resume_argv(argv: list[str]) -> tuple[list[str], Path | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body(argv: list[str]) -> int:
+        started = time.perf_counter()
         args, resume = resume_argv(argv)
         config, _ = cfg.parse(args, prog="polyinv fit", description=__doc__.splitlines()[0])
         result = run(config, resume=resume, verbose=not quiet(), progress=False if quiet() else None)
         if result is not None:  # None in a DDP worker process
             print(result.table())
+            print(
+                f"{time.perf_counter() - started:.0f} s from reading the config to here "
+                f"(training {result.train_seconds:.0f} s)"
+            )
             print(f"run: {result.run_dir}")
         return 0
 
