@@ -1,5 +1,5 @@
 """How much the GPs' exact K-fold scores in ``auto`` flatter them (issue 33): each GP config scored on the same
-3 folds of a run's training rows two ways — exactly with the kernel fixed at the fit on every training row
+5 folds of a run's training rows two ways (as auto.yaml) — exactly with the kernel fixed at the fit on every training row
 (what ``auto`` does: no refits) and by refitting the GP, kernel optimisation included, on each fold's other
 rows (what the networks get). Records go to ``results/fold_cv/<file>__<config>__seed<k>.json`` as they come,
 the table to ``results/fold_cv/fold_cv.md``.
@@ -26,11 +26,11 @@ from polyinv.train import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "results" / "fold_cv"
-FOLDS = 3
+FOLDS = 5
 
 
 def one(data: Path, config_name: str, seed: int) -> dict:
-    """Per-target 3-fold R² of one GP config on one file's training rows: exact (kernel fixed) and refitted."""
+    """Per-target 5-fold R² of one GP config on one file's training rows: exact (kernel fixed) and refitted."""
     cfg = parse(["--config", str(find_config(config_name)), "--data.path", str(data), "--seed", str(seed)])[0]
     dm = PolyDataModule(**cfg["data"], seed=seed)
     dm.setup()
@@ -63,7 +63,7 @@ def one(data: Path, config_name: str, seed: int) -> dict:
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| file | config | seed | exact 3-fold global R² | refitted 3-fold global R² | exact − refit, per target |",
+        "| file | config | seed | exact 5-fold global R² | refitted 5-fold global R² | exact − refit, per target |",
         "|---|---|---|---|---|---|",
     ]
     for r in sorted(records, key=lambda r: (r["data"], r["config"], r["seed"])):

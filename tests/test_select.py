@@ -76,8 +76,8 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     result = run(config, verbose=True)
     out = capsys.readouterr().out
     assert (
-        "auto: gp_quick 3-fold held-out R²" in out
-        and "auto: mlp_quick fold 3/3" in out
+        "auto: gp_quick 5-fold held-out R²" in out
+        and "auto: mlp_quick fold 5/5" in out
         and "auto: chosen" in out
     )
     info = json.loads((result.run_dir / "run.json").read_text())
@@ -86,7 +86,7 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
     assert set(scores) == {"gp_quick", "mlp_quick"} and not selection["skipped"]
     for t in TARGETS:
         assert selection["choice"][t] == max(scores, key=lambda n, t=t: scores[n][t])
-    # the GP's scores are those of its exact predictions of the same 3 folds of the training rows (never the test
+    # the GP's scores are those of its exact predictions of the same 5 folds of the training rows (never the test
     # rows) as the MLP's
     frame = pd.read_csv(data)
     train_idx, _, test_idx = split_indices(len(frame), 0.2, 0.0, seed=1)
@@ -103,7 +103,7 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
         progress=False,
     )
     arrays = [train[list(c)].to_numpy(np.float64) for c in (MMD_COLUMNS, SIDE_INPUTS, TARGETS)]
-    folds = [test for _, test in KFold(3, shuffle=True, random_state=1).split(train_idx)]
+    folds = [test for _, test in KFold(5, shuffle=True, random_state=1).split(train_idx)]
     held = gp.fit(*arrays).loo_predict_arrays(*arrays, folds=folds)
     expected = evaluate(arrays[2], held, list(TARGETS))
     for t in TARGETS:
@@ -130,7 +130,8 @@ def test_auto_chooses_each_target_by_held_out_r2_and_saves_one_loadable_folder(t
         "gp_quick": "exact folds, kernel fixed",
         "mlp_quick": "refitted per fold",
     }
-    assert selection["work"]["mlp_quick"] == 3 * len(train_idx) * 3  # (2 folds' rows + all rows) x 3 epochs
+    # 5 folds of 4/5 of the rows and the final fit on all of them, 3 epochs each
+    assert selection["folds"] == 5 and selection["work"]["mlp_quick"] == 5 * len(train_idx) * 3
 
 
 @pytest.mark.slow

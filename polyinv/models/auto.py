@@ -47,8 +47,8 @@ class AutoModel(InverseModel):
         mmd_columns: Sequence[str] | None = None,
         transforms: dict[str, str] | None = None,
         candidates: Sequence[str] = DEFAULT_CANDIDATES,
-        folds: int = 3,
-        budget: float = 500_000.0,
+        folds: int = 5,
+        budget: float = 1_000_000.0,
         min_gain: float = 0.002,
         random_state: int = 42,
     ) -> None:
