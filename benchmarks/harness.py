@@ -550,6 +550,7 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
             "",
         ]
     for folder, name in (
+        ("auto", "auto.md"),
         ("calibration", "calibration.md"),
         ("foreign", "foreign.md"),
         ("threads", "threads.md"),
