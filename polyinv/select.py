@@ -18,10 +18,13 @@ on an idle and on a busy machine; seconds are printed and recorded beside it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
+from joblib import Parallel, delayed
 from sklearn.model_selection import KFold
 
 from polyinv.config import find_config, parse
@@ -179,6 +182,22 @@ def select(
     return model
 
 
+def fold_jobs(hp: dict, n_folds: int) -> int:
+    """Worker processes for a network's folds: ``fold_jobs``, or with 0 one per CPU core (at most one per
+    fold); one on a GPU machine. Each fold trains on one thread (``train.lbfgs_numerics``), so the folds run
+    side by side on the cores a single fit leaves idle, and give the same predictions as one after another."""
+    if torch.cuda.is_available():
+        return 1
+    jobs = hp.get("fold_jobs", 0) or os.cpu_count() or 1
+    return max(1, min(int(jobs), n_folds))
+
+
+def _fold_predictions(cfg: dict, sub: PolyDataModule, seed: int) -> np.ndarray:
+    """One fold: the network trained on ``sub``'s training rows, its predictions of ``sub``'s test rows."""
+    member, _ = train_network(cfg, sub, seed)
+    return predict_frame(member, sub.test_frame)
+
+
 def _kfold_network(
     name: str,
     cfg: dict,
@@ -189,14 +208,21 @@ def _kfold_network(
     targets: list[str],
     say,
 ) -> np.ndarray:
-    """Held-out predictions of ``rows`` by refitting the network on each fold's other rows."""
+    """Held-out predictions of ``rows`` by refitting the network on each fold's other rows (``fold_jobs``
+    folds at a time, in worker processes)."""
     pred = np.empty((len(rows), len(targets)))
-    for k, (train, test) in enumerate(folds):
-        tick = time.perf_counter()
-        sub = dm.restricted(rows[train], rows[test])
-        member, _ = train_network(cfg, sub, hp["random_state"])
-        pred[test] = predict_frame(member, sub.test_frame)
-        say(f"auto: {name} fold {k + 1}/{len(folds)} ({time.perf_counter() - tick:.0f} s)")
+    subs = [dm.restricted(rows[train], rows[test]) for train, test in folds]
+    jobs = fold_jobs(hp, len(folds))
+    tick = time.perf_counter()
+    if jobs == 1:
+        answers = (_fold_predictions(cfg, sub, hp["random_state"]) for sub in subs)
+    else:
+        answers = Parallel(n_jobs=jobs, return_as="generator")(
+            delayed(_fold_predictions)(cfg, sub, hp["random_state"]) for sub in subs
+        )
+    for k, ((_, test), answer) in enumerate(zip(folds, answers, strict=True)):
+        pred[test] = answer
+        say(f"auto: {name} fold {k + 1}/{len(folds)} ({time.perf_counter() - tick:.0f} s; {jobs} at a time)")
     return pred
 
 

@@ -6,7 +6,9 @@ arrays, and the checks of a finished fit.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -187,11 +189,35 @@ def train_network(config: dict, dm: PolyDataModule, seed: int) -> tuple[InverseR
     trainer_cfg.update(
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
-    trainer = L.Trainer(**trainer_cfg)
-    with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
-        trainer.fit(model, datamodule=dm)
+    with quiet_lightning():
+        trainer = L.Trainer(**trainer_cfg)
+        with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
+            trainer.fit(model, datamodule=dm)
     model.eval()
     return model.cpu(), trainer
+
+
+#: Lightning's notes and warnings that say nothing about an in-memory fit (no validation rows, no logger)
+LIGHTNING_NOISE = (".*LeafSpec.*", "Total length of `DataLoader` across ranks is zero.*")
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Lightning's info lines (devices, tips, why fit stopped) and its known empty-loader and deprecation
+    warnings held back during an in-memory fit: auto's folds, also in worker processes that run no
+    ``polyinv.log`` set-up. Lightning's other warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]  # Lightning sets INFO on these itself
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 #: a network whose R² on its own training rows stays below this for a target has not fitted them

@@ -152,11 +152,12 @@ def test_a_candidate_runs_only_where_it_can_change_the_choice_and_its_work_fits_
 @pytest.mark.slow
 def test_a_busy_machine_changes_the_time_never_the_choice(tmp_path, data, monkeypatch):
     """The same file and seed with a clock that runs 10,000 s per reading (a machine far busier than any
-    budget in seconds would allow) give the same scores, skips and choice."""
-    idle = run(_config(tmp_path, data, min_gain=0), verbose=False)
+    budget in seconds would allow), and the network's folds one at a time instead of side by side in worker
+    processes, give the same scores, skips and choice."""
+    idle = run(_config(tmp_path, data, min_gain=0, fold_jobs=2), verbose=False)
     ticks = iter(range(0, 10**9, 10_000))
     monkeypatch.setattr(select_module.time, "perf_counter", lambda: float(next(ticks)))
-    busy = run(_config(tmp_path, data, min_gain=0), verbose=False)
+    busy = run(_config(tmp_path, data, min_gain=0, fold_jobs=1), verbose=False)
     a, b = (json.loads((r.run_dir / "run.json").read_text())["selection"] for r in (idle, busy))
     assert b["seconds_total"] > 10_000 > a["seconds_total"]
     for key in ("choice", "heldout_r2", "skipped", "work"):
@@ -168,6 +169,8 @@ def test_bad_auto_settings_are_one_line_errors(tmp_path, data):
         run(_config(tmp_path, data, folds=1), verbose=False)
     with pytest.raises(PolyinvError, match="model.budget must be zero or more"):
         run(_config(tmp_path, data, budget=-1), verbose=False)
+    with pytest.raises(PolyinvError, match="model.fold_jobs must be 0"):
+        run(_config(tmp_path, data, fold_jobs=-2), verbose=False)
     with pytest.raises(PolyinvError, match="model.min_gain must lie in"):
         run(_config(tmp_path, data, min_gain=1.5), verbose=False)
     with pytest.raises(PolyinvError, match="config file not found"):

@@ -50,6 +50,7 @@ class AutoModel(InverseModel):
         folds: int = 5,
         budget: float = 1_000_000.0,
         min_gain: float = 0.002,
+        fold_jobs: int = 0,
         random_state: int = 42,
     ) -> None:
         """
@@ -60,6 +61,8 @@ class AutoModel(InverseModel):
                 per row-epoch, over the folds and the final fit); counted, never timed
             min_gain: a candidate after the first runs only while the ones before it leave at least this
                 much global held-out R² to gain
+            fold_jobs: a network's folds trained side by side in this many processes (0: one per CPU core);
+                the predictions are the same whatever the number
             random_state: seed of the folds and of the networks (set from the run's seed)
         """
         if not candidates:
@@ -68,6 +71,8 @@ class AutoModel(InverseModel):
             raise PolyinvError(f"model.folds must be at least 2, got {folds}")
         if not float(budget) >= 0:
             raise PolyinvError(f"model.budget must be zero or more MLP row-epochs, got {budget}")
+        if int(fold_jobs) < 0:
+            raise PolyinvError(f"model.fold_jobs must be 0 (one per CPU core) or more, got {fold_jobs}")
         if not 0 <= float(min_gain) <= 1:
             raise PolyinvError(f"model.min_gain must lie in [0, 1] (a share of global R²), got {min_gain}")
         self.target_names = list(TARGETS if targets is None else targets)
@@ -79,6 +84,7 @@ class AutoModel(InverseModel):
             "folds": int(folds),
             "budget": float(budget),
             "min_gain": float(min_gain),
+            "fold_jobs": int(fold_jobs),
             "random_state": int(random_state),
         }
         self.members: dict = {}
