@@ -551,6 +551,7 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         ]
     for folder, name in (
         ("auto", "auto.md"),
+        ("fold_cv", "fold_cv.md"),
         ("calibration", "calibration.md"),
         ("foreign", "foreign.md"),
         ("threads", "threads.md"),
