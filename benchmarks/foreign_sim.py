@@ -24,6 +24,8 @@ C_M 3e-5 (guessed); C_S 6e-4 by default (×3 polyinv's toluene value; --cs sets 
   python -m benchmarks.foreign_sim --design grid --out benchmarks/data/foreign/grid.csv [--cs 6e-4] [--noise-chains K]
   python -m benchmarks.foreign_sim --design lhs --n 200 --seed 1 --out benchmarks/data/foreign/lhs200.csv
   python -m benchmarks.foreign_sim --design grid --noise-chains 20000 --out benchmarks/data/foreign/grid_noisy20000.csv
+  # auto against the single configs (issue 33: results/independent/<file>): grid.csv and this 432-row LHS
+  python -m benchmarks.foreign_sim --design lhs --n 432 --seed 21 --out benchmarks/data/foreign/lhs432.csv
   # the trust checks' groups (python -m benchmarks trust-foreign --world second): in range, then one variable beyond
   python -m benchmarks.foreign_sim --design lhs --n 60 --seed 14 --out benchmarks/data/foreign/in_range.csv
   python -m benchmarks.foreign_sim --design lhs --n 60 --seed 11 --box 0.5 3 0.0025 0.02 90 100 --out benchmarks/data/foreign/out_temp.csv
