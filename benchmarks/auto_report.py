@@ -114,7 +114,9 @@ def table(found: list[dict]) -> str:
         )
     lines += [
         "",
-        "Singles compared per set: every shipped config with records for those seeds (the set's table).",
+        "Singles compared per set: every shipped config with records for those seeds (the set's table), except",
+        "gp_design (its own column): it answers on the training design's levels only — right for a test split",
+        "drawn from a grid design, wrong for a query off it — so a default must not pick it unasked.",
     ]
     return "\n".join(lines) + "\n"
 
