@@ -2,10 +2,17 @@
 
 A :class:`System` holds what a data file of one monomer/initiator system looks like: the recipe columns a
 model predicts, the outcome columns, the MMD columns, units, the design's nominal ranges, the run protocol
-and the monomer's molar mass. ``BA_AIBN`` (the study's names) is the default and, for now, the only one.
+and the monomer's molar mass. ``BA_AIBN`` (the study's names, key ``ba``) is the default; :data:`SYSTEMS` also
+holds MMA/AIBN (``mma``) and styrene/AIBN (``sty``), whose kinetics live in :mod:`polyinv.sim.parameters`.
 Every other module takes its column names from here (the module-level names below are the default
-system's); a test fails on a quoted column name anywhere else in the package. Model files store the
-column names they were trained on, and ``System.to_dict`` records the system with runs and calibrations.
+system's); a test fails on a quoted column name anywhere else in the package. Inside polyinv a frame of any
+system carries the default system's names as role names (``System.to_internal`` at reading,
+``System.from_internal`` at writing), so the simulator, calibration and models know one set of names.
+Model files store the column names they were trained on, and ``System.to_dict`` records the system with
+runs and calibrations.
+
+Run protocols (:data:`PROTOCOLS`): ``stop`` (the study's: a run stops at t_max or at x_stop conversion, its
+stop time an outcome) and ``sampled`` (lab samples: each row is a sample taken at its ``time``, an input).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ class System:
     """One monomer/initiator system: names, units, ranges and protocol of its data files."""
 
     name: str
+    key: str
     monomer: str
     initiator: str
     monomer_molar_mass: float  # g/mol; M = chain length × this (end groups neglected)
@@ -40,6 +48,9 @@ class System:
     #: the run protocol: a run stops at t_max seconds or when conversion reaches x_stop, whichever is first
     t_max: float = 3600.0
     x_stop: float = 0.9
+    #: lab files may give the conversion (0-1) instead of the monomer left, and group samples of one reaction
+    conversion_name: str = "conversion"
+    reaction_name: str = "reaction"
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -68,9 +79,41 @@ class System:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def renames(self) -> dict[str, str]:
+        """This system's column names -> the internal role names (the default system's)."""
+        return {
+            mine: role
+            for mine, role in zip(
+                (*self.targets, *self.side_inputs), (*SYSTEM.targets, *SYSTEM.side_inputs), strict=True
+            )
+            if mine != role
+        }
+
+    def to_internal(self, table):
+        """A frame with this system's columns renamed to the internal role names; a ``conversion`` column
+        becomes the monomer left, [M]0 (1 - x), where the file has no monomer-left column but [M]0."""
+        table = table.rename(columns=self.renames)
+        conv = self.conversion_name
+        if (
+            conv in table.columns
+            and SYSTEM.monomer_left not in table.columns
+            and SYSTEM.monomer_0 in table.columns
+        ):
+            table = table.copy()
+            table[SYSTEM.monomer_left] = table[SYSTEM.monomer_0].astype(float) * (
+                1.0 - table[conv].astype(float)
+            )
+        return table
+
+    def from_internal(self, table):
+        """The inverse renaming of :meth:`to_internal` (for writing files in this system's names)."""
+        return table.rename(columns={role: mine for mine, role in self.renames.items()})
+
 
 BA_AIBN = System(
     name="BA/AIBN in toluene",
+    key="ba",
     monomer="n-butyl acrylate",
     initiator="AIBN",
     monomer_molar_mass=128.17,
@@ -92,8 +135,68 @@ BA_AIBN = System(
         "Mw": "g/mol",
     },
 )
-#: The system polyinv's modules use (the study's).
+#: The system polyinv's modules use (the study's), whose names are the internal role names of every system.
 SYSTEM = BA_AIBN
+
+MMA_AIBN = System(
+    name="MMA/AIBN in toluene",
+    key="mma",
+    monomer="methyl methacrylate",
+    initiator="AIBN",
+    monomer_molar_mass=100.12,
+    monomer_0="cMMA_0",
+    initiator_0="cAIBN_0",
+    temp="temp",
+    time="time",
+    monomer_left="cMMA_time",
+    mn="Mn",
+    mw="Mw",
+    ranges={"cMMA_0": (1.0, 6.0), "cAIBN_0": (0.005, 0.05), "temp": (50.0, 90.0), "time": (0.0, 21600.0)},
+    units={
+        "cMMA_0": "mol/L",
+        "cAIBN_0": "mol/L",
+        "temp": "°C",
+        "time": "s",
+        "cMMA_time": "mol/L",
+        "Mn": "g/mol",
+        "Mw": "g/mol",
+    },
+)
+STY_AIBN = System(
+    name="styrene/AIBN in toluene",
+    key="sty",
+    monomer="styrene",
+    initiator="AIBN",
+    monomer_molar_mass=104.15,
+    monomer_0="cSty_0",
+    initiator_0="cAIBN_0",
+    temp="temp",
+    time="time",
+    monomer_left="cSty_time",
+    mn="Mn",
+    mw="Mw",
+    ranges={"cSty_0": (1.0, 6.0), "cAIBN_0": (0.005, 0.05), "temp": (50.0, 90.0), "time": (0.0, 21600.0)},
+    units={
+        "cSty_0": "mol/L",
+        "cAIBN_0": "mol/L",
+        "temp": "°C",
+        "time": "s",
+        "cSty_time": "mol/L",
+        "Mn": "g/mol",
+        "Mw": "g/mol",
+    },
+)
+#: Every system polyinv knows, by the key ``--system`` takes.
+SYSTEMS: dict[str, System] = {s.key: s for s in (BA_AIBN, MMA_AIBN, STY_AIBN)}
+
+
+def system_of(key: str) -> System:
+    """The system of a ``--system`` key."""
+    try:
+        return SYSTEMS[key]
+    except KeyError:
+        raise ValueError(f"unknown system {key!r}; choose one of {', '.join(SYSTEMS)}") from None
+
 
 # ---------------------------------------------------------------------------------------------- the default's names
 N_MMD = SYSTEM.n_mmd
@@ -125,6 +228,11 @@ UNITS: dict[str, str] = SYSTEM.units
 M_MONOMER = SYSTEM.monomer_molar_mass
 
 
+def mmd_columns(n: int) -> tuple[str, ...]:
+    """The names of an n-point MMD (MMD1..MMDn; the default system's files have 100)."""
+    return tuple(f"{SYSTEM.mmd_prefix}{i}" for i in range(1, n + 1))
+
+
 def conversion(monomer_left, monomer_0):
     """Monomer conversion 1 − [M]_end / [M]_0 (arrays or tensors of concentrations): the one formula."""
     return 1.0 - monomer_left / monomer_0
@@ -145,6 +253,18 @@ def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]
 # ---------------------------------------------------------------------------------------------- run protocol
 T_MAX = SYSTEM.t_max
 X_STOP = SYSTEM.x_stop
+#: ``stop``: the study's runs (t_max / x_stop, stop time an outcome); ``sampled``: lab samples at their own time
+PROTOCOLS: tuple[str, ...] = ("stop", "sampled")
+#: A sampled run is treated as complete beyond this conversion (the integrator's reach near full conversion)
+SAMPLED_X_STOP = 0.999
+
+
+def frame_mmd_columns(table) -> tuple[str, ...]:
+    """The MMD columns of a frame, MMD1..MMDn (n >= 2, consecutive from 1)."""
+    n = 0
+    while f"{SYSTEM.mmd_prefix}{n + 1}" in table.columns:
+        n += 1
+    return mmd_columns(n)
 
 
 def before_t_max(times, t_max):

@@ -22,12 +22,16 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from polyinv.schema import (
-    RECIPE_COLUMNS,
-)
+from polyinv.schema import PROTOCOLS, RECIPE_COLUMNS, SAMPLED_X_STOP, SYSTEMS, TIME
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
-from polyinv.sim.parameters import DEFAULT_PARAMETERS, R_GAS, KineticParameters, RateCoefficient
+from polyinv.sim.parameters import (
+    DEFAULT_PARAMETERS,
+    R_GAS,
+    KineticParameters,
+    RateCoefficient,
+    parameters_of,
+)
 from polyinv.sim.simulate import simulate_many
 
 T_REF = 70.0  # °C: an activation-energy shift leaves every coefficient's value here unchanged
@@ -166,6 +170,16 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
     Parameter("Ea_kbb", "energy", ("kbb",), "activation energy of backbiting", -30.0, 30.0, _EA),
     Parameter("Ea_kpt", "energy", ("kpt",), "activation energy of MCR propagation", -30.0, 30.0, _EA),
     Parameter(
+        "gel",
+        "factor",
+        ("gel_A",),
+        "gel effect, the free-volume coefficient of kt's fall at high polymer content",
+        0.01,
+        5.0,
+        "free-volume gel-effect coefficients fitted to MMA and styrene bulk and solution data span about a decade "
+        "(Marten & Hamielec 1982 and later free-volume models); x0.01 switches it almost off",
+    ),
+    Parameter(
         "kp",
         "factor",
         ("kp",),
@@ -179,6 +193,22 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
     ),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
+#: Parameters of mechanisms a system's scheme may lack: backbiting (acrylates) and the gel effect.
+_BACKBITING = ("kbb", "kpt", "Ea_kbb", "Ea_kpt")
+
+
+def candidates_for(system: str = "ba") -> tuple[str, ...]:
+    """The parameters a calibration of a system considers: those of the mechanisms its scheme has (the study's
+    BA list is every parameter but the gel effect, which its scheme does not have)."""
+    params = parameters_of(system)
+    return tuple(
+        p.name
+        for p in PARAMETERS
+        if not (p.name in _BACKBITING and not params.backbiting)
+        and not (p.name == "gel" and params.gel_A == 0.0)
+    )
+
+
 #: Largest activation-energy shift a calibration file may state, kJ/mol. Reported activation energies of one
 #: radical reaction scatter by tens of kJ/mol at most (IUPAC benchmark reviews of kp; termination and transfer
 #: values span ~0-40 kJ/mol), so a shift beyond this is no kinetics but an error in the file.
@@ -259,10 +289,12 @@ def apply(values: Mapping[str, float], base: KineticParameters = DEFAULT_PARAMET
 
 @dataclass
 class ForwardModel:
-    """Kinetics (``values`` of :data:`PARAMETERS` on polyinv's defaults), MMD axis and run protocol of a file.
+    """Kinetics (``values`` of :data:`PARAMETERS` on the literature values of ``system``), MMD axis and run
+    protocol of a file.
 
     ``source`` says where it comes from ("polyinv defaults (file metadata)", "calibrated on ..."); ``fit``
-    holds a calibration's statistics (plain data) for reports.
+    holds a calibration's statistics (plain data) for reports. ``protocol`` ``stop``: runs stop at ``t_max`` or
+    ``x_stop``; ``sampled``: each row is simulated to its own ``time`` (an input; ``t_max``/``x_stop`` unused).
     """
 
     values: dict[str, float] = field(default_factory=dict)
@@ -271,10 +303,18 @@ class ForwardModel:
     x_stop: float = DEFAULT_X_STOP
     source: str = "polyinv defaults"
     fit: dict | None = None
+    system: str = "ba"
+    protocol: str = "stop"
+
+    def __post_init__(self) -> None:
+        if self.system not in SYSTEMS:
+            raise ValueError(f"unknown system {self.system!r}; choose one of {', '.join(SYSTEMS)}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown run protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
     @property
     def parameters(self) -> KineticParameters:
-        return apply(self.values)
+        return apply(self.values, parameters_of(self.system))
 
     @property
     def is_default_kinetics(self) -> bool:
@@ -288,9 +328,27 @@ class ForwardModel:
         x_stop: float | None = None,
     ) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
-        ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's)."""
+        ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's). Under the
+        ``sampled`` protocol each row runs to its own ``time`` column (``t_max`` and ``x_stop`` unused)."""
 
         extra = {} if n_steps is None else {"n_steps": int(n_steps)}
+        if self.protocol == "sampled":
+            if TIME not in recipes.columns:
+                raise ValueError(
+                    f"the sampled protocol simulates each row to its {TIME!r} column; it has none"
+                )
+            times = recipes[TIME].to_numpy(float)
+            frame = simulate_many(
+                recipes[list(RECIPE_COLUMNS)],
+                self.parameters,
+                t_max=times,
+                x_stop=SAMPLED_X_STOP,
+                axis=self.axis,
+                progress=False,
+                **extra,
+            )
+            frame[TIME] = times  # a sample's time, even where the run completed before it
+            return frame
         return simulate_many(
             recipes[list(RECIPE_COLUMNS)],
             self.parameters,
@@ -306,9 +364,14 @@ class ForwardModel:
         moved = (
             ", ".join(f"{k} {_fmt(k, v)}" for k, v in self.values.items() if v != default_value(k)) or "none"
         )
+        protocol = (
+            "each sample simulated to its own time"
+            if self.protocol == "sampled"
+            else f"runs stop at {self.t_max:g} s or {100 * self.x_stop:g} % conversion"
+        )
         return (
-            f"{self.source}; parameters moved from polyinv's: {moved}; MMD axis log10 M {a.log10m_min:.3f}.."
-            f"{a.log10m_max:.3f} ({a.normalisation}); runs stop at {self.t_max:g} s or {100 * self.x_stop:g} % conversion"
+            f"{self.source}; system {self.system}; parameters moved from the literature values: {moved}; MMD axis "
+            f"log10 M {a.log10m_min:.3f}..{a.log10m_max:.3f} ({a.n_points} points, {a.normalisation}); {protocol}"
         )
 
     # ------------------------------------------------------------------ plain-data form (model files)
@@ -327,6 +390,8 @@ class ForwardModel:
             "x_stop": float(self.x_stop),
             "source": self.source,
             "fit": self.fit,
+            "system": self.system,
+            "protocol": self.protocol,
         }
 
     @classmethod
@@ -340,8 +405,10 @@ class ForwardModel:
             float(data["x_stop"]),
             str(data.get("source", "")),
             data.get("fit"),
+            str(data.get("system", "ba")),  # written before systems existed: the study's
+            str(data.get("protocol", "stop")),
         )
-        apply(model.values)  # validates names and values
+        _ = model.parameters  # validates names and values
         return model
 
 

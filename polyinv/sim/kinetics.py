@@ -16,7 +16,8 @@ Method (docs/simulator.md), vectorised over recipes:
   ~ Gamma(2, a) (beta part), so the instantaneous Mw/Mn is 2 and 1.5 in the two pure limits.
 * The cumulative distribution and its moments are time integrals of the instantaneous ones weighted by
   the rates of chain formation (trapezoid rule on the RK4 nodes plus the exact stop node). Mn and Mw come
-  from these moments, never from the 100 MMD points. M = chain length * M_MONOMER (end groups neglected).
+  from these moments, never from the MMD points (:mod:`polyinv.sim.distribution`). M = chain length x the monomer's molar mass
+  (end groups neglected).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyinv.schema import M_MONOMER, T_MAX, X_STOP
-from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.parameters import KineticParameters
 
 #: Default integration settings (convergence against a 10x finer grid is checked in tests/sim).
@@ -60,12 +60,27 @@ class RecipeRates:
     initiator_consumption: bool
     alpha_t: float = 0.0  # chain-length dependence of termination, kt ∝ (nu / nu_ref)^-alpha_t (0: none)
     nu_ref: float = 1.0
+    monomer_molar_mass: float = M_MONOMER
+    # gel effect (KineticParameters.gel_A; 0: none): volumes per mol of monomer, polymer unit and solvent
+    # (L/mol) and their fractional free volumes at the recipe's temperature
+    gel_A: float = 0.0
+    v_monomer: float = 0.0
+    v_polymer: float = 0.0
+    v_solvent: float = 0.0
+    fv_monomer: np.ndarray | float = 0.0
+    fv_polymer: np.ndarray | float = 0.0
+    fv_solvent: np.ndarray | float = 0.0
 
     @classmethod
     def build(cls, params: KineticParameters, cBA_0, cAIBN_0, temp) -> RecipeRates:
         """Evaluate every coefficient at each recipe's temperature."""
         temp = np.asarray(temp, dtype=float)
         kp = params.kp.at(temp)
+        kelvin = temp + 273.15
+
+        def free_volume(alpha, tg):  # Bueche: 0.025 + alpha (T - Tg), kept above zero below Tg
+            return np.maximum(0.025 + alpha * (kelvin - tg), 1e-3)
+
         return cls(
             M0=np.asarray(cBA_0, dtype=float),
             I0=np.asarray(cAIBN_0, dtype=float),
@@ -87,6 +102,14 @@ class RecipeRates:
             initiator_consumption=params.initiator_consumption,
             alpha_t=float(params.alpha_t),
             nu_ref=float(params.nu_ref),
+            monomer_molar_mass=float(params.monomer_molar_mass),
+            gel_A=float(params.gel_A),
+            v_monomer=params.molar_volume_monomer,
+            v_polymer=params.molar_volume_polymer,
+            v_solvent=params.molar_volume_solvent,
+            fv_monomer=free_volume(params.alpha_monomer, params.Tg_monomer),
+            fv_polymer=free_volume(params.alpha_polymer, params.Tg_polymer),
+            fv_solvent=free_volume(params.alpha_solvent, params.Tg_solvent),
         )
 
     def scaled(self, G: np.ndarray) -> RecipeRates:
@@ -98,6 +121,19 @@ class RecipeRates:
         if not self.initiator_consumption:
             return self.I0 * np.ones_like(np.asarray(t, dtype=float))
         return self.I0 * np.exp(-self.kd * t)
+
+
+def _free_volume(r: RecipeRates, M: np.ndarray) -> np.ndarray:
+    """Fractional free volume of the mixture at monomer concentration M (volume fractions; shrinkage neglected)."""
+    vm, vp, vs = M * r.v_monomer, (r.M0 - M) * r.v_polymer, r.solvent * r.v_solvent
+    return (vm * r.fv_monomer + vp * r.fv_polymer + vs * r.fv_solvent) / (vm + vp + vs)
+
+
+def gel_scale(r: RecipeRates, M: np.ndarray) -> np.ndarray:
+    """kt / kt0 of the gel effect, ``exp(-gel_A (1/Vf - 1/Vf0))`` (1 where gel_A is 0)."""
+    if r.gel_A == 0.0:
+        return np.ones(np.shape(M))
+    return np.exp(-r.gel_A * (1.0 / _free_volume(r, M) - 1.0 / _free_volume(r, r.M0)))
 
 
 NO_RADICAL_SOURCE = 1e-200  # mol/(L s); the design's initiation rates are about 1e-8 to 1e-6
@@ -175,9 +211,16 @@ def radical_state(
     chain length, the lumped form of the composite model, Smith, Russell & Heuts 2003; Johnston-Hall &
     Monteiro 2008): G solves ``G = (nu(S(G), T(G)) / nu_ref)^-alpha_t``. In ln G the map is a contraction
     (slope about alpha_t / 2), solved by the secant method, a few steps from the previous node's G.
-    With alpha_t = 0, G = 1 and this is :func:`solve_qssa`.
+    With alpha_t = 0, G = 1 and this is :func:`solve_qssa`. The gel effect (:func:`gel_scale`) multiplies G.
     """
     n = np.shape(M)[0]
+    if r.gel_A != 0.0:
+        gel = gel_scale(r, M)
+        base = dataclasses.replace(r, gel_A=0.0)
+        S, T, G = radical_state(
+            base.scaled(gel), initiator, M, S_guess, None if G_guess is None else G_guess / gel, tol, max_iter
+        )
+        return S, T, G * gel
     if r.alpha_t == 0.0:
         S, T = solve_qssa(r, initiator, M, S_guess)
         return S, T, np.ones(n)
@@ -247,7 +290,8 @@ def integrate(
     T_nodes = np.empty((n, n_steps + 1))
     G_nodes = np.empty((n, n_steps + 1))
     y = np.log(r.M0)
-    target = np.log(r.M0 * (1.0 - x_stop))
+    # x_stop 1: no conversion stops the run (the sampled protocol: each run lasts its own time)
+    target = np.log(r.M0 * (1.0 - x_stop)) if x_stop < 1.0 else np.full(n, -np.inf)
     S_guess = G_guess = None
 
     def rate(t, y_, guess, g_guess):
@@ -373,70 +417,3 @@ def chain_rates(r: RecipeRates, M, S, T, G=1.0) -> ChainRates:
     tau = np.where(idle, 1.0, (loss_disp + transfer) / prop_)
     beta = np.where(idle, 0.0, loss_comb / prop_)
     return ChainRates(prop, loss_disp + transfer, 0.5 * loss_comb, tau + beta, tau, beta)
-
-
-def _chain_moments(a):
-    """Per-chain moments (m1, m2) of the geometric (exp) and the combined (comb) chain lengths."""
-    m1_exp = (1.0 + a) / a
-    m2_exp = (2.0 + a) * (1.0 + a) / a**2
-    return m1_exp, m2_exp, 2.0 * m1_exp, (6.0 + 4.0 * a) * (1.0 + a) / a**2
-
-
-def instantaneous_moments(tau, beta) -> tuple[np.ndarray, np.ndarray]:
-    """Number- and weight-average chain length of the instantaneous dead polymer (Hamielec, discrete).
-
-    Mw/Mn tends to 2 for disproportionation/transfer only and to 1.5 for combination only.
-    """
-    tau, beta = np.asarray(tau, float), np.asarray(beta, float)
-    a = tau + beta
-    m1e, m2e, m1c, m2c = _chain_moments(a)
-    lam0 = tau + beta / 2.0
-    lam1 = tau * m1e + beta / 2.0 * m1c
-    lam2 = tau * m2e + beta / 2.0 * m2c
-    return lam1 / lam0, lam2 / lam1
-
-
-def cumulative_moments(cr: ChainRates, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Time-integrated moments lambda0, lambda1, lambda2 (mol/L; chain length units) of the dead polymer."""
-    m1e, m2e, m1c, m2c = _chain_moments(cr.a)
-    lam0 = (weights * (cr.chains_exp + cr.chains_comb)).sum(axis=1)
-    lam1 = (weights * (cr.chains_exp * m1e + cr.chains_comb * m1c)).sum(axis=1)
-    lam2 = (weights * (cr.chains_exp * m2e + cr.chains_comb * m2c)).sum(axis=1)
-    return lam0, lam1, lam2
-
-
-def number_density(cr: ChainRates, weights: np.ndarray, chain_length: np.ndarray) -> np.ndarray:
-    """Cumulative dead chains per unit chain length, mol/L, shape (n, len(chain_length)).
-
-    At integer chain lengths this is the exact number of chains of that length. At real x it is the
-    continuous extension used for the MMD: the pmf formula with chain length r spread over
-    [r - 1/2, r + 1/2] (support x >= 1/2 for geometric chains, x >= 3/2 for combined ones), so that
-    integrals over x equal the sums over r to second order (midpoint rule).
-    """
-    x = np.asarray(chain_length, dtype=float)
-    a = cr.a
-    log_phi = -np.log1p(a)
-    p = a / (1.0 + a)
-    E = np.exp(log_phi[:, :, None] * (x[None, None, :] - 1.0))  # phi^(x-1)
-    c_exp = weights * cr.chains_exp * p
-    c_comb = weights * cr.chains_comb * p * p * (1.0 + a)  # (1-phi)^2 phi^(x-2) = p^2 / phi * phi^(x-1)
-    exp_part = np.einsum("nk,nkg->ng", c_exp, E) * (x >= 0.5)
-    comb_part = np.einsum("nk,nkg->ng", c_comb, E) * np.where(x >= 1.5, x - 1.0, 0.0)
-    return exp_part + comb_part
-
-
-def mmd_from_rates(
-    cr: ChainRates, weights: np.ndarray, lam1: np.ndarray, axis: MMDAxis = DEFAULT_AXIS
-) -> tuple[np.ndarray, np.ndarray]:
-    """MMD w(log10 M) = ln(10) x^2 n(x) / lambda1 (x = M / M_MONOMER) on ``axis``, normalised, and its coverage.
-
-    Evaluated on the axis points from the continuous extension of the full chain-length distribution (see
-    ``number_density``), never interpolated from another axis. Normalised as the axis says (polyinv's own:
-    ``sum(w) * delta = 1``); coverage is ``sum(w) * delta`` before normalisation (~1 when the axis holds the
-    whole distribution).
-    """
-    x = 10.0 ** axis.points() / M_MONOMER
-    nd = number_density(cr, weights, x)
-    w = np.log(10.0) * x * x * nd / lam1[:, None]
-    coverage = w.sum(axis=1) * axis.delta
-    return axis.normalise(w / coverage[:, None]), coverage

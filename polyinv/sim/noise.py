@@ -36,7 +36,10 @@ def sample_chain_lengths(
 
 
 def mmd_from_sample(
-    lengths: np.ndarray, rng: np.random.Generator, axis: MMDAxis = DEFAULT_AXIS
+    lengths: np.ndarray,
+    rng: np.random.Generator,
+    axis: MMDAxis = DEFAULT_AXIS,
+    monomer_molar_mass: float = M_MONOMER,
 ) -> tuple[np.ndarray, float, float]:
     """MMD on ``axis`` (mass histogram per unit log10 M, normalised as the axis says), Mn and Mw of a chain sample.
 
@@ -45,8 +48,8 @@ def mmd_from_sample(
     holding its log10 M; chains outside the grid go into the end cells so the MMD stays normalised.
     Mn and Mw are exact averages over the (integer) sample.
     """
-    mass = lengths * M_MONOMER
-    spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * M_MONOMER
+    mass = lengths * monomer_molar_mass
+    spread = (lengths + rng.uniform(-0.5, 0.5, size=lengths.size)) * monomer_molar_mass
     cell = np.clip(
         np.floor((np.log10(spread) - axis.log10m_min) / axis.delta + 0.5), 0, axis.n_points - 1
     ).astype(int)

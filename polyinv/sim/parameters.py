@@ -46,6 +46,19 @@ class RateCoefficient:
         return self.A * np.exp(-self.Ea * 1e3 / (R_GAS * (np.asarray(temp_c, dtype=float) + 273.15)))
 
 
+#: Fields of the gel-effect term: stated in a file's metadata only where the term is on.
+GEL_FIELDS = (
+    "gel_A",
+    "Tg_monomer",
+    "Tg_polymer",
+    "Tg_solvent",
+    "alpha_monomer",
+    "alpha_polymer",
+    "alpha_solvent",
+    "rho_polymer",
+)
+
+
 @dataclass(frozen=True)
 class KineticParameters:
     """Every coefficient of the kinetic scheme, with its source.
@@ -102,7 +115,8 @@ class KineticParameters:
     C_M: float = 1.0e-4  # transfer to monomer / kp (literature order of magnitude)
     C_S: float = 2.0e-4  # transfer of SPR to toluene / kp (literature 1-3e-4)
     C_S_mcr: float = 0.16  # transfer of MCR to toluene / kpt (calibrate, see sources_misc)
-    rho_BA: float = 0.894  # g/mL, density of n-butyl acrylate
+    monomer_molar_mass: float = M_MONOMER  # g/mol (n-butyl acrylate); M = chain length x this
+    rho_monomer: float = 0.894  # g/mL, density of the monomer (n-butyl acrylate)
     rho_solvent: float = 0.867  # g/mL, density of toluene
     M_solvent: float = M_TOLUENE  # g/mol
     initiator_consumption: bool = True  # False holds [I] constant (analytic-limit checks)
@@ -113,6 +127,18 @@ class KineticParameters:
     # kt above stay the rates of typical chains
     alpha_t: float = 0.0
     nu_ref: float = 500.0
+    # gel effect (diffusion-controlled termination at high polymer content), free-volume form
+    # kt = kt0 exp(-gel_A (1/Vf - 1/Vf0)), Vf = sum_i phi_i (0.025 + alpha_i (T - Tg_i)) over monomer, polymer and
+    # solvent volume fractions (Marten & Hamielec 1982; the 0.025 + alpha (T - Tg) free volumes of Bueche). 0: none
+    # (the study's acrylate in dilute toluene: its figures are made without one)
+    gel_A: float = 0.0
+    Tg_monomer: float = 167.0  # K (MMA's; unused while gel_A is 0)
+    Tg_polymer: float = 387.0  # K
+    Tg_solvent: float = 113.0  # K, toluene
+    alpha_monomer: float = 1.0e-3  # 1/K, thermal expansion of the free volume
+    alpha_polymer: float = 4.8e-4
+    alpha_solvent: float = 1.0e-3
+    rho_polymer: float = 1.18  # g/mL
     sources_misc: dict[str, str] = field(
         default_factory=lambda: {
             "comb": "calibrate: SPR-SPR termination mostly combination, MCR-involving mostly disproportionation "
@@ -134,9 +160,14 @@ class KineticParameters:
 
     # ----------------------------------------------------------------------------------------------
     @property
-    def molar_volume_BA(self) -> float:
-        """Molar volume of BA, L/mol."""
-        return M_MONOMER / (self.rho_BA * 1000.0)
+    def molar_volume_monomer(self) -> float:
+        """Molar volume of the monomer, L/mol."""
+        return self.monomer_molar_mass / (self.rho_monomer * 1000.0)
+
+    @property
+    def molar_volume_polymer(self) -> float:
+        """Volume of one polymerised monomer unit, L/mol."""
+        return self.monomer_molar_mass / (self.rho_polymer * 1000.0)
 
     @property
     def molar_volume_solvent(self) -> float:
@@ -145,13 +176,18 @@ class KineticParameters:
 
     @property
     def max_cBA(self) -> float:
-        """Concentration of pure BA, mol/L: no recipe can exceed it."""
-        return 1.0 / self.molar_volume_BA
+        """Concentration of pure monomer, mol/L: no recipe can exceed it."""
+        return 1.0 / self.molar_volume_monomer
+
+    @property
+    def backbiting(self) -> bool:
+        """Whether the scheme forms mid-chain radicals (acrylates)."""
+        return self.kbb.A > 0.0
 
     def solvent_concentration(self, cBA_0):
-        """Toluene concentration, mol/L, from the volume balance (no excess volume)."""
+        """Solvent concentration, mol/L, from the volume balance (no excess volume)."""
 
-        return (1.0 - np.asarray(cBA_0, dtype=float) * self.molar_volume_BA) / self.molar_volume_solvent
+        return (1.0 - np.asarray(cBA_0, dtype=float) * self.molar_volume_monomer) / self.molar_volume_solvent
 
     def efficiency(self, temp_c):
         """Initiator efficiency f(T): linear interpolation, linear extrapolation, clipped to f_bounds."""
@@ -187,12 +223,130 @@ class KineticParameters:
                 rows.extend((f"source.{k}", v) for k, v in value.items())
             elif f.name in ("alpha_t", "nu_ref") and self.alpha_t == 0.0:
                 continue  # no chain-length-dependent termination: files state none (as before it existed)
+            elif f.name in GEL_FIELDS and self.gel_A == 0.0:
+                continue  # no gel effect: files state none (as before it existed)
             else:
                 rows.append((f.name, repr(value)))
         return rows
 
 
 DEFAULT_PARAMETERS = KineticParameters()
+
+_AIBN_KD = DEFAULT_PARAMETERS.kd  # the same initiator in every system; its efficiency rule too (f below)
+_OFF = (
+    "switched off: methacrylate and styryl radicals are not acrylates; no backbiting, no mid-chain radicals"
+)
+_UNUSED = "unused: no mid-chain radicals (kbb 0); kt_ss's value"
+# finite, so that the radical balances stay well defined with no mid-chain radicals (they multiply T = 0)
+_UNUSED_KPT = RateCoefficient(
+    1.0, 0.0, "L/(mol s)", "unused: no mid-chain radicals (kbb 0); a finite placeholder"
+)
+
+#: MMA/AIBN in toluene. Propagation is the IUPAC benchmark; termination is the low-conversion <kt> (no
+#: chain-length dependence, alpha_t 0, which a calibration may set); the gel effect is on (free-volume form): above
+#: ~30 % polymer by volume MMA's kt falls by decades (Trommsdorff effect), in 50 % toluene from ~50 % conversion.
+#: Glass effect on propagation and depropagation (negligible below ~100 °C) are not modelled.
+MMA_PARAMETERS = KineticParameters(
+    kp=RateCoefficient(
+        2.67e6,
+        22.36,
+        "L/(mol s)",
+        "IUPAC benchmark, Beuermann et al. 1997 (Macromol. Chem. Phys. 198, 1545): log10 A 6.427, Ea 22.36 kJ/mol",
+    ),
+    kbb=RateCoefficient(0.0, 0.0, "1/s", _OFF),
+    kpt=_UNUSED_KPT,
+    kt_ss=RateCoefficient(
+        1.725e9,
+        9.0,
+        "L/(mol s)",
+        "6.7e7 at 60 °C: kp^2/kt = 0.0104 L/(mol s) of MMA at 60 °C, low conversion (Odian 2004, table 3-11: "
+        "kp 515, kt 2.55e7) with the IUPAC kp 833; Ea 9 kJ/mol from kt(1,1) of MMA (Barth et al. 2009, "
+        "SP-PLP-EPR). As commonly quoted; a calibration should fit it",
+    ),
+    kt_st=RateCoefficient(1.725e9, 9.0, "L/(mol s)", _UNUSED),
+    kt_tt=RateCoefficient(1.725e9, 9.0, "L/(mol s)", _UNUSED),
+    comb_ss=0.3,
+    comb_st=0.5,
+    comb_tt=0.5,
+    C_M=1.0e-5,
+    C_S=2.0e-5,
+    C_S_mcr=0.0,
+    monomer_molar_mass=100.12,
+    rho_monomer=0.936,
+    gel_A=1.0,
+    Tg_monomer=167.0,
+    Tg_polymer=387.0,
+    rho_polymer=1.18,
+    sources_misc={
+        "comb": "Moad & Solomon 2006: MMA radicals terminate mostly by disproportionation (ktd/kt 0.6-0.8 at "
+        "25-90 °C); 0.3 by combination",
+        "f": "AIBN as in the acrylate system (Buback et al. 1994: 0.64-0.72 at 60-80 °C); 0.5-0.7 reported in MMA",
+        "C_M": "Polymer Handbook: MMA 0.7-2.5e-5 at 60 °C; same Ea as kp",
+        "C_S": "Polymer Handbook: toluene in MMA ~2e-5 at 60 °C; same Ea as kp",
+        "gel": "free-volume gel effect (Marten & Hamielec 1982 form, without their critical point): Tg and "
+        "expansion coefficients of MMA 167 K / 1e-3, PMMA 387 K / 4.8e-4, toluene 113 K / 1e-3 as commonly "
+        "quoted; gel_A 1.0 is a guess of the order fitted for MMA (0.5-2): calibrate it",
+        "solvent": "[S] = (1 - [M]0 * V_M) / V_tol with molar volumes M/rho; constant during the run",
+    },
+)
+
+#: Styrene/AIBN in toluene. Thermal self-initiation (significant above ~100 °C) is not modelled; the gel effect is
+#: weaker than MMA's (on, free-volume form).
+STY_PARAMETERS = KineticParameters(
+    kp=RateCoefficient(
+        4.27e7,
+        32.51,
+        "L/(mol s)",
+        "IUPAC benchmark, Buback et al. 1995 (Macromol. Chem. Phys. 196, 3267): log10 A 7.63, Ea 32.51 kJ/mol",
+    ),
+    kbb=RateCoefficient(0.0, 0.0, "1/s", _OFF),
+    kpt=_UNUSED_KPT,
+    kt_ss=RateCoefficient(
+        1.8e9,
+        8.0,
+        "L/(mol s)",
+        "1.0e8 at 60 °C: the order of styrene's low-conversion <kt> (Beuermann & Buback 2002 review, 1-2e8 at "
+        "60 °C); Ea 8 kJ/mol (diffusion control). As commonly quoted; a calibration should fit it",
+    ),
+    kt_st=RateCoefficient(1.8e9, 8.0, "L/(mol s)", _UNUSED),
+    kt_tt=RateCoefficient(1.8e9, 8.0, "L/(mol s)", _UNUSED),
+    comb_ss=0.9,
+    comb_st=0.5,
+    comb_tt=0.5,
+    C_M=6.0e-5,
+    C_S=1.25e-5,
+    C_S_mcr=0.0,
+    monomer_molar_mass=104.15,
+    rho_monomer=0.906,
+    gel_A=0.5,
+    Tg_monomer=185.0,
+    Tg_polymer=373.0,
+    rho_polymer=1.05,
+    sources_misc={
+        "comb": "Moad & Solomon 2006: styryl radicals terminate mostly by combination; 0.9",
+        "f": "AIBN as in the acrylate system (Buback et al. 1994); 0.5-0.8 reported in styrene",
+        "C_M": "Polymer Handbook: styrene 0.6e-4 at 60 °C; same Ea as kp",
+        "C_S": "Polymer Handbook: toluene in styrene 1.25e-5 at 60 °C; same Ea as kp",
+        "gel": "free-volume gel effect as for MMA with styrene 185 K / 1e-3, polystyrene 373 K / 4.8e-4 (commonly "
+        "quoted); gel_A 0.5 is a guess (styrene's gel effect is weaker than MMA's): calibrate it",
+        "solvent": "[S] = (1 - [M]0 * V_M) / V_tol with molar volumes M/rho; constant during the run",
+    },
+)
+
+#: Kinetic parameter set of every chemistry, by the system key of :data:`polyinv.schema.SYSTEMS`.
+PARAMETER_SETS: dict[str, KineticParameters] = {
+    "ba": DEFAULT_PARAMETERS,
+    "mma": MMA_PARAMETERS,
+    "sty": STY_PARAMETERS,
+}
+
+
+def parameters_of(system: str) -> KineticParameters:
+    """The literature kinetic parameters of a system key (``ba``, ``mma``, ``sty``)."""
+    try:
+        return PARAMETER_SETS[system]
+    except KeyError:
+        raise ValueError(f"unknown system {system!r}; choose one of {', '.join(PARAMETER_SETS)}") from None
 
 
 def no_backbiting(params: KineticParameters) -> KineticParameters:

@@ -11,17 +11,18 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from polyinv.schema import (
-    COMPOSITE_COLUMNS,
-    M_MONOMER,
-    MMD_COLUMNS,
     MN,
     MONOMER_0,
     MONOMER_LEFT,
     MW,
+    SIDE_INPUTS,
+    TARGETS,
     TIME,
     conversion,
+    mmd_columns,
 )
 from polyinv.sim.designs import RECIPE_FIELDS, validate_recipes
+from polyinv.sim.distribution import cumulative_moments, mmd_from_rates, number_density
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.kinetics import (
     DEFAULT_N_STEPS,
@@ -29,10 +30,7 @@ from polyinv.sim.kinetics import (
     DEFAULT_X_STOP,
     RecipeRates,
     chain_rates,
-    cumulative_moments,
     integrate,
-    mmd_from_rates,
-    number_density,
 )
 from polyinv.sim.noise import mmd_from_sample, sample_chain_lengths
 from polyinv.sim.parameters import DEFAULT_PARAMETERS, KineticParameters
@@ -106,8 +104,10 @@ def _check_t_max(t_max, n: int) -> float | np.ndarray:
 
 
 def _check_settings(x_stop: float, n_steps: int, noise_chains: int | None) -> None:
-    if not (isinstance(x_stop, (int, float)) and 0 < x_stop < 1):
-        raise ValueError(f"x_stop must be a conversion between 0 and 1 (exclusive), got {x_stop!r}")
+    if not (isinstance(x_stop, (int, float)) and 0 < x_stop <= 1):
+        raise ValueError(
+            f"x_stop must be a conversion above 0 and at most 1 (1: never stops), got {x_stop!r}"
+        )
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
         raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
     if noise_chains is not None and (
@@ -144,9 +144,11 @@ def _run_block(
     for start in range(0, n, MMD_CHUNK):
         sl = slice(start, start + MMD_CHUNK)
         sub = _slice_rates(cr, sl)
-        mmd[sl], coverage[sl] = mmd_from_rates(sub, traj.weights[sl], lam1[sl], axis)
-    mn = M_MONOMER * lam1 / lam0
-    mw = M_MONOMER * lam2 / lam1
+        mmd[sl], coverage[sl] = mmd_from_rates(
+            sub, traj.weights[sl], lam1[sl], axis, params.monomer_molar_mass
+        )
+    mn = params.monomer_molar_mass * lam1 / lam0
+    mw = params.monomer_molar_mass * lam2 / lam1
     out = {
         TIME: traj.stop_time,
         MONOMER_LEFT: traj.M[:, -1],
@@ -168,7 +170,9 @@ def _run_block(
             lengths = sample_chain_lengths(
                 cr.chains_exp[i], cr.chains_comb[i], cr.a[i], traj.weights[i], int(noise_chains), rng
             )
-            out["mmd"][i], out[MN][i], out[MW][i] = mmd_from_sample(lengths, rng, axis)
+            out["mmd"][i], out[MN][i], out[MW][i] = mmd_from_sample(
+                lengths, rng, axis, params.monomer_molar_mass
+            )
     out["_traj"], out["_cr"], out["_lam"] = traj, cr, (lam0, lam1, lam2)
     return out
 
@@ -199,7 +203,7 @@ def simulate(
     seeds = np.random.SeedSequence(seed).spawn(1) if noise_chains is not None else None
     out = _run_block(params, frame.to_numpy(), t_max, float(x_stop), int(n_steps), noise_chains, seeds, axis)
     traj, cr, (lam0, lam1, _) = out["_traj"], out["_cr"], out["_lam"]
-    r_max = 10.0 ** (axis.log10m_max + 0.5) / M_MONOMER
+    r_max = 10.0 ** (axis.log10m_max + 0.5) / params.monomer_molar_mass
     chain_length = np.unique(np.rint(np.logspace(0.0, np.log10(r_max), n_fine)))
     nd = number_density(cr, traj.weights, chain_length)[0]
     live = traj.weights[0] > 0
@@ -248,7 +252,7 @@ def simulate_many(
 ) -> pd.DataFrame:
     """Simulate many recipes (DataFrame with cBA_0, cAIBN_0, temp, or an (n, 3) array).
 
-    Returns a DataFrame with exactly ``schema.COMPOSITE_COLUMNS`` (``time`` = stop time), plus
+    Returns a DataFrame with the composite columns (``time`` = stop time; MMD1..MMDn, n the axis' points), plus
     ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size`` or ``n_jobs``; with
     ``noise_chains`` every recipe draws from its own generator spawned from ``seed``. ``t_max`` is one
     reaction time for every recipe or one per recipe (array of length n); a recipe's result does not
@@ -259,10 +263,6 @@ def simulate_many(
     n = len(values)
     t_max = _check_t_max(t_max, n)
     _check_settings(x_stop, n_steps, noise_chains)
-    if axis.n_points != len(MMD_COLUMNS):
-        raise ValueError(
-            f"the data format has {len(MMD_COLUMNS)} MMD columns; the axis has {axis.n_points} points"
-        )
     seeds = np.random.SeedSequence(seed).spawn(n) if noise_chains is not None else None
     blocks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
 
@@ -295,8 +295,9 @@ def simulate_many(
     merged = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
     data = {f: values[:, i] for i, f in enumerate(RECIPE_FIELDS)}
     data.update({k: merged[k] for k in (TIME, MONOMER_LEFT, MN, MW)})
-    data.update(dict(zip(MMD_COLUMNS, merged["mmd"].T, strict=True)))
-    df = pd.DataFrame(data, columns=list(COMPOSITE_COLUMNS))
+    mmd_names = mmd_columns(axis.n_points)
+    data.update(dict(zip(mmd_names, merged["mmd"].T, strict=True)))
+    df = pd.DataFrame(data, columns=[*TARGETS, *SIDE_INPUTS, *mmd_names])
     if extra_columns:
         for k in EXTRA_COLUMNS:
             df[k] = merged[k]

@@ -10,7 +10,8 @@ import pytest
 
 from polyinv.schema import M_MONOMER
 from polyinv.sim import DEFAULT_PARAMETERS, no_backbiting, simulate, simulate_many
-from polyinv.sim.kinetics import RecipeRates, chain_rates, instantaneous_moments, radical_state, solve_qssa
+from polyinv.sim.distribution import instantaneous_moments
+from polyinv.sim.kinetics import RecipeRates, chain_rates, radical_state, solve_qssa
 
 RECIPE = {"cBA_0": 1.5, "cAIBN_0": 0.01, "temp": 70.0}
 
@@ -84,7 +85,8 @@ def test_low_conversion_dispersity_of_full_model(comb, expected):
 def test_fine_distribution_is_consistent_with_moments():
     res = simulate(RECIPE)
     r = np.arange(1, 200_000, dtype=float)
-    from polyinv.sim.kinetics import chain_rates, cumulative_moments, integrate, number_density
+    from polyinv.sim.distribution import cumulative_moments, number_density
+    from polyinv.sim.kinetics import chain_rates, integrate
 
     rates = RecipeRates.build(DEFAULT_PARAMETERS, [1.5], [0.01], [70.0])
     traj = integrate(rates)
