@@ -35,10 +35,10 @@ def test_conversion_is_one_minus_monomer_left_over_initial_monomer():
     assert np.allclose(conversion(np.array([0.5]), np.array([2.0])), [0.75])
 
 
-def test_a_calibration_of_another_system_is_refused(tmp_path):
-    path = tmp_path / "mma.yaml"
-    path.write_text(yaml.safe_dump({"polyinv_calibration": 1, "system": "MMA/AIBN in toluene"}))
+def test_a_calibration_of_an_unknown_system_is_refused(tmp_path):
+    path = tmp_path / "pvc.yaml"
+    path.write_text(yaml.safe_dump({"polyinv_calibration": 1, "system": "VCM/peroxide in water"}))
     with pytest.raises(
-        ValueError, match="a calibration of 'MMA/AIBN in toluene', not of 'BA/AIBN in toluene'"
+        ValueError, match="a calibration of system 'VCM/peroxide in water'; polyinv knows ba, mma"
     ):
         read_yaml(path)

@@ -1,9 +1,11 @@
-"""``polyinv calibrate --data FILE --out CAL.yaml [--plot CAL.png]``.
+"""``polyinv calibrate --data FILE --out CAL.yaml [--system ba|mma|sty] [--protocol stop|sampled] [--plot CAL.png]``.
 
-Fits polyinv's kinetic simulator to a data file's recipe → outcome rows (MMD, cBA_time, Mn, Mw, stop time)
-on the file's MMD axis (stated in polyinv's metadata or inferred from Mn/Mw): which parameters the rows
-determine (identifiability analysis), their values with standard errors and correlations, and how far
-the calibrated simulator stays from the file. See docs/forward-model.md.
+Fits polyinv's kinetic simulator of a chemistry (``--system``) to a data file's recipe → outcome rows (MMD, the
+monomer left or the conversion, Mn, Mw, and the stop time under the study's protocol) on the file's MMD axis
+(``--axis``, stated in polyinv's metadata or inferred from Mn/Mw): which parameters the rows determine
+(identifiability analysis), their values with standard errors and correlations, and how far the calibrated
+simulator stays from the file. ``--protocol sampled``: each row is a lab sample at its own ``time``. See
+docs/forward-model.md.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from polyinv.atomic import check_output
-from polyinv.data.io import read_table
+from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.log import quiet, say
 from polyinv.plots import calibration_figure
+from polyinv.schema import MN, MW, PROTOCOLS, SYSTEMS, frame_mmd_columns, system_of
 from polyinv.sim.calibrate import NEEDED, calibrate
 from polyinv.sim.calibration_file import write_yaml
 from polyinv.sim.file_info import file_axis, read_file_metadata
@@ -33,6 +36,20 @@ def build_parser() -> ArgumentParser:
         "--data", required=True, help=".xlsx, .csv or .parquet in the study's format (recipes and outcomes)"
     )
     p.add_argument("--sheet", default=None, help="sheet of an .xlsx file (default: compuesta)")
+    p.add_argument(
+        "--system",
+        default="ba",
+        choices=tuple(SYSTEMS),
+        help="the chemistry: its column names and literature kinetics (ba: BA/AIBN, the study's; mma: MMA/AIBN; "
+        "sty: styrene/AIBN; all in toluene)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="stop",
+        choices=PROTOCOLS,
+        help="stop: the study's runs (stop at t_max or x_stop; the stop time an outcome); sampled: each row a "
+        "sample at its own time (an input), e.g. several samples of one lab reaction",
+    )
     p.add_argument("--out", required=True, help="calibration to write (.yaml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (and --plot)")
     p.add_argument(
@@ -46,7 +63,7 @@ def build_parser() -> ArgumentParser:
         nargs=3,
         metavar=("MIN", "MAX", "NORM"),
         default=None,
-        help=f"the file's MMD axis: log10 M of MMD1 and MMD100 and the normalisation {NORMALISATIONS} "
+        help=f"the file's MMD axis: log10 M of its first and last MMD point and the normalisation {NORMALISATIONS} "
         "(default: stated in the file's metadata, else inferred from Mn/Mw)",
     )
     p.add_argument(
@@ -54,7 +71,7 @@ def build_parser() -> ArgumentParser:
         nargs="+",
         default=None,
         metavar="NAME",
-        help=f"candidate parameters (default: all): {' '.join(q.name for q in PARAMETERS)}",
+        help=f"candidate parameters (default: all of the system's scheme): {' '.join(q.name for q in PARAMETERS)}",
     )
     p.add_argument(
         "--max-rows", type=int, default=432, help="rows entering the fit (a random subset of larger files)"
@@ -77,15 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_rows < 10:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
 
-        frame = read_table(args.data, list(NEEDED), args.sheet)
+        system = system_of(args.system)
+        frame = read_system_table(args.data, system, list(NEEDED[:7]), args.sheet)
+        n_mmd = len(frame_mmd_columns(frame))
         if args.axis:
             try:
-                axis = MMDAxis(float(args.axis[0]), float(args.axis[1]), 100, args.axis[2])
+                axis = MMDAxis(float(args.axis[0]), float(args.axis[1]), n_mmd, args.axis[2])
             except ValueError as exc:
                 raise PolyinvError(f"--axis {' '.join(args.axis)}: {exc}") from None
             how = "given with --axis"
         else:
             axis, how = file_axis(read_file_metadata(args.data), frame)
+            if axis is not None and axis.n_points != n_mmd:
+                axis, how = None, f"its metadata states a {axis.n_points}-point axis for {n_mmd} MMD columns"
             if axis is None:
                 raise PolyinvError(f"{args.data}: {how}; give the axis with --axis MIN MAX NORM")
         print(f"MMD axis: {how}")
@@ -98,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not quiet(),
                 data=str(args.data),
                 log=say,
+                system=args.system,
+                protocol=args.protocol,
             )
         except ValueError as exc:
             raise PolyinvError(f"{args.data}: {exc}") from None
@@ -109,10 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with pd.option_context("display.width", 160, "display.max_colwidth", 80):
             print(shown.to_string(float_format=lambda v: f"{v:.4g}"))
         r = cal.residuals
+        left = system.monomer_left
+        outcome = (
+            f"conversion {r['conversion_abs_median']:.3f} (medians)"
+            if args.protocol == "sampled"
+            else f"{left} {r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s"
+        )
         print(
             f"calibrated simulator vs the file ({r['rows']} rows): median Hellinger {r['hellinger_median']:.4f}, "
-            f"Mn {100 * r['Mn_rel_median']:.2f} %, Mw {100 * r['Mw_rel_median']:.2f} %, cBA_time "
-            f"{r['cBA_time_abs_median']:.2g} mol/L (medians), stop time MAE {r['time_mae_s']:.1f} s; "
+            f"{MN} {100 * r['Mn_rel_median']:.2f} %, {MW} {100 * r['Mw_rel_median']:.2f} %, {outcome}; "
             f"{cal.simulations} simulations, {cal.seconds:.0f} s"
         )
         print(f"wrote {out} and {plot}")

@@ -1,10 +1,12 @@
-"""``polyinv simulate (--design grid|lhs | --recipes FILE) [--calibration CAL.yaml] [--noise-chains K] --out FILE``.
+"""``polyinv simulate (--design grid|lhs | --recipes FILE) [--system ba|mma|sty] [--calibration CAL.yaml] --out FILE``.
 
-Simulates a design, or the recipes of a file (its ``cBA_0``, ``cAIBN_0``, ``temp`` under the run protocol),
-with the kinetic model — polyinv's, or one calibrated to a data file (``polyinv calibrate``) on that
-calibration's MMD axis and run protocol — optionally with KMC-like chain-sampling noise, and writes it in
-the study's format (.xlsx with the compuesta, mmd_raw_data and metadata sheets, or .csv / .parquet), with
-the command, the MMD axis and every kinetic parameter in its metadata.
+Simulates a design, or the recipes of a file (its ``cBA_0``, ``cAIBN_0``, ``temp`` — another system's names with
+``--system`` — under the run protocol), with the kinetic model — a system's literature kinetics, or one
+calibrated to a data file (``polyinv calibrate``) on that calibration's MMD axis and run protocol; under the
+``sampled`` protocol each row runs to its own ``time`` — optionally with KMC-like chain-sampling noise, and writes
+it in the study's format (.xlsx with the compuesta, mmd_raw_data and metadata sheets, or .csv / .parquet; other
+systems and sampled rows also get a ``conversion`` column and keep a ``reaction`` column), with the command, the
+MMD axis and every kinetic parameter in its metadata.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from polyinv.atomic import check_output
-from polyinv.data.io import read_table
+from polyinv.data.io import read_system_table, read_table, read_table_header
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.log import quiet
-from polyinv.schema import RECIPE_COLUMNS
+from polyinv.schema import PROTOCOLS, RECIPE_COLUMNS, SYSTEMS, TIME, system_of
 from polyinv.sim.calibration_file import read_yaml
 from polyinv.sim.dataset import PROG, canonical_command, generate
+from polyinv.sim.forward import ForwardModel
 from polyinv.sim.io import FORMATS, metadata_sidecar
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
 
@@ -44,6 +47,19 @@ def build_parser() -> ArgumentParser:
         metavar="CAL.yaml",
         default=None,
         help="kinetics, MMD axis and run protocol from `polyinv calibrate` (default: polyinv's own)",
+    )
+    p.add_argument(
+        "--system",
+        default=None,
+        choices=tuple(SYSTEMS),
+        help="the chemistry (default: the calibration's, else ba): column names and literature kinetics",
+    )
+    p.add_argument(
+        "--protocol",
+        default=None,
+        choices=PROTOCOLS,
+        help="stop: runs stop at t_max or x_stop; sampled: each --recipes row runs to its own time column "
+        "(default: the calibration's, else stop)",
     )
     p.add_argument("--n", type=int, default=None, help="number of recipes (lhs; grid is always 432)")
     p.add_argument(
@@ -87,16 +103,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output(args.out, "--out", overwrite=args.overwrite, inputs=inputs, suffixes=FORMATS)
         if args.out.lower().endswith(".csv"):
             check_output(metadata_sidecar(args.out), "--out", overwrite=args.overwrite, inputs=inputs)
-        forward = recipes = None
+        recipes = None
         if args.calibration:
             try:
                 forward = read_yaml(args.calibration)
             except ValueError as exc:
                 raise PolyinvError(f"--calibration {exc}") from None
+            for flag, given, stored in (
+                ("--system", args.system, forward.system),
+                ("--protocol", args.protocol, forward.protocol),
+            ):
+                if given not in (None, stored):
+                    raise PolyinvError(f"{flag} {given}: --calibration {args.calibration} is of {stored}")
+        else:
+            forward = ForwardModel(system=args.system or "ba", protocol=args.protocol or "stop")
+        system = system_of(forward.system)
+        sampled = forward.protocol == "sampled"
+        if sampled and not args.recipes:
+            raise PolyinvError("the sampled protocol simulates the rows of --recipes (each to its own time)")
         if args.recipes:
             if args.n is not None:
                 raise PolyinvError("--n applies to --design lhs, not to --recipes")
-            recipes = read_table(args.recipes, list(RECIPE_COLUMNS), args.sheet)
+            if system.key == "ba" and not sampled:
+                recipes = read_table(args.recipes, list(RECIPE_COLUMNS), args.sheet)
+            else:
+                roles = [*RECIPE_COLUMNS, *([TIME] if sampled else [])]
+                group = (
+                    system.reaction_name
+                    if _has_column(args.recipes, args.sheet, system.reaction_name)
+                    else None
+                )
+                recipes = read_system_table(args.recipes, system, roles, args.sheet, mmd=False, group=group)
         try:
             generate(
                 args.design or "recipes",
@@ -121,3 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
+
+
+def _has_column(path: str, sheet: str | None, name: str) -> bool:
+    """Whether a readable table file has a column (read errors are left to the reader that follows)."""
+    try:
+        return name in read_table_header(path, sheet)
+    except PolyinvError:
+        return False

@@ -12,7 +12,18 @@ import numpy as np
 import pandas as pd
 
 from polyinv.errors import PolyinvError, PolyinvWarning
-from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, SHEET_COMPOSITE, TIME
+from polyinv.schema import (
+    INITIATOR_0,
+    MMD_COLUMNS,
+    MN,
+    MONOMER_0,
+    MONOMER_LEFT,
+    MW,
+    SHEET_COMPOSITE,
+    TIME,
+    System,
+    mmd_columns,
+)
 
 SUPPORTED = (".xlsx", ".xlsm", ".csv", ".parquet", ".pq")
 _MMD_NAME = re.compile(r"^MMD(\d+)$")
@@ -59,6 +70,12 @@ def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
     except Exception as exc:  # unreadable / corrupt file: one line, no traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PolyinvError(f"{path}: cannot read file ({first})") from exc
+
+
+def read_table_header(path: str | Path, sheet: str | None = None) -> list[str]:
+    """The column names of a table file (stripped), read as :func:`read_table` reads it."""
+    frame, _ = _read_raw(Path(path), sheet)
+    return [str(c).strip() for c in frame.columns]
 
 
 def _check_header(header: Sequence, where: str) -> None:
@@ -171,3 +188,66 @@ def check_physical(table: pd.DataFrame, where: str) -> None:
                 PolyinvWarning,
                 stacklevel=2,
             )
+
+
+#: Fewest MMD points a lab trace may have (issue 34: traces of 20-40 points are common).
+MIN_MMD_POINTS = 10
+
+
+def read_system_table(
+    path: str | Path,
+    system: System,
+    roles: Sequence[str],
+    sheet: str | None = None,
+    *,
+    mmd: bool = True,
+    group: str | None = None,
+) -> pd.DataFrame:
+    """Read a file of ``system`` in its own column names and return the internal role names (``roles``, the
+    default system's names: see :mod:`polyinv.schema`) as float64, validated as :func:`read_table` does.
+
+    The monomer-left role may come from the file's ``conversion`` column (0-1) when it has no monomer-left column;
+    the MMD has the file's own number of points (at least :data:`MIN_MMD_POINTS`); ``group``, where given, is a
+    column of labels (a reaction's samples) returned as text under the same name.
+    """
+    path = Path(path)
+    frame, where = _read_raw(path, sheet)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    mine = {role: mine for mine, role in system.renames.items()}
+    wanted = [mine.get(r, r) for r in roles]
+    conversion = None
+    left = mine.get(MONOMER_LEFT, MONOMER_LEFT)
+    if left in wanted and left not in frame.columns and system.conversion_name in frame.columns:
+        wanted = [c for c in wanted if c != left]
+        conversion = system.conversion_name
+    mmd_names: tuple[str, ...] = ()
+    if mmd:
+        n = len([c for c in frame.columns if _MMD_NAME.match(c)])
+        if n < MIN_MMD_POINTS:
+            raise PolyinvError(
+                f"{where}: {'no MMD columns' if n == 0 else f'the MMD has {n} columns'}; "
+                f"expected MMD1..MMDn with n >= {MIN_MMD_POINTS}"
+            )
+        mmd_names = mmd_columns(n)
+    columns = [*wanted, *([conversion] if conversion else []), *mmd_names]
+    table = read_table(path, columns, sheet, mmd_names or MMD_COLUMNS)
+    if conversion:
+        x = table[conversion].to_numpy()
+        bad = np.flatnonzero((x < 0) | (x > 1))
+        if len(bad):
+            raise PolyinvError(
+                f"{where}: column {conversion!r}, {row_text(int(bad[0]))}: conversion {x[bad[0]]:g} is not between "
+                f"0 and 1 ({len(bad)} such row(s))"
+            )
+    table = system.to_internal(table)
+    if conversion and MONOMER_0 not in table.columns:
+        raise PolyinvError(f"{where}: the conversion needs the column {mine.get(MONOMER_0, MONOMER_0)!r}")
+    if group is not None:
+        if group not in frame.columns:
+            raise PolyinvError(f"{where}: missing column {group!r} (--group)")
+        labels = frame[group]
+        empty = np.flatnonzero(labels.isna().to_numpy())
+        if len(empty):
+            raise PolyinvError(f"{where}: column {group!r}, {row_text(int(empty[0]))}: an empty cell")
+        table[group] = labels.astype(str).str.strip().to_numpy()
+    return table

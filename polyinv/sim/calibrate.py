@@ -50,20 +50,21 @@ from polyinv.schema import (
     RECIPE_COLUMNS,
     TEMP,
     TIME,
+    frame_mmd_columns,
 )
 from polyinv.sim.calibration_quality import fit_quality, residual_blocks, residual_summary
 from polyinv.sim.file_info import file_axis, protocol_from_data
-from polyinv.sim.forward import BY_NAME, PARAMETERS, ForwardModel, default_value
+from polyinv.sim.forward import BY_NAME, ForwardModel, candidates_for, default_value
 from polyinv.sim.grid import MMDAxis
 from polyinv.sim.identifiability import SE_LIMIT, choose_identifiable, robust_covariance
-from polyinv.sim.parameters import DEFAULT_PARAMETERS
+from polyinv.sim.parameters import parameters_of, reference_text
 
 SIGMA_FLOOR = {"mmd": 2e-4, MN: 2e-3, MW: 2e-3, MONOMER_LEFT: 2e-4, TIME: 2.0}
 SIGMA_START = {"mmd": 5e-3, MN: 0.03, MW: 0.03, MONOMER_LEFT: 0.02, TIME: 60.0}
 BLOCKS = tuple(SIGMA_START)
-#: Weight of each block per row: the MMD's 100 points together weigh as much as one scalar outcome, so that a
-#: scheme that cannot match everything does not give up the conversion (cBA_time, stop time) for the MMD's shape.
-#: With an exact scheme every block goes to zero and the weights do not matter.
+#: Weight of each block per row: the MMD's n points together weigh as much as one scalar outcome (1/√n each), so
+#: that a scheme that cannot match everything does not give up the conversion (cBA_time, stop time) for the MMD's
+#: shape. With an exact scheme every block goes to zero and the weights do not matter.
 BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), MN: 1.0, MW: 1.0, MONOMER_LEFT: 1.0, TIME: 1.0}
 MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
 N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
@@ -107,6 +108,8 @@ class _Problem:
         x_stop: float,
         n_steps: int,
         tick: Callable[[], None],
+        system: str = "ba",
+        protocol: str = "stop",
     ) -> None:
         self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = (
             frame,
@@ -116,16 +119,19 @@ class _Problem:
             n_steps,
             tick,
         )
-        self.recipes = frame[list(RECIPE_COLUMNS)]
+        self.system, self.protocol = system, protocol
+        self.recipes = frame[[*RECIPE_COLUMNS, TIME]]
         self.sigma = dict(SIGMA_START)
         self.simulations = 0
+        n_mmd = len(frame_mmd_columns(frame))
+        self.weight = dict(BLOCK_WEIGHT, mmd=1.0 / math.sqrt(n_mmd))
         n = len(frame)  # the row of each element of the residual vector (blocks in BLOCKS order)
-        self.row_of = np.concatenate(
-            [np.repeat(np.arange(n), len(MMD_COLUMNS))] + [np.arange(n)] * (len(BLOCKS) - 1)
-        )
+        self.row_of = np.concatenate([np.repeat(np.arange(n), n_mmd)] + [np.arange(n)] * (len(BLOCKS) - 1))
 
     def forward(self, values: dict[str, float]) -> ForwardModel:
-        return ForwardModel(values, self.axis, self.t_max, self.x_stop)
+        return ForwardModel(
+            values, self.axis, self.t_max, self.x_stop, system=self.system, protocol=self.protocol
+        )
 
     def simulate(self, values: dict[str, float]) -> pd.DataFrame:
         self.simulations += 1
@@ -137,7 +143,7 @@ class _Problem:
         return residual_blocks(self.frame, self.simulate(values))
 
     def vector(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([(blocks[b] * BLOCK_WEIGHT[b] / self.sigma[b]).ravel() for b in BLOCKS])
+        return np.concatenate([(blocks[b] * self.weight[b] / self.sigma[b]).ravel() for b in BLOCKS])
 
     def values(self, names: Sequence[str], x: np.ndarray, base: dict[str, float]) -> dict[str, float]:
         out = dict(base)
@@ -204,15 +210,21 @@ def calibrate(
     progress: bool = True,
     data: str = "",
     log: Callable[[str], None] | None = None,
+    system: str = "ba",
+    protocol: str = "stop",
 ) -> Calibration:
-    """Calibrate polyinv's kinetics to the rows of ``frame`` (the study's columns, physical units).
+    """Calibrate a system's kinetics to the rows of ``frame`` (internal role names, physical units).
 
     ``axis``: the file's MMD axis (inferred from Mn/Mw when None); ``candidates``: the parameters to
-    consider (default every one of :data:`PARAMETERS`); at most ``max_rows`` rows (a random subset of
-    larger files) enter the fit.
+    consider (default those of the system's scheme, :func:`candidates_for`); at most ``max_rows`` rows (a random
+    subset of larger files) enter the fit. ``protocol`` ``stop``: t_max and x_stop come from the rows;
+    ``sampled``: each row is simulated to its own time.
     """
 
-    missing = [c for c in NEEDED if c not in frame.columns]
+    needed = [*NEEDED[:7], *frame_mmd_columns(frame)]
+    if len(needed) == 7:
+        needed += list(MMD_COLUMNS)
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"calibration needs the columns {missing[:4]}{' ...' if len(missing) > 4 else ''}")
     started = time.perf_counter()
@@ -223,17 +235,18 @@ def calibrate(
             raise ValueError(f"{axis_how}; give the axis")
     else:
         axis_how = "given"
-    names = list(candidates) if candidates is not None else [p.name for p in PARAMETERS]
-    unknown = [n for n in names if n not in BY_NAME]
+    known = candidates_for(system)
+    names = list(candidates) if candidates is not None else list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown kinetic parameter(s) {unknown}; known: {[p.name for p in PARAMETERS]}")
+        raise ValueError(f"unknown kinetic parameter(s) {unknown} for system {system}; known: {list(known)}")
     rows = frame
     if len(frame) > max_rows:
         rows = frame.iloc[np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False))]
     rows = rows.reset_index(drop=True)
-    t_max, x_stop = protocol_from_data(rows)
+    t_max, x_stop = protocol_from_data(rows) if protocol == "stop" else (float(rows[TIME].max()), 1.0)
     bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
-    problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1))
+    problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1), system, protocol)
     # 1. a global stage: every candidate over its whole range on a subset of rows, the best points refined
     start = _global_start(problem, names, seed)
     problem.update_sigma(problem.blocks(start))
@@ -311,7 +324,7 @@ def calibrate(
     bar.close()
 
     table = []
-    defaults_text = _defaults_text()
+    defaults_text = reference_text(parameters_of(system))
     for n in names:
         p = BY_NAME[n]
         fitted = n in chosen
@@ -350,7 +363,7 @@ def calibrate(
     sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None)) if idx else np.ones(0)
     corr = pd.DataFrame(cov / np.outer(sd, sd) if idx else np.zeros((0, 0)), index=chosen, columns=chosen)
     summary = residual_summary(rows, sim)
-    quality = fit_quality(rows, summary)
+    quality = fit_quality(rows, summary, protocol)
     if not quality["good"]:
         say(f"warning: {quality['text']}")
     forward = ForwardModel(
@@ -360,6 +373,8 @@ def calibrate(
         x_stop,
         f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
         {"residuals": summary, "fitted": chosen, "axis": axis_how, "quality": quality},
+        system,
+        protocol,
     )
     return Calibration(
         forward,
@@ -401,7 +416,16 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     subset = rows.iloc[
         np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))
     ].reset_index(drop=True)
-    small = _Problem(subset, problem.axis, problem.t_max, problem.x_stop, problem.n_steps, problem.tick)
+    small = _Problem(
+        subset,
+        problem.axis,
+        problem.t_max,
+        problem.x_stop,
+        problem.n_steps,
+        problem.tick,
+        problem.system,
+        problem.protocol,
+    )
     lo, hi = _box(names)
     points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
     defaults = {n: default_value(n) for n in names}
@@ -412,26 +436,3 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     scores = [float(np.sum(small.vector(small.blocks(v)) ** 2)) for v in refined]
     problem.simulations += small.simulations
     return {**{n: default_value(n) for n in every}, **refined[int(np.argmin(scores))]}
-
-
-def _defaults_text() -> dict[str, str]:
-    P = DEFAULT_PARAMETERS
-
-    def at_ref(c) -> str:
-        return f"{c.at(70.0):.4g} {c.unit} at 70 °C (A {c.A:.4g}, Ea {c.Ea:g} kJ/mol)"
-
-    return {
-        "kt": f"kt_ss {at_ref(P.kt_ss)}; kt_st, kt_tt scaled alike",
-        "f": f"f {P.f_values} at {P.f_temps} °C",
-        "kp": f"kp {at_ref(P.kp)}",
-        "kbb": f"kbb {at_ref(P.kbb)}",
-        "kpt": f"kpt {at_ref(P.kpt)}",
-        "C_M": f"C_M {P.C_M:g}",
-        "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
-        "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol",
-        "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
-        "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol",
-        "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
-        "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
-        "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
-    }

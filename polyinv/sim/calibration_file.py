@@ -18,11 +18,11 @@ import yaml
 
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvWarning
-from polyinv.schema import MMD_COLUMNS, SYSTEM
+from polyinv.schema import PROTOCOLS, SYSTEM, SYSTEMS, frame_mmd_columns
 from polyinv.sim.calibrate import Calibration, calibrate
 from polyinv.sim.calibration_quality import TRUST_FACTOR
 from polyinv.sim.file_info import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
-from polyinv.sim.forward import BY_NAME, ForwardChoice, ForwardModel, apply, check_plausible
+from polyinv.sim.forward import BY_NAME, ForwardChoice, ForwardModel, check_plausible
 from polyinv.sim.grid import MMDAxis
 
 
@@ -46,7 +46,8 @@ def to_yaml_dict(cal: Calibration) -> dict:
         params[name] = entry
     return {
         "polyinv_calibration": 1,
-        "system": SYSTEM.name,
+        "system": SYSTEMS[cal.forward.system].name,
+        "system_key": cal.forward.system,
         "data": cal.data,
         "rows": cal.rows,
         "axis": {
@@ -56,7 +57,11 @@ def to_yaml_dict(cal: Calibration) -> dict:
             "normalisation": a.normalisation,
             "how": cal.axis_how,
         },
-        "protocol": {"t_max_s": cal.forward.t_max, "x_stop": _round(cal.forward.x_stop)},
+        "protocol": {
+            "kind": cal.forward.protocol,
+            "t_max_s": cal.forward.t_max,
+            "x_stop": _round(cal.forward.x_stop),
+        },
         "parameters": params,
         "correlations": {
             r: {c: _round(v, 3) for c, v in row.items() if c != r} for r, row in cal.correlations.iterrows()
@@ -107,10 +112,15 @@ def read_yaml(path: str | Path) -> ForwardModel:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if isinstance(data, dict) and data.get("system", SYSTEM.name) != SYSTEM.name:
-        raise ValueError(f"{path}: a calibration of {data['system']!r}, not of {SYSTEM.name!r}")
     if not isinstance(data, dict) or data.get("polyinv_calibration") != 1:
         raise ValueError(f"{path}: not a polyinv calibration (no 'polyinv_calibration: 1')")
+    by_name = {s.name: key for key, s in SYSTEMS.items()}
+    key = data.get("system_key", by_name.get(data.get("system", SYSTEM.name)))  # older files: the name alone
+    if key not in SYSTEMS:
+        raise ValueError(
+            f"{path}: a calibration of system {data.get('system_key', data.get('system'))!r}; polyinv knows "
+            f"{', '.join(SYSTEMS)}"
+        )
     try:
         a = data["axis"]
         axis = MMDAxis(
@@ -127,10 +137,13 @@ def read_yaml(path: str | Path) -> ForwardModel:
                     check_plausible(name, value)
                 except ValueError as exc:
                     implausible.append(str(exc))
-        if not implausible:
-            apply(values)
         proto = data.get("protocol") or {}
+        kind = str(proto.get("kind", "stop"))
+        if kind not in PROTOCOLS:
+            raise ValueError(f"protocol kind {kind!r} unknown; choose one of {', '.join(PROTOCOLS)}")
         t_max, x_stop = float(proto.get("t_max_s", 3600.0)), float(proto.get("x_stop", 0.9))
+        if kind == "sampled":  # each sample runs to its own time: no stop conversion
+            x_stop = min(x_stop, 0.999)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: malformed calibration ({exc})") from None
     if implausible:
@@ -140,21 +153,24 @@ def read_yaml(path: str | Path) -> ForwardModel:
             f"{path}: protocol t_max_s {t_max:g} / x_stop {x_stop:g} out of range (t_max_s a positive "
             f"number of seconds, x_stop between 0 and 1)"
         )
-    if axis.n_points != len(MMD_COLUMNS):
-        raise ValueError(
-            f"{path}: axis n_points {axis.n_points}: polyinv's MMDs have {len(MMD_COLUMNS)} points"
-        )
     quality = data.get("quality") if isinstance(data.get("quality"), dict) else None
     if quality and quality.get("good") is False:
         warnings.warn(PolyinvWarning(f"{path}: quality poor: {quality.get('text')}"), stacklevel=2)
-    return ForwardModel(
+    forward = ForwardModel(
         values,
         axis,
         t_max,
         x_stop,
         f"calibration {path.name}",
         {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality},
+        key,
+        kind,
     )
+    try:
+        _ = forward.parameters  # names known to the system's scheme and values usable
+    except ValueError as exc:
+        raise ValueError(f"{path}: malformed calibration ({exc})") from None
+    return forward
 
 
 def forward_for_training(
@@ -171,6 +187,13 @@ def forward_for_training(
     say = log or (lambda _m: None)
     if calibration:
         forward = read_yaml(calibration)
+        n_mmd = len(frame_mmd_columns(fit_frame))
+        if forward.system != SYSTEM.key or forward.protocol != "stop" or forward.axis.n_points != n_mmd:
+            raise ValueError(
+                f"trust.calibration {calibration}: a calibration of system {forward.system}, protocol "
+                f"{forward.protocol}, {forward.axis.n_points} MMD points; the training file is {SYSTEM.key}, stop, "
+                f"{n_mmd} points"
+            )
         quality = (forward.fit or {}).get("quality") or {}
         if quality.get("good") is False and not quality.get("usable_for_checks"):
             why = f"trust.calibration {calibration}: {quality.get('text')}"

@@ -10,7 +10,20 @@ import pandas as pd
 
 import polyinv
 from polyinv.data.io import row_text
-from polyinv.schema import INITIATOR_0, M_MONOMER, MMD_COLUMNS, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME
+from polyinv.schema import (
+    INITIATOR_0,
+    MN,
+    MONOMER_0,
+    MONOMER_LEFT,
+    MW,
+    SIDE_INPUTS,
+    TARGETS,
+    TEMP,
+    TIME,
+    conversion,
+    frame_mmd_columns,
+    system_of,
+)
 from polyinv.sim.designs import grid_design, lhs_design
 from polyinv.sim.forward import ForwardModel
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
@@ -32,6 +45,8 @@ def canonical_command(args: argparse.Namespace) -> str:
         parts.append(f"--n {args.n}")
     if getattr(args, "calibration", None):
         parts.append(f"--calibration {Path(args.calibration).name}")
+    if getattr(args, "system", None) not in (None, "ba"):
+        parts.append(f"--system {args.system}")
     parts.append(f"--seed {args.seed}")
     if args.noise_chains is not None:
         parts.append(f"--noise-chains {args.noise_chains}")
@@ -59,8 +74,13 @@ def dataset_metadata(
     params: KineticParameters = DEFAULT_PARAMETERS,
     axis: MMDAxis = DEFAULT_AXIS,
     calibration: str | None = None,
+    system: str = "ba",
+    protocol: str = "stop",
 ) -> list[tuple[str, str]]:
     """Key/value rows stored with a data set: grid, normalisation, design, every parameter, version."""
+    sys_ = system_of(system)
+    units = ", ".join(f"{c}: {u}" for c, u in sys_.units.items()).replace("°C", "degC")
+    sampled = protocol == "sampled"
     rows = [
         ("package", "polyinv"),
         ("version", polyinv.__version__),
@@ -70,11 +90,19 @@ def dataset_metadata(
         ("seed", str(seed)),
         ("noise_chains", "none (deterministic)" if noise_chains is None else str(noise_chains)),
         ("method", "QSSA radicals (SPR, MCR), RK4 for ln[M], analytic [I]; Hamielec cumulative distribution"),
-        ("t_max_s", repr(float(t_max))),
-        ("x_stop", repr(float(x_stop))),
+        *(
+            [("protocol", "sampled: each row simulated to its own time")]
+            if sampled
+            else [("t_max_s", repr(float(t_max))), ("x_stop", repr(float(x_stop)))]
+        ),
         ("n_steps", str(n_steps)),
-        (TIME, "stop time, s: t_max, or the exact time conversion reaches x_stop"),
-        ("mmd_grid", "MMD1..MMD100 on log10(M / (g/mol)) evenly spaced, both ends included"),
+        (
+            TIME,
+            "sample time, s (an input)"
+            if sampled
+            else "stop time, s: t_max, or the exact time conversion reaches x_stop",
+        ),
+        ("mmd_grid", f"MMD1..MMD{axis.n_points} on log10(M / (g/mol)) evenly spaced, both ends included"),
         *axis.metadata()[:4],
         (
             "mmd_value",
@@ -82,14 +110,16 @@ def dataset_metadata(
             "w(log10 M)",
         ),
         axis.metadata()[4],
-        ("molar_mass", f"M = chain length * {M_MONOMER:g} g/mol (end groups neglected)"),
+        ("molar_mass", f"M = chain length * {params.monomer_molar_mass:g} g/mol (end groups neglected)"),
         (
             "Mn_Mw",
             "from the exact moments of the full distribution (or of the chain sample with noise), "
-            "not from the 100 points",
+            "not from the MMD points",
         ),
-        ("units", "cBA_0, cAIBN_0, cBA_time: mol/L; temp: degC; time: s; Mn, Mw: g/mol"),
+        ("units", units),
     ]
+    if system != "ba":
+        rows.insert(3, ("system", f"{system}: {sys_.name}"))
     if calibration:
         rows.append(("calibration", calibration))
     return rows + params.metadata()
@@ -98,7 +128,7 @@ def dataset_metadata(
 def check_finite(data: pd.DataFrame, source: str | None = None) -> None:
     """ValueError naming the first recipe whose simulated outcome (cBA_time, Mn, Mw, time, MMD) is not finite."""
 
-    columns = [MONOMER_LEFT, MN, MW, TIME, *MMD_COLUMNS]
+    columns = [MONOMER_LEFT, MN, MW, TIME, *frame_mmd_columns(data)]
     bad = np.flatnonzero(~np.isfinite(data[columns].to_numpy(np.float64)).all(axis=1))
     if len(bad):
         i = int(bad[0])
@@ -153,18 +183,13 @@ def generate(
     if n_jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
     params = forward.parameters
-    data = simulate_many(
-        recipes,
-        params,
-        t_max=t_max,
-        x_stop=x_stop,
-        n_steps=n_steps,
-        noise_chains=noise_chains,
-        seed=seed,
-        n_jobs=n_jobs,
-        progress=progress,
-        axis=forward.axis,
-    )
+    options = {"noise_chains": noise_chains, "seed": seed, "n_jobs": n_jobs, "progress": progress}
+    if forward.protocol == "sampled":
+        data = forward.simulate(recipes, n_steps=n_steps, **options)
+    else:
+        data = simulate_many(
+            recipes, params, t_max=t_max, x_stop=x_stop, n_steps=n_steps, axis=forward.axis, **options
+        )
     meta = dataset_metadata(
         design=design,
         n=len(recipes),
@@ -177,7 +202,23 @@ def generate(
         params=params,
         axis=forward.axis,
         calibration=None if forward.is_default_kinetics else forward.describe(),
+        system=forward.system,
+        protocol=forward.protocol,
     )
     check_finite(data, source)
-    write_dataset(data, out, meta, overwrite=overwrite)
-    return data
+    if forward.system == "ba" and forward.protocol == "stop":
+        write_dataset(data, out, meta, overwrite=overwrite)
+        return data
+    # another chemistry or lab samples: the system's own names, the conversion beside the monomer left, and the
+    # reaction labels of the recipes where they have them
+    system = system_of(forward.system)
+    data[system.conversion_name] = conversion(data[MONOMER_LEFT], data[MONOMER_0])
+    extra = [system.conversion_name]
+    if system.reaction_name in recipes.columns:
+        data[system.reaction_name] = recipes[system.reaction_name].to_numpy()
+        extra.append(system.reaction_name)
+    written = system.from_internal(data)
+    names = system.from_internal(pd.DataFrame(columns=[*TARGETS, *SIDE_INPUTS])).columns
+    columns = (*names[:5], extra[0], *names[5:], *frame_mmd_columns(data), *extra[1:])
+    write_dataset(written, out, meta, overwrite=overwrite, columns=tuple(columns))
+    return written

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from polyinv.schema import MMD_COLUMNS, MN, MONOMER_LEFT, MW, TIME, frame_conversion
+from polyinv.schema import MN, MONOMER_LEFT, MW, TIME, frame_conversion, frame_mmd_columns
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.io import read_metadata
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
@@ -95,12 +95,11 @@ def file_axis(meta: Mapping[str, str] | None, frame: pd.DataFrame) -> tuple[MMDA
     stated = stated_axis(meta)
     if stated is not None:
         return stated, "stated in the file's metadata"
-    if not {MN, MW, *MMD_COLUMNS} <= set(frame.columns):
+    mmd = list(frame_mmd_columns(frame))
+    if not ({MN, MW} <= set(frame.columns) and len(mmd) >= 2):
         return None, "the file states no MMD axis and lacks Mn/Mw to infer it"
     try:
-        fit = infer_axis(
-            frame[list(MMD_COLUMNS)].to_numpy(float), frame[MN].to_numpy(float), frame[MW].to_numpy(float)
-        )
+        fit = infer_axis(frame[mmd].to_numpy(float), frame[MN].to_numpy(float), frame[MW].to_numpy(float))
     except ValueError as exc:
         return None, str(exc)
     if not fit.ok:

@@ -326,12 +326,14 @@ class ForwardModel:
         t_max: np.ndarray | float | None = None,
         n_steps: int | None = None,
         x_stop: float | None = None,
+        **options,
     ) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
         ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's). Under the
-        ``sampled`` protocol each row runs to its own ``time`` column (``t_max`` and ``x_stop`` unused)."""
+        ``sampled`` protocol each row runs to its own ``time`` column (``t_max`` and ``x_stop`` unused). ``options``
+        go to :func:`simulate_many` (noise_chains, seed, n_jobs, progress)."""
 
-        extra = {} if n_steps is None else {"n_steps": int(n_steps)}
+        extra = {"progress": False, **options} | ({} if n_steps is None else {"n_steps": int(n_steps)})
         if self.protocol == "sampled":
             if TIME not in recipes.columns:
                 raise ValueError(
@@ -344,7 +346,6 @@ class ForwardModel:
                 t_max=times,
                 x_stop=SAMPLED_X_STOP,
                 axis=self.axis,
-                progress=False,
                 **extra,
             )
             frame[TIME] = times  # a sample's time, even where the run completed before it
@@ -355,7 +356,6 @@ class ForwardModel:
             t_max=self.t_max if t_max is None else t_max,
             x_stop=self.x_stop if x_stop is None else x_stop,
             axis=self.axis,
-            progress=False,
             **extra,
         )
 

@@ -11,7 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polyinv.atomic import atomic_path
-from polyinv.schema import COMPOSITE_COLUMNS, MMD_RAW_COLUMNS, SHEET_COMPOSITE, SHEET_METADATA, SHEET_MMD_RAW
+from polyinv.schema import (
+    COMPOSITE_COLUMNS,
+    SHEET_COMPOSITE,
+    SHEET_METADATA,
+    SHEET_MMD_RAW,
+    frame_mmd_columns,
+)
 
 FORMATS: tuple[str, ...] = (".xlsx", ".csv", ".parquet")
 PARQUET_METADATA_KEY = b"polyinv.metadata"
@@ -31,9 +37,14 @@ def metadata_sidecar(path: str | os.PathLike) -> Path:
 
 
 def write_dataset(
-    data: pd.DataFrame, path: str | os.PathLike, metadata: list[tuple[str, str]], overwrite: bool = True
+    data: pd.DataFrame,
+    path: str | os.PathLike,
+    metadata: list[tuple[str, str]],
+    overwrite: bool = True,
+    columns: tuple[str, ...] | None = None,
 ) -> Path:
-    """Write ``data`` (compuesta columns) atomically; the format follows the extension.
+    """Write ``data`` (compuesta columns, or ``columns``: another system's names, first four the recipe) atomically;
+    the format follows the extension.
 
     .xlsx: sheets ``compuesta``, ``mmd_raw_data`` (docs/data-format.md, same names and order) and ``metadata``
     (two columns key, value). .csv: the compuesta columns, metadata in ``PATH.metadata.json``.
@@ -41,16 +52,19 @@ def write_dataset(
     file that appeared meanwhile is not replaced (polyinv.atomic).
     """
     fmt = output_format(path)
-    missing = [c for c in COMPOSITE_COLUMNS if c not in data.columns]
+    # the study's columns, with the data's own MMD point count (a calibration's axis may have another)
+    columns = (*COMPOSITE_COLUMNS[:7], *frame_mmd_columns(data)) if columns is None else columns
+    missing = [c for c in columns if c not in data.columns]
     if missing:
         raise ValueError(f"data lacks columns {missing[:5]}")
-    composite = data[list(COMPOSITE_COLUMNS)]
+    composite = data[list(columns)]
+    raw = (*columns[:4], *frame_mmd_columns(data))  # the mmd_raw_data sheet: recipe and MMD
     meta = pd.DataFrame(metadata, columns=["key", "value"])
     target = Path(path)
     if fmt == ".xlsx":
         with atomic_path(target, overwrite) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
             composite.to_excel(writer, sheet_name=SHEET_COMPOSITE, index=False)
-            data[list(MMD_RAW_COLUMNS)].to_excel(writer, sheet_name=SHEET_MMD_RAW, index=False)
+            data[list(raw)].to_excel(writer, sheet_name=SHEET_MMD_RAW, index=False)
             meta.to_excel(writer, sheet_name=SHEET_METADATA, index=False)
     elif fmt == ".csv":
         sidecar = metadata_sidecar(target)

@@ -352,3 +352,27 @@ def parameters_of(system: str) -> KineticParameters:
 def no_backbiting(params: KineticParameters) -> KineticParameters:
     """Parameters with backbiting switched off (no MCRs are formed)."""
     return params.replace(kbb=dataclasses.replace(params.kbb, A=0.0, source="switched off"))
+
+
+def reference_text(P: KineticParameters) -> dict[str, str]:
+    """What each calibration parameter (:data:`polyinv.sim.forward.PARAMETERS`) moves, at these values."""
+
+    def at_ref(c) -> str:
+        return f"{c.at(70.0):.4g} {c.unit} at 70 °C (A {c.A:.4g}, Ea {c.Ea:g} kJ/mol)"
+
+    return {
+        "kt": f"kt_ss {at_ref(P.kt_ss)}; kt_st, kt_tt scaled alike",
+        "f": f"f {P.f_values} at {P.f_temps} °C",
+        "kp": f"kp {at_ref(P.kp)}",
+        "kbb": f"kbb {at_ref(P.kbb)}",
+        "kpt": f"kpt {at_ref(P.kpt)}",
+        "C_M": f"C_M {P.C_M:g}",
+        "C_S": f"C_S {P.C_S:g}, C_S_mcr {P.C_S_mcr:g}",
+        "Ea_kt": f"Ea(kt) {P.kt_ss.Ea:g} kJ/mol",
+        "Ea_kp": f"Ea(kp) {P.kp.Ea:g} kJ/mol",
+        "Ea_kbb": f"Ea(kbb) {P.kbb.Ea:g} kJ/mol",
+        "Ea_kpt": f"Ea(kpt) {P.kpt.Ea:g} kJ/mol",
+        "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
+        "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
+        "gel": f"gel_A {P.gel_A:g} (free-volume gel effect)",
+    }

@@ -119,14 +119,25 @@ def test_2_a_calibration_with_absurd_kinetics_is_refused_everywhere(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.yaml"]
 
 
-def test_2_a_calibration_whose_axis_has_99_points_names_the_file(tmp_path, capsys, recipes):
+def test_2_a_calibration_whose_axis_has_99_points_simulates_99_and_refuses_a_100_point_file(
+    tmp_path, recipes
+):
+    import pandas as pd
+
+    from polyinv.sim.calibration_file import forward_for_training
+
     cal = calibration_file(tmp_path, {}, n_points=99)
-    line = fails(
-        capsys,
-        simulate,
-        ["--recipes", str(recipes), "--calibration", str(cal), "--out", str(tmp_path / "s.csv")],
+    out = tmp_path / "s.csv"
+    assert (
+        simulate.main(["--recipes", str(recipes), "--calibration", str(cal), "--out", str(out), "--quiet"])
+        == 0
     )
-    assert str(cal) in line and "n_points 99" in line
+    written = pd.read_csv(out)
+    assert "MMD99" in written.columns and "MMD100" not in written.columns  # a lab axis' own point count
+    with pytest.raises(
+        ValueError, match=rf"{cal.name}.*99 MMD points; the training file is ba, stop, 100 points"
+    ):
+        forward_for_training("auto", str(cal), out, pd.read_csv(out).assign(MMD100=0.0))
 
 
 def test_2_non_finite_simulations_are_an_error_naming_the_recipe(tmp_path, monkeypatch, recipes):
