@@ -90,6 +90,10 @@ class System:
             if mine != role
         }
 
+    def column(self, role: str) -> str:
+        """This system's name of an internal role name (the default system's)."""
+        return {r: mine for mine, r in self.renames.items()}.get(role, role)
+
     def to_internal(self, table):
         """A frame with this system's columns renamed to the internal role names; a ``conversion`` column
         becomes the monomer left, [M]0 (1 - x), where the file has no monomer-left column but [M]0."""
@@ -107,8 +111,13 @@ class System:
         return table
 
     def from_internal(self, table):
-        """The inverse renaming of :meth:`to_internal` (for writing files in this system's names)."""
-        return table.rename(columns={role: mine for mine, role in self.renames.items()})
+        """The inverse renaming of :meth:`to_internal` (for writing files in this system's names), interval
+        columns (``<role>_lo``/``_hi``) included."""
+        names = {}
+        for c in table.columns:
+            base, _, suffix = str(c).rpartition("_")
+            names[c] = f"{self.column(base)}_{suffix}" if suffix in ("lo", "hi") and base else self.column(c)
+        return table.rename(columns=names)
 
 
 BA_AIBN = System(

@@ -11,14 +11,16 @@ docs/forward-model.md.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from polyinv.atomic import check_output
-from polyinv.data.io import read_system_table
+from polyinv.data.io import read_system_table, read_table_header
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
+from polyinv.invert import interval_scale
 from polyinv.log import quiet, say
 from polyinv.plots import calibration_figure
 from polyinv.schema import MN, MW, PROTOCOLS, SYSTEMS, frame_mmd_columns, system_of
@@ -95,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
 
         system = system_of(args.system)
-        frame = read_system_table(args.data, system, list(NEEDED[:7]), args.sheet)
+        header = read_table_header(args.data, args.sheet)
+        group = system.reaction_name if system.reaction_name in header else None
+        frame = read_system_table(args.data, system, list(NEEDED[:7]), args.sheet, group=group)
         n_mmd = len(frame_mmd_columns(frame))
         if args.axis:
             try:
@@ -125,6 +129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             raise PolyinvError(f"{args.data}: {exc}") from None
         cal.axis_how = how
+        if args.protocol == "sampled" and group:
+            # how wide predict --calibration's intervals must be: its inversion of each training reaction
+            started = time.perf_counter()
+            scale = interval_scale(cal.forward, frame, group)
+            if scale:
+                cal.forward.fit["inversion"] = scale
+                factors = ", ".join(f"{system.column(k)} x{v:.2g}" for k, v in scale["factors"].items())
+                print(
+                    f"inversion intervals: width factors {factors} from {scale['reactions']} training reactions "
+                    f"({time.perf_counter() - started:.0f} s)"
+                )
         write_yaml(cal, out, overwrite=args.overwrite)
         calibration_figure(cal, plot, overwrite=args.overwrite)
         shown = cal.table[["value", "se", "status"]].copy()

@@ -1,28 +1,46 @@
-"""``polyinv predict --ckpt RUN_OR_FILE --input FILE [--output preds.csv] [--interval 0.9] [--verify]``.
+"""``polyinv predict (--ckpt RUN_OR_FILE | --calibration CAL.yaml) --input FILE [--output preds.csv] [--interval 0.9]``.
 
-Loads any polyinv model (a run folder, best.ckpt, model.skops or an ensemble folder) on CPU, validates
-the input's columns against the schema stored in it, and writes the predicted recipe (cBA_0, cAIBN_0,
-temp, time in physical units) per input row, with the applicability-domain columns.
+With ``--ckpt``: loads any polyinv model (a run folder, best.ckpt, model.skops or an ensemble folder) on CPU,
+validates the input's columns against the schema stored in it, and writes the predicted recipe (cBA_0, cAIBN_0,
+temp, time in physical units) per input row, with the applicability-domain columns. With ``--calibration``
+(lab samples, ``polyinv calibrate --protocol sampled``): no trained model; each reaction's recipe (``--group``)
+is found by inverting the calibrated simulator against all its samples, times known (:mod:`polyinv.invert`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from polyinv.atomic import atomic_path, check_folder, check_output
+from polyinv.data.io import read_system_table, read_table_header
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.inference import predict_table, read_inputs
+from polyinv.invert import invert_frame
 from polyinv.log import quiet
 from polyinv.models import load_model, resolve_checkpoint
 from polyinv.plots import plot_candidates, verify_figures
-from polyinv.schema import TARGETS
+from polyinv.schema import MN, MONOMER_LEFT, MW, TARGETS, TIME, frame_mmd_columns, system_of
+from polyinv.sim.calibration_file import read_yaml
 from polyinv.trust.report import check_interval, optional_columns, verify_table, warn_outside
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="polyinv predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="checkpoint file or run folder")
+    source.add_argument(
+        "--calibration",
+        metavar="CAL.yaml",
+        help="invert this calibration (protocol sampled) instead of a trained model: one recipe per --group",
+    )
+    parser.add_argument(
+        "--group",
+        default=None,
+        metavar="COLUMN",
+        help="with --calibration: rows with the same label in COLUMN are samples of one reaction (one recipe)",
+    )
     parser.add_argument(
         "--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns"
     )
@@ -70,9 +88,8 @@ def output_path(args) -> Path:
     """The output file, refused before any work if it is an input or exists without --overwrite."""
 
     output = Path(args.output) if args.output else Path(f"{Path(args.input).stem}_predictions.csv")
-    return check_output(
-        output, "--output", overwrite=args.overwrite, inputs=(args.input, args.ckpt), suffixes=(".csv",)
-    )
+    inputs = (args.input, args.ckpt or args.calibration)
+    return check_output(output, "--output", overwrite=args.overwrite, inputs=inputs, suffixes=(".csv",))
 
 
 def plot_names(args, rows: int) -> list[str]:
@@ -91,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.show < 0:
             raise PolyinvError(f"--show is a number of rows, 0 or more; got {args.show}")
         output = output_path(args)
+        if args.calibration:
+            return predict_from_calibration(args, output)
+        if args.group:
+            raise PolyinvError("--group applies to --calibration (a trained model answers each row)")
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
@@ -142,3 +163,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
+
+
+def predict_from_calibration(args, output: Path) -> int:
+    """``predict --calibration``: one recipe per reaction group by inverting the calibrated simulator."""
+    for flag, given in (("--refine", args.refine), ("--verify", args.verify), ("--plot-dir", args.plot_dir)):
+        if given:
+            raise PolyinvError(
+                f"{flag} checks a trained model's answers; --calibration answers are fits already"
+            )
+    if args.candidates is not None:
+        raise PolyinvError(
+            "--candidates is not available with --calibration (one recipe per group, with intervals)"
+        )
+    level = 0.9 if args.interval is None else args.interval
+    if not 0 < level < 1:
+        raise PolyinvError(f"--interval must lie between 0 and 1, got {args.interval}")
+    try:
+        forward = read_yaml(args.calibration)
+    except ValueError as exc:
+        raise PolyinvError(f"--calibration {exc}") from None
+    if forward.protocol != "sampled" or "box" not in (forward.fit or {}):
+        raise PolyinvError(
+            f"--calibration {args.calibration}: inverting needs a calibration of lab samples with its training box "
+            "(polyinv calibrate --protocol sampled)"
+        )
+    system = system_of(forward.system)
+    header = read_table_header(args.input, args.sheet)
+    has_mmd = any(c.startswith("MMD") for c in header)
+    rows = read_system_table(
+        args.input, system, [TIME, MN, MW, MONOMER_LEFT], args.sheet, mmd=has_mmd, group=args.group
+    )
+    n_mmd = len(frame_mmd_columns(rows))
+    if has_mmd and n_mmd != forward.axis.n_points:
+        raise PolyinvError(
+            f"{args.input}: the MMD has {n_mmd} points; the calibration's axis has {forward.axis.n_points}"
+        )
+    started = time.perf_counter()
+    table = invert_frame(forward, rows, args.group, level, system.conversion_name)
+    table = system.from_internal(table)
+    with atomic_path(output, overwrite=args.overwrite) as tmp:
+        table.to_csv(tmp, index=False)
+    scale = (forward.fit or {}).get("inversion")
+    print(
+        f"{len(table)} recipe(s) from {len(rows)} rows by inverting {Path(args.calibration).name} "
+        f"({time.perf_counter() - started:.1f} s); {100 * level:g} % intervals "
+        + (
+            f"widened as measured on {scale['reactions']} training reactions"
+            if scale
+            else "(Laplace; coverage unmeasured)"
+        )
+    )
+    print(table.head(args.show).to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print(f"wrote {output}")
+    return 0

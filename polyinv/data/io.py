@@ -240,8 +240,6 @@ def read_system_table(
                 f"0 and 1 ({len(bad)} such row(s))"
             )
     table = system.to_internal(table)
-    if conversion and MONOMER_0 not in table.columns:
-        raise PolyinvError(f"{where}: the conversion needs the column {mine.get(MONOMER_0, MONOMER_0)!r}")
     if group is not None:
         if group not in frame.columns:
             raise PolyinvError(f"{where}: missing column {group!r} (--group)")

@@ -364,6 +364,11 @@ def calibrate(
     corr = pd.DataFrame(cov / np.outer(sd, sd) if idx else np.zeros((0, 0)), index=chosen, columns=chosen)
     summary = residual_summary(rows, sim)
     quality = fit_quality(rows, summary, protocol)
+    final = residual_blocks(rows, sim)
+    sigma = dict(
+        problem.sigma, conversion=float(np.sqrt(np.mean((final[MONOMER_LEFT] / rows[MONOMER_0]) ** 2)))
+    )
+    box = {c: [float(rows[c].min()), float(rows[c].max())] for c in RECIPE_COLUMNS}
     if not quality["good"]:
         say(f"warning: {quality['text']}")
     forward = ForwardModel(
@@ -372,7 +377,14 @@ def calibrate(
         t_max,
         x_stop,
         f"calibrated on {len(rows)} rows" + (f" of {Path(data).name}" if data else ""),
-        {"residuals": summary, "fitted": chosen, "axis": axis_how, "quality": quality},
+        {
+            "residuals": summary,
+            "fitted": chosen,
+            "axis": axis_how,
+            "quality": quality,
+            "sigma": sigma,
+            "box": box,
+        },
         system,
         protocol,
     )
@@ -381,7 +393,7 @@ def calibrate(
         pd.DataFrame(table).set_index("parameter"),
         corr,
         summary,
-        dict(problem.sigma),
+        sigma,
         len(rows),
         time.perf_counter() - started,
         problem.simulations,

@@ -77,6 +77,11 @@ def to_yaml_dict(cal: Calibration) -> dict:
             "mmd_noise_hellinger": _round(cal.quality.get("mmd_noise_hellinger", float("nan"))),
         },
         "weights_sigma": {k: _round(v) for k, v in cal.sigma.items()},
+        "training_box": {
+            SYSTEMS[cal.forward.system].column(k): [_round(v) for v in lohi]
+            for k, lohi in (cal.forward.fit or {}).get("box", {}).items()
+        },
+        **({"inversion": cal.forward.fit["inversion"]} if (cal.forward.fit or {}).get("inversion") else {}),
         "cost": {"seconds": round(cal.seconds, 1), "simulations": cal.simulations},
     }
 
@@ -156,16 +161,20 @@ def read_yaml(path: str | Path) -> ForwardModel:
     quality = data.get("quality") if isinstance(data.get("quality"), dict) else None
     if quality and quality.get("good") is False:
         warnings.warn(PolyinvWarning(f"{path}: quality poor: {quality.get('text')}"), stacklevel=2)
-    forward = ForwardModel(
-        values,
-        axis,
-        t_max,
-        x_stop,
-        f"calibration {path.name}",
-        {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality},
-        key,
-        kind,
-    )
+    try:
+        renames = SYSTEMS[key].renames
+        box = {
+            renames.get(k, k): [float(v[0]), float(v[1])] for k, v in (data.get("training_box") or {}).items()
+        }
+        sigma = {str(k): float(v) for k, v in (data.get("weights_sigma") or {}).items() if v is not None}
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: malformed calibration (training_box / weights_sigma: {exc})") from None
+    fit = {"residuals": data.get("residuals"), "axis": a.get("how", ""), "quality": quality, "sigma": sigma}
+    if box:
+        fit["box"] = box
+    if isinstance(data.get("inversion"), dict):
+        fit["inversion"] = data["inversion"]
+    forward = ForwardModel(values, axis, t_max, x_stop, f"calibration {path.name}", fit, key, kind)
     try:
         _ = forward.parameters  # names known to the system's scheme and values usable
     except ValueError as exc:

@@ -218,7 +218,7 @@ def generate(
         data[system.reaction_name] = recipes[system.reaction_name].to_numpy()
         extra.append(system.reaction_name)
     written = system.from_internal(data)
-    names = system.from_internal(pd.DataFrame(columns=[*TARGETS, *SIDE_INPUTS])).columns
+    names = [system.column(c) for c in (*TARGETS, *SIDE_INPUTS)]
     columns = (*names[:5], extra[0], *names[5:], *frame_mmd_columns(data), *extra[1:])
     write_dataset(written, out, meta, overwrite=overwrite, columns=tuple(columns))
     return written

@@ -139,10 +139,12 @@ def gel_scale(r: RecipeRates, M: np.ndarray) -> np.ndarray:
 NO_RADICAL_SOURCE = 1e-200  # mol/(L s); the design's initiation rates are about 1e-8 to 1e-6
 
 
-def _mcr_of_spr(r: RecipeRates, S: np.ndarray, M: np.ndarray) -> np.ndarray:
+def _mcr_of_spr(r: RecipeRates, S: np.ndarray, M: np.ndarray, kst=None, ktt=None) -> np.ndarray:
     """T solving the MCR balance ``2 ktt T^2 + (kpt M + 2 kst S) T - kbb S = 0`` (stable root)."""
-    b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * r.kst * S
-    return 2.0 * r.kbb * S / (b + np.sqrt(b * b + 8.0 * r.ktt * r.kbb * S))
+    kst = r.kst if kst is None else kst
+    ktt = r.ktt if ktt is None else ktt
+    b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * kst * S
+    return 2.0 * r.kbb * S / (b + np.sqrt(b * b + 8.0 * ktt * r.kbb * S))
 
 
 def solve_qssa(
@@ -152,23 +154,29 @@ def solve_qssa(
     S_guess: np.ndarray | None = None,
     tol: float = 1e-12,
     max_iter: int = 60,
+    G: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Quasi-steady-state SPR and MCR concentrations (mol/L) for initiator and monomer concentrations."""
+    """Quasi-steady-state SPR and MCR concentrations (mol/L) for initiator and monomer concentrations, the three
+    termination coefficients multiplied by ``G`` (None: 1)."""
+    kss, kst, ktt = (r.kss, r.kst, r.ktt) if G is None else (r.kss * G, r.kst * G, r.ktt * G)
     Ri = 2.0 * r.f * r.kd * initiator
     # a source this small starts no chain in any reaction time, and at such magnitudes (denormal floats) the
     # Newton iteration cannot reach its relative tolerance: no source at all (S = 0)
     Ri = np.where(Ri < NO_RADICAL_SOURCE, 0.0, Ri)
+    if not np.any(r.kbb):  # no backbiting: one radical type, R_i = 2 kt S^2 in closed form
+        S = np.sqrt(Ri / (2.0 * kss))
+        return S, np.zeros_like(S)
     # Bracket: T = 0 gives the upper bound of S; the MCR balance without MCR termination the lower one.
-    hi = np.sqrt(Ri / (2.0 * r.kss))
+    hi = np.sqrt(Ri / (2.0 * kss))
     rho0 = r.kbb / (r.kpt * M + r.ktr_S_mcr * r.solvent)
-    lo = np.sqrt(Ri / (2.0 * r.kss + 4.0 * r.kst * rho0 + 2.0 * r.ktt * rho0 * rho0))
+    lo = np.sqrt(Ri / (2.0 * kss + 4.0 * kst * rho0 + 2.0 * ktt * rho0 * rho0))
     S = lo.copy() if S_guess is None else np.clip(S_guess, lo, hi)
     for _ in range(max_iter):
-        T = _mcr_of_spr(r, S, M)
-        g = 2.0 * r.kss * S * S + 4.0 * r.kst * S * T + 2.0 * r.ktt * T * T - Ri
-        b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * r.kst * S
-        dT = (r.kbb - 2.0 * r.kst * T) / (4.0 * r.ktt * T + b)
-        dg = 4.0 * r.kss * S + 4.0 * r.kst * T + 4.0 * r.kst * S * dT + 4.0 * r.ktt * T * dT
+        T = _mcr_of_spr(r, S, M, kst, ktt)
+        g = 2.0 * kss * S * S + 4.0 * kst * S * T + 2.0 * ktt * T * T - Ri
+        b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * kst * S
+        dT = (r.kbb - 2.0 * kst * T) / (4.0 * ktt * T + b)
+        dg = 4.0 * kss * S + 4.0 * kst * T + 4.0 * kst * S * dT + 4.0 * ktt * T * dT
         lo = np.where(g < 0, S, lo)
         hi = np.where(g > 0, S, hi)
         # no radical source left (the initiator spent, e.g. far above the design's temperatures): the bracket
@@ -186,7 +194,7 @@ def solve_qssa(
     else:  # pragma: no cover - the bracketed Newton iteration always converges
         raise RuntimeError("QSSA radical balance did not converge")
     S = np.where(lost, np.nan, S)
-    return S, _mcr_of_spr(r, S, M)
+    return S, _mcr_of_spr(r, S, M, kst, ktt)
 
 
 def _termination_scale(r: RecipeRates, S, T, M, G) -> np.ndarray:
@@ -214,31 +222,30 @@ def radical_state(
     With alpha_t = 0, G = 1 and this is :func:`solve_qssa`. The gel effect (:func:`gel_scale`) multiplies G.
     """
     n = np.shape(M)[0]
-    if r.gel_A != 0.0:
-        gel = gel_scale(r, M)
-        base = dataclasses.replace(r, gel_A=0.0)
-        S, T, G = radical_state(
-            base.scaled(gel), initiator, M, S_guess, None if G_guess is None else G_guess / gel, tol, max_iter
-        )
-        return S, T, G * gel
+    gel = gel_scale(r, M) if r.gel_A != 0.0 else None  # the gel effect's factor on kt (None: no gel effect)
     if r.alpha_t == 0.0:
-        S, T = solve_qssa(r, initiator, M, S_guess)
-        return S, T, np.ones(n)
+        S, T = solve_qssa(r, initiator, M, S_guess, G=gel)
+        return S, T, np.ones(n) if gel is None else gel
+    if G_guess is not None and gel is not None:
+        G_guess = G_guess / gel
     x0 = (
         np.zeros(n)
         if G_guess is None
         else np.log(np.where(np.isfinite(G_guess) & (G_guess > 0), G_guess, 1.0))
     )
 
+    def total(G):
+        return G if gel is None else G * gel
+
     def residual(x, guess):
-        G = np.exp(x)
-        S_, T_ = solve_qssa(r.scaled(G), initiator, M, guess)
+        G = total(np.exp(x))
+        S_, T_ = solve_qssa(r, initiator, M, guess, G=G)
         F = np.log(_termination_scale(r, S_, T_, M, G)) - x
         return np.where(np.isfinite(F), F, 0.0), S_, T_
 
     F0, S, T = residual(x0, S_guess)
     if np.all(np.abs(F0) <= tol):
-        return S, T, np.exp(x0)
+        return S, T, total(np.exp(x0))
     x1 = x0 + F0 / (1.0 - 0.5 * r.alpha_t)  # Newton step with the map's typical slope alpha_t / 2
     for _ in range(max_iter):
         F1, S, T = residual(x1, S)
@@ -252,7 +259,7 @@ def radical_state(
         x1 = x1 - np.where(np.abs(F1) <= tol, 0.0, step)
     else:  # pragma: no cover - a contraction with slope < 1/2 converges in a few secant steps
         raise RuntimeError("chain-length-dependent termination did not converge")
-    return S, T, np.exp(x1)
+    return S, T, total(np.exp(x1))
 
 
 @dataclass

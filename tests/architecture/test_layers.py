@@ -17,7 +17,7 @@ LAYERS = (
     ("polyinv.models",),
     ("polyinv.trust",),
     ("polyinv.refine",),
-    ("polyinv.inference", "polyinv.design", "polyinv.explain", "polyinv.plots"),
+    ("polyinv.inference", "polyinv.invert", "polyinv.design", "polyinv.explain", "polyinv.plots"),
     ("polyinv.config", "polyinv.runs", "polyinv.train", "polyinv.select", "polyinv.runner"),
     ("polyinv.cli", "polyinv.fit", "polyinv.__main__"),
 )
