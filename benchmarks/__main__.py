@@ -14,6 +14,7 @@ repository root).
   python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
   python -m benchmarks trust-foreign --world second --models gp   (the same on the independent simulator: results/trust_foreign_second)
   python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
+  python -m benchmarks lab [--systems mma sty] [--seeds 1 2 3]   (lab-like data, leave one reaction out: results/lab)
   python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
@@ -62,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             "calibration",
             "trust-foreign",
             "refine",
+            "lab",
             "docs",
         ],
     )
     parser.add_argument("--sets", nargs="+", default=None, help="suite sets (default: all)")
+    parser.add_argument("--systems", nargs="+", default=None, choices=("mma", "sty"), help="lab: chemistries")
     parser.add_argument("--data", default=str(bm.REPO_ROOT / "data" / "ba_aibn_grid432.xlsx"))
     parser.add_argument("--models", nargs="+", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -159,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"wrote {refine.main(names, args.models or ['gp'], seeds, bm.REPO_ROOT, out, force=args.force, candidates=args.candidates)}"
             )
+            return 0
+        if args.mode == "lab":
+            from benchmarks import lab
+
+            systems = args.systems or ["mma"]
+            seeds = args.seeds if "--seeds" in argv else [1]
+            out = Path(args.out or bm.REPO_ROOT / "results" / "lab")
+            print(f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force)}")
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration

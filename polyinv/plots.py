@@ -31,6 +31,7 @@ from polyinv.schema import (
     TIME,
     UNITS,
     frame_conversion,
+    frame_mmd_columns,
 )
 from polyinv.sim.calibrate import Calibration
 from polyinv.sim.forward import ForwardModel
@@ -98,13 +99,22 @@ def calibration_figure(
     sim, rows = cal.fitted_frame, cal.fitted_rows
     fig = Figure(figsize=(12, 7.2))
     axes = fig.subplots(2, 3)
+    sampled = cal.forward.protocol == "sampled"
     panels = [
         (MN, "Mn / g mol⁻¹", True),
         (MW, "Mw / g mol⁻¹", True),
         (frame_conversion, "conversion", False),
         (TIME, "stop time / s", False),
     ]
-    for ax, (col, label, log) in zip(axes.flat[:4], panels, strict=True):
+    if sampled:  # the sample times are inputs: conversion over time instead of the stop time's parity
+        ax = axes.flat[3]
+        ax.plot(rows[TIME], frame_conversion(rows), "o", ms=3, label="file")
+        ax.plot(sim[TIME], frame_conversion(sim), "x", ms=4, label="calibrated simulator")
+        ax.set_xlabel("sample time / s")
+        ax.set_ylabel("conversion")
+        ax.legend(fontsize=7)
+        panels = panels[:3]
+    for ax, (col, label, log) in zip(axes.flat[: len(panels)], panels, strict=True):
         x = col(rows) if callable(col) else rows[col]
         y = col(sim) if callable(col) else sim[col]
         ax.plot(x, y, ".", ms=3, alpha=0.6)
@@ -116,20 +126,25 @@ def calibration_figure(
         ax.set_xlabel(f"file: {label}")
         ax.set_ylabel(f"calibrated simulator: {label}")
     grid = cal.forward.axis.points()
+    mmd = list(frame_mmd_columns(rows))
     picks = np.linspace(0, len(rows) - 1, n_overlays).round().astype(int)
     for ax, part in zip(axes.flat[4:], (picks[: n_overlays // 2], picks[n_overlays // 2 :]), strict=True):
         for k, i in enumerate(part):
             colour = f"C{k}"
-            ax.plot(grid, rows[list(MMD_COLUMNS)].iloc[i], "-", color=colour, lw=1.6, label=f"row {i} file")
-            ax.plot(grid, sim[list(MMD_COLUMNS)].iloc[i], "--", color=colour, lw=1.2)
+            ax.plot(grid, rows[mmd].iloc[i], "-", color=colour, lw=1.6, label=f"row {i} file")
+            ax.plot(grid, sim[mmd].iloc[i], "--", color=colour, lw=1.2)
         ax.set_xlabel("log10(M / g mol⁻¹)")
         ax.set_ylabel("MMD (file's normalisation)")
         ax.legend(fontsize=7, title="solid: file, dashed: calibrated", title_fontsize=7)
     r = cal.residuals
+    outcome = (
+        f"conversion {r['conversion_abs_median']:.3f}"
+        if sampled
+        else f"cBA_time {r['cBA_time_abs_median']:.3g} mol/L, stop time MAE {r['time_mae_s']:.0f} s"
+    )
     fig.suptitle(
         f"{cal.forward.source}: median Hellinger {r['hellinger_median']:.3f}, Mn {100 * r['Mn_rel_median']:.1f} %, "
-        f"Mw {100 * r['Mw_rel_median']:.1f} %, cBA_time {r['cBA_time_abs_median']:.3g} mol/L, "
-        f"stop time MAE {r['time_mae_s']:.0f} s",
+        f"Mw {100 * r['Mw_rel_median']:.1f} %, {outcome} (medians)",
         fontsize=10,
     )
     fig.tight_layout()

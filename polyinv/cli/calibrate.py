@@ -140,8 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"inversion intervals: width factors {factors} from {scale['reactions']} training reactions "
                     f"({time.perf_counter() - started:.0f} s)"
                 )
+        calibration_figure(
+            cal, plot, overwrite=args.overwrite
+        )  # the figure first: its code is the likelier to fail
         write_yaml(cal, out, overwrite=args.overwrite)
-        calibration_figure(cal, plot, overwrite=args.overwrite)
         shown = cal.table[["value", "se", "status"]].copy()
         shown["status"] = shown["status"].str.slice(0, 70)
         with pd.option_context("display.width", 160, "display.max_colwidth", 80):

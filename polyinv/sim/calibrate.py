@@ -235,7 +235,7 @@ def calibrate(
             raise ValueError(f"{axis_how}; give the axis")
     else:
         axis_how = "given"
-    known = candidates_for(system)
+    known = candidates_for(system, protocol)
     names = list(candidates) if candidates is not None else list(known)
     unknown = [n for n in names if n not in known]
     if unknown:

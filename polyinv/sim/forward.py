@@ -180,6 +180,26 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
         "(Marten & Hamielec 1982 and later free-volume models); x0.01 switches it almost off",
     ),
     Parameter(
+        "gpc_mass",
+        "factor",
+        ("gpc_mass",),
+        "the lab GPC's molar-mass factor (polystyrene-equivalent masses of another polymer)",
+        0.3,
+        3.0,
+        "polystyrene-equivalent molar masses of PMMA, polyacrylates and other polymers differ from the true ones "
+        "by x0.5-2 (Mark-Houwink parameters, Polymer Handbook); lab samples only",
+    ),
+    Parameter(
+        "gpc_spread",
+        "value",
+        ("gpc_spread",),
+        "the lab GPC's band broadening, decades of log10 M (Gaussian)",
+        0.0,
+        0.4,
+        "SEC band broadening and what a scheme's chain-length distribution misses (chain-length-dependent "
+        "termination, conversion drift) spread a trace by 0.05-0.3 decade; lab samples only",
+    ),
+    Parameter(
         "kp",
         "factor",
         ("kp",),
@@ -195,17 +215,20 @@ PARAMETERS: tuple[Parameter, ...] = (  # least known first: the order in which a
 BY_NAME = {p.name: p for p in PARAMETERS}
 #: Parameters of mechanisms a system's scheme may lack: backbiting (acrylates) and the gel effect.
 _BACKBITING = ("kbb", "kpt", "Ea_kbb", "Ea_kpt")
+_MEASUREMENT = ("gpc_mass", "gpc_spread")
 
 
-def candidates_for(system: str = "ba") -> tuple[str, ...]:
-    """The parameters a calibration of a system considers: those of the mechanisms its scheme has (the study's
-    BA list is every parameter but the gel effect, which its scheme does not have)."""
+def candidates_for(system: str = "ba", protocol: str = "stop") -> tuple[str, ...]:
+    """The parameters a calibration of a system considers: those of the mechanisms its scheme has, and for lab
+    samples (protocol ``sampled``) the GPC's measurement model (the study's simulated BA files: every kinetic
+    parameter but the gel effect, which its scheme does not have)."""
     params = parameters_of(system)
     return tuple(
         p.name
         for p in PARAMETERS
         if not (p.name in _BACKBITING and not params.backbiting)
         and not (p.name == "gel" and params.gel_A == 0.0)
+        and not (p.name in _MEASUREMENT and protocol != "sampled")
     )
 
 

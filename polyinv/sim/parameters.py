@@ -139,6 +139,11 @@ class KineticParameters:
     alpha_polymer: float = 4.8e-4
     alpha_solvent: float = 1.0e-3
     rho_polymer: float = 1.18  # g/mL
+    # the measurement, not the kinetics: how a lab's GPC reports the distribution. gpc_mass multiplies every molar
+    # mass (polystyrene-equivalent calibration of another polymer: x0.5-2); gpc_spread (decades) is a Gaussian
+    # band broadening in log10 M (Mw x exp(s²/2), Mn x exp(-s²/2), s = spread ln 10). 1 and 0: the true masses
+    gpc_mass: float = 1.0
+    gpc_spread: float = 0.0
     sources_misc: dict[str, str] = field(
         default_factory=lambda: {
             "comb": "calibrate: SPR-SPR termination mostly combination, MCR-involving mostly disproportionation "
@@ -225,6 +230,8 @@ class KineticParameters:
                 continue  # no chain-length-dependent termination: files state none (as before it existed)
             elif f.name in GEL_FIELDS and self.gel_A == 0.0:
                 continue  # no gel effect: files state none (as before it existed)
+            elif (f.name, value) in (("gpc_mass", 1.0), ("gpc_spread", 0.0)):
+                continue  # the true molar masses: files state no measurement model
             else:
                 rows.append((f.name, repr(value)))
         return rows
@@ -375,4 +382,6 @@ def reference_text(P: KineticParameters) -> dict[str, str]:
         "comb": f"combination shares {P.comb_ss:g} (SPR-SPR), {P.comb_st:g} (SPR-MCR), {P.comb_tt:g} (MCR-MCR)",
         "alpha_t": f"alpha_t {P.alpha_t:g} (kt independent of chain length; kt given at nu_ref {P.nu_ref:g})",
         "gel": f"gel_A {P.gel_A:g} (free-volume gel effect)",
+        "gpc_mass": f"GPC molar-mass factor {P.gpc_mass:g} (the true masses)",
+        "gpc_spread": f"GPC band broadening {P.gpc_spread:g} decade",
     }
