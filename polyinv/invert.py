@@ -33,6 +33,9 @@ MIN_REACTIONS = 4
 STARTS = 64  # Sobol points scanned per group (one batch simulation)
 LOCAL = 2  # best of them refined
 N_STEPS = 120  # simulator time steps (as the calibration's fit)
+#: The prior on z: centred on the calibration's training recipes, sd this fraction of their span (0: none). It
+#: decides only what the samples leave open (the initiator/temperature ridge, [M]0 when Mn barely moves).
+PRIOR_WIDTH = float(__import__("os").environ.get("POLYINV_PRIOR_WIDTH", "0"))
 DIFF_STEP = 1e-4  # finite-difference step in z
 SIGMA_FLOOR = {"conversion": 0.005, MN: 0.01, MW: 0.01, MONOMER_LEFT: 0.005, "mmd": 2e-3}
 VARIABLES = (MONOMER_0, INITIATOR_0, TEMP)
@@ -131,8 +134,20 @@ class _Group:
             q = _sqrt_shape(sim[list(frame_mmd_columns(sim))].to_numpy(float)).reshape(len(zs), k, self.n_mmd)
             d = (self.sqrt[None] - q) / math.sqrt(2.0) / self.sigma["mmd"] / math.sqrt(self.n_mmd)
             parts.append(d.reshape(len(zs), -1))
+        if self.prior is not None:
+            parts.append((zs - self.prior[0]) / self.prior[1])
         out = np.concatenate(parts, axis=1)
         return np.where(np.isfinite(out), out, _BAD)
+
+
+def _prior(forward: ForwardModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, sd) of the prior on z from the training box, None without one."""
+    box = (forward.fit or {}).get("box")
+    if not box or PRIOR_WIDTH <= 0:
+        return None
+    lo = np.array([box[MONOMER_0][0], math.log(box[INITIATOR_0][0]), box[TEMP][0]], dtype=float)
+    hi = np.array([box[MONOMER_0][1], math.log(box[INITIATOR_0][1]), box[TEMP][1]], dtype=float)
+    return (lo + hi) / 2.0, PRIOR_WIDTH * np.maximum(hi - lo, [0.1, 0.2, 2.0])
 
 
 def _sqrt_shape(mmd: np.ndarray) -> np.ndarray:
