@@ -65,7 +65,7 @@ def fold(frame: pd.DataFrame, system: str, held: str, work: Path) -> dict:
     test.to_csv(paths["test"], index=False)
     test.drop(columns=recipe).to_csv(paths["unknown"], index=False)
     cal = work / "cal.yaml"
-    for stale in (cal, work / "cal.png", paths["fwd"], paths["inv"]):
+    for stale in (cal, work / "cal.png", paths["fwd"], work / "fwd.csv.metadata.json", paths["inv"]):
         stale.unlink(missing_ok=True)
     seconds, codes = {}, {}
     codes["calibrate"], seconds["calibrate"], log = _run(
