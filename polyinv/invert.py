@@ -89,6 +89,7 @@ class _Group:
         self, forward: ForwardModel, rows: pd.DataFrame, sigma: Mapping[str, float], conversion: str
     ):
         self.forward, self.sigma = forward, sigma
+        self.prior = _prior(forward)
         self.times = rows[TIME].to_numpy(float)
         self.conv = rows[conversion].to_numpy(float) if conversion in rows.columns else None
         self.left = rows[MONOMER_LEFT].to_numpy(float) if self.conv is None and MONOMER_LEFT in rows else None

@@ -9,6 +9,7 @@ import yaml
 from polyinv.cli import predict, simulate
 from polyinv.invert import invert_frame
 from polyinv.sim.calibration_file import read_yaml
+
 from tests.cli.helpers import fails
 
 TRUTH = {"cMMA_0": 3.0, "cAIBN_0": 0.015, "temp": 72.0}
@@ -24,7 +25,12 @@ def lab_calibration(folder) -> str:
                 "polyinv_calibration": 1,
                 "system": "MMA/AIBN in toluene",
                 "system_key": "mma",
-                "axis": {"log10m_min": 2.0005, "log10m_max": 6.699, "n_points": 30, "normalisation": "density"},
+                "axis": {
+                    "log10m_min": 2.0005,
+                    "log10m_max": 6.699,
+                    "n_points": 30,
+                    "normalisation": "density",
+                },
                 "protocol": {"kind": "sampled", "t_max_s": 14400.0, "x_stop": 1.0},
                 "parameters": {},
                 "weights_sigma": {"mmd": 0.01, "Mn": 0.03, "Mw": 0.03, "cBA_time": 0.02, "conversion": 0.01},
@@ -52,7 +58,17 @@ def test_one_reactions_samples_give_back_its_recipe_inside_the_interval(lab_rows
     unknown = tmp_path / "unknown.csv"
     samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]).to_csv(unknown, index=False)
     out = tmp_path / "inv.csv"
-    argv = ["--calibration", cal, "--input", str(unknown), "--group", "reaction", "--output", str(out), "--quiet"]
+    argv = [
+        "--calibration",
+        cal,
+        "--input",
+        str(unknown),
+        "--group",
+        "reaction",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
     assert predict.main(argv) == 0
     answer = pd.read_csv(out).iloc[0]
     assert answer["reaction"] == "A" and answer["samples"] == 5
@@ -81,10 +97,52 @@ def test_bad_use_is_one_line(lab_rows, tmp_path, capsys):
     cal, samples = lab_rows
     unknown = tmp_path / "unknown.csv"
     samples.to_csv(unknown, index=False)
-    line = fails(capsys, predict, ["--calibration", cal, "--input", str(unknown), "--group", "batch", "--quiet"])
+    line = fails(
+        capsys, predict, ["--calibration", cal, "--input", str(unknown), "--group", "batch", "--quiet"]
+    )
     assert "missing column 'batch'" in line
-    line = fails(capsys, predict, ["--calibration", cal, "--input", str(unknown), "--candidates", "3", "--quiet"])
+    line = fails(
+        capsys, predict, ["--calibration", cal, "--input", str(unknown), "--candidates", "3", "--quiet"]
+    )
     assert "--candidates is not available with --calibration" in line
     samples.drop(columns=["MMD30"]).to_csv(unknown, index=False)
     line = fails(capsys, predict, ["--calibration", cal, "--input", str(unknown), "--quiet"])
     assert "the MMD has 29 points; the calibration's axis has 30" in line
+
+
+@pytest.mark.slow
+def test_calibrate_lab_samples_of_mma_recovers_kt_and_measures_interval_widths(tmp_path):
+    from polyinv.cli import calibrate
+
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(
+        lab_calibration(tmp_path)
+        and (tmp_path / "cal.yaml").read_text().replace("parameters: {}", "parameters: {kt: {value: 0.7}}")
+    )
+    rows = [
+        {"cMMA_0": m, "cAIBN_0": i, "temp": t, "time": s, "reaction": f"R{k}"}
+        for k, (m, i, t) in enumerate(
+            [(2.0, 0.01, 65.0), (4.0, 0.02, 75.0), (3.0, 0.03, 60.0), (5.0, 0.008, 80.0)]
+        )
+        for s in (900.0, 3600.0, 10800.0)
+    ]
+    recipes, data = tmp_path / "recipes.csv", tmp_path / "lab.csv"
+    pd.DataFrame(rows).to_csv(recipes, index=False)
+    assert (
+        simulate.main(["--recipes", str(recipes), "--calibration", str(moved), "--out", str(data), "-q"]) == 0
+    )
+    (tmp_path / "lab.csv.metadata.json").unlink()  # a lab's file states no axis: --axis gives it
+    out = tmp_path / "fitted.yaml"
+    argv = ["--system", "mma", "--protocol", "sampled", "--axis", "2.0005", "6.699", "density"]
+    argv += ["--data", str(data), "--out", str(out), "--parameters", "kt", "gel", "-q"]
+    assert calibrate.main(argv) == 0
+    stored = yaml.safe_load(out.read_text())
+    assert stored["system_key"] == "mma" and stored["protocol"]["kind"] == "sampled"
+    assert stored["parameters"]["kt"]["value"] == pytest.approx(0.7, rel=0.02)
+    assert set(stored["training_box"]) == {"cMMA_0", "cAIBN_0", "temp"}
+    assert stored["inversion"]["reactions"] == 4 and set(stored["inversion"]["factors"]) == {
+        "cBA_0",
+        "cAIBN_0",
+        "temp",
+    }
+    assert read_yaml(out).protocol == "sampled"
