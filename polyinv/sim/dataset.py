@@ -24,7 +24,7 @@ from polyinv.schema import (
     frame_mmd_columns,
     system_of,
 )
-from polyinv.sim.designs import grid_design, lhs_design
+from polyinv.sim.designs import RECIPE_FIELDS, grid_design, lhs_design
 from polyinv.sim.forward import ForwardModel
 from polyinv.sim.grid import DEFAULT_AXIS, MMDAxis
 from polyinv.sim.io import output_format, write_dataset
@@ -167,14 +167,17 @@ def generate(
     forward = forward or ForwardModel()
     t_max = forward.t_max if t_max is None else t_max
     x_stop = forward.x_stop if x_stop is None else x_stop
+    system = system_of(forward.system)
     if design == "grid":
         if n not in (None, 432):
             raise ValueError(f"--n must be omitted or 432 for the grid design, got {n}")
+        if forward.system != "ba":
+            raise ValueError(f"the study's grid is BA's; for {system.name} use --design lhs or --recipes")
         recipes = grid_design()
     elif design == "lhs":
         if n is None:
             raise ValueError("--n is required for the lhs design")
-        recipes = lhs_design(n, seed)
+        recipes = lhs_design(n, seed, {role: system.ranges[system.column(role)] for role in RECIPE_FIELDS})
     elif design == "recipes":
         if recipes is None:
             raise ValueError("design 'recipes' needs the recipes")
@@ -211,7 +214,6 @@ def generate(
         return data
     # another chemistry or lab samples: the system's own names, the conversion beside the monomer left, and the
     # reaction labels of the recipes where they have them
-    system = system_of(forward.system)
     data[system.conversion_name] = conversion(data[MONOMER_LEFT], data[MONOMER_0])
     extra = [system.conversion_name]
     if system.reaction_name in recipes.columns:

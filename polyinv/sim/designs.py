@@ -33,8 +33,9 @@ def grid_design() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(RECIPE_FIELDS))
 
 
-def lhs_design(n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` Latin-hypercube recipes inside the nominal domain, reproducible from ``seed``."""
+def lhs_design(n: int, seed: int = 0, ranges: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+    """``n`` Latin-hypercube recipes inside the nominal domain (or ``ranges``, by internal role name), reproducible
+    from ``seed``."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -44,8 +45,9 @@ def lhs_design(n: int, seed: int = 0) -> pd.DataFrame:
     except TypeError:  # scipy < 1.15 names the argument ``seed``
         sampler = qmc.LatinHypercube(d=len(RECIPE_FIELDS), seed=np.random.default_rng(seed))
     unit = sampler.random(int(n))
-    lo = np.array([NOMINAL_RANGES[f][0] for f in RECIPE_FIELDS])
-    hi = np.array([NOMINAL_RANGES[f][1] for f in RECIPE_FIELDS])
+    ranges = NOMINAL_RANGES if ranges is None else ranges
+    lo = np.array([ranges[f][0] for f in RECIPE_FIELDS])
+    hi = np.array([ranges[f][1] for f in RECIPE_FIELDS])
     return pd.DataFrame(qmc.scale(unit, lo, hi), columns=list(RECIPE_FIELDS))
 
 
