@@ -7,8 +7,11 @@ calibration's own residuals on its training rows (measurement noise and what the
 Sobol scan of the search box (one batch simulation) picks the starts; scipy's bounded ``least_squares`` refines
 the best few.
 
-Intervals: the Laplace (Gauss-Newton) covariance at the optimum, in z, times a width factor per recipe
-variable measured by inverting the calibration's own training reactions (``interval_scale``: the conformal
+A weak prior (centred on the calibration's training recipes, sd half their span) settles what the samples leave
+open. Intervals: the Laplace (Gauss-Newton) covariance at the optimum, in z, with the samples of one reaction
+counted as one observation (their misfit is the calibration's, shared by all of them: the covariance of the
+data terms times the number of samples), times a width factor per recipe variable measured by inverting the
+calibration's own training reactions (``interval_scale``: the conformal
 quantile of |error| / σ over those reactions, at least 1). So the interval's coverage is measured, on the
 reactions the calibration saw; with fewer than :data:`MIN_REACTIONS` reactions there it is the bare Laplace
 width and the output says its coverage is unmeasured.
@@ -33,9 +36,10 @@ MIN_REACTIONS = 4
 STARTS = 64  # Sobol points scanned per group (one batch simulation)
 LOCAL = 2  # best of them refined
 N_STEPS = 120  # simulator time steps (as the calibration's fit)
-#: The prior on z: centred on the calibration's training recipes, sd this fraction of their span (0: none). It
-#: decides only what the samples leave open (the initiator/temperature ridge, [M]0 when Mn barely moves).
-PRIOR_WIDTH = float(__import__("os").environ.get("POLYINV_PRIOR_WIDTH", "0"))
+#: The prior on z: centred on the calibration's training recipes, sd this fraction of their span. It decides only
+#: what the samples leave open (the initiator/temperature ridge, [M]0 when Mn barely moves): a recipe like the
+#: ones the calibration was made from, rather than any point of a flat valley.
+PRIOR_WIDTH = 0.5
 DIFF_STEP = 1e-4  # finite-difference step in z
 SIGMA_FLOOR = {"conversion": 0.005, MN: 0.01, MW: 0.01, MONOMER_LEFT: 0.005, "mmd": 2e-3}
 VARIABLES = (MONOMER_0, INITIATOR_0, TEMP)
@@ -178,8 +182,15 @@ def invert_group(
         if best is None or res.cost < best.cost:
             best = res
     jac = best.jac
-    cov = np.linalg.pinv(jac.T @ jac)
-    rms = float(np.sqrt(2.0 * best.cost / max(len(best.fun), 1)))
+    n_prior = 0 if group.prior is None else 3  # the prior's rows come last
+    data = jac[: len(jac) - n_prior]
+    info = data.T @ data / len(rows)  # the samples of one reaction count as one observation
+    if n_prior:
+        prior = jac[len(jac) - n_prior :]
+        info = info + prior.T @ prior
+    cov = np.linalg.pinv(info)
+    misfit = best.fun[: len(best.fun) - n_prior]
+    rms = float(np.sqrt(np.mean(misfit**2))) if len(misfit) else float("nan")
     return Inversion(_recipe(best.x), cov, rms, len(rows))
 
 
