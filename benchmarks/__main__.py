@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck",
         action="store_true",
-        help="refine: the fit-time check and the test rows of every recorded run again, without refitting",
+        help="refine: the fit-time check and the test rows of every recorded run again, without refitting; "
+        "lab: simulate and predict again from each fold's kept calibration",
     )
     parser.add_argument(
         "--candidates",
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             systems = args.systems or ["mma"]
             seeds = args.seeds if "--seeds" in argv else [1]
             out = Path(args.out or bm.REPO_ROOT / "results" / "lab")
-            print(f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force)}")
+            print(f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force, recheck=args.recheck)}")
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration

@@ -54,8 +54,11 @@ def _run(argv: list[str]) -> tuple[int, float, str]:
     return code, time.perf_counter() - started, out.getvalue()
 
 
-def fold(frame: pd.DataFrame, system: str, held: str, work: Path) -> dict:
-    """One leave-one-reaction-out fold: the three commands and the figures of the held-out reaction."""
+def fold(
+    frame: pd.DataFrame, system: str, held: str, work: Path, keep: Path | None = None, recheck: bool = False
+) -> dict:
+    """One leave-one-reaction-out fold: the three commands and the figures of the held-out reaction. ``keep``: where
+    the fold's calibration is kept; ``recheck``: reuse it there (simulate and predict again, no calibrate)."""
     mon = MONOMERS[system]
     recipe = [mon.column, "cAIBN_0", "temp"]
     work.mkdir(parents=True, exist_ok=True)
@@ -195,7 +198,11 @@ def report(out: Path) -> Path:
     return path
 
 
-def main(root: Path, out: Path, systems: list[str], seeds: list[int], force: bool = False) -> Path:
+def main(
+    root: Path, out: Path, systems: list[str], seeds: list[int], force: bool = False, recheck: bool = False
+) -> Path:
+    """Every fold of every set (cached records skipped unless ``force``); ``recheck``: simulate and predict again
+    from the kept calibrations (the inversion changed, the calibration did not)."""
     for system in systems:
         for seed in seeds:
             frame = data_set(root, system, seed)
@@ -203,9 +210,10 @@ def main(root: Path, out: Path, systems: list[str], seeds: list[int], force: boo
             folder.mkdir(parents=True, exist_ok=True)
             for held in pd.unique(frame["reaction"]):
                 path = folder / f"{held}.json"
-                if path.exists() and not force:
+                if path.exists() and not (force or recheck):
                     continue
-                record = fold(frame, system, str(held), Path("/tmp") / "polyinv_lab" / f"{system}_seed{seed}")
+                work = Path("/tmp") / "polyinv_lab" / f"{system}_seed{seed}"
+                record = fold(frame, system, str(held), work, keep=folder, recheck=recheck)
                 path.write_text(json.dumps(record, indent=1) + "\n")
                 s = record.get("seconds", {})
                 print(
