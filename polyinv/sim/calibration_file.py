@@ -22,8 +22,37 @@ from polyinv.schema import PROTOCOLS, SYSTEM, SYSTEMS, frame_mmd_columns
 from polyinv.sim.calibrate import Calibration, calibrate
 from polyinv.sim.calibration_quality import TRUST_FACTOR
 from polyinv.sim.file_info import file_axis, protocol_from_data, read_file_metadata, states_default_kinetics
-from polyinv.sim.forward import BY_NAME, ForwardChoice, ForwardModel, check_plausible
+from polyinv.sim.forward import BY_NAME, ForwardChoice, ForwardModel
 from polyinv.sim.grid import MMDAxis
+
+#: Largest activation-energy shift a calibration file may state, kJ/mol. Reported activation energies of one
+#: radical reaction scatter by tens of kJ/mol at most (IUPAC benchmark reviews of kp; termination and transfer
+#: values span ~0-40 kJ/mol), so a shift beyond this is no kinetics but an error in the file.
+MAX_ENERGY_SHIFT = 60.0
+
+
+def check_plausible(name: str, value: float) -> None:
+    """ValueError unless ``value`` of parameter ``name`` is physically plausible: a factor within the calibrator's
+    own search range (``Parameter.low``-``high``: physics and the literature's spread, see ``source``), an energy
+    shift within ±MAX_ENERGY_SHIFT kJ/mol."""
+    p = BY_NAME[name]
+    if p.kind == "factor":
+        if not p.low * (1 - 1e-6) <= value <= p.high * (1 + 1e-6):  # a file's values are rounded
+            raise ValueError(
+                f"kinetic parameter {name} {value:.6g} lies outside the plausible factor range "
+                f"{p.low:.3g}-{p.high:.3g} x polyinv's value ({p.source.split(':')[0]})"
+            )
+    elif p.kind in ("value", "odds"):
+        if not p.low - 1e-9 <= value <= p.high + 1e-9:
+            raise ValueError(
+                f"kinetic parameter {name} {value:.6g} lies outside its plausible range "
+                f"{p.low:.3g} to {p.high:.3g} ({p.source.split(':')[0]})"
+            )
+    elif abs(value) > MAX_ENERGY_SHIFT:
+        raise ValueError(
+            f"kinetic parameter {name} {value:.6g} kJ/mol lies outside the plausible shift range "
+            f"±{MAX_ENERGY_SHIFT:g} kJ/mol"
+        )
 
 
 def to_yaml_dict(cal: Calibration) -> dict:
