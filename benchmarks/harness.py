@@ -561,6 +561,7 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         ("refine", "design.md"),
         ("refine", "design_mmd.md"),
         ("lhs432_polyinv_noise20000", "ceiling_box.md"),
+        ("lab", "lab.md"),
     ):
         path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)
         if path.exists():
