@@ -120,81 +120,51 @@ class System:
         return table.rename(columns=names)
 
 
-BA_AIBN = System(
-    name="BA/AIBN in toluene",
-    key="ba",
-    monomer="n-butyl acrylate",
-    initiator="AIBN",
-    monomer_molar_mass=128.17,
-    monomer_0="cBA_0",
-    initiator_0="cAIBN_0",
-    temp="temp",
-    time="time",
-    monomer_left="cBA_time",
-    mn="Mn",
-    mw="Mw",
-    ranges={"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (0.0, 3600.0)},
-    units={
-        "cBA_0": "mol/L",
-        "cAIBN_0": "mol/L",
-        "temp": "°C",
-        "time": "s",
-        "cBA_time": "mol/L",
-        "Mn": "g/mol",
-        "Mw": "g/mol",
-    },
+def aibn_in_toluene(key: str, monomer: str, short: str, molar_mass: float, name: str, ranges: dict) -> System:
+    """A monomer/AIBN/toluene system in the study's column convention: ``c<short>_0``, ``cAIBN_0``, ``temp``,
+    ``time``, ``c<short>_time``, ``Mn``, ``Mw``; ``ranges`` of the first four (the design's nominal box)."""
+    m0, left = f"c{short}_0", f"c{short}_time"
+    return System(
+        name=name,
+        key=key,
+        monomer=monomer,
+        initiator="AIBN",
+        monomer_molar_mass=molar_mass,
+        monomer_0=m0,
+        initiator_0="cAIBN_0",
+        temp="temp",
+        time="time",
+        monomer_left=left,
+        mn="Mn",
+        mw="Mw",
+        ranges=dict(zip((m0, "cAIBN_0", "temp", "time"), ranges, strict=True)),
+        units={
+            m0: "mol/L",
+            "cAIBN_0": "mol/L",
+            "temp": "°C",
+            "time": "s",
+            left: "mol/L",
+            "Mn": "g/mol",
+            "Mw": "g/mol",
+        },
+    )
+
+
+BA_AIBN = aibn_in_toluene(
+    "ba",
+    "n-butyl acrylate",
+    "BA",
+    128.17,
+    "BA/AIBN in toluene",
+    [(0.5, 3.0), (0.0025, 0.02), (60.0, 80.0), (0.0, 3600.0)],
 )
 #: The system polyinv's modules use (the study's), whose names are the internal role names of every system.
 SYSTEM = BA_AIBN
-
-MMA_AIBN = System(
-    name="MMA/AIBN in toluene",
-    key="mma",
-    monomer="methyl methacrylate",
-    initiator="AIBN",
-    monomer_molar_mass=100.12,
-    monomer_0="cMMA_0",
-    initiator_0="cAIBN_0",
-    temp="temp",
-    time="time",
-    monomer_left="cMMA_time",
-    mn="Mn",
-    mw="Mw",
-    ranges={"cMMA_0": (1.0, 6.0), "cAIBN_0": (0.005, 0.05), "temp": (50.0, 90.0), "time": (0.0, 21600.0)},
-    units={
-        "cMMA_0": "mol/L",
-        "cAIBN_0": "mol/L",
-        "temp": "°C",
-        "time": "s",
-        "cMMA_time": "mol/L",
-        "Mn": "g/mol",
-        "Mw": "g/mol",
-    },
+LAB_BOX = [(0.005, 0.05), (50.0, 90.0), (0.0, 21600.0)]  # AIBN, °C, s of the other systems' nominal boxes
+MMA_AIBN = aibn_in_toluene(
+    "mma", "methyl methacrylate", "MMA", 100.12, "MMA/AIBN in toluene", [(1.0, 6.0), *LAB_BOX]
 )
-STY_AIBN = System(
-    name="styrene/AIBN in toluene",
-    key="sty",
-    monomer="styrene",
-    initiator="AIBN",
-    monomer_molar_mass=104.15,
-    monomer_0="cSty_0",
-    initiator_0="cAIBN_0",
-    temp="temp",
-    time="time",
-    monomer_left="cSty_time",
-    mn="Mn",
-    mw="Mw",
-    ranges={"cSty_0": (1.0, 6.0), "cAIBN_0": (0.005, 0.05), "temp": (50.0, 90.0), "time": (0.0, 21600.0)},
-    units={
-        "cSty_0": "mol/L",
-        "cAIBN_0": "mol/L",
-        "temp": "°C",
-        "time": "s",
-        "cSty_time": "mol/L",
-        "Mn": "g/mol",
-        "Mw": "g/mol",
-    },
-)
+STY_AIBN = aibn_in_toluene("sty", "styrene", "Sty", 104.15, "styrene/AIBN in toluene", [(1.0, 6.0), *LAB_BOX])
 #: Every system polyinv knows, by the key ``--system`` takes.
 SYSTEMS: dict[str, System] = {s.key: s for s in (BA_AIBN, MMA_AIBN, STY_AIBN)}
 
