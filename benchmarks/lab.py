@@ -207,7 +207,9 @@ def report(out: Path) -> Path:
             shown[c] = shown[c].map(lambda v: f"{v:.1f}")
         for c in ("m0_rel_median", "i0_rel_median"):
             shown[c] = shown[c].map(lambda v: f"{100 * v:.0f} %")
-        lines.append(shown.to_markdown(index=False))
+        lines.append("| " + " | ".join(shown.columns) + " |")
+        lines.append("|" + "---|" * len(shown.columns))
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     path = out / "lab.md"
     path.write_text("\n".join(lines) + "\n")
     return path
