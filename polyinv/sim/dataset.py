@@ -79,7 +79,10 @@ def dataset_metadata(
 ) -> list[tuple[str, str]]:
     """Key/value rows stored with a data set: grid, normalisation, design, every parameter, version."""
     sys_ = system_of(system)
-    units = ", ".join(f"{c}: {u}" for c, u in sys_.units.items()).replace("°C", "degC")
+    grouped: dict[str, list[str]] = {}
+    for column, unit in sys_.units.items():  # "cBA_0, cAIBN_0, cBA_time: mol/L; temp: degC; ..."
+        grouped.setdefault(unit.replace("°C", "degC"), []).append(column)
+    units = "; ".join(f"{', '.join(cols)}: {unit}" for unit, cols in grouped.items())
     sampled = protocol == "sampled"
     rows = [
         ("package", "polyinv"),
@@ -114,7 +117,7 @@ def dataset_metadata(
         (
             "Mn_Mw",
             "from the exact moments of the full distribution (or of the chain sample with noise), "
-            "not from the MMD points",
+            f"not from the {axis.n_points} points",
         ),
         ("units", units),
     ]
