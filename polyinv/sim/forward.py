@@ -364,7 +364,7 @@ class ForwardModel:
         )
         return (
             f"{self.source}; system {self.system}; parameters moved from the literature values: {moved}; MMD axis "
-            f"log10 M {a.log10m_min:.3f}..{a.log10m_max:.3f} ({a.n_points} points, {a.normalisation}); {protocol}"
+            f"log10 M {a.log10m_min:.3f}..{a.log10m_max:.3f} ({a.normalisation}), {a.n_points} points; {protocol}"
         )
 
     # ------------------------------------------------------------------ plain-data form (model files)
