@@ -64,14 +64,20 @@ def _recipe(z) -> np.ndarray:
     return np.array([z[0], math.exp(z[1]), z[2]])
 
 
-def search_box(forward: ForwardModel) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of z: the calibration's training recipes widened by half their span on each side (ln for [I]0),
-    inside physics (below pure monomer, 0-200 °C)."""
+def _training_box(forward: ForwardModel) -> tuple[np.ndarray, np.ndarray]:
+    """The calibration's training recipes' box in z."""
     box = (forward.fit or {}).get("box")
     if not box:
         raise ValueError("the calibration states no training recipe box (made before predict --calibration)")
     lo = np.array([box[MONOMER_0][0], math.log(box[INITIATOR_0][0]), box[TEMP][0]], dtype=float)
     hi = np.array([box[MONOMER_0][1], math.log(box[INITIATOR_0][1]), box[TEMP][1]], dtype=float)
+    return lo, hi
+
+
+def search_box(forward: ForwardModel) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of z: the calibration's training recipes widened by half their span on each side (ln for [I]0),
+    inside physics (below pure monomer, 0-200 °C)."""
+    lo, hi = _training_box(forward)
     span = np.maximum(hi - lo, [0.1, 0.2, 2.0])
     lo, hi = lo - 0.5 * span, hi + 0.5 * span
     lo[0] = max(lo[0], 0.02)
@@ -147,11 +153,9 @@ class _Group:
 
 def _prior(forward: ForwardModel) -> tuple[np.ndarray, np.ndarray] | None:
     """(mean, sd) of the prior on z from the training box, None without one."""
-    box = (forward.fit or {}).get("box")
-    if not box or PRIOR_WIDTH <= 0:
+    if PRIOR_WIDTH <= 0:
         return None
-    lo = np.array([box[MONOMER_0][0], math.log(box[INITIATOR_0][0]), box[TEMP][0]], dtype=float)
-    hi = np.array([box[MONOMER_0][1], math.log(box[INITIATOR_0][1]), box[TEMP][1]], dtype=float)
+    lo, hi = _training_box(forward)
     return (lo + hi) / 2.0, PRIOR_WIDTH * np.maximum(hi - lo, [0.1, 0.2, 2.0])
 
 
