@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             systems = args.systems or ["mma"]
             seeds = args.seeds if "--seeds" in argv else [1]
             out = Path(args.out or bm.REPO_ROOT / "results" / "lab")
-            print(f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force, recheck=args.recheck)}")
+            print(
+                f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force, recheck=args.recheck)}"
+            )
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration
