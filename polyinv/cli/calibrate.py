@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from polyinv.atomic import check_output
-from polyinv.data.io import read_system_table, read_table_header
+from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.invert import interval_scale
 from polyinv.log import quiet, say
@@ -97,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise PolyinvError(f"--max-rows must be at least 10, got {args.max_rows}")
 
         system = system_of(args.system)
-        header = read_table_header(args.data, args.sheet)
-        group = system.reaction_name if system.reaction_name in header else None
-        frame = read_system_table(args.data, system, list(NEEDED[:7]), args.sheet, group=group)
+        frame = read_system_table(
+            args.data, system, list(NEEDED[:7]), args.sheet, group=system.reaction_name, group_optional=True
+        )
+        group = system.reaction_name if system.reaction_name in frame.columns else None
         n_mmd = len(frame_mmd_columns(frame))
         if args.axis:
             try:

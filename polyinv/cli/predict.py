@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polyinv.atomic import atomic_path, check_folder, check_output
-from polyinv.data.io import read_system_table, read_table_header
+from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.inference import predict_table, read_inputs
 from polyinv.invert import invert_frame
@@ -189,13 +189,11 @@ def predict_from_calibration(args, output: Path) -> int:
             "(polyinv calibrate --protocol sampled)"
         )
     system = system_of(forward.system)
-    header = read_table_header(args.input, args.sheet)
-    has_mmd = any(c.startswith("MMD") for c in header)
     rows = read_system_table(
-        args.input, system, [TIME, MN, MW, MONOMER_LEFT], args.sheet, mmd=has_mmd, group=args.group
+        args.input, system, [TIME, MN, MW, MONOMER_LEFT], args.sheet, mmd=None, group=args.group
     )
     n_mmd = len(frame_mmd_columns(rows))
-    if has_mmd and n_mmd != forward.axis.n_points:
+    if n_mmd and n_mmd != forward.axis.n_points:
         raise PolyinvError(
             f"{args.input}: the MMD has {n_mmd} points; the calibration's axis has {forward.axis.n_points}"
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from polyinv.atomic import check_output
-from polyinv.data.io import read_system_table, read_table, read_table_header
+from polyinv.data.io import read_system_table, read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.log import quiet
 from polyinv.schema import PROTOCOLS, RECIPE_COLUMNS, SYSTEMS, TIME, system_of
@@ -128,12 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recipes = read_table(args.recipes, list(RECIPE_COLUMNS), args.sheet)
             else:
                 roles = [*RECIPE_COLUMNS, *([TIME] if sampled else [])]
-                group = (
-                    system.reaction_name
-                    if _has_column(args.recipes, args.sheet, system.reaction_name)
-                    else None
+                recipes = read_system_table(
+                    args.recipes,
+                    system,
+                    roles,
+                    args.sheet,
+                    mmd=False,
+                    group=system.reaction_name,
+                    group_optional=True,
                 )
-                recipes = read_system_table(args.recipes, system, roles, args.sheet, mmd=False, group=group)
         try:
             generate(
                 args.design or "recipes",
@@ -158,11 +161,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
-
-
-def _has_column(path: str, sheet: str | None, name: str) -> bool:
-    """Whether a readable table file has a column (read errors are left to the reader that follows)."""
-    try:
-        return name in read_table_header(path, sheet)
-    except PolyinvError:
-        return False

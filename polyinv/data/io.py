@@ -72,12 +72,6 @@ def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
         raise PolyinvError(f"{path}: cannot read file ({first})") from exc
 
 
-def read_table_header(path: str | Path, sheet: str | None = None) -> list[str]:
-    """The column names of a table file (stripped), read as :func:`read_table` reads it."""
-    frame, _ = _read_raw(Path(path), sheet)
-    return [str(c).strip() for c in frame.columns]
-
-
 def _check_header(header: Sequence, where: str) -> None:
     """A column named twice is refused (pandas would rename the second copy and train on the first)."""
     names = [str(h).strip() for h in header if not (isinstance(h, float) and np.isnan(h))]
@@ -115,9 +109,19 @@ def read_table(
     empty, non-numeric or non-finite cells, physically impossible rows (:func:`check_physical`). Rows are
     named by :func:`row_text`.
     """
-    path = Path(path)
-    frame, where = _read_raw(path, sheet)
+    frame, where = _read_raw(Path(path), sheet)
     frame.columns = [str(c).strip() for c in frame.columns]
+    return _validated(frame, where, columns, mmd_columns, optional)
+
+
+def _validated(
+    frame: pd.DataFrame,
+    where: str,
+    columns: Sequence[str],
+    mmd_columns: Sequence[str],
+    optional: Sequence[str],
+) -> pd.DataFrame:
+    """The checks and float conversion of :func:`read_table` on a frame already read (stripped column names)."""
     if len(frame) == 0:
         raise PolyinvError(f"{where}: no data rows")
     if any(c in columns for c in mmd_columns):
@@ -200,29 +204,29 @@ def read_system_table(
     roles: Sequence[str],
     sheet: str | None = None,
     *,
-    mmd: bool = True,
+    mmd: bool | None = True,
     group: str | None = None,
+    group_optional: bool = False,
 ) -> pd.DataFrame:
     """Read a file of ``system`` in its own column names and return the internal role names (``roles``, the
     default system's names: see :mod:`polyinv.schema`) as float64, validated as :func:`read_table` does.
 
     The monomer-left role may come from the file's ``conversion`` column (0-1) when it has no monomer-left column;
-    the MMD has the file's own number of points (at least :data:`MIN_MMD_POINTS`); ``group``, where given, is a
-    column of labels (a reaction's samples) returned as text under the same name.
+    the MMD has the file's own number of points (at least :data:`MIN_MMD_POINTS`; ``mmd`` None: where the file has
+    MMD columns); ``group``, where given, is a column of labels (a reaction's samples) returned as text under the
+    same name (``group_optional``: only where the file has it).
     """
-    path = Path(path)
-    frame, where = _read_raw(path, sheet)
+    frame, where = _read_raw(Path(path), sheet)
     frame.columns = [str(c).strip() for c in frame.columns]
-    mine = {role: mine for mine, role in system.renames.items()}
-    wanted = [mine.get(r, r) for r in roles]
+    wanted = [system.column(r) for r in roles]
     conversion = None
-    left = mine.get(MONOMER_LEFT, MONOMER_LEFT)
+    left = system.column(MONOMER_LEFT)
     if left in wanted and left not in frame.columns and system.conversion_name in frame.columns:
         wanted = [c for c in wanted if c != left]
         conversion = system.conversion_name
+    n = len([c for c in frame.columns if _MMD_NAME.match(c)])
     mmd_names: tuple[str, ...] = ()
-    if mmd:
-        n = len([c for c in frame.columns if _MMD_NAME.match(c)])
+    if mmd or (mmd is None and n):
         if n < MIN_MMD_POINTS:
             raise PolyinvError(
                 f"{where}: {'no MMD columns' if n == 0 else f'the MMD has {n} columns'}; "
@@ -230,7 +234,7 @@ def read_system_table(
             )
         mmd_names = mmd_columns(n)
     columns = [*wanted, *([conversion] if conversion else []), *mmd_names]
-    table = read_table(path, columns, sheet, mmd_names or MMD_COLUMNS)
+    table = _validated(frame, where, columns, mmd_names or MMD_COLUMNS, ())
     if conversion:
         x = table[conversion].to_numpy()
         bad = np.flatnonzero((x < 0) | (x > 1))
@@ -240,12 +244,12 @@ def read_system_table(
                 f"0 and 1 ({len(bad)} such row(s))"
             )
     table = system.to_internal(table)
-    if group is not None:
-        if group not in frame.columns:
-            raise PolyinvError(f"{where}: missing column {group!r} (--group)")
+    if group is not None and group in frame.columns:
         labels = frame[group]
         empty = np.flatnonzero(labels.isna().to_numpy())
         if len(empty):
             raise PolyinvError(f"{where}: column {group!r}, {row_text(int(empty[0]))}: an empty cell")
         table[group] = labels.astype(str).str.strip().to_numpy()
+    elif group is not None and not group_optional:
+        raise PolyinvError(f"{where}: missing column {group!r} (--group)")
     return table
