@@ -22,7 +22,6 @@ Method (docs/simulator.md), vectorised over recipes:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,10 +110,6 @@ class RecipeRates:
             fv_polymer=free_volume(params.alpha_polymer, params.Tg_polymer),
             fv_solvent=free_volume(params.alpha_solvent, params.Tg_solvent),
         )
-
-    def scaled(self, G: np.ndarray) -> RecipeRates:
-        """These rates with the three termination coefficients multiplied by ``G`` (shape (n,))."""
-        return dataclasses.replace(self, kss=self.kss * G, kst=self.kst * G, ktt=self.ktt * G)
 
     def initiator(self, t) -> np.ndarray:
         """[I](t), mol/L."""
