@@ -102,6 +102,27 @@ class Trust:
     refine_rows: int = 60
 
 
+@dataclass
+class Tune:
+    """The hyperparameter search of ``polyinv tune`` (``polyinv fit`` ignores this section).
+
+    Args:
+        space: the settings searched, each ``section.key: {low: A, high: B}`` (a range; integers when A and B
+            are; ``log: true`` searches it on a log scale, ``step: S`` on a grid) or ``{choices: [...]}``
+        val_fraction: share of the non-test rows each trial is scored on when data.val_fraction is 0
+        pruner: median: stop a network trial whose validation R² at an epoch is below the median of the
+            earlier trials' at that epoch; none: every trial runs to its end
+        warmup_epochs: epochs a network trial runs before it may be pruned
+        startup_trials: trials that finish before pruning starts
+    """
+
+    space: dict | None = None
+    val_fraction: float = 0.2
+    pruner: Literal["median", "none"] = "median"
+    warmup_epochs: int = 50
+    startup_trials: int = 5
+
+
 def model_class(kind: str):
     return MODELS[kind]
 
@@ -192,6 +213,7 @@ def build_parser(
     parser.add_class_arguments(Checkpointing, "checkpoint")
     parser.add_class_arguments(Output, "output")
     parser.add_class_arguments(Trust, "trust")
+    parser.add_class_arguments(Tune, "tune")
     if extra is not None:
         extra(parser)
     return parser
@@ -273,6 +295,7 @@ SECTIONS = (
     "checkpoint",
     "output",
     "trust",
+    "tune",
 )
 
 

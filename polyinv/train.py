@@ -178,8 +178,11 @@ def fit_network(
     return best, seconds, trainer, logger
 
 
-def train_network(config: dict, dm: PolyDataModule, seed: int) -> tuple[InverseRegressor, L.Trainer]:
-    """A network trained on ``dm``'s training rows with its config's trainer settings, in memory (no run folder)."""
+def train_network(
+    config: dict, dm: PolyDataModule, seed: int, callbacks: list | None = None
+) -> tuple[InverseRegressor, L.Trainer]:
+    """A network trained on ``dm``'s training rows with its config's trainer settings, in memory (no run
+    folder); ``callbacks``: Lightning callbacks of the caller (polyinv tune's pruning)."""
     L.seed_everything(
         seed if config.get("model_seed") is None else config["model_seed"], workers=True, verbose=False
     )
@@ -190,7 +193,7 @@ def train_network(config: dict, dm: PolyDataModule, seed: int) -> tuple[InverseR
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
     with quiet_lightning():
-        trainer = L.Trainer(**trainer_cfg)
+        trainer = L.Trainer(callbacks=callbacks, **trainer_cfg)
         with lbfgs_numerics(model.hparams.optimizer == "lbfgs"):
             trainer.fit(model, datamodule=dm)
     model.eval()

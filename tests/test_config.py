@@ -27,6 +27,7 @@ def test_every_shipped_config_resolves_by_its_bare_name_from_any_folder(name, tm
         "checkpoint",
         "output",
         "trust",
+        "tune",
     }
     assert config["trust"] == {"forward": "auto", "calibration": None, "refine": "auto", "refine_rows": 60}
 

@@ -1,4 +1,4 @@
-"""The ``polyinv`` command: ``polyinv fit|predict|simulate|calibrate|design|explain|ensemble ...`` (also ``python -m polyinv``).
+"""The ``polyinv`` command: ``polyinv fit|predict|simulate|calibrate|design|explain|ensemble|tune ...`` (also ``python -m polyinv``).
 
 Each subcommand is a small module here that only parses its options and calls library functions.
 """
@@ -19,6 +19,7 @@ COMMANDS = {
     "design": "propose recipes for target Mn, Mw or dispersity, conversion and time, verified by simulation",
     "explain": "permutation importance of the inputs, per target",
     "ensemble": "train a deep ensemble of one network config, with calibrated intervals",
+    "tune": "search a config's hyperparameters with Optuna (resumable, shareable storage)",
 }
 
 

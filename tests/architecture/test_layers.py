@@ -18,7 +18,7 @@ LAYERS = (
     ("polyinv.trust",),
     ("polyinv.refine",),
     ("polyinv.inference", "polyinv.invert", "polyinv.design", "polyinv.explain", "polyinv.plots"),
-    ("polyinv.config", "polyinv.runs", "polyinv.train", "polyinv.select", "polyinv.runner"),
+    ("polyinv.config", "polyinv.runs", "polyinv.train", "polyinv.select", "polyinv.runner", "polyinv.tune"),
     ("polyinv.cli", "polyinv.fit", "polyinv.__main__"),
 )
 
