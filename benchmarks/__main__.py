@@ -18,6 +18,7 @@ repository root).
   python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
+  python -m benchmarks tune [--trials 30] [--seeds 0 1 2]      (polyinv tune by two processes vs mlp.yaml: results/tune)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "trust-foreign",
             "refine",
             "lab",
+            "tune",
             "docs",
         ],
     )
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="KMC-like noise: the table on the grid, the learning curve on every LHS file",
     )
+    parser.add_argument("--trials", type=int, default=30, help="tune: finished trials of the study")
     parser.add_argument("--sizes", nargs="+", type=int, default=[100, 200, 432, 1000, 4000])
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument(
@@ -128,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                 write_summary(bm.REPO_ROOT / "results" / "suite")
             path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
             print(f"wrote {path}")
+            return 0
+        if args.mode == "tune":
+            from benchmarks import tune
+
+            out = Path(args.out or bm.REPO_ROOT / "results" / "tune")
+            seeds = args.seeds if "--seeds" in argv else [0, 1, 2]
+            print(f"wrote {tune.main(out, args.trials, 2, tuple(seeds))}")
             return 0
         if args.mode == "trust-foreign":
             from benchmarks import trust_foreign

@@ -562,6 +562,8 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         ("refine", "design_mmd.md"),
         ("lhs432_polyinv_noise20000", "ceiling_box.md"),
         ("lab", "lab.md"),
+        ("tune", "tune.md"),
+        ("batch", "batch.md"),
     ):
         path = results / folder / name  # the forward model of a foreign file (docs/forward-model.md)
         if path.exists():
