@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from polyinv.errors import PolyinvError
 from polyinv.log import LOG
 from polyinv.models import load_model
 from polyinv.models.base import InverseModel
-from polyinv.refine import candidate_columns, model_refine, refine_columns
+from polyinv.refine import candidate_columns, model_refine, one_thread, refine_columns
 from polyinv.trust.report import domain_columns, interval_columns
 
 
@@ -56,6 +57,11 @@ def predict_table(
     table holds the model's answer. ``candidates`` K adds up to K distinct recipes that reproduce each row.
     """
 
+    with one_thread() if (refine or candidates) else contextlib.nullcontext():
+        return _predict_table(model, frame, interval, refine, candidates, progress)
+
+
+def _predict_table(model, frame, interval, refine, candidates, progress) -> pd.DataFrame:
     recipe = predict_frame(model, frame)
     extra = []
     if refine or candidates:

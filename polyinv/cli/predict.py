@@ -13,6 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from polyinv import batch
 from polyinv.atomic import atomic_path, check_folder, check_output
 from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
@@ -23,7 +27,14 @@ from polyinv.models import load_model, resolve_checkpoint
 from polyinv.plots import plot_candidates, verify_figures
 from polyinv.schema import MN, MONOMER_LEFT, MW, TARGETS, TIME, frame_mmd_columns, system_of
 from polyinv.sim.calibration_file import read_yaml
-from polyinv.trust.report import check_interval, optional_columns, verify_table, warn_outside
+from polyinv.trust.report import (
+    Verification,
+    check_interval,
+    optional_columns,
+    verify_requests,
+    verify_table,
+    warn_outside,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -81,6 +92,7 @@ def build_parser() -> ArgumentParser:
         default=None,
         help="with --verify: write one PNG per row into this folder (with --candidates: one more per row)",
     )
+    batch.add_arguments(parser)
     return parser
 
 
@@ -126,28 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 overwrite=args.overwrite,
                 inputs=(args.input, output),
             )
-        table = predict_table(
-            model,
-            frame,
-            interval=args.interval,
-            refine=args.refine,
-            candidates=args.candidates,
-            progress=not quiet(),
-        )
-        if args.verify or args.plot_dir:
-            checked = verify_table(model, frame, table, args.input, args.sheet)
-            table = checked.table
-            if args.plot_dir and checked.sim is not None:
-                verify_figures(
-                    args.plot_dir,
-                    checked.mmd,
-                    checked.sim,
-                    checked.predictions,
-                    checked.checks,
-                    optional_columns(args.input, args.sheet, TARGETS),  # true recipes where the file has them
-                    forward=checked.forward,
-                    overwrite=args.overwrite,
-                )
+        requests = verify_requests(model, args.input, args.sheet) if args.verify or args.plot_dir else None
+        checked = answer(model, frame, requests, args, batch.cluster_of(args))
+        table = checked.table
+        if args.plot_dir and checked.sim is not None:
+            verify_figures(
+                args.plot_dir,
+                checked.mmd,
+                checked.sim,
+                checked.predictions,
+                checked.checks,
+                optional_columns(args.input, args.sheet, TARGETS),  # true recipes where the file has them
+                forward=checked.forward,
+                overwrite=args.overwrite,
+            )
         if args.plot_dir and args.candidates:
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
         with atomic_path(output, overwrite=args.overwrite) as tmp:
@@ -165,8 +169,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(body, argv)
 
 
+#: rows per chunk on a Dask cluster: a multiple of the refine and candidate solvers' 100-row batches (whose
+#: restarts look at the batch's median fit), so the answers are those of one machine
+CHUNK_ROWS = 1000
+
+
+def answer(model, frame, requests, args, cluster: batch.Cluster) -> Verification:
+    """The prediction table of ``frame`` (with --interval, --refine, --candidates) and, with --verify or
+    --plot-dir, its verification; on a Dask cluster in chunks of CHUNK_ROWS rows."""
+    verifying = bool(args.verify or args.plot_dir)
+    options = {"interval": args.interval, "refine": args.refine, "candidates": args.candidates}
+    if not cluster.on:
+        table = predict_table(model, frame, progress=not quiet(), **options)
+        return verify_table(model, frame, table, requests) if verifying else Verification(table)
+    spans = batch.row_chunks(len(frame), CHUNK_ROWS)
+    chunks = [
+        (frame.iloc[lo:hi], None if requests is None else requests.iloc[lo:hi], verifying, options)
+        for lo, hi in spans
+    ]
+    parts = batch.map_chunks(
+        _answer_chunk,
+        chunks,
+        cluster,
+        sizes=[hi - lo for lo, hi in spans],
+        desc="predicting",
+        progress=not quiet(),
+        shared={"model": model},
+    )
+    if not verifying or parts[0].sim is None:
+        table = pd.concat([p.table for p in parts], ignore_index=True)
+        table["row"] = np.arange(len(table))
+        return Verification(table)
+    joined = {
+        name: pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        for name in ("table", "predictions", "checks", "sim")
+    }
+    for name in ("table", "predictions"):
+        joined[name]["row"] = np.arange(len(frame))
+    mmd = np.concatenate([p.mmd for p in parts])
+    return Verification(**joined, mmd=mmd, forward=parts[0].forward)
+
+
+def _answer_chunk(chunk, model) -> Verification:
+    rows, requests, verifying, options = chunk
+    table = predict_table(model, rows, progress=False, **options)
+    return verify_table(model, rows, table, requests) if verifying else Verification(table)
+
+
 def predict_from_calibration(args, output: Path) -> int:
     """``predict --calibration``: one recipe per reaction group by inverting the calibrated simulator."""
+    if batch.cluster_of(args).on:
+        raise PolyinvError(
+            "--workers/--scheduler run a trained model's rows (--ckpt); --calibration runs here"
+        )
     for flag, given in (("--refine", args.refine), ("--verify", args.verify), ("--plot-dir", args.plot_dir)):
         if given:
             raise PolyinvError(

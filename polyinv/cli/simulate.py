@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from polyinv import batch
 from polyinv.atomic import check_output
 from polyinv.data.io import read_system_table, read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
@@ -89,7 +90,8 @@ def build_parser() -> ArgumentParser:
         help="conversion that stops a run (default: the calibration's, else 0.9)",
     )
     p.add_argument("--n-steps", type=int, default=DEFAULT_N_STEPS, help="RK4 steps over t_max")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (joblib)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (joblib)")
+    batch.add_arguments(p)
     return p
 
 
@@ -149,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n_steps=args.n_steps,
                 n_jobs=args.jobs,
                 progress=not quiet(),
+                cluster=batch.cluster_of(args),
                 command=canonical_command(args),
                 recipes=recipes,
                 forward=forward,

@@ -7,7 +7,7 @@ noise model (:func:`check_refinement`); ``answers``: the columns ``predict --ref
 
 from polyinv.refine.answers import candidate_columns, model_refine, refine_columns
 from polyinv.refine.check import check_refinement, tune
-from polyinv.refine.solver import REFINED, NoiseModel, Refined, candidates, refine, sqrt_shape
+from polyinv.refine.solver import REFINED, NoiseModel, Refined, candidates, one_thread, refine, sqrt_shape
 
 __all__ = [
     "REFINED",
@@ -17,6 +17,7 @@ __all__ = [
     "candidates",
     "check_refinement",
     "model_refine",
+    "one_thread",
     "refine",
     "refine_columns",
     "sqrt_shape",

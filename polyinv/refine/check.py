@@ -22,6 +22,7 @@ from polyinv.refine.solver import (
     NoiseModel,
     RefineProblem,
     as_targets,
+    one_thread,
     refine,
     refine_box,
     sqrt_shape,
@@ -217,17 +218,18 @@ def check_refinement(
             drop=True
         )  # what predict will see
         try:
-            record = tune(
-                forward,
-                inputs,
-                frame[names].to_numpy(np.float64),
-                heldout_recipes(model, frame),
-                names,
-                *refine_box(dom, forward),
-                rows=rows,
-                seed=seed,
-                log=log,
-            )
+            with one_thread():  # the decision must not depend on the machine's cores (solver.one_thread)
+                record = tune(
+                    forward,
+                    inputs,
+                    frame[names].to_numpy(np.float64),
+                    heldout_recipes(model, frame),
+                    names,
+                    *refine_box(dom, forward),
+                    rows=rows,
+                    seed=seed,
+                    log=log,
+                )
         except (
             ValueError,
             FloatingPointError,

@@ -14,14 +14,17 @@ Rows are solved together as one block-diagonal least-squares problem (scipy's ``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy.optimize import least_squares
 from scipy.sparse import block_diag, csr_matrix
+from threadpoolctl import threadpool_limits
 
 from polyinv.metrics import hellinger
 from polyinv.schema import (
@@ -93,6 +96,21 @@ class Refined:
     changed: np.ndarray
     #: rows whose refinement contradicted the data: the model's answer stands (time included)
     reverted: np.ndarray
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One BLAS/OpenMP and one torch thread while refining: the least-squares solver carries a rounding
+    difference of the model's answer or of the Jacobian into another optimum (a GP's refined answers moved by
+    up to 0.67 between 1 and 2 threads), so the answers would depend on the machine's cores and on how rows
+    are spread over Dask workers (one thread each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def sqrt_shape(mmd: np.ndarray) -> np.ndarray:

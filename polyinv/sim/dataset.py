@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 import polyinv
+from polyinv.batch import Cluster
 from polyinv.data.io import row_text
 from polyinv.schema import (
     INITIATOR_0,
@@ -156,6 +157,7 @@ def generate(
     n_jobs: int = 1,
     progress: bool = True,
     command: str = "",
+    cluster: Cluster | None = None,
     recipes: pd.DataFrame | None = None,
     forward: ForwardModel | None = None,
     overwrite: bool = True,
@@ -190,6 +192,7 @@ def generate(
         raise ValueError(f"--jobs must be >= 1, got {n_jobs}")
     params = forward.parameters
     options = {"noise_chains": noise_chains, "seed": seed, "n_jobs": n_jobs, "progress": progress}
+    options["cluster"] = cluster  # a Dask cluster for the chunks (polyinv.batch): the same numbers
     if forward.protocol == "sampled":
         data = forward.simulate(recipes, n_steps=n_steps, **options)
     else:

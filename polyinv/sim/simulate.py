@@ -10,6 +10,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from polyinv.batch import Cluster, map_chunks
 from polyinv.schema import (
     MN,
     MONOMER_0,
@@ -260,6 +261,10 @@ def simulate(
     )
 
 
+def _block_job(block: tuple[int, int], job) -> dict[str, np.ndarray]:
+    return job(*block)
+
+
 def simulate_many(
     recipes,
     params: KineticParameters = DEFAULT_PARAMETERS,
@@ -274,11 +279,13 @@ def simulate_many(
     progress: bool = True,
     extra_columns: bool = False,
     axis: MMDAxis = DEFAULT_AXIS,
+    cluster: Cluster | None = None,
 ) -> pd.DataFrame:
     """Simulate many recipes (DataFrame with cBA_0, cAIBN_0, temp, or an (n, 3) array).
 
     Returns a DataFrame with the composite columns (``time`` = stop time; MMD1..MMDn, n the axis' points), plus
-    ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size`` or ``n_jobs``; with
+    ``EXTRA_COLUMNS`` when ``extra_columns``. Results do not depend on ``chunk_size``, ``n_jobs`` or ``cluster``
+    (a Dask cluster that runs the chunks: polyinv.batch); with
     ``noise_chains`` every recipe draws from its own generator spawned from ``seed``. ``t_max`` is one
     reaction time for every recipe or one per recipe (array of length n); a recipe's result does not
     depend on the other recipes in the batch. The MMD columns hold the distribution on ``axis``.
@@ -305,18 +312,30 @@ def simulate_many(
         )
         return {k: v for k, v in res.items() if not k.startswith("_")}
 
-    bar = tqdm(total=n, desc="simulating", unit="recipe", disable=not progress)
-    results = []
-    if n_jobs == 1 or len(blocks) == 1:
-        for lo, hi in blocks:
-            results.append(job(lo, hi))
-            bar.update(hi - lo)
+    if cluster is not None and cluster.on:
+        results = map_chunks(
+            _block_job,
+            blocks,
+            cluster,
+            sizes=[hi - lo for lo, hi in blocks],
+            desc="simulating",
+            unit="recipe",
+            progress=progress,
+            shared={"job": job},
+        )
     else:
-        gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(job)(lo, hi) for lo, hi in blocks)
-        for (lo, hi), res in zip(blocks, gen, strict=True):
-            results.append(res)
-            bar.update(hi - lo)
-    bar.close()
+        results = []
+        bar = tqdm(total=n, desc="simulating", unit="recipe", disable=not progress)
+        if n_jobs == 1 or len(blocks) == 1:
+            for lo, hi in blocks:
+                results.append(job(lo, hi))
+                bar.update(hi - lo)
+        else:
+            gen = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(job)(lo, hi) for lo, hi in blocks)
+            for (lo, hi), res in zip(blocks, gen, strict=True):
+                results.append(res)
+                bar.update(hi - lo)
+        bar.close()
     merged = {k: np.concatenate([r[k] for r in results]) for k in results[0]}
     data = {f: values[:, i] for i, f in enumerate(RECIPE_FIELDS)}
     data.update({k: merged[k] for k in (TIME, MONOMER_LEFT, MN, MW)})

@@ -85,17 +85,22 @@ class Verification:
     forward: ForwardModel | None = None
 
 
+def verify_requests(model: InverseModel, path: str | Path, sheet: str | None) -> pd.DataFrame | None:
+    """The requested outcomes the model does not take as inputs (Mn, Mw, cBA_time) where the input file holds
+    them: verify_table compares the re-simulated ones with them."""
+    return optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
+
+
 def verify_table(
     model: InverseModel,
     frame: pd.DataFrame,
     table: pd.DataFrame,
-    path: str | Path,
-    sheet: str | None,
+    requests: pd.DataFrame | None,
 ) -> Verification:
     """Forward-verification columns appended to a prediction table, with the forward model stored in the
     model (its training file's kinetics, axis and protocol), and what the per-row figures need (the
-    command draws them: polyinv.plots.verify_figures). Without a forward model a warning says why and the
-    table is returned as it is."""
+    command draws them: polyinv.plots.verify_figures). ``requests``: :func:`verify_requests` of the rows.
+    Without a forward model a warning says why and the table is returned as it is."""
 
     missing = [t for t in TARGETS if t not in table.columns]
     if missing:
@@ -104,12 +109,9 @@ def verify_table(
     if forward is None:
         LOG.warning(f"forward verification is off for this model: {why}")
         return Verification(table)
-    requested = optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
-    requested = (
-        pd.concat([frame[list(model.side_names)].reset_index(drop=True), requested], axis=1)
-        if requested is not None
-        else frame[list(model.side_names)].reset_index(drop=True)
-    )
+    requested = frame[list(model.side_names)].reset_index(drop=True)
+    if requests is not None:
+        requested = pd.concat([requested, requests.reset_index(drop=True)], axis=1)
     mmd = frame[list(model.mmd_names)].to_numpy(np.float64)
     checks, sim = verify(mmd, table[list(TARGETS)], requested, forward)
     return Verification(pd.concat([table, checks], axis=1), table, checks, sim, mmd, forward)

@@ -1,0 +1,131 @@
+"""Batch work on a 2-worker Dask LocalCluster: the same answers as one machine, in input order, nothing lost
+when a worker dies, and the one-line errors of the options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyinv.batch import Cluster, map_chunks, row_chunks
+from polyinv.cli import predict as predict_cli
+from polyinv.cli.fit import main as fit_main
+from polyinv.cli.predict import main as predict_main
+from polyinv.cli.simulate import main as simulate_main
+from polyinv.errors import PolyinvError
+from polyinv.models import load_model
+from polyinv.refine.solver import NoiseModel
+from polyinv.sim.designs import lhs_design
+
+TWO = Cluster(workers=2)
+
+
+def _dies_once(chunk, marker: str):
+    """A chunk whose first run kills its worker process (as a lost machine would), then answers."""
+    flag = Path(marker) / f"chunk{chunk}"
+    if not flag.exists():
+        flag.write_text("killed")
+        os._exit(1)
+    return chunk * chunk
+
+
+def test_a_killed_worker_loses_no_chunk_and_the_order_holds(tmp_path):
+    out = map_chunks(_dies_once, list(range(6)), TWO, progress=False, shared={"marker": str(tmp_path)})
+    assert out == [i * i for i in range(6)]
+    assert len(list(tmp_path.glob("chunk*"))) == 6  # every chunk's first run died with its worker
+
+
+def _raises(chunk):
+    raise ValueError(f"bad chunk {chunk}")
+
+
+def test_a_chunk_that_fails_every_retry_is_one_error_and_nothing_is_returned():
+    with pytest.raises(PolyinvError, match="chunk failed on the cluster after 2 retries: bad chunk"):
+        map_chunks(_raises, [1, 2], TWO, progress=False)
+
+
+def test_simulate_on_two_workers_writes_the_one_machine_file(tmp_path):
+    recipes = lhs_design(2500, 3)
+    recipes.to_csv(tmp_path / "recipes.csv", index=False)
+    files = []
+    for name, extra in (("one.csv", []), ("two.csv", ["--workers", "2"])):
+        argv = ["--recipes", str(tmp_path / "recipes.csv"), "--out", str(tmp_path / name), "-q", *extra]
+        assert simulate_main(argv) == 0
+        files.append(pd.read_csv(tmp_path / name))
+    assert len(files[0]) == 2500
+    pd.testing.assert_frame_equal(files[0], files[1], check_exact=True)
+
+
+@pytest.mark.slow
+def test_predict_with_refine_and_verify_on_two_workers_answers_as_one_machine(tmp_path, monkeypatch):
+    """A GP fitted on polyinv's kinetics, its refine decision switched on: 250 rows in chunks of 100."""
+    monkeypatch.setattr(predict_cli, "CHUNK_ROWS", 100)
+    assert (
+        simulate_main(["--design", "lhs", "--n", "80", "--seed", "1", "--out", str(tmp_path / "t.csv"), "-q"])
+        == 0
+    )
+    argv = [
+        "--config",
+        "gp.yaml",
+        "--data.path",
+        str(tmp_path / "t.csv"),
+        "--output.root",
+        str(tmp_path / "r"),
+    ]
+    argv += ["--model.mmd_pcs", "6", "--trust.refine", "none", "--trainer.enable_progress_bar", "false"]
+    assert fit_main([*argv, "-q"]) == 0
+    path = next((tmp_path / "r").rglob("model.skops"))
+    model = load_model(path)
+    model.domain["refine"] = {
+        "use": True,
+        "noise": NoiseModel(2000.0, 0.02, 1.0, (0.3, 0.3, 5.0)).to_dict(),
+        "why": "switched on by the test",
+    }
+    model.save(path)
+    assert (
+        simulate_main(
+            ["--design", "lhs", "--n", "250", "--seed", "2", "--out", str(tmp_path / "rows.csv"), "-q"]
+        )
+        == 0
+    )
+    tables = []
+    for name, extra in (("one.csv", []), ("two.csv", ["--workers", "2"])):
+        argv = ["--ckpt", str(path), "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / name)]
+        assert predict_main([*argv, "--refine", "--verify", "--interval", "0.9", "-q", *extra]) == 0
+        tables.append(pd.read_csv(tmp_path / name))
+    one, two = tables
+    assert list(one.columns) == list(two.columns) and one["refine_changed"].any()
+    assert (two["row"].to_numpy() == np.arange(250)).all()
+    numbers = one.select_dtypes("number").columns
+    np.testing.assert_allclose(two[numbers].to_numpy(), one[numbers].to_numpy(), rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(one.drop(columns=numbers), two.drop(columns=numbers))
+
+
+def test_cluster_options_are_checked():
+    with pytest.raises(PolyinvError, match="exclude each other"):
+        Cluster(workers=2, scheduler="tcp://x:1")
+    with pytest.raises(PolyinvError, match="at least 1"):
+        Cluster(workers=0)
+    assert row_chunks(2500, 1000) == [(0, 1000), (1000, 2000), (2000, 2500)]
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
+    argv = [
+        "--design",
+        "lhs",
+        "--n",
+        "5",
+        "--out",
+        str(tmp_path / "x.csv"),
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+    ]
+    assert simulate_main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: --scheduler tcp://127.0.0.1:9: cannot connect")
+        and not (tmp_path / "x.csv").exists()
+    )
