@@ -19,6 +19,7 @@ repository root).
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
   python -m benchmarks tune [--trials 30] [--seeds 0 1 2]      (polyinv tune by two processes vs mlp.yaml: results/tune)
+  python -m benchmarks batch                                   (--workers 1 vs 2 on simulate and predict --refine: results/batch)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             "refine",
             "lab",
             "tune",
+            "batch",
             "docs",
         ],
     )
@@ -131,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                 write_summary(bm.REPO_ROOT / "results" / "suite")
             path = bm.write_docs(bm.REPO_ROOT / "results", bm.REPO_ROOT / "docs" / "benchmark.md")
             print(f"wrote {path}")
+            return 0
+        if args.mode == "batch":
+            from benchmarks import batch
+
+            out = Path(args.out or bm.REPO_ROOT / "results" / "batch")
+            print(f"wrote {batch.main(out)}")
             return 0
         if args.mode == "tune":
             from benchmarks import tune

@@ -97,13 +97,31 @@ def report(out: Path, records: list[dict]) -> Path:
         "|---" * (3 + len(params)) + "|",
     ]
     for _, t in done.head(8).iterrows():
-        values = " | ".join(str(t[p]) for p in params)
+        values = " | ".join(_shown(t[p]) for p in params)
         lines.append(f"| {t.trial} | {t.val_r2:.4f} | {t.seconds:.0f} | {values} |")
     frame = records_frame(records)
     lines += ["", markdown_table(frame, ["mlp", "mlp_tuned"], f"Scored on {SCORED.name}", with_study=False)]
+    per_seed = {
+        name: ", ".join(
+            f"{r['metrics']['global']['r2']:.3f}"
+            for r in sorted(records, key=lambda r: r["seed"])
+            if r["model"] == name
+        )
+        for name in ("mlp", "mlp_tuned")
+    }
+    lines += [f"Global R² per seed (0, 1, 2): mlp.yaml {per_seed['mlp']}; tuned {per_seed['mlp_tuned']}."]
     path = out / "tune.md"
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
+
+
+def _shown(value) -> str:
+    """A trial's value as the table shows it: JSON text decoded, floats to 3 significant digits."""
+    try:
+        value = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        pass
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def main(out: Path, trials: int = 30, processes: int = 2, seeds: tuple[int, ...] = (0, 1, 2)) -> Path:

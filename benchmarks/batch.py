@@ -1,0 +1,140 @@
+"""``python -m benchmarks batch``: how ``--workers N`` (a local Dask cluster) scales ``polyinv simulate`` and
+``polyinv predict --refine``, and whether the answers equal one machine's.
+
+Each command runs as the user would start it (a new process, start-up and the cluster's start included), on one
+process without a cluster, then on 1 and 2 Dask workers, one after the other in the same run. The predict model
+is a GP fitted on 80 recipes of polyinv's kinetics with its refine decision switched on, so that every row is
+refined (the speed of refinement does not depend on the decision). Records go to ``results/batch/``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyinv.models import load_model
+from polyinv.refine.solver import NoiseModel
+
+
+def _polyinv(*args: str) -> float:
+    """Seconds of one ``polyinv`` command (a new process)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "polyinv", *args, "-q"], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"polyinv {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return time.perf_counter() - started
+
+
+def _same(a: Path, b: Path) -> dict:
+    """Whether two outputs are equal: bit for bit, else the largest relative difference of their numbers."""
+    x = pd.read_parquet(a) if a.suffix == ".parquet" else pd.read_csv(a)
+    y = pd.read_parquet(b) if b.suffix == ".parquet" else pd.read_csv(b)
+    numbers = x.select_dtypes("number").columns
+    diff = np.abs(x[numbers].to_numpy() - y[numbers].to_numpy()) / np.maximum(
+        np.abs(x[numbers].to_numpy()), 1e-300
+    )
+    return {"identical": bool(x.equals(y)), "max_rel_diff": float(np.nanmax(diff, initial=0.0))}
+
+
+def _model(out: Path) -> Path:
+    path = out / "model" / "model.skops"
+    if path.exists():
+        return path
+    _polyinv("simulate", "--design", "lhs", "--n", "80", "--seed", "1", "--out", str(out / "train.csv"))
+    _polyinv(
+        "fit",
+        "--config",
+        "gp.yaml",
+        "--data.path",
+        str(out / "train.csv"),
+        "--output.root",
+        str(out / "runs"),
+        "--model.mmd_pcs",
+        "6",
+        "--trust.refine",
+        "none",
+    )
+    model = load_model(next((out / "runs").rglob("model.skops")))
+    model.domain["refine"] = {
+        "use": True,
+        "noise": NoiseModel(2000.0, 0.02, 1.0, (0.3, 0.3, 5.0)).to_dict(),
+        "why": "switched on by benchmarks/batch.py",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+def measure(out: Path, sim_rows: int, refine_rows: int) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    recipes = out / f"recipes{sim_rows}.csv"
+    if not recipes.exists():
+        _polyinv(
+            "simulate", "--design", "lhs", "--n", str(sim_rows), "--seed", "7", "--out", str(out / "lhs.csv")
+        )
+        pd.read_csv(out / "lhs.csv")[["cBA_0", "cAIBN_0", "temp"]].to_csv(recipes, index=False)
+    rows = out / f"rows{refine_rows}.csv"
+    if not rows.exists():
+        _polyinv("simulate", "--design", "lhs", "--n", str(refine_rows), "--seed", "8", "--out", str(rows))
+    model = _model(out)
+    for how, extra in (
+        ("one process", []),
+        ("1 worker", ["--workers", "1"]),
+        ("2 workers", ["--workers", "2"]),
+    ):
+        tag = how.replace(" ", "_")
+        sim_out = out / f"sim_{tag}.parquet"
+        seconds = _polyinv(
+            "simulate", "--recipes", str(recipes), "--out", str(sim_out), "--overwrite", *extra
+        )
+        records.append({"command": "simulate", "rows": sim_rows, "how": how, "seconds": seconds})
+        pred_out = out / f"pred_{tag}.csv"
+        seconds = _polyinv(
+            "predict", "--ckpt", str(model), "--input", str(rows), "--refine", "--output", str(pred_out),
+            "--overwrite", *extra,
+        )  # fmt: skip
+        records.append({"command": "predict --refine", "rows": refine_rows, "how": how, "seconds": seconds})
+        (out / "records.json").write_text(json.dumps(records, indent=1))
+    for record in records:
+        ext = "parquet" if record["command"] == "simulate" else "csv"
+        first = out / f"{'sim' if ext == 'parquet' else 'pred'}_one_process.{ext}"
+        record.update(
+            _same(first, out / f"{first.name.split('_')[0]}_{record['how'].replace(' ', '_')}.{ext}")
+        )
+    (out / "records.json").write_text(json.dumps(records, indent=1))
+    return records
+
+
+def report(out: Path, records: list[dict]) -> Path:
+    lines = [
+        "### Batch work on Dask (`--workers N`, `python -m benchmarks batch`)",
+        "",
+        "Each command started as a user would (a new process; the local cluster's start included), one after the",
+        "other on an otherwise idle 2-core machine. Speed-up: 1 worker's seconds over 2 workers'.",
+        "",
+        "| command | rows | one process, s | 1 worker, s | 2 workers, s | speed-up 2 vs 1 worker | same as one process |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for command in dict.fromkeys(r["command"] for r in records):
+        by = {r["how"]: r for r in records if r["command"] == command}
+        same = by["2 workers"]
+        text = "bit for bit" if same["identical"] else f"max rel. diff {same['max_rel_diff']:.1e}"
+        lines.append(
+            f"| `{command}` | {by['one process']['rows']} | {by['one process']['seconds']:.0f} | "
+            f"{by['1 worker']['seconds']:.0f} | {by['2 workers']['seconds']:.0f} | "
+            f"{by['1 worker']['seconds'] / by['2 workers']['seconds']:.2f}× | {text} |"
+        )
+    path = out / "batch.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(out: Path, sim_rows: int = 20000, refine_rows: int = 2000) -> Path:
+    return report(out, measure(out, sim_rows, refine_rows))
