@@ -10,7 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "polyinv"
 MAX_LINES = 450
 #: docs/architecture.md's layers, bottom first: a module may import from its own layer and the ones below
 LAYERS = (
-    ("polyinv", "polyinv.schema", "polyinv.errors", "polyinv.log", "polyinv.atomic", "polyinv.progress", "polyinv.batch"),
+    (
+        "polyinv",
+        "polyinv.schema",
+        "polyinv.errors",
+        "polyinv.log",
+        "polyinv.atomic",
+        "polyinv.progress",
+        "polyinv.batch",
+    ),
     ("polyinv.nn", "polyinv.metrics"),
     ("polyinv.data",),
     ("polyinv.sim",),
