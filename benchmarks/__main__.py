@@ -10,6 +10,7 @@ repository root).
   python -m benchmarks learning-curve --noise-chains 20000     (every LHS file noisy; results/learning_curve_noise20000)
   python -m benchmarks suite-data                              (the foreign-data suite: benchmarks/suite.py)
   python -m benchmarks suite [--sets ...] [--models ...] [--seeds 0 1 2]   (results/suite/<set>, results/suite/suite.md)
+  (table and suite take --workers N or --scheduler ADDRESS: the model × seed runs on a Dask cluster)
   python -m benchmarks calibration                             (calibrated forward model vs the suite: results/calibration)
   python -m benchmarks trust-foreign [--models gp mlp cnn] [--seeds 0]   (trust checks on a foreign grid: results/trust_foreign)
   python -m benchmarks trust-foreign --world second --models gp   (the same on the independent simulator: results/trust_foreign_second)
@@ -19,7 +20,7 @@ repository root).
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
   python -m benchmarks tune [--trials 30] [--seeds 0 1 2]      (polyinv tune by two processes vs mlp.yaml: results/tune)
-  python -m benchmarks batch                                   (--workers 1 vs 2 on simulate and predict --refine: results/batch)
+  python -m benchmarks batch [--sizes 200000 2000]            (--workers 1 vs 2: simulate, predict --refine rows; 0 skips; results/batch)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from polyinv.batch import add_arguments, cluster_of
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ceiling: the posterior mean over the training box (no design) instead",
     )
+    add_arguments(parser)  # --workers / --scheduler: table and suite runs on a Dask cluster
     parser.add_argument(
         "--quick", action="store_true", help="2 epochs, no search: checks the pipeline, not accuracy"
     )
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import batch
 
             out = Path(args.out or bm.REPO_ROOT / "results" / "batch")
-            print(f"wrote {batch.main(out)}")
+            sizes = dict(zip(("simulate", "refine"), args.sizes, strict=False)) if "--sizes" in argv else {}
+            print(f"wrote {batch.main(out, sizes.get('simulate', 200000), sizes.get('refine', 2000))}")
             return 0
         if args.mode == "tune":
             from benchmarks import tune
@@ -212,7 +216,14 @@ def main(argv: list[str] | None = None) -> int:
             models = args.models or list(bm.MODELS)
             out = Path(args.out or bm.REPO_ROOT / "results" / "suite")
             suite.run_suite(
-                sets, models, args.seeds, out, overrides=overrides, force=args.force, quick=args.quick
+                sets,
+                models,
+                args.seeds,
+                out,
+                overrides=overrides,
+                force=args.force,
+                quick=args.quick,
+                cluster=cluster_of(args),
             )
             print(f"wrote {out / 'suite.md'}")
             return 0
@@ -265,7 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         if overrides:
             title += " — overrides for every model: " + bm.overrides_text(overrides)
         bm.table(
-            models, args.seeds, data, out, title, overrides=overrides, force=args.force, quick=args.quick
+            models,
+            args.seeds,
+            data,
+            out,
+            title,
+            overrides=overrides,
+            force=args.force,
+            quick=args.quick,
+            cluster=cluster_of(args),
         )
         print(f"wrote {out / 'benchmark.md'}")
         return 0

@@ -72,43 +72,50 @@ def _model(out: Path) -> Path:
 
 
 def measure(out: Path, sim_rows: int, refine_rows: int) -> list[dict]:
+    """Time each command (0 rows: skip it) one process, 1 and 2 workers; adds to ``out/records.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    records = []
-    recipes = out / f"recipes{sim_rows}.csv"
-    if not recipes.exists():
-        _polyinv(
-            "simulate", "--design", "lhs", "--n", str(sim_rows), "--seed", "7", "--out", str(out / "lhs.csv")
+    path = out / "records.json"
+    records = json.loads(path.read_text()) if path.exists() else []
+    runs = []
+    if sim_rows:
+        recipes = out / f"recipes{sim_rows}.csv"
+        if not recipes.exists():
+            lhs = out / f"lhs{sim_rows}.csv"
+            _polyinv("simulate", "--design", "lhs", "--n", str(sim_rows), "--seed", "7", "--out", str(lhs))
+            pd.read_csv(lhs)[["cBA_0", "cAIBN_0", "temp"]].to_csv(recipes, index=False)
+        runs.append(("simulate", sim_rows, ["simulate", "--recipes", str(recipes)], "parquet"))
+    if refine_rows:
+        rows = out / f"rows{refine_rows}.csv"
+        if not rows.exists():
+            _polyinv(
+                "simulate", "--design", "lhs", "--n", str(refine_rows), "--seed", "8", "--out", str(rows)
+            )
+        model = _model(out)
+        runs.append(
+            (
+                "predict --refine",
+                refine_rows,
+                ["predict", "--ckpt", str(model), "--input", str(rows), "--refine"],
+                "csv",
+            )
         )
-        pd.read_csv(out / "lhs.csv")[["cBA_0", "cAIBN_0", "temp"]].to_csv(recipes, index=False)
-    rows = out / f"rows{refine_rows}.csv"
-    if not rows.exists():
-        _polyinv("simulate", "--design", "lhs", "--n", str(refine_rows), "--seed", "8", "--out", str(rows))
-    model = _model(out)
-    for how, extra in (
-        ("one process", []),
-        ("1 worker", ["--workers", "1"]),
-        ("2 workers", ["--workers", "2"]),
-    ):
-        tag = how.replace(" ", "_")
-        sim_out = out / f"sim_{tag}.parquet"
-        seconds = _polyinv(
-            "simulate", "--recipes", str(recipes), "--out", str(sim_out), "--overwrite", *extra
-        )
-        records.append({"command": "simulate", "rows": sim_rows, "how": how, "seconds": seconds})
-        pred_out = out / f"pred_{tag}.csv"
-        seconds = _polyinv(
-            "predict", "--ckpt", str(model), "--input", str(rows), "--refine", "--output", str(pred_out),
-            "--overwrite", *extra,
-        )  # fmt: skip
-        records.append({"command": "predict --refine", "rows": refine_rows, "how": how, "seconds": seconds})
-        (out / "records.json").write_text(json.dumps(records, indent=1))
-    for record in records:
-        ext = "parquet" if record["command"] == "simulate" else "csv"
-        first = out / f"{'sim' if ext == 'parquet' else 'pred'}_one_process.{ext}"
-        record.update(
-            _same(first, out / f"{first.name.split('_')[0]}_{record['how'].replace(' ', '_')}.{ext}")
-        )
-    (out / "records.json").write_text(json.dumps(records, indent=1))
+    for command, n, argv, ext in runs:
+        flag = "--out" if command == "simulate" else "--output"
+        files = {}
+        for how, extra in (
+            ("one process", []),
+            ("1 worker", ["--workers", "1"]),
+            ("2 workers", ["--workers", "2"]),
+        ):
+            files[how] = out / f"{command.split()[0]}{n}_{how.replace(' ', '_')}.{ext}"
+            seconds = _polyinv(*argv, flag, str(files[how]), "--overwrite", *extra)
+            records = [r for r in records if (r["command"], r["rows"], r["how"]) != (command, n, how)]
+            records.append({"command": command, "rows": n, "how": how, "seconds": seconds})
+            path.write_text(json.dumps(records, indent=1))
+        for r in records:
+            if (r["command"], r["rows"]) == (command, n):
+                r.update(_same(files["one process"], files[r["how"]]))
+        path.write_text(json.dumps(records, indent=1))
     return records
 
 
@@ -122,12 +129,12 @@ def report(out: Path, records: list[dict]) -> Path:
         "| command | rows | one process, s | 1 worker, s | 2 workers, s | speed-up 2 vs 1 worker | same as one process |",
         "|---|---|---|---|---|---|---|",
     ]
-    for command in dict.fromkeys(r["command"] for r in records):
-        by = {r["how"]: r for r in records if r["command"] == command}
+    for command, n in dict.fromkeys((r["command"], r["rows"]) for r in records):
+        by = {r["how"]: r for r in records if (r["command"], r["rows"]) == (command, n)}
         same = by["2 workers"]
         text = "bit for bit" if same["identical"] else f"max rel. diff {same['max_rel_diff']:.1e}"
         lines.append(
-            f"| `{command}` | {by['one process']['rows']} | {by['one process']['seconds']:.0f} | "
+            f"| `{command}` | {n} | {by['one process']['seconds']:.0f} | "
             f"{by['1 worker']['seconds']:.0f} | {by['2 workers']['seconds']:.0f} | "
             f"{by['1 worker']['seconds'] / by['2 workers']['seconds']:.2f}× | {text} |"
         )
@@ -136,5 +143,5 @@ def report(out: Path, records: list[dict]) -> Path:
     return path
 
 
-def main(out: Path, sim_rows: int = 20000, refine_rows: int = 2000) -> Path:
+def main(out: Path, sim_rows: int = 200000, refine_rows: int = 2000) -> Path:
     return report(out, measure(out, sim_rows, refine_rows))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from polyinv.atomic import atomic_path
+from polyinv.batch import Cluster, map_chunks
 from polyinv.config import REPO_ROOT, build_parser, parse
 from polyinv.metrics import write_json
 from polyinv.plots import write_figure
@@ -315,18 +316,21 @@ def table(
     quick: bool = False,
     progress=print,
     with_study: bool = True,
+    cluster: Cluster | None = None,
 ) -> pd.DataFrame:
     """Run every model × seed on ``data``; write ``records.csv``, ``benchmark.md`` and parity plots into ``out``
-    (``with_study``: the study's own figures beside them, for its data set)."""
+    (``with_study``: the study's own figures beside them, for its data set). ``cluster``: the runs as chunks of
+    a Dask cluster (polyinv.batch; its workers share this file system, where the records go)."""
     out = Path(out)
-    records = []
+    pairs = [(model, seed) for model in models for seed in seeds]
+    options = {"data": data, "out": out, "overrides": overrides, "force": force, "quick": quick}
+    records = map_chunks(_run_pair, pairs, cluster, desc="runs", unit="run", progress=False, shared=options)
+    for rec in records:
+        progress(
+            f"{rec['model']:>10} seed {rec['seed']}: global R² {rec['metrics']['global']['r2']:.4f} "
+            f"({rec['train_seconds']:.1f} s)"
+        )
     for model in models:
-        for seed in seeds:
-            rec = run_one(model, seed, data, out, overrides, force=force, quick=quick)
-            progress(
-                f"{model:>10} seed {seed}: global R² {rec['metrics']['global']['r2']:.4f} ({rec['train_seconds']:.1f} s)"
-            )
-            records.append(rec)
         run_dir = record_run(next(r for r in records if r["model"] == model))
         parity = None if run_dir is None else run_dir / "parity.png"
         if parity is not None and parity.exists():
@@ -346,6 +350,10 @@ def table(
     with atomic_path(out / "benchmark.md") as tmp:
         tmp.write_text(text)
     return frame
+
+
+def _run_pair(pair: tuple[str, int], data, out, overrides, force, quick) -> dict:
+    return run_one(pair[0], pair[1], data, out, overrides, force=force, quick=quick)
 
 
 def coverage(

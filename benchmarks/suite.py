@@ -216,6 +216,7 @@ def run_suite(
     force: bool = False,
     quick: bool = False,
     progress=print,
+    cluster=None,
 ) -> None:
     """Every model × seed on every set (a missing data file is made first); one table per set in
     ``out/<set>/benchmark.md`` and the summary over every recorded set in ``out/suite.md``."""
@@ -237,6 +238,7 @@ def run_suite(
             quick=quick,
             progress=progress,
             with_study=False,
+            cluster=cluster,
         )
     write_summary(out)
 

@@ -237,3 +237,24 @@ def test_regenerated_docs_keep_the_hand_written_part(tmp_path):
     )
     bm.write_docs(tmp_path / "results", docs)
     assert docs.read_text() == text
+
+
+@pytest.mark.slow
+def test_a_table_on_two_dask_workers_records_what_one_machine_records(bench, synthetic_csv, tmp_path):
+    """The model × seed runs as chunks of a local cluster: the same records, in the same order."""
+    from polyinv.batch import Cluster
+
+    _, here = bench
+    frame = bm.table(
+        ["rf", "gp"],
+        [0, 1],
+        synthetic_csv,
+        tmp_path,
+        "synthetic",
+        quick=True,
+        progress=lambda _: None,
+        cluster=Cluster(workers=2),
+    )
+    assert list(zip(frame.model, frame.seed, strict=True)) == list(zip(here.model, here.seed, strict=True))
+    np.testing.assert_allclose(frame["global_r2"], here["global_r2"], rtol=1e-6)  # one BLAS thread per worker
+    assert len(list((tmp_path / "records").glob("*.json"))) == 4
