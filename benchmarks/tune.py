@@ -89,7 +89,8 @@ def report(out: Path, records: list[dict]) -> Path:
         f"two `polyinv tune` processes sharing one SQLite storage: {len(trials)} trials "
         f"({', '.join(f'{v} {k}' for k, v in counts.items())}) in "
         f"{(out / 'study_seconds.txt').read_text().strip()} s. Each trial trains on 64 % of the rows and is "
-        "scored on 16 % (validation); the test rows of the scored set are never seen.",
+        "scored on 16 % (validation); the test rows of the scored set are never seen. The 2-core machine also ran",
+        "other jobs during the study, so its seconds are upper bounds.",
         "",
         "Best trials (validation global R²):",
         "",
