@@ -1,6 +1,4 @@
-"""Data: reading the study's files, scaling, and the Lightning data module."""
+"""Data: reading the study's files (``io``), scaling, and the Lightning data module (``module``).
 
-from polyinv.data.io import read_table
-from polyinv.data.module import PolyDataModule
-
-__all__ = ["read_table", "PolyDataModule"]
+Nothing is re-exported here: importing ``polyinv.data.io`` (as the simulator does) must not import Lightning
+through ``polyinv.data.module`` (4 s of a Dask worker's start)."""
