@@ -1,5 +1,5 @@
 """Batch work on a Dask cluster: ``--workers N`` (a local cluster of N one-thread processes) or
-``--scheduler ADDRESS`` (an existing ``dask.distributed`` cluster) on simulate, predict, calibrate and design.
+``--scheduler ADDRESS`` (an existing ``dask.distributed`` cluster) on simulate, predict and the benchmark harness.
 
 The work is cut into chunks that the one-machine path would also compute one by one (so the answers are the
 same), sent with ``client.map`` and gathered in input order. Dask reruns a chunk whose worker died (the
@@ -10,7 +10,6 @@ nothing until every chunk is in. Without a cluster, :func:`map_chunks` runs the 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -42,11 +41,6 @@ class Cluster:
     @property
     def on(self) -> bool:
         return self.workers is not None or self.scheduler is not None
-
-    def describe(self) -> str:
-        return (
-            f"{self.workers} local Dask workers" if self.workers else f"the Dask cluster at {self.scheduler}"
-        )
 
 
 def add_arguments(parser) -> None:
@@ -145,8 +139,3 @@ def _same(value):
 def row_chunks(n: int, rows: int) -> list[tuple[int, int]]:
     """(start, stop) of consecutive chunks of ``rows`` rows covering ``n``."""
     return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
-
-
-def workers_here() -> int:
-    """The cores of this machine (a hint for --workers)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
