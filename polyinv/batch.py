@@ -1,5 +1,6 @@
 """Batch work on a Dask cluster: ``--workers N`` (a local cluster of N one-thread processes) or
-``--scheduler ADDRESS`` (an existing ``dask.distributed`` cluster) on simulate, predict and the benchmark harness.
+``--scheduler ADDRESS`` (an existing ``dask.distributed`` cluster) on simulate, predict, calibrate, design and the
+benchmark harness.
 
 The work is cut into chunks that the one-machine path would also compute one by one (so the answers are the
 same), sent with ``client.map`` and gathered in input order. Dask reruns a chunk whose worker died (the
@@ -130,6 +131,27 @@ def map_chunks(
                 raise PolyinvError(f"a chunk failed on the cluster after {RETRIES} retries: {exc}") from None
             bar.update(size_of[future.key])
         return c.gather(futures)
+
+
+@contextlib.contextmanager
+def parallel_map(cluster: Cluster | None) -> Iterator[Callable | None]:
+    """A map-like callable ``(fn, items) -> list`` that runs on the cluster, results in input order, for work
+    whose items the one-machine path also computes one by one: scipy's ``least_squares(workers=...)`` (its
+    finite-difference columns) and a multi-start's starting points. None without a cluster (the caller's own
+    loop). One client serves every call inside the block."""
+    if cluster is None or not cluster.on:
+        yield None
+        return
+    with client(cluster) as c:
+
+        def run(fn: Callable, items) -> list:
+            futures = c.map(fn, list(items), retries=RETRIES, pure=False)
+            try:
+                return c.gather(futures)
+            except Exception as exc:  # a task that raised on every retry: one line, nothing written
+                raise PolyinvError(f"a task failed on the cluster after {RETRIES} retries: {exc}") from None
+
+        yield run
 
 
 def _same(value):

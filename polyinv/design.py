@@ -83,11 +83,14 @@ def design(
     mmd: np.ndarray | None = None,
     mmd_tolerance: float = 0.02,
     starts: np.ndarray | None = None,
+    workers=None,
 ) -> Design:
     """Recipes inside ``bounds`` (VARIABLES → (low, high)) whose simulated properties meet ``targets``
     (PROPERTIES → value) within ``tolerance`` (relative) and, with ``mmd`` (a target MMD on the forward model's
     axis), whose MMD lies within ``mmd_tolerance`` (Hellinger) of it; shortest reaction first; at most ``top``
-    rows. ``starts``: recipes (rows of VARIABLES) to start from besides ``n_starts`` Latin-hypercube points."""
+    rows. ``starts``: recipes (rows of VARIABLES) to start from besides ``n_starts`` Latin-hypercube points.
+    ``workers``: a cluster's map (polyinv.batch.parallel_map) for the solver's finite differences (the same
+    answers)."""
     names = [p for p in PROPERTIES if p in targets]
     want = np.array([float(targets[p]) for p in names])
     low = np.array([bounds[v][0] for v in VARIABLES], dtype=np.float64)
@@ -130,6 +133,7 @@ def design(
         tr_solver="lsmr",
         ftol=1e-6,
         xtol=1e-6,
+        workers=workers,
     )
     z = res.x.reshape(n_starts, 4)
     sim = _simulate(forward, z)

@@ -20,8 +20,9 @@ width and the output says its coverage is unmeasured.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -198,20 +199,30 @@ def invert_group(
     return Inversion(_recipe(best.x), cov, rms, len(rows))
 
 
+def _map(workers: Callable | None, fn: Callable, items: list) -> list:
+    """``[fn(item) for item in items]``, or on a cluster's map (polyinv.batch.parallel_map): the same answers."""
+    return [fn(item) for item in items] if workers is None else workers(fn, items)
+
+
 def interval_scale(
-    forward: ForwardModel, frame: pd.DataFrame, group: str, conversion: str = "conversion"
+    forward: ForwardModel,
+    frame: pd.DataFrame,
+    group: str,
+    conversion: str = "conversion",
+    workers: Callable | None = None,
 ) -> dict | None:
     """Width factors of the Laplace intervals, measured by inverting each training reaction (``group`` labels;
     its true recipe known): per variable, the conformal 90 % quantile of |error in z| / Laplace σ, at least 1.
-    None with fewer than :data:`MIN_REACTIONS` reactions."""
+    None with fewer than :data:`MIN_REACTIONS` reactions. ``workers``: a cluster's map for the reactions."""
     labels = pd.unique(frame[group])
     if len(labels) < MIN_REACTIONS:
         return None
+    groups = [frame[frame[group] == label] for label in labels]
     ratios = []
-    for label in labels:
-        rows = frame[frame[group] == label]
+    for rows, inv in zip(
+        groups, _map(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
+    ):
         truth = _z(rows[list(VARIABLES)].iloc[0].to_numpy(float))
-        inv = invert_group(forward, rows, conversion)
         sd = np.sqrt(np.clip(np.diag(inv.cov), 1e-30, None))
         ratios.append(np.abs(_z(inv.recipe) - truth) / sd)
     ratios = np.array(ratios)
@@ -232,15 +243,18 @@ def invert_frame(
     group: str | None,
     level: float = 0.9,
     conversion: str = "conversion",
+    workers: Callable | None = None,
 ) -> pd.DataFrame:
-    """One answer per group (per row without ``group``): the recipe, ``_lo``/``_hi`` at ``level`` and the fit's rms."""
+    """One answer per group (per row without ``group``): the recipe, ``_lo``/``_hi`` at ``level`` and the fit's
+    rms. ``workers``: a cluster's map for the groups."""
     scale = ((forward.fit or {}).get("inversion") or {}).get("factors")
     labels = pd.unique(frame[group]) if group else np.arange(len(frame))
     z_q = norm.ppf(0.5 + level / 2.0)
+    groups = [frame[frame[group] == label] if group else frame.iloc[[int(label)]] for label in labels]
     out = []
-    for label in labels:
-        rows = frame[frame[group] == label] if group else frame.iloc[[int(label)]]
-        inv = invert_group(forward, rows, conversion)
+    for label, inv in zip(
+        labels, _map(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
+    ):
         z = _z(inv.recipe)
         sd = np.sqrt(np.clip(np.diag(inv.cov), 0.0, None))
         factors = np.array([scale[v] for v in VARIABLES]) if scale else np.ones(3)

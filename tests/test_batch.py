@@ -129,3 +129,81 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
         err.startswith("error: --scheduler tcp://127.0.0.1:9: cannot connect")
         and not (tmp_path / "x.csv").exists()
     )
+
+
+def _strip_seconds(value):
+    """A calibration file without its timings (the only part that may differ between runs)."""
+    if isinstance(value, dict):
+        return {k: _strip_seconds(v) for k, v in value.items() if "second" not in str(k)}
+    return value
+
+
+@pytest.mark.slow
+def test_calibrate_and_predict_from_it_on_two_workers_answer_as_one_machine(tmp_path):
+    """Lab samples of four MMA reactions: the calibration (global stage, finite differences, the inversion of
+    the training reactions) and predict --calibration's inversions per reaction, here and on 2 workers."""
+    import yaml
+
+    from polyinv.cli.calibrate import main as calibrate_main
+
+    from tests.test_invert import lab_calibration
+
+    rows = [
+        {"cMMA_0": m, "cAIBN_0": i, "temp": t, "time": s, "reaction": f"R{k}"}
+        for k, (m, i, t) in enumerate(
+            [(2.0, 0.01, 65.0), (4.0, 0.02, 75.0), (3.0, 0.03, 60.0), (5.0, 0.008, 80.0)]
+        )
+        for s in (900.0, 3600.0, 10800.0)
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "recipes.csv", index=False)
+    cal = lab_calibration(tmp_path)
+    data = tmp_path / "lab.csv"
+    argv = ["--recipes", str(tmp_path / "recipes.csv"), "--calibration", cal, "--out", str(data), "-q"]
+    assert simulate_main(argv) == 0
+    stored, answers = [], []
+    for name, extra in (("one", []), ("two", ["--workers", "2"])):
+        out = tmp_path / f"{name}.yaml"
+        argv = ["--system", "mma", "--protocol", "sampled", "--data", str(data), "--out", str(out)]
+        assert calibrate_main([*argv, "--parameters", "kt", "gel", "--max-rows", "12", "-q", *extra]) == 0
+        stored.append(_strip_seconds(yaml.safe_load(out.read_text())))
+        answer = tmp_path / f"{name}.csv"
+        argv = [
+            "--calibration",
+            str(out),
+            "--input",
+            str(data),
+            "--group",
+            "reaction",
+            "--output",
+            str(answer),
+        ]
+        assert predict_main([*argv, "--interval", "0.9", "-q", *extra]) == 0
+        answers.append(pd.read_csv(answer))
+    assert stored[0] == stored[1] and stored[0]["inversion"]["reactions"] == 4
+    pd.testing.assert_frame_equal(answers[0], answers[1], check_exact=True)
+    assert list(answers[0]["reaction"]) == ["R0", "R1", "R2", "R3"]
+
+
+def test_design_on_two_workers_answers_as_one_machine():
+    from polyinv.batch import parallel_map
+    from polyinv.design import design
+    from polyinv.sim.forward import ForwardModel
+
+    bounds = {"cBA_0": (0.5, 3.0), "cAIBN_0": (0.0025, 0.02), "temp": (60.0, 80.0), "time": (60.0, 3600.0)}
+    targets = {"Mn": 20000.0, "Mw": 45000.0, "conversion": 0.6}
+    tables, sent = [], []
+
+    def counted(workers):
+        def run(fn, items):
+            items = list(items)
+            sent.append(len(items))
+            return workers(fn, items)
+
+        return run if workers else None
+
+    for cluster in (None, TWO):
+        with parallel_map(cluster) as workers:
+            result = design(ForwardModel(), targets, bounds, n_starts=6, max_nfev=6, workers=counted(workers))
+        tables.append(result.table)
+    assert sent and set(sent) == {4}  # each Jacobian's four column groups went to the cluster
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)

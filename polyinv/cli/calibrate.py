@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from polyinv import batch
 from polyinv.atomic import check_output
 from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
@@ -78,6 +79,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument(
         "--max-rows", type=int, default=432, help="rows entering the fit (a random subset of larger files)"
     )
+    batch.add_arguments(p)  # the independent simulations (starting points, finite differences) on Dask
     return p
 
 
@@ -115,32 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if axis is None:
                 raise PolyinvError(f"{args.data}: {how}; give the axis with --axis MIN MAX NORM")
         print(f"MMD axis: {how}")
-        try:
-            cal = calibrate(
-                frame,
-                axis,
-                candidates=args.parameters,
-                max_rows=args.max_rows,
-                progress=not quiet(),
-                data=str(args.data),
-                log=say,
-                system=args.system,
-                protocol=args.protocol,
-            )
-        except ValueError as exc:
-            raise PolyinvError(f"{args.data}: {exc}") from None
+        with batch.parallel_map(batch.cluster_of(args)) as workers:
+            cal, scale, seconds = _calibrate(args, frame, axis, group, workers)
         cal.axis_how = how
-        if args.protocol == "sampled" and group:
-            # how wide predict --calibration's intervals must be: its inversion of each training reaction
-            started = time.perf_counter()
-            scale = interval_scale(cal.forward, frame, group)
-            if scale:
-                cal.forward.fit["inversion"] = scale
-                factors = ", ".join(f"{system.column(k)} x{v:.2g}" for k, v in scale["factors"].items())
-                print(
-                    f"inversion intervals: width factors {factors} from {scale['reactions']} training reactions "
-                    f"({time.perf_counter() - started:.0f} s)"
-                )
+        if scale:
+            cal.forward.fit["inversion"] = scale
+            factors = ", ".join(f"{system.column(k)} x{v:.2g}" for k, v in scale["factors"].items())
+            print(
+                f"inversion intervals: width factors {factors} from {scale['reactions']} training reactions "
+                f"({seconds:.0f} s)"
+            )
         calibration_figure(
             cal, plot, overwrite=args.overwrite
         )  # the figure first: its code is the likelier to fail
@@ -171,3 +157,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
+
+
+def _calibrate(args, frame: pd.DataFrame, axis: MMDAxis, group: str | None, workers):
+    """The calibration, then (sampled data with reactions) the width factors of predict --calibration's
+    intervals, measured by inverting each training reaction; ``workers``: a cluster's map or None."""
+    try:
+        cal = calibrate(
+            frame,
+            axis,
+            candidates=args.parameters,
+            max_rows=args.max_rows,
+            progress=not quiet(),
+            data=str(args.data),
+            log=say,
+            system=args.system,
+            protocol=args.protocol,
+            workers=workers,
+        )
+    except ValueError as exc:
+        raise PolyinvError(f"{args.data}: {exc}") from None
+    started, scale = time.perf_counter(), None
+    if args.protocol == "sampled" and group:
+        scale = interval_scale(cal.forward, frame, group, workers=workers)
+    return cal, scale, time.perf_counter() - started

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from polyinv import batch
 from polyinv.atomic import atomic_path, check_output
 from polyinv.data.io import read_table, row_text
 from polyinv.design import assumed_conversions, design, inverse_starts
@@ -92,6 +93,7 @@ def build_parser() -> ArgumentParser:
         help="PNG of the proposed recipes' MMDs with the target Mn/Mw (or the target MMD) "
         "marked; with several target MMDs one PNG per row, named <stem>_row<i>.png",
     )
+    batch.add_arguments(p)  # the solver's finite differences on Dask
     return p
 
 
@@ -297,23 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             + "): "
             + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items())
         )
+        with batch.parallel_map(batch.cluster_of(args)) as workers:
+            designed = [_design(args, forward, bounds, job, workers) for job in jobs]
         results = []
-        for row, job_targets, mmd, starts in jobs:
-            try:
-                result = design(
-                    forward,
-                    job_targets,
-                    bounds,
-                    tolerance=args.tolerance,
-                    n_starts=args.starts,
-                    top=args.top,
-                    mmd=mmd,
-                    mmd_tolerance=args.mmd_tolerance,
-                    starts=starts,
-                )
-            except ValueError as exc:  # the simulator refused a recipe inside the bounds
-                where = "" if row is None else f"--mmd {args.mmd}: {row_text(row)}: "
-                raise PolyinvError(f"{where}design: {str(exc).splitlines()[0]}") from None
+        for (row, job_targets, mmd, _), result in zip(jobs, designed, strict=True):
             if row is not None:
                 result.table.insert(0, "row", row)
                 print(f"target MMD of data row {row} (Mn {job_targets[MN]:.5g}, Mw {job_targets[MW]:.5g}):")
@@ -340,3 +329,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_cli(body, argv)
+
+
+def _design(args, forward, bounds, job, workers):
+    """One design (a target, or one row of --mmd); ``workers``: a cluster's map or None."""
+    row, targets, mmd, starts = job
+    try:
+        return design(
+            forward,
+            targets,
+            bounds,
+            tolerance=args.tolerance,
+            n_starts=args.starts,
+            top=args.top,
+            mmd=mmd,
+            mmd_tolerance=args.mmd_tolerance,
+            starts=starts,
+            workers=workers,
+        )
+    except ValueError as exc:  # the simulator refused a recipe inside the bounds
+        where = "" if row is None else f"--mmd {args.mmd}: {row_text(row)}: "
+        raise PolyinvError(f"{where}design: {str(exc).splitlines()[0]}") from None

@@ -218,10 +218,6 @@ def _answer_chunk(chunk, model) -> Verification:
 
 def predict_from_calibration(args, output: Path) -> int:
     """``predict --calibration``: one recipe per reaction group by inverting the calibrated simulator."""
-    if batch.cluster_of(args).on:
-        raise PolyinvError(
-            "--workers/--scheduler run a trained model's rows (--ckpt); --calibration runs here"
-        )
     for flag, given in (("--refine", args.refine), ("--verify", args.verify), ("--plot-dir", args.plot_dir)):
         if given:
             raise PolyinvError(
@@ -253,7 +249,8 @@ def predict_from_calibration(args, output: Path) -> int:
             f"{args.input}: the MMD has {n_mmd} points; the calibration's axis has {forward.axis.n_points}"
         )
     started = time.perf_counter()
-    table = invert_frame(forward, rows, args.group, level, system.conversion_name)
+    with batch.parallel_map(batch.cluster_of(args)) as workers:  # one task per reaction group on Dask
+        table = invert_frame(forward, rows, args.group, level, system.conversion_name, workers)
     table = system.from_internal(table)
     with atomic_path(output, overwrite=args.overwrite) as tmp:
         table.to_csv(tmp, index=False)

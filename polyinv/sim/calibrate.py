@@ -28,7 +28,6 @@ file's own MMD noise): a poor fit is a warning, a ``quality`` entry in the YAML,
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 from scipy.stats import qmc
 from tqdm.auto import tqdm
 
@@ -52,6 +50,7 @@ from polyinv.schema import (
     TIME,
     frame_mmd_columns,
 )
+from polyinv.sim.calibration_problem import Problem, coordinate_box, fit_subset, jacobian
 from polyinv.sim.calibration_quality import fit_quality, residual_blocks, residual_summary
 from polyinv.sim.file_info import file_axis, protocol_from_data
 from polyinv.sim.forward import BY_NAME, ForwardModel, candidates_for, default_value
@@ -59,13 +58,6 @@ from polyinv.sim.grid import MMDAxis
 from polyinv.sim.identifiability import SE_LIMIT, choose_identifiable, robust_covariance
 from polyinv.sim.parameters import parameters_of, reference_text
 
-SIGMA_FLOOR = {"mmd": 2e-4, MN: 2e-3, MW: 2e-3, MONOMER_LEFT: 2e-4, TIME: 2.0}
-SIGMA_START = {"mmd": 5e-3, MN: 0.03, MW: 0.03, MONOMER_LEFT: 0.02, TIME: 60.0}
-BLOCKS = tuple(SIGMA_START)
-#: Weight of each block per row: the MMD's n points together weigh as much as one scalar outcome (1/√n each), so
-#: that a scheme that cannot match everything does not give up the conversion (cBA_time, stop time) for the MMD's
-#: shape. With an exact scheme every block goes to zero and the weights do not matter.
-BLOCK_WEIGHT = {"mmd": 1.0 / math.sqrt(len(MMD_COLUMNS)), MN: 1.0, MW: 1.0, MONOMER_LEFT: 1.0, TIME: 1.0}
 MAX_ITERATIONS = 30  # least-squares steps per fit (each costs one simulation per fitted parameter, plus one)
 N_STEPS = 120  # simulator time steps while fitting (as the domain's consistency check)
 GLOBAL_ROWS = (
@@ -96,109 +88,6 @@ class Calibration:
     fitted_rows: pd.DataFrame | None = field(default=None, repr=False)  # the file's rows that entered the fit
 
 
-# ---------------------------------------------------------------------- the fit
-class _Problem:
-    """Residual vector of a subset of parameters (internal coordinates), counting simulations."""
-
-    def __init__(
-        self,
-        frame: pd.DataFrame,
-        axis: MMDAxis,
-        t_max: float,
-        x_stop: float,
-        n_steps: int,
-        tick: Callable[[], None],
-        system: str = "ba",
-        protocol: str = "stop",
-    ) -> None:
-        self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = (
-            frame,
-            axis,
-            t_max,
-            x_stop,
-            n_steps,
-            tick,
-        )
-        self.system, self.protocol = system, protocol
-        self.recipes = frame[[*RECIPE_COLUMNS, TIME]]
-        self.sigma = dict(SIGMA_START)
-        self.simulations = 0
-        n_mmd = len(frame_mmd_columns(frame))
-        self.weight = dict(BLOCK_WEIGHT, mmd=1.0 / math.sqrt(n_mmd))
-        n = len(frame)  # the row of each element of the residual vector (blocks in BLOCKS order)
-        self.row_of = np.concatenate([np.repeat(np.arange(n), n_mmd)] + [np.arange(n)] * (len(BLOCKS) - 1))
-
-    def forward(self, values: dict[str, float]) -> ForwardModel:
-        return ForwardModel(
-            values, self.axis, self.t_max, self.x_stop, system=self.system, protocol=self.protocol
-        )
-
-    def simulate(self, values: dict[str, float]) -> pd.DataFrame:
-        self.simulations += 1
-        self.tick()
-        with np.errstate(all="ignore"):
-            return self.forward(values).simulate(self.recipes, n_steps=self.n_steps)
-
-    def blocks(self, values: dict[str, float]) -> dict[str, np.ndarray]:
-        return residual_blocks(self.frame, self.simulate(values))
-
-    def vector(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([(blocks[b] * self.weight[b] / self.sigma[b]).ravel() for b in BLOCKS])
-
-    def values(self, names: Sequence[str], x: np.ndarray, base: dict[str, float]) -> dict[str, float]:
-        out = dict(base)
-        for name, xi in zip(names, x, strict=True):
-            out[name] = BY_NAME[name].value(xi)
-        return out
-
-    def update_sigma(self, blocks: dict[str, np.ndarray]) -> None:
-        self.sigma = {b: max(float(np.sqrt(np.mean(blocks[b] ** 2))), SIGMA_FLOOR[b]) for b in BLOCKS}
-
-
-def _coords(names: Sequence[str], values: dict[str, float]) -> np.ndarray:
-    return np.array([BY_NAME[n].coordinate(values.get(n, default_value(n))) for n in names])
-
-
-def _box(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([BY_NAME[n].box[0] for n in names]), np.array([BY_NAME[n].box[1] for n in names])
-
-
-def _jacobian(
-    problem: _Problem, names: Sequence[str], values: dict[str, float], step: float = 1e-3
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted residual vector and its forward-difference Jacobian in internal coordinates."""
-    x0 = _coords(names, values)
-    r0 = problem.vector(problem.blocks(values))
-    jac = np.empty((r0.size, len(names)))
-    for j in range(len(names)):
-        x = x0.copy()
-        x[j] += step
-        jac[:, j] = (problem.vector(problem.blocks(problem.values(names, x, values))) - r0) / step
-    return r0, jac
-
-
-def _fit(
-    problem: _Problem, names: Sequence[str], values: dict[str, float], max_nfev: int
-) -> dict[str, float]:
-
-    if not names:
-        return dict(values)
-    lo, hi = _box(names)
-    x0 = np.clip(_coords(names, values), lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
-    res = least_squares(
-        lambda x: problem.vector(problem.blocks(problem.values(names, x, values))),
-        x0,
-        bounds=(lo, hi),
-        method="trf",
-        diff_step=1e-3,
-        x_scale=1.0,
-        max_nfev=max_nfev,
-        xtol=1e-5,
-        ftol=1e-6,
-    )
-    return problem.values(names, res.x, values)
-
-
 def calibrate(
     frame: pd.DataFrame,
     axis: MMDAxis | None = None,
@@ -212,13 +101,16 @@ def calibrate(
     log: Callable[[str], None] | None = None,
     system: str = "ba",
     protocol: str = "stop",
+    workers: Callable | None = None,
 ) -> Calibration:
     """Calibrate a system's kinetics to the rows of ``frame`` (internal role names, physical units).
 
     ``axis``: the file's MMD axis (inferred from Mn/Mw when None); ``candidates``: the parameters to
     consider (default those of the system's scheme, :func:`candidates_for`); at most ``max_rows`` rows (a random
     subset of larger files) enter the fit. ``protocol`` ``stop``: t_max and x_stop come from the rows;
-    ``sampled``: each row is simulated to its own time.
+    ``sampled``: each row is simulated to its own time. ``workers``: a cluster's map
+    (:func:`polyinv.batch.parallel_map`) for the independent simulations (the global stage's starting points,
+    finite-difference columns); the result is the same as without.
     """
 
     needed = [*NEEDED[:7], *frame_mmd_columns(frame)]
@@ -246,16 +138,17 @@ def calibrate(
     rows = rows.reset_index(drop=True)
     t_max, x_stop = protocol_from_data(rows) if protocol == "stop" else (float(rows[TIME].max()), 1.0)
     bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
-    problem = _Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1), system, protocol)
+    problem = Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1), system, protocol)
+    problem.workers = workers
     # 1. a global stage: every candidate over its whole range on a subset of rows, the best points refined
     start = _global_start(problem, names, seed)
     problem.update_sigma(problem.blocks(start))
     # 2. which parameters the rows determine, judged where the global stage ended and at polyinv's values; fit
     #    them from there with the others at polyinv's values, or at the global stage's where those fit better
     #    (weights re-estimated once)
-    _, jac = _jacobian(problem, names, start)
+    _, jac = jacobian(problem, names, start)
     chosen, why = choose_identifiable(jac, names)
-    _, jac = _jacobian(problem, names, {n: default_value(n) for n in names})  # and at polyinv's values: a
+    _, jac = jacobian(problem, names, {n: default_value(n) for n in names})  # and at polyinv's values: a
     at_defaults, _ = choose_identifiable(
         jac, names
     )  # parameter either point determines is fitted (step 3 judges)
@@ -266,20 +159,20 @@ def calibrate(
         + (f"; fixed {', '.join(why)}" if why else "")
     )
     cost = lambda v: float(np.sum(problem.vector(problem.blocks(v)) ** 2))  # noqa: E731
-    values = _fit(
+    values = fit_subset(
         problem, chosen, {n: start[n] if n in chosen else default_value(n) for n in names}, MAX_ITERATIONS
     )
     fixed_at, first = "polyinv's value", cost(values)
     if first > cost(start):
-        alternative = _fit(problem, chosen, start, max_nfev=MAX_ITERATIONS)
+        alternative = fit_subset(problem, chosen, start, max_nfev=MAX_ITERATIONS)
         if cost(alternative) < first:
             values, fixed_at = alternative, "the global search's value"
     problem.update_sigma(problem.blocks(values))
-    values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
+    values = fit_subset(problem, chosen, values, max_nfev=MAX_ITERATIONS)
     problem.update_sigma(problem.blocks(values))
     # judged again where the fit ended: a parameter the rows determine there joins (the start's collinearities
     # may not hold at the optimum, e.g. once the global stage's alpha_t has gone), and the fit goes on
-    _, jac = _jacobian(problem, names, values)
+    _, jac = jacobian(problem, names, values)
     joining = [n for n in choose_identifiable(jac, names)[0] if n not in chosen]
     if joining:
         chosen = [n for n in names if n in chosen or n in joining]
@@ -287,13 +180,13 @@ def calibrate(
         say(
             f"calibration: {', '.join(joining)} determined where the fit ended; refitting {', '.join(chosen)}"
         )
-        values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
+        values = fit_subset(problem, chosen, values, max_nfev=MAX_ITERATIONS)
         problem.update_sigma(problem.blocks(values))
     # 3. a fitted parameter whose standard error exceeds its limit where it ended is fixed there and the rest
     #    refitted; one at the end of its range stays there (the rows ask for more than physics and the
     #    literature allow: the scheme may lack a mechanism of the data's) and is said so, never reset
     while True:
-        r0, jac = _jacobian(problem, names, values)
+        r0, jac = jacobian(problem, names, values)
         idx = [names.index(n) for n in chosen]
         cov = robust_covariance(r0, jac[:, idx], problem.row_of) if idx else np.zeros((0, 0))
         se_internal = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -310,7 +203,7 @@ def calibrate(
         )
         chosen = [n for n in chosen if n != worst]
         say(f"calibration: {worst} {why[worst]}, refitting {', '.join(chosen) or 'nothing'}")
-        values = _fit(problem, chosen, values, max_nfev=MAX_ITERATIONS)
+        values = fit_subset(problem, chosen, values, max_nfev=MAX_ITERATIONS)
         problem.update_sigma(problem.blocks(values))
     for n, side in at_bound.items():
         if side:
@@ -415,7 +308,7 @@ def _at_bound(name: str, value: float) -> str | None:
     return None if side and (p.low if side == "low" else p.high) == p.default else side
 
 
-def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[str, float]:
+def _global_start(problem: Problem, every: Sequence[str], seed: int) -> dict[str, float]:
     """Starting values for the local fit: scrambled Sobol points over every candidate's whole range (and
     polyinv's values), scored on a random subset of rows; the best :data:`GLOBAL_LOCAL` refined by bounded
     least squares on that subset. A local fit from polyinv's values alone stops in the nearest valley."""
@@ -428,7 +321,7 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
     subset = rows.iloc[
         np.sort(rng.choice(len(rows), min(GLOBAL_ROWS, len(rows)), replace=False))
     ].reset_index(drop=True)
-    small = _Problem(
+    small = Problem(
         subset,
         problem.axis,
         problem.t_max,
@@ -438,13 +331,14 @@ def _global_start(problem: _Problem, every: Sequence[str], seed: int) -> dict[st
         problem.system,
         problem.protocol,
     )
-    lo, hi = _box(names)
+    small.workers = problem.workers
+    lo, hi = coordinate_box(names)
     points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
     defaults = {n: default_value(n) for n in names}
     starts = [defaults] + [small.values(names, x, defaults) for x in points]
-    cost = [float(np.sum(small.vector(small.blocks(v)) ** 2)) for v in starts]
+    cost = small.map(lambda v: float(np.sum(small.vector(small.blocks(v)) ** 2)), starts)
     best = [starts[i] for i in np.argsort(cost)[:GLOBAL_LOCAL]]
-    refined = [_fit(small, names, v, max_nfev=GLOBAL_ITERATIONS) for v in best]
+    refined = [fit_subset(small, names, v, max_nfev=GLOBAL_ITERATIONS) for v in best]
     scores = [float(np.sum(small.vector(small.blocks(v)) ** 2)) for v in refined]
     problem.simulations += small.simulations
     return {**{n: default_value(n) for n in every}, **refined[int(np.argmin(scores))]}
