@@ -148,6 +148,8 @@ def parallel_map(cluster: Cluster | None) -> Iterator[Callable | None]:
             futures = c.map(fn, list(items), retries=RETRIES, pure=False)
             try:
                 return c.gather(futures)
+            except PolyinvError:  # the work's own one-line error (bad input found in a task)
+                raise
             except Exception as exc:  # a task that raised on every retry: one line, nothing written
                 raise PolyinvError(f"a task failed on the cluster after {RETRIES} retries: {exc}") from None
 

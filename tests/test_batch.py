@@ -207,3 +207,33 @@ def test_design_on_two_workers_answers_as_one_machine():
         tables.append(result.table)
     assert sent and set(sent) == {4}  # each Jacobian's four column groups went to the cluster
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+
+
+@pytest.mark.slow
+def test_design_of_several_target_mmds_on_two_workers_writes_the_one_machine_file(tmp_path):
+    from polyinv.cli.design import main as design_main
+
+    cal = tmp_path / "ba.yaml"
+    cal.write_text(
+        "polyinv_calibration: 1\nsystem_key: ba\nparameters: {}\n"
+        "axis: {log10m_min: 1.85, log10m_max: 6.6, n_points: 100, normalisation: density}\n"
+        "protocol: {kind: stop, t_max_s: 3600.0, x_stop: 0.9}\n"
+    )
+    targets = tmp_path / "targets.csv"
+    assert simulate_main(["--design", "lhs", "--n", "2", "--seed", "4", "--out", str(targets), "-q"]) == 0
+    files = []
+    for name, extra in (("one.csv", []), ("two.csv", ["--workers", "2"])):
+        argv = [
+            "--calibration",
+            str(cal),
+            "--mmd",
+            str(targets),
+            "--starts",
+            "4",
+            "--out",
+            str(tmp_path / name),
+        ]
+        assert design_main([*argv, "-q", *extra]) == 0
+        files.append(pd.read_csv(tmp_path / name))
+    assert set(files[0]["row"]) == {0, 1}  # one design per target MMD, each its own task on the cluster
+    pd.testing.assert_frame_equal(files[0], files[1], check_exact=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -300,7 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items())
         )
         with batch.parallel_map(batch.cluster_of(args)) as workers:
-            designed = [_design(args, forward, bounds, job, workers) for job in jobs]
+            if workers and len(jobs) > 1:  # several target MMDs: one task each (each solved as here)
+                designed = workers(partial(_design, args, forward, bounds, workers=None), jobs)
+            else:  # one target: its solver's finite differences on the cluster
+                designed = [_design(args, forward, bounds, job, workers) for job in jobs]
         results = []
         for (row, job_targets, mmd, _), result in zip(jobs, designed, strict=True):
             if row is not None:
@@ -331,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(body, argv)
 
 
-def _design(args, forward, bounds, job, workers):
+def _design(args, forward, bounds, job, workers=None):
     """One design (a target, or one row of --mmd); ``workers``: a cluster's map or None."""
     row, targets, mmd, starts = job
     try:
