@@ -20,7 +20,7 @@ repository root).
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
   python -m benchmarks tune [--trials 30] [--seeds 0 1 2]      (polyinv tune by two processes vs mlp.yaml: results/tune)
-  python -m benchmarks batch [--sizes 200000 2000]            (--workers 1 vs 2: simulate, predict --refine rows; 0 skips; results/batch)
+  python -m benchmarks batch [--sizes 200000 2000 8 4]        (--workers 1 vs 2: simulate rows, predict --refine rows, calibrate reactions, design targets; 0 skips; results/batch)
   python -m benchmarks docs                                    (docs/benchmark.md from the records in results/)
 
 Any config key can be overridden for every model with --set key=value (e.g. --set trainer.max_epochs=50).
@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import batch
 
             out = Path(args.out or bm.REPO_ROOT / "results" / "batch")
-            sizes = dict(zip(("simulate", "refine"), args.sizes, strict=False)) if "--sizes" in argv else {}
-            print(f"wrote {batch.main(out, sizes.get('simulate', 200000), sizes.get('refine', 2000))}")
+            keys = ("simulate", "refine", "calibrate", "design")
+            sizes = dict(zip(keys, args.sizes, strict=False)) if "--sizes" in argv else {}
+            defaults = {"simulate": 200000, "refine": 2000, "calibrate": 8, "design": 4}
+            print(f"wrote {batch.main(out, *(sizes.get(k, defaults[k]) for k in keys))}")
             return 0
         if args.mode == "tune":
             from benchmarks import tune

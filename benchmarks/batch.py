@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from polyinv.models import load_model
 from polyinv.refine.solver import NoiseModel
+
+from benchmarks.lab import AXIS
 
 
 def _polyinv(*args: str) -> float:
@@ -71,8 +74,56 @@ def _model(out: Path) -> Path:
     return path
 
 
-def measure(out: Path, sim_rows: int, refine_rows: int) -> list[dict]:
-    """Time each command (0 rows: skip it) one process, 1 and 2 workers; adds to ``out/records.json``."""
+def _same_yaml(a: Path, b: Path) -> dict:
+    """Whether two calibration files are equal but for their timings."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if "second" not in str(k)}
+        return value
+
+    same = strip(yaml.safe_load(a.read_text())) == strip(yaml.safe_load(b.read_text()))
+    return {"identical": same, "max_rel_diff": 0.0 if same else float("nan")}
+
+
+#: a calibration of polyinv's own BA kinetics for ``design`` (the study's axis and protocol)
+BA_CALIBRATION = """polyinv_calibration: 1
+system_key: ba
+parameters: {}
+axis: {log10m_min: 1.85, log10m_max: 6.6, n_points: 100, normalisation: density}
+protocol: {kind: stop, t_max_s: 3600.0, x_stop: 0.9}
+"""
+
+
+def _calibrate_run(out: Path, reactions: int) -> tuple:
+    data = out / f"lab_mma{reactions}.csv"
+    if not data.exists():
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.lab_sim", "--system", "mma", "--reactions", str(reactions)]
+            + ["--seed", "1", "--out", str(data)],
+            check=True,
+            capture_output=True,
+        )
+    argv = ["calibrate", "--system", "mma", "--protocol", "sampled", "--axis", *AXIS, "--data", str(data)]
+    return ("calibrate (MMA lab samples)", reactions, argv, "yaml")
+
+
+def _design_run(out: Path, targets: int) -> tuple:
+    cal = out / "ba_calibration.yaml"
+    cal.write_text(BA_CALIBRATION)
+    if targets == 1:
+        argv = ["design", "--calibration", str(cal), "--Mn", "20000", "--Mw", "45000", "--conversion", "0.6"]
+        return ("design (one target)", 1, argv, "csv")
+    mmd = out / f"targets{targets}.csv"
+    if not mmd.exists():
+        _polyinv("simulate", "--design", "lhs", "--n", str(targets), "--seed", "4", "--out", str(mmd))
+    return ("design --mmd", targets, ["design", "--calibration", str(cal), "--mmd", str(mmd)], "csv")
+
+
+def measure(out: Path, sim_rows: int, refine_rows: int, reactions: int = 0, targets: int = 0) -> list[dict]:
+    """Time each command (0 rows: skip it) one process, 1 and 2 workers; adds to ``out/records.json``.
+    ``reactions``: calibrate a lab MMA set of that many reactions; ``targets``: design for that many target
+    MMDs (1: one Mn/Mw/conversion target, whose solver's finite differences go to the workers)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "records.json"
     records = json.loads(path.read_text()) if path.exists() else []
@@ -99,8 +150,12 @@ def measure(out: Path, sim_rows: int, refine_rows: int) -> list[dict]:
                 "csv",
             )
         )
+    if reactions:
+        runs.append(_calibrate_run(out, reactions))
+    if targets:
+        runs.append(_design_run(out, targets))
     for command, n, argv, ext in runs:
-        flag = "--out" if command == "simulate" else "--output"
+        flag = "--output" if command.startswith("predict") else "--out"
         files = {}
         for how, extra in (
             ("one process", []),
@@ -114,7 +169,8 @@ def measure(out: Path, sim_rows: int, refine_rows: int) -> list[dict]:
             path.write_text(json.dumps(records, indent=1))
         for r in records:
             if (r["command"], r["rows"]) == (command, n):
-                r.update(_same(files["one process"], files[r["how"]]))
+                compare = _same_yaml if ext == "yaml" else _same
+                r.update(compare(files["one process"], files[r["how"]]))
         path.write_text(json.dumps(records, indent=1))
     return records
 
@@ -126,7 +182,7 @@ def report(out: Path, records: list[dict]) -> Path:
         "Each command started as a user would (a new process; the local cluster's start included), one after the",
         "other on an otherwise idle 2-core machine. Speed-up: 1 worker's seconds over 2 workers'.",
         "",
-        "| command | rows | one process, s | 1 worker, s | 2 workers, s | speed-up 2 vs 1 worker | same as one process |",
+        "| command | size | one process, s | 1 worker, s | 2 workers, s | speed-up 2 vs 1 worker | same as one process |",
         "|---|---|---|---|---|---|---|",
     ]
     for command, n in dict.fromkeys((r["command"], r["rows"]) for r in records):
@@ -143,6 +199,12 @@ def report(out: Path, records: list[dict]) -> Path:
     cost = {r["how"]: r["seconds"] for r in sims if r["rows"] == n}
     lines += [
         "",
+        "Size: rows for `simulate` and `predict`; reactions (5-8 samples each, `benchmarks/lab_sim.py`, MMA seed 1) for",
+        "`calibrate`, whose global stage's starting points, finite-difference columns and inversions of the training",
+        "reactions are the tasks; target MMDs for `design --mmd` (one task each). `design (one target)`: Mn 20,000,",
+        "Mw 45,000, conversion 0.6, its solver's four finite-difference columns the tasks. Both designs use polyinv's",
+        "own BA kinetics, 48 starts.",
+        "",
         "`predict --refine`: a GP fitted on 80 recipes of polyinv's kinetics, its refine decision switched on so that",
         "every row is refined (refinement's cost does not depend on the decision).",
     ]
@@ -157,5 +219,7 @@ def report(out: Path, records: list[dict]) -> Path:
     return path
 
 
-def main(out: Path, sim_rows: int = 200000, refine_rows: int = 2000) -> Path:
-    return report(out, measure(out, sim_rows, refine_rows))
+def main(
+    out: Path, sim_rows: int = 200000, refine_rows: int = 2000, reactions: int = 8, targets: int = 4
+) -> Path:
+    return report(out, measure(out, sim_rows, refine_rows, reactions, targets))

@@ -131,6 +131,10 @@ def score(config: dict, callbacks: list | None = None) -> tuple[float, dict]:
     return metrics["global"]["r2"], {t: m["r2"] for t, m in metrics["targets"].items()}
 
 
+#: tries to open a storage whose tables another process is creating at the same moment
+SCHEMA_TRIES = 5
+
+
 def default_storage(config: dict, study: str) -> str:
     folder = Path(config["output"]["root"]) / "tune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,17 +152,24 @@ def open_study(config: dict, dims: list[Dimension], storage: str, name: str, sam
         if tune["pruner"] == "median"
         else optuna.pruners.NopPruner()
     )
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-            pruner=pruner,
-        )
-    except Exception as exc:  # SQLAlchemy's and Optuna's errors alike: a URL, driver or database problem
-        raise PolyinvError(f"--storage {storage}: {str(exc).splitlines()[0][:200]}") from None
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                direction="maximize",
+                load_if_exists=True,
+                sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+                pruner=pruner,
+            )
+            break
+        except Exception as exc:  # SQLAlchemy's and Optuna's errors alike: a URL, driver or database problem
+            # processes started together on a new storage race to create its tables (a unique or lock error
+            # in the loser); once the winner's tables are in, the loser's next try opens them
+            racing = type(exc).__name__ in ("IntegrityError", "OperationalError")
+            if not racing or attempt == SCHEMA_TRIES - 1:
+                raise PolyinvError(f"--storage {storage}: {str(exc).splitlines()[0][:200]}") from None
+            time.sleep(0.5 * (attempt + 1))
     identity = {
         "kind": config["model"]["kind"],
         "data": str(config["data"]["path"]),
