@@ -28,7 +28,6 @@ from polyinv.models.base import InverseModel
 from polyinv.refine import sqrt_shape
 from polyinv.schema import (
     INITIATOR_0,
-    MMD_COLUMNS,
     MN,
     MONOMER_0,
     MONOMER_LEFT,
@@ -37,6 +36,7 @@ from polyinv.schema import (
     TEMP,
     TIME,
     frame_conversion,
+    frame_mmd_columns,
 )
 
 #: Properties a design can aim at; conversion is 1 - cBA_time / cBA_0 at the end of the run.
@@ -114,7 +114,7 @@ def design(
             [np.log(np.clip(got[p], 1e-12, None) / w) / scale for p, w in zip(names, want, strict=True)]
         )
         if target_shape is not None:
-            shape = (sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy(np.float64)) - target_shape) / (
+            shape = (sqrt_shape(sim[list(frame_mmd_columns(sim))].to_numpy(np.float64)) - target_shape) / (
                 np.sqrt(2.0) * mmd_tolerance
             )
             r = np.column_stack([r, shape])
@@ -154,7 +154,7 @@ def design(
     score = table["worst_miss"] / tolerance  # the worst miss in units of its tolerance
     if target_shape is not None:
         table["hellinger"] = hellinger(
-            np.asarray(mmd, dtype=np.float64)[None, :], sim[list(MMD_COLUMNS)].to_numpy(np.float64)
+            np.asarray(mmd, dtype=np.float64)[None, :], sim[list(frame_mmd_columns(sim))].to_numpy(np.float64)
         )
         score = np.maximum(score, table["hellinger"] / mmd_tolerance)
     table["score"] = score

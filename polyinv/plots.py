@@ -252,7 +252,7 @@ def design_figure(path: Path, forward, table, targets: dict, mmd=None, overwrite
         shown = np.asarray(mmd, dtype=np.float64)
         ax.plot(
             log_m,
-            shown / shown.sum() * sim[list(MMD_COLUMNS)].to_numpy(float).sum(axis=1).mean(),
+            shown / shown.sum() * sim[list(frame_mmd_columns(sim))].to_numpy(float).sum(axis=1).mean(),
             color="k",
             lw=2.5,
             alpha=0.5,
@@ -261,7 +261,7 @@ def design_figure(path: Path, forward, table, targets: dict, mmd=None, overwrite
     for i, row in table.iterrows():
         ax.plot(
             log_m,
-            sim.loc[i, list(MMD_COLUMNS)].to_numpy(float),
+            sim.loc[i, list(frame_mmd_columns(sim))].to_numpy(float),
             label=f"#{row['rank']}: {row[MONOMER_0]:.2f} mol/L, {row[INITIATOR_0]:.4f} mol/L, {row[TEMP]:.1f} °C, {row[TIME]:.0f} s",
         )
     for name in (MN, MW):

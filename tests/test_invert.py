@@ -146,3 +146,23 @@ def test_calibrate_lab_samples_of_mma_recovers_kt_and_measures_interval_widths(t
         "temp",
     }
     assert read_yaml(out).protocol == "sampled"
+
+
+@pytest.mark.slow
+def test_design_with_a_calibration_of_mma_answers_in_mma_names_inside_its_training_box(
+    lab_rows, tmp_path, capsys
+):
+    from polyinv.cli import design
+
+    cal, samples = lab_rows
+    hit = samples[samples["time"] == 3600.0].iloc[0]  # a recipe the calibrated model reaches: the targets
+    out = tmp_path / "design.csv"
+    argv = ["--calibration", cal, "--Mn", str(hit["Mn"]), "--Mw", str(hit["Mw"]), "--starts", "8"]
+    assert design.main([*argv, "--bounds", "cMMA_0=2:4", "--out", str(out), "-q"]) == 0
+    table = pd.read_csv(out)
+    assert {"cMMA_0", "cAIBN_0", "temp", "time"} <= set(table.columns) and "cBA_0" not in table.columns
+    assert table["meets"].all() and table["cMMA_0"].between(2.0, 4.0).all()
+    assert table["cAIBN_0"].between(0.005, 0.04).all() and table["temp"].between(55.0, 85.0).all()
+    capsys.readouterr()
+    line = fails(capsys, design, [*argv, "--bounds", "cBA_0=1:2", "--out", str(tmp_path / "x.csv")])
+    assert "FIELD one of cMMA_0, cAIBN_0, temp" in line

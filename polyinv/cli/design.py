@@ -20,7 +20,7 @@ import pandas as pd
 
 from polyinv import batch
 from polyinv.atomic import atomic_path, check_output
-from polyinv.data.io import read_table, row_text
+from polyinv.data.io import read_system_table, read_table, row_text
 from polyinv.design import assumed_conversions, design, inverse_starts
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.models import load_model, resolve_checkpoint
@@ -33,8 +33,12 @@ from polyinv.schema import (
     MW,
     NOMINAL_RANGES,
     RECIPE_COLUMNS,
+    SYSTEM,
     TEMP,
     TIME,
+    System,
+    frame_mmd_columns,
+    system_of,
 )
 from polyinv.sim.calibration_file import read_yaml
 from polyinv.sim.designs import TEMP_LIMITS
@@ -154,18 +158,36 @@ def forward_and_bounds(args) -> tuple:
         return forward, bounds, f"the training ranges of {args.ckpt}", model
     if args.calibration:
         try:
-            return read_yaml(args.calibration), bounds, "the study's ranges", None
+            forward = read_yaml(args.calibration)
         except ValueError as exc:
             raise PolyinvError(f"--calibration {exc}") from None
+        if forward.system == "ba":  # the study's chemistry: its ranges, as always
+            return forward, bounds, "the study's ranges", None
+        system, box = system_of(forward.system), (forward.fit or {}).get("box")
+        if box:  # another chemistry: where the calibration was made (a lab's recipes)
+            bounds = {k: (float(box[k][0]), float(box[k][1])) for k in RECIPE_COLUMNS}
+            return forward, bounds, f"the training recipes of {Path(args.calibration).name}", None
+        bounds = {k: system.ranges[system.column(k)] for k in RECIPE_COLUMNS}
+        return forward, bounds, f"the nominal ranges of {system.name}", None
     return ForwardModel(), bounds, "the study's ranges", None
 
 
 def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     """(MMDs (rows × points), Mn, Mw) of a target file; Mn/Mw from the MMD on the forward model's axis where the
-    file has no such columns."""
+    file has no such columns. A calibration of another chemistry reads the file in that system's names, its
+    Mn and Mw columns required, its MMD on the calibration's axis."""
 
-    frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=(MN, MW))
-    mmd = frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    if forward.system == "ba":
+        frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=(MN, MW))
+        columns = list(MMD_COLUMNS)
+    else:
+        frame = read_system_table(path, system_of(forward.system), [MN, MW], sheet)
+        columns = list(frame_mmd_columns(frame))
+        if len(columns) != forward.axis.n_points:
+            raise PolyinvError(
+                f"--mmd {path}: the MMD has {len(columns)} points; the calibration's axis has {forward.axis.n_points}"
+            )
+    mmd = frame[columns].to_numpy(np.float64)
     empty = np.flatnonzero(np.clip(mmd, 0.0, None).sum(axis=1) <= 0)
     if len(empty):
         raise PolyinvError(f"--mmd {path}: {row_text(int(empty[0]))}: the MMD has no positive value")
@@ -191,15 +213,18 @@ def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     return mmd, mn, mw
 
 
-def parse_bounds(items: Sequence[str], bounds: dict) -> dict:
+def parse_bounds(items: Sequence[str], bounds: dict, system: System = SYSTEM) -> dict:
+    """``bounds`` with the ``FIELD=LOW:HIGH`` items of --bounds (FIELD in the system's names) in place."""
     out = dict(bounds)
+    fields = {system.column(k): k for k in RECIPE_COLUMNS}
     for item in items:
         name, _, rest = item.partition("=")
         low, sep, high = rest.partition(":")
-        if name not in RECIPE_COLUMNS or not sep:
+        if name not in fields or not sep:
             raise PolyinvError(
-                f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of cBA_0, cAIBN_0, temp"
+                f"--bounds {item!r}: expected FIELD=LOW:HIGH with FIELD one of {', '.join(fields)}"
             )
+        name = fields[name]
         try:
             lo, hi = float(low), float(high)
         except ValueError:
@@ -255,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sheet and not args.mmd:
             raise PolyinvError("--sheet names a sheet of the --mmd file; give --mmd")
         forward, bounds, where, model = forward_and_bounds(args)
-        bounds = parse_bounds(args.bounds, bounds)
+        system = system_of(forward.system)
+        bounds = parse_bounds(args.bounds, bounds, system)
         max_time = forward.t_max if args.max_time is None else args.max_time
         if not 0 < max_time < float("inf"):
             raise PolyinvError(f"--max-time must be a positive number of seconds, got {max_time:g}")
@@ -298,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bounds ("
             + (where if not args.bounds else "given")
             + "): "
-            + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items())
+            + ", ".join(f"{system.column(k)} {lo:g}-{hi:g}" for k, (lo, hi) in bounds.items())
         )
         with batch.parallel_map(batch.cluster_of(args)) as workers:
             if workers and len(jobs) > 1:  # several target MMDs: one task each (each solved as here)
@@ -321,10 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "worst_miss",
                 *(["hellinger"] if mmd is not None else []),
             ]
-            print(result.table[shown].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+            table = system.from_internal(result.table[shown])  # the chemistry's own column names
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
             results.append(result)
         with atomic_path(out, args.overwrite) as tmp:
-            pd.concat([r.table for r in results], ignore_index=True).to_csv(tmp, index=False)
+            system.from_internal(pd.concat([r.table for r in results], ignore_index=True)).to_csv(
+                tmp, index=False
+            )
         for path, (_, job_targets, mmd, _), result in zip(plots, jobs, results, strict=True):
             if path is not None and len(result.table):
                 design_figure(path, forward, result.table, job_targets, mmd, overwrite=args.overwrite)

@@ -323,16 +323,21 @@ class ForwardModel:
     ) -> pd.DataFrame:
         """Compuesta frame of ``recipes`` (cBA_0, cAIBN_0, temp) on this model's axis; each run stops at its
         ``t_max`` (default: the protocol's) or at ``x_stop`` conversion (default: the protocol's). Under the
-        ``sampled`` protocol each row runs to its own ``time`` column (``t_max`` and ``x_stop`` unused). ``options``
-        go to :func:`simulate_many` (noise_chains, seed, n_jobs, progress)."""
+        ``sampled`` protocol each row runs to its own ``time`` column, or to ``t_max`` (per row) where the recipes
+        have none (``x_stop`` unused). ``options`` go to :func:`simulate_many` (noise_chains, seed, n_jobs,
+        progress)."""
 
         extra = {"progress": False, **options} | ({} if n_steps is None else {"n_steps": int(n_steps)})
         if self.protocol == "sampled":
-            if TIME not in recipes.columns:
+            if TIME not in recipes.columns and t_max is None:
                 raise ValueError(
                     f"the sampled protocol simulates each row to its {TIME!r} column; it has none"
                 )
-            times = recipes[TIME].to_numpy(float)
+            times = (
+                recipes[TIME].to_numpy(float)
+                if TIME in recipes.columns
+                else np.broadcast_to(np.asarray(t_max, dtype=float), (len(recipes),)).copy()
+            )
             frame = simulate_many(
                 recipes[list(RECIPE_COLUMNS)],
                 self.parameters,
