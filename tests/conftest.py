@@ -26,3 +26,9 @@ def synthetic_xlsx(tmp_path_factory) -> Path:
 @pytest.fixture()
 def frame():
     return synthetic_frame(120, seed=2)
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first (a stable sort): under pytest-xdist the long calibrations start at once rather than
+    last, so the run ends when the work does."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

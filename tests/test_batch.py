@@ -61,7 +61,7 @@ def test_simulate_on_two_workers_writes_the_one_machine_file(tmp_path):
 
 @pytest.mark.slow
 def test_predict_with_refine_and_verify_on_two_workers_answers_as_one_machine(tmp_path, monkeypatch):
-    """A GP fitted on polyinv's kinetics, its refine decision switched on: 250 rows in chunks of 100."""
+    """A GP fitted on polyinv's kinetics, its refine decision switched on: 150 rows in chunks of 100 and 50."""
     monkeypatch.setattr(predict_cli, "CHUNK_ROWS", 100)
     assert (
         simulate_main(["--design", "lhs", "--n", "80", "--seed", "1", "--out", str(tmp_path / "t.csv"), "-q"])
@@ -87,7 +87,7 @@ def test_predict_with_refine_and_verify_on_two_workers_answers_as_one_machine(tm
     model.save(path)
     assert (
         simulate_main(
-            ["--design", "lhs", "--n", "250", "--seed", "2", "--out", str(tmp_path / "rows.csv"), "-q"]
+            ["--design", "lhs", "--n", "150", "--seed", "2", "--out", str(tmp_path / "rows.csv"), "-q"]
         )
         == 0
     )
@@ -98,7 +98,7 @@ def test_predict_with_refine_and_verify_on_two_workers_answers_as_one_machine(tm
         tables.append(pd.read_csv(tmp_path / name))
     one, two = tables
     assert list(one.columns) == list(two.columns) and one["refine_changed"].any()
-    assert (two["row"].to_numpy() == np.arange(250)).all()
+    assert (two["row"].to_numpy() == np.arange(150)).all()
     numbers = one.select_dtypes("number").columns
     np.testing.assert_allclose(two[numbers].to_numpy(), one[numbers].to_numpy(), rtol=1e-9, atol=1e-12)
     pd.testing.assert_frame_equal(one.drop(columns=numbers), two.drop(columns=numbers))
