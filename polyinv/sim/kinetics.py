@@ -166,12 +166,17 @@ def solve_qssa(
     rho0 = r.kbb / (r.kpt * M + r.ktr_S_mcr * r.solvent)
     lo = np.sqrt(Ri / (2.0 * kss + 4.0 * kst * rho0 + 2.0 * ktt * rho0 * rho0))
     S = lo.copy() if S_guess is None else np.clip(S_guess, lo, hi)
+    # the loop's constant factors, once: each product below is evaluated in the same order as written out in
+    # full (e.g. 2.0 * kss * S * S), so the numbers are those of the plain expressions, bit for bit
+    base = r.kpt * M + r.ktr_S_mcr * r.solvent
+    kss2, kss4, kst2, kst4, ktt2, ktt4 = 2.0 * kss, 4.0 * kss, 2.0 * kst, 4.0 * kst, 2.0 * ktt, 4.0 * ktt
+    kbb2, root8 = 2.0 * r.kbb, 8.0 * ktt * r.kbb
     for _ in range(max_iter):
-        T = _mcr_of_spr(r, S, M, kst, ktt)
-        g = 2.0 * kss * S * S + 4.0 * kst * S * T + 2.0 * ktt * T * T - Ri
-        b = r.kpt * M + r.ktr_S_mcr * r.solvent + 2.0 * kst * S
-        dT = (r.kbb - 2.0 * kst * T) / (4.0 * ktt * T + b)
-        dg = 4.0 * kss * S + 4.0 * kst * T + 4.0 * kst * S * dT + 4.0 * ktt * T * dT
+        b = base + kst2 * S
+        T = kbb2 * S / (b + np.sqrt(b * b + root8 * S))  # _mcr_of_spr
+        g = kss2 * S * S + kst4 * S * T + ktt2 * T * T - Ri
+        dT = (r.kbb - kst2 * T) / (ktt4 * T + b)
+        dg = kss4 * S + kst4 * T + kst4 * S * dT + ktt4 * T * dT
         lo = np.where(g < 0, S, lo)
         hi = np.where(g > 0, S, hi)
         # no radical source left (the initiator spent, e.g. far above the design's temperatures): the bracket
