@@ -124,13 +124,19 @@ def map_chunks(
         # compute it again from the task (scattered data would be lost and its chunks cancelled)
         sent = {k: c.submit(_same, v, pure=False) for k, v in shared.items()}
         futures = c.map(fn, list(chunks), retries=RETRIES, pure=False, **sent)
-        size_of = {f.key: s for f, s in zip(futures, sizes, strict=True)}
+        place = {f.key: i for i, f in enumerate(futures)}
+        out = [None] * len(futures)
+        # each result is fetched as its chunk finishes, while the others compute (not all at the end), and
+        # put in its input place
         for future in as_completed(futures):
             if future.status == "error":
                 exc = future.exception()
                 raise PolyinvError(f"a chunk failed on the cluster after {RETRIES} retries: {exc}") from None
-            bar.update(size_of[future.key])
-        return c.gather(futures)
+            i = place[future.key]
+            out[i] = future.result()
+            future.release()  # the worker may drop it now
+            bar.update(sizes[i])
+        return out
 
 
 @contextlib.contextmanager

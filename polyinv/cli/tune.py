@@ -82,18 +82,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(body, argv)
 
 
+class _Declared:
+    """Records the options :func:`_options` declares: name → whether it takes a value."""
+
+    def __init__(self) -> None:
+        self.takes_value: dict[str, bool] = {}
+
+    def add_argument(self, name: str, action=None, **_) -> None:
+        flag = action in ("store_true", "store_false") or action is argparse.BooleanOptionalAction
+        self.takes_value[name] = not flag
+        if action is argparse.BooleanOptionalAction:
+            self.takes_value[f"--no-{name[2:]}"] = False
+
+
 def _base_argv(argv: list[str]) -> list[str]:
-    """The command line less tune's own options: what every trial's config is parsed from."""
-    own = {"--trials", "--storage", "--study", "--out", "--sampler_seed"}
-    flags = {"--overwrite", "--test", "--no-test"}
+    """The command line less tune's own options (as :func:`_options` declares them): what every trial's config
+    is parsed from."""
+    declared = _Declared()
+    _options(declared)
     out, i = [], 0
     while i < len(argv):
         arg = argv[i]
         key = arg.split("=", 1)[0]
-        if key in own:
-            i += 1 if "=" in arg else 2
-        elif arg in flags:
-            i += 1
+        if key in declared.takes_value:
+            i += 2 if declared.takes_value[key] and "=" not in arg else 1
         else:
             out.append(arg)
             i += 1
