@@ -24,9 +24,11 @@ TWO = Cluster(workers=2)
 
 
 def _dies_once(chunk, marker: str):
-    """A chunk whose first run kills its worker process (as a lost machine would), then answers."""
+    """An even chunk's first run kills its worker process (as a lost machine would), then it answers. Three
+    deaths in all: Dask fails a task that was running on more than ``allowed-failures`` (3) dying workers, and a
+    death counts against every task its worker held, so killing on every chunk can fail a chunk by chance."""
     flag = Path(marker) / f"chunk{chunk}"
-    if not flag.exists():
+    if chunk % 2 == 0 and not flag.exists():
         flag.write_text("killed")
         os._exit(1)
     return chunk * chunk
@@ -35,7 +37,7 @@ def _dies_once(chunk, marker: str):
 def test_a_killed_worker_loses_no_chunk_and_the_order_holds(tmp_path):
     out = map_chunks(_dies_once, list(range(6)), TWO, progress=False, shared={"marker": str(tmp_path)})
     assert out == [i * i for i in range(6)]
-    assert len(list(tmp_path.glob("chunk*"))) == 6  # every chunk's first run died with its worker
+    assert len(list(tmp_path.glob("chunk*"))) == 3  # each even chunk's first run died with its worker
 
 
 def _raises(chunk):
