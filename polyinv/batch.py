@@ -162,6 +162,11 @@ def parallel_map(cluster: Cluster | None) -> Iterator[Callable | None]:
         yield run
 
 
+def apply(workers: Callable | None, fn: Callable, items: Sequence) -> list:
+    """``[fn(item) for item in items]``, or on a cluster's map from :func:`parallel_map` (the same answers)."""
+    return [fn(item) for item in items] if workers is None else workers(fn, list(items))
+
+
 def _same(value):
     return value
 

@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.stats import norm, qmc
 
+from polyinv.batch import apply
 from polyinv.schema import INITIATOR_0, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME, frame_mmd_columns
 from polyinv.sim.forward import ForwardModel
 
@@ -199,11 +200,6 @@ def invert_group(
     return Inversion(_recipe(best.x), cov, rms, len(rows))
 
 
-def _map(workers: Callable | None, fn: Callable, items: list) -> list:
-    """``[fn(item) for item in items]``, or on a cluster's map (polyinv.batch.parallel_map): the same answers."""
-    return [fn(item) for item in items] if workers is None else workers(fn, items)
-
-
 def interval_scale(
     forward: ForwardModel,
     frame: pd.DataFrame,
@@ -220,7 +216,7 @@ def interval_scale(
     groups = [frame[frame[group] == label] for label in labels]
     ratios = []
     for rows, inv in zip(
-        groups, _map(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
+        groups, apply(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
     ):
         truth = _z(rows[list(VARIABLES)].iloc[0].to_numpy(float))
         sd = np.sqrt(np.clip(np.diag(inv.cov), 1e-30, None))
@@ -253,7 +249,7 @@ def invert_frame(
     groups = [frame[frame[group] == label] if group else frame.iloc[[int(label)]] for label in labels]
     out = []
     for label, inv in zip(
-        labels, _map(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
+        labels, apply(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
     ):
         z = _z(inv.recipe)
         sd = np.sqrt(np.clip(np.diag(inv.cov), 0.0, None))

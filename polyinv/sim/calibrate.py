@@ -138,8 +138,7 @@ def calibrate(
     rows = rows.reset_index(drop=True)
     t_max, x_stop = protocol_from_data(rows) if protocol == "stop" else (float(rows[TIME].max()), 1.0)
     bar = tqdm(desc=f"calibrating on {len(rows)} rows", unit="simulation", disable=not progress)
-    problem = Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1), system, protocol)
-    problem.workers = workers
+    problem = Problem(rows, axis, t_max, x_stop, n_steps, lambda: bar.update(1), system, protocol, workers)
     # 1. a global stage: every candidate over its whole range on a subset of rows, the best points refined
     start = _global_start(problem, names, seed)
     problem.update_sigma(problem.blocks(start))
@@ -330,8 +329,8 @@ def _global_start(problem: Problem, every: Sequence[str], seed: int) -> dict[str
         problem.tick,
         problem.system,
         problem.protocol,
+        problem.workers,
     )
-    small.workers = problem.workers
     lo, hi = coordinate_box(names)
     points = lo + qmc.Sobol(len(names), scramble=True, seed=seed).random(GLOBAL_STARTS) * (hi - lo)
     defaults = {n: default_value(n) for n in names}

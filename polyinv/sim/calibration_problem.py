@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from polyinv.batch import apply
 from polyinv.schema import MMD_COLUMNS, MN, MONOMER_LEFT, MW, RECIPE_COLUMNS, TIME, frame_mmd_columns
 from polyinv.sim.calibration_quality import residual_blocks
 from polyinv.sim.forward import BY_NAME, ForwardModel, default_value
@@ -42,6 +43,7 @@ class Problem:
         tick: Callable[[], None],
         system: str = "ba",
         protocol: str = "stop",
+        workers: Callable | None = None,
     ) -> None:
         self.frame, self.axis, self.t_max, self.x_stop, self.n_steps, self.tick = (
             frame,
@@ -52,7 +54,7 @@ class Problem:
             tick,
         )
         self.system, self.protocol = system, protocol
-        self.workers: Callable | None = None  # a cluster's map (polyinv.batch.parallel_map), or None: here
+        self.workers = workers  # a cluster's map (polyinv.batch.parallel_map), or None: here
         self.recipes = frame[[*RECIPE_COLUMNS, TIME]]
         self.sigma = dict(SIGMA_START)
         self.simulations = 0
@@ -66,9 +68,7 @@ class Problem:
 
     def map(self, fn: Callable, items: Sequence) -> list:
         """``[fn(item) for item in items]``, on the cluster where there is one; each item is one simulation."""
-        if self.workers is None:
-            return [fn(item) for item in items]
-        return self.parallel()(fn, items)
+        return apply(self.parallel(), fn, items)
 
     def parallel(self) -> Callable | None:
         """scipy's ``least_squares(workers=...)``: the cluster's map, counting its simulations here; None without
