@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from polyinv.data.io import read_table
+from polyinv.data.io import read_system_table, read_table
 from polyinv.errors import PolyinvError
 from polyinv.log import LOG
 from polyinv.models import load_model
 from polyinv.models.base import InverseModel
 from polyinv.refine import candidate_columns, model_refine, one_thread, refine_columns
+from polyinv.schema import SYSTEM, frame_mmd_columns, system_of
 from polyinv.trust.report import domain_columns, interval_columns
 
 
@@ -23,13 +24,24 @@ def input_columns(model: InverseModel) -> list[str]:
 
 
 def read_inputs(model: InverseModel, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
-    """Read and validate an input file against the schema stored in the model's checkpoint."""
+    """Read and validate an input file against the schema stored in the model's checkpoint (in the model's
+    system's column names; returned in the internal names)."""
+    system = system_of(model.system)
     try:
-        return read_table(path, input_columns(model), sheet=sheet, mmd_columns=model.mmd_names)
+        if system.key == SYSTEM.key:
+            return read_table(path, input_columns(model), sheet=sheet, mmd_columns=model.mmd_names)
+        frame = read_system_table(path, system, model.side_names, sheet)
+        missing = [system.column(c) for c in model.side_names if c not in frame.columns]
+        if missing:
+            raise PolyinvError(f"{path}: missing column(s) {', '.join(missing)}")
+        n = len(frame_mmd_columns(frame))
+        if n != len(model.mmd_names):
+            raise PolyinvError(f"{path}: the MMD has {n} points")
+        return frame[input_columns(model)]
     except PolyinvError as exc:
-        side = ", ".join(model.side_names) or "no scalar inputs"
+        side = ", ".join(system.column(c) for c in model.side_names) or "no scalar inputs"
         raise PolyinvError(
-            f"{exc} — the checkpoint expects {side} + {model.mmd_names[0]}..{model.mmd_names[-1]}"
+            f"{exc} — the checkpoint expects {side} + {model.mmd_names[0]}..{model.mmd_names[-1]} ({system.name})"
         ) from exc
 
 

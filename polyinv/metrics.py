@@ -16,7 +16,7 @@ from torchmetrics import Metric
 from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
 from polyinv.atomic import atomic_path
-from polyinv.schema import NOMINAL_RANGES, TARGETS
+from polyinv.schema import SYSTEM, TARGETS, System
 
 
 def r2_score(y_true, y_pred) -> float:
@@ -63,8 +63,9 @@ class ExactR2(Metric):
         return 1.0 - self.rss / tss
 
 
-def evaluate(y_true, y_pred, targets: Sequence[str] = TARGETS) -> dict:
-    """Score predictions (rows x targets, physical units); returns the ``metrics.json`` structure."""
+def evaluate(y_true, y_pred, targets: Sequence[str] = TARGETS, system: System = SYSTEM) -> dict:
+    """Score predictions (rows x targets, physical units); returns the ``metrics.json`` structure, keyed by
+    ``system``'s names of the (internal) ``targets``, relative errors on that system's nominal ranges."""
     true = torch.as_tensor(np.ascontiguousarray(y_true, dtype=np.float64))
     pred = torch.as_tensor(np.ascontiguousarray(y_pred, dtype=np.float64))
     if true.shape != pred.shape or true.ndim != 2 or true.shape[1] != len(targets):
@@ -74,8 +75,8 @@ def evaluate(y_true, y_pred, targets: Sequence[str] = TARGETS) -> dict:
     per_target = {}
     for j, name in enumerate(targets):
         mae = float(mean_absolute_error(pred[:, j], true[:, j]))
-        low, high = NOMINAL_RANGES[name]
-        per_target[name] = {
+        low, high = system.ranges[system.column(name)]
+        per_target[system.column(name)] = {
             "mae": mae,
             "rel_mae_pct": 100.0 * mae / (high - low),
             "r2": r2_score(true[:, j].numpy(), pred[:, j].numpy()),

@@ -41,7 +41,6 @@ from polyinv.runs import (
     tb_logger,
     write_text,
 )
-from polyinv.schema import SYSTEM
 from polyinv.select import check_candidates, select
 from polyinv.sim.calibration_file import forward_for_training
 from polyinv.sim.forward import ForwardChoice
@@ -100,19 +99,20 @@ def finish_run(
     targets = list(dm.target_columns)
     y_true = test[targets].to_numpy(np.float64)
     y_pred = predict_frame(model, test)
-    metrics = evaluate(y_true, y_pred, targets)
+    metrics = evaluate(y_true, y_pred, targets, dm.system)
+    names = [dm.system.column(t) for t in targets]  # the file's own column names
     write_json(metrics, run_dir / "metrics.json")
     preds = pd.DataFrame({"row": dm.test_idx})
-    for j, t in enumerate(targets):
+    for j, t in enumerate(names):
         preds[f"{t}_true"] = y_true[:, j]
         preds[f"{t}_pred"] = y_pred[:, j]
     with atomic_path(run_dir / "predictions_test.csv") as tmp:
         preds.to_csv(tmp, index=False)
     write_figure(
-        parity_figure(y_true, y_pred, targets, title=f"{config['name']} — test split"), run_dir / "parity.png"
+        parity_figure(y_true, y_pred, names, title=f"{config['name']} — test split"), run_dir / "parity.png"
     )
     if logger is not None:
-        for j, t in enumerate(targets):
+        for j, t in enumerate(names):
             single = parity_figure(y_true[:, [j]], y_pred[:, [j]], [t])
             logger.experiment.add_figure(f"parity/{t}", single, close=True)
         hp_metrics = {
@@ -124,7 +124,8 @@ def finish_run(
         logger.finalize("success")
     info = {
         "name": config["name"],
-        "system": SYSTEM.name,
+        "system": dm.system.name,
+        "protocol": dm.protocol,
         "kind": config["model"].get("kind"),
         "seed": config["seed"],
         "train_seconds": train_seconds,
@@ -186,6 +187,8 @@ def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> ForwardChoic
             fit_rows(dm),
             log=say if verbose else None,
             progress=verbose,
+            system=dm.system.key,
+            protocol=dm.protocol,
         )
         if verbose and forward.model is not None:
             LOG.info(f"forward model of the trust checks: {forward.how}")
@@ -379,11 +382,11 @@ def fit_ensemble(
     model.domain = refine_check(config, model, dm.val_frame, forward, verbose)
     mmd, side, y = arrays(dm.test_frame)
     mean, low, high = model.predict_interval(mmd, side, level)
-    metrics = evaluate(y, mean, list(dm.target_columns))
+    metrics = evaluate(y, mean, list(dm.target_columns), dm.system)
     coverage = ((y >= low) & (y <= high)).mean(axis=0)
     metrics["interval"] = {
         "level": level,
-        "coverage": dict(zip(dm.target_columns, coverage.tolist(), strict=True)),
+        "coverage": dict(zip(map(dm.system.column, dm.target_columns), coverage.tolist(), strict=True)),
     }
     write_json(metrics, folder / "metrics.json")
     model.save(

@@ -111,13 +111,23 @@ class System:
         return table
 
     def from_internal(self, table):
-        """The inverse renaming of :meth:`to_internal` (for writing files in this system's names), interval
-        columns (``<role>_lo``/``_hi``) included."""
-        names = {}
-        for c in table.columns:
-            base, _, suffix = str(c).rpartition("_")
-            names[c] = f"{self.column(base)}_{suffix}" if suffix in ("lo", "hi") and base else self.column(c)
-        return table.rename(columns=names)
+        """The inverse renaming of :meth:`to_internal` (for writing files in this system's names), derived
+        columns included: ``<role>_lo``/``_hi``, ``model_<role>``, ``cand1_<role>`` and the like."""
+        mine = {role: name for name, role in self.renames.items()}
+        if not mine:
+            return table
+
+        def renamed(column: str) -> str:
+            for role, name in mine.items():
+                if column == role:
+                    return name
+                if column.startswith(role + "_") and column[len(role) + 1 :] in ("lo", "hi"):
+                    return name + column[len(role) :]
+                if column.endswith("_" + role):
+                    return column[: -len(role)] + name
+            return column
+
+        return table.rename(columns={c: renamed(str(c)) for c in table.columns})
 
 
 def aibn_in_toluene(key: str, monomer: str, short: str, molar_mass: float, name: str, ranges: dict) -> System:
@@ -227,6 +237,15 @@ def feature_columns(feature_set: str) -> tuple[tuple[str, ...], tuple[str, ...]]
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}; choose one of {sorted(FEATURE_SETS)}")
     return FEATURE_SETS[feature_set], MMD_COLUMNS
+
+
+def protocol_columns(feature_set: str, protocol: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(targets, side inputs) of an inverse model: under ``stop`` the run's time is a target (when it stopped);
+    under ``sampled`` it is when the sample was taken, an input, and the model predicts the recipe alone."""
+    side, _ = feature_columns(feature_set)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return (TARGETS, side) if protocol == "stop" else (RECIPE_COLUMNS, (TIME, *side))
 
 
 # ---------------------------------------------------------------------------------------------- run protocol

@@ -85,6 +85,7 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
         if isinstance(exc, PolyinvError):
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
+    model.system = dm.system.key
     rows = len(dm.train_idx)
     if model.family == "network" and model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step

@@ -127,7 +127,7 @@ def score(config: dict, callbacks: list | None = None) -> tuple[float, dict]:
         train = dm.train_frame
         model.fit(*(train[list(c)].to_numpy() for c in (dm.mmd_columns, dm.side_columns, dm.target_columns)))
     val, targets = dm.val_frame, list(dm.target_columns)
-    metrics = evaluate(val[targets].to_numpy(np.float64), predict_frame(model, val), targets)
+    metrics = evaluate(val[targets].to_numpy(np.float64), predict_frame(model, val), targets, dm.system)
     return metrics["global"]["r2"], {t: m["r2"] for t, m in metrics["targets"].items()}
 
 

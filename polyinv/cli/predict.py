@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.plot_dir and args.candidates:
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
+        table = system_of(model.system).from_internal(table)  # the model's system's column names
         with atomic_path(output, overwrite=args.overwrite) as tmp:
             table.to_csv(tmp, index=False)
         print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")

@@ -1,8 +1,10 @@
 """LightningDataModule: read a study file, split it with a seed, fit scalers on the training split only.
 
-Batches are ``(mmd, side, targets)`` in *physical* units: ``mmd`` shaped (B, 1, 100) so a CNN sees
+Batches are ``(mmd, side, targets)`` in *physical* units: ``mmd`` shaped (B, 1, L) so a CNN sees
 the MMD as a one-channel signal, ``side`` (B, k) the scalar side inputs (k = 0 for the MMD-only
-feature set), ``targets`` (B, 4). Scaling happens inside the model, with the statistics this
+feature set), ``targets`` (B, T). A file of another system (``system``) is read in its own column names and
+carries the internal role names from then on (:mod:`polyinv.schema`); its MMD has the file's own number of
+points. Under the ``sampled`` protocol each row's time is an input and the targets are the recipe alone. Scaling happens inside the model, with the statistics this
 module fitted on the training rows (:meth:`scalers`), so it is applied exactly once and travels
 in the checkpoint.
 """
@@ -21,10 +23,19 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from polyinv.data.io import read_table, row_text
+from polyinv.data.io import read_system_table, read_table, row_text
 from polyinv.errors import PolyinvError
 from polyinv.nn.scaling import MIN_STD, ColumnScaler
-from polyinv.schema import COMPOSITE_COLUMNS, MMD_COLUMNS, TARGETS, feature_columns
+from polyinv.schema import (
+    COMPOSITE_COLUMNS,
+    MMD_COLUMNS,
+    MONOMER_LEFT,
+    PROTOCOLS,
+    SYSTEM,
+    frame_mmd_columns,
+    protocol_columns,
+    system_of,
+)
 
 MIN_SPLIT_ROWS = 2  # R² needs two rows; fewer in any split is an error, not a silent NaN
 MMD_SCALINGS = ("column", "pooled")
@@ -49,7 +60,10 @@ class PolyDataModule(L.LightningDataModule):
         path: data file (.xlsx, .csv or .parquet in the study's columns); a relative path missing here is
             looked up in the polyinv checkout
         sheet: sheet of an .xlsx file (null: compuesta); must be null for .csv and .parquet
-        feature_set: mmd (the 100 MMD values) or composite (cBA_time, Mn, Mw + MMD)
+        system: the chemistry whose column names the file uses (ba: the study's; mma, sty)
+        protocol: stop (the study's runs: time is when a run stopped, a target) or sampled (lab samples:
+            time is when the sample was taken, an input; the model predicts the recipe)
+        feature_set: mmd (the MMD values) or composite (monomer left or conversion, Mn, Mw + MMD)
         test_path: a separate file to test on (all its rows); then no test split is cut from path
         transforms: per-column transform of inputs and targets, e.g. {Mn: log, cAIBN_0: log}
         mmd_scaling: column (every MMD point standardised) or pooled (one mean and spread for the MMD)
@@ -67,6 +81,8 @@ class PolyDataModule(L.LightningDataModule):
         path: str = DEFAULT_DATA,
         sheet: str | None = None,
         feature_set: Literal["mmd", "composite"] = "composite",
+        system: str = SYSTEM.key,
+        protocol: Literal["stop", "sampled"] = "stop",
         test_path: str | None = None,
         transforms: dict[str, Literal["log", "none"]] | None = None,
         mmd_scaling: Literal["column", "pooled"] = "column",
@@ -82,11 +98,19 @@ class PolyDataModule(L.LightningDataModule):
         self.path = resolve_data_path(path)
         self.sheet = sheet
         self.test_path = Path(test_path) if test_path else None
-        self.side_columns, self.mmd_columns = feature_columns(feature_set)
+        try:
+            self.system = system_of(system)
+        except ValueError as exc:
+            raise PolyinvError(f"data.system: {exc}") from None
+        if protocol not in PROTOCOLS:
+            raise PolyinvError(f"data.protocol {protocol!r} unknown; choose one of {', '.join(PROTOCOLS)}")
+        self.protocol = protocol
+        self.target_columns, self.side_columns = protocol_columns(feature_set, protocol)
+        #: the study's files have the fixed 100-point MMD; other systems' and lab files their own (set by setup)
+        self.mmd_columns = MMD_COLUMNS
         self.feature_set = feature_set
-        self.target_columns = TARGETS
-        transforms = dict(transforms or {})
-        unknown = sorted(set(transforms) - set(COMPOSITE_COLUMNS))
+        transforms = {self.system.renames.get(c, c): t for c, t in (transforms or {}).items()}
+        unknown = sorted(self.system.column(c) for c in set(transforms) - set(COMPOSITE_COLUMNS))
         if unknown:
             raise PolyinvError(f"data.transforms names unknown column(s): {', '.join(unknown)}")
         # a transform of a column this feature set does not use (e.g. Mn for 'mmd') is simply not needed
@@ -124,11 +148,11 @@ class PolyDataModule(L.LightningDataModule):
         """Read, validate and split once; later calls are no-ops."""
         if self.frame is not None:
             return
-        frame = read_frame(self.path, self.columns, self.sheet)
+        frame = self._read(self.path, self.sheet)
         if self.test_path is not None:
             # a fixed external test set: every row of test_path; train/validation from path
-            test = read_frame(
-                self.test_path, self.columns, self.sheet if self.test_path.suffix.startswith(".xls") else None
+            test = self._read(
+                self.test_path, self.sheet if self.test_path.suffix.startswith(".xls") else None
             )
             if len(test) < MIN_SPLIT_ROWS:
                 raise PolyinvError(f"{self.test_path}: {len(test)} rows are too few for a test set")
@@ -149,6 +173,32 @@ class PolyDataModule(L.LightningDataModule):
         self.frame = frame
         self._scalers = None
         self._check_scalable()
+
+    @property
+    def own_names(self) -> bool:
+        """Whether files are read as the study's (the default system's names, the stop protocol, 100 points)."""
+        return self.system.key == SYSTEM.key and self.protocol == "stop"
+
+    def _read(self, path: Path, sheet: str | None) -> pd.DataFrame:
+        """A validated file in the internal names; outside the study's files the MMD takes the file's length,
+        the same for every file of the run."""
+        if self.own_names:
+            return read_frame(path, self.columns, sheet)
+        roles = [*self.target_columns, *self.side_columns]
+        frame = read_system_table(path, self.system, roles, sheet)
+        conv = self.system.conversion_name
+        if conv in frame.columns and MONOMER_LEFT in self.side_columns:
+            # a lab file's conversion is the model's input as measured: the monomer left would need [M]0, a target
+            self.side_columns = tuple(conv if c == MONOMER_LEFT else c for c in self.side_columns)
+            self.transforms.pop(MONOMER_LEFT, None)
+        names = frame_mmd_columns(frame)
+        if self.frame is None and path == self.path:
+            self.mmd_columns = names
+        elif names != tuple(self.mmd_columns):
+            raise PolyinvError(
+                f"{path}: the MMD has {len(names)} points; {self.path} has {len(self.mmd_columns)}"
+            )
+        return frame[list(self.columns)]
 
     def _check_scalable(self) -> None:
         """Every training value stays finite through its transform and the training rows' standardisation

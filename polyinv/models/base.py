@@ -1,8 +1,9 @@
 """The contract every polyinv model keeps, and the optional abilities a model declares.
 
 A model maps physical inputs (MMD on its grid, scalar side inputs) to a physical recipe. Every model
-holds its column schema (``target_names``, ``side_names``, ``mmd_names``) and its applicability domain
-(``domain``, saved in its file). What only some models can do is declared as a class attribute, never
+holds its column schema (``target_names``, ``side_names``, ``mmd_names``, in the internal role names), the
+key of the system whose files it reads (``system``: input and output files carry that system's names) and
+its applicability domain (``domain``), all saved in its file. What only some models can do is declared as a class attribute, never
 probed with ``hasattr``: callers ask ``model.has_interval`` and then call ``predict_interval``.
 
 ``family`` says how a kind trains (polyinv.train): ``network`` (Lightning, in a run folder with
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from polyinv.errors import PolyinvError
+from polyinv.schema import SYSTEM
 
 Family = Literal["network", "classical", "auto", "ensemble"]
 #: The registry: every kind a config's ``model.kind`` may name, filled by :func:`register` as polyinv.models
@@ -42,6 +44,8 @@ class InverseModel:
     side_names: list[str]
     mmd_names: list[str]
     domain: dict | None
+    #: the chemistry of the training file (polyinv.schema.SYSTEMS); files before it was stored are the study's
+    system: str = SYSTEM.key
 
     @property
     def n_side(self) -> int:

@@ -33,6 +33,7 @@ from polyinv.schema import (
     MONOMER_0,
     MONOMER_LEFT,
     SIDE_INPUTS,
+    SYSTEM,
     TARGETS,
     TIME,
     conversion,
@@ -339,11 +340,13 @@ class InverseRegressor(InverseModel, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["polyinv_kind"] = self.kind
+        checkpoint["polyinv_system"] = self.system
         if self.domain:
             checkpoint["polyinv_domain"] = self.domain
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.domain = checkpoint.get("polyinv_domain")
+        self.system = checkpoint.get("polyinv_system", SYSTEM.key)
         weights = [
             v
             for k, v in checkpoint.get("state_dict", {}).items()

@@ -218,18 +218,29 @@ def forward_for_training(
     fit_frame: pd.DataFrame,
     log: Callable[[str], None] | None = None,
     progress: bool = False,
+    system: str = SYSTEM.key,
+    protocol: str = "stop",
 ) -> ForwardChoice:
     """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
-    run), from its training rows only; (None, why) when the checks must be off."""
+    run), from its training rows only; (None, why) when the checks must be off. A file of ``system`` uses that
+    system's literature kinetics. The checks simulate whole runs (the stop protocol): a model of sampled rows
+    has none (``predict --calibration`` answers such rows against a calibration)."""
 
     say = log or (lambda _m: None)
+    if protocol != "stop":
+        why = (
+            "the trust checks (forward consistency, --verify, --refine) simulate runs under the stop protocol, "
+            "not samples at their own times; `polyinv predict --calibration` inverts sampled rows instead"
+        )
+        say(f"forward checks off: {why}")
+        return ForwardChoice(None, why)
     if calibration:
         forward = read_yaml(calibration)
         n_mmd = len(frame_mmd_columns(fit_frame))
-        if forward.system != SYSTEM.key or forward.protocol != "stop" or forward.axis.n_points != n_mmd:
+        if forward.system != system or forward.protocol != "stop" or forward.axis.n_points != n_mmd:
             raise ValueError(
                 f"trust.calibration {calibration}: a calibration of system {forward.system}, protocol "
-                f"{forward.protocol}, {forward.axis.n_points} MMD points; the training file is {SYSTEM.key}, stop, "
+                f"{forward.protocol}, {forward.axis.n_points} MMD points; the training file is {system}, stop, "
                 f"{n_mmd} points"
             )
         quality = (forward.fit or {}).get("quality") or {}
@@ -248,20 +259,22 @@ def forward_for_training(
         say(f"warning: forward checks off (domain consistency, --verify): {how}")
         return ForwardChoice(None, how)
     t_max, x_stop = protocol_from_data(fit_frame)
-    if setting == "default" or (setting == "auto" and states_default_kinetics(meta)):
+    if setting == "default" or (setting == "auto" and states_default_kinetics(meta, system)):
         why = (
             "the file's metadata states polyinv's default kinetics"
             if setting == "auto"
             else "trust.forward is default"
         )
-        forward = ForwardModel({}, axis, t_max, x_stop, f"polyinv's kinetics ({why}); axis {how}")
+        forward = ForwardModel(
+            {}, axis, t_max, x_stop, f"polyinv's kinetics ({why}); axis {how}", system=system
+        )
         return ForwardChoice(forward, forward.describe())
     if setting == "auto":
         say(
             "the file does not state polyinv's default kinetics: calibrating the simulator on the training rows "
             "for the trust checks (trust.forward: auto; `polyinv calibrate` makes a reusable file)"
         )
-    cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say)
+    cal = calibrate(fit_frame, axis, progress=progress, data=str(data_path), log=say, system=system)
     cal.forward.fit["axis"] = how
     r = cal.residuals
     if not cal.quality["good"] and cal.quality["usable_for_checks"]:  # calibrate() said the warning line

@@ -12,7 +12,7 @@ from polyinv.schema import MN, MONOMER_LEFT, MW, TIME, frame_conversion, frame_m
 from polyinv.sim.grid import MMDAxis, infer_axis
 from polyinv.sim.io import read_metadata
 from polyinv.sim.kinetics import DEFAULT_T_MAX, DEFAULT_X_STOP
-from polyinv.sim.parameters import DEFAULT_PARAMETERS
+from polyinv.sim.parameters import parameters_of
 
 # ---------------------------------------------------------------------- what a file says about itself
 _NORMALISATION_TEXT = {
@@ -38,12 +38,14 @@ def stated_axis(meta: Mapping[str, str] | None) -> MMDAxis | None:
         return None
 
 
-def states_default_kinetics(meta: Mapping[str, str] | None) -> bool:
-    """Whether a file's metadata says polyinv's default kinetic parameters made it (every stored
-    coefficient and constant equal to :data:`DEFAULT_PARAMETERS`)."""
+def states_default_kinetics(meta: Mapping[str, str] | None, system: str = "ba") -> bool:
+    """Whether a file's metadata says polyinv's literature kinetics of ``system`` made it (that system named,
+    every stored coefficient and constant equal to :func:`~polyinv.sim.parameters.parameters_of` its key)."""
     if not meta or meta.get("package") != "polyinv":
         return False
-    expected = dict(DEFAULT_PARAMETERS.metadata())
+    if str(meta.get("system", "ba")).split(":")[0].strip() != system:
+        return False
+    expected = dict(parameters_of(system).metadata())
     numeric = [
         k
         for k, v in expected.items()
