@@ -16,6 +16,8 @@ repository root).
   python -m benchmarks trust-foreign --world second --models gp   (the same on the independent simulator: results/trust_foreign_second)
   python -m benchmarks refine [--sets ...] [--models gp] [--seeds 0 1 2]   (predict --refine vs the model: results/refine)
   python -m benchmarks lab [--systems mma sty] [--seeds 1 2 3]   (lab-like data, leave one reaction out: results/lab)
+  python -m benchmarks lab-network [--systems mma] [--seeds 2] [--sizes ROWS]   (the many-rows route: fit on rows a
+      fold's kept calibration simulates, predict --ckpt; results/lab/network.md)
   python -m benchmarks refine --recheck [--sets ...]          (the recorded runs' refine check and test rows again, no refit)
   python -m benchmarks refine --sets design                   (polyinv design on 20 property targets: results/refine/design.md)
   python -m benchmarks refine --sets design_mmd               (polyinv design --mmd on 20 target MMDs: results/refine/design_mmd.md)
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "trust-foreign",
             "refine",
             "lab",
+            "lab-network",
             "tune",
             "batch",
             "docs",
@@ -197,6 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"wrote {lab.main(bm.REPO_ROOT, out, systems, seeds, force=args.force, recheck=args.recheck)}"
             )
+            return 0
+        if args.mode == "lab-network":
+            from benchmarks import lab_network
+
+            systems = args.systems or ["mma"]
+            seeds = args.seeds if "--seeds" in argv else [2]
+            out = Path(args.out or bm.REPO_ROOT / "results" / "lab")
+            rows = args.sizes[0] if "--sizes" in argv else 1500
+            print(f"wrote {lab_network.main(bm.REPO_ROOT, out, systems, seeds, rows=rows, force=args.force)}")
             return 0
         if args.mode == "calibration":
             from benchmarks import calibration

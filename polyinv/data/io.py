@@ -207,6 +207,7 @@ def read_system_table(
     mmd: bool | None = True,
     group: str | None = None,
     group_optional: bool = False,
+    optional: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a file of ``system`` in its own column names and return the internal role names (``roles``, the
     default system's names: see :mod:`polyinv.schema`) as float64, validated as :func:`read_table` does.
@@ -214,7 +215,8 @@ def read_system_table(
     The monomer-left role may come from the file's ``conversion`` column (0-1) when it has no monomer-left column;
     the MMD has the file's own number of points (at least :data:`MIN_MMD_POINTS`; ``mmd`` None: where the file has
     MMD columns); ``group``, where given, is a column of labels (a reaction's samples) returned as text under the
-    same name (``group_optional``: only where the file has it).
+    same name (``group_optional``: only where the file has it); ``optional``: more columns (the file's own names)
+    returned where the file has them.
     """
     frame, where = _read_raw(Path(path), sheet)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -234,7 +236,8 @@ def read_system_table(
             )
         mmd_names = mmd_columns(n)
     columns = [*wanted, *([conversion] if conversion else []), *mmd_names]
-    table = _validated(frame, where, columns, mmd_names or MMD_COLUMNS, ())
+    table = _validated(frame, where, columns, mmd_names or MMD_COLUMNS, optional)
+    conversion = conversion or (system.conversion_name if system.conversion_name in table.columns else None)
     if conversion:
         x = table[conversion].to_numpy()
         bad = np.flatnonzero((x < 0) | (x > 1))

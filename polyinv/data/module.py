@@ -185,10 +185,11 @@ class PolyDataModule(L.LightningDataModule):
         if self.own_names:
             return read_frame(path, self.columns, sheet)
         roles = [*self.target_columns, *self.side_columns]
-        frame = read_system_table(path, self.system, roles, sheet)
         conv = self.system.conversion_name
+        # a sampled file's conversion is the model's input as measured: the monomer left would need [M]0, a target
+        optional = [conv] if self.protocol == "sampled" else []
+        frame = read_system_table(path, self.system, roles, sheet, optional=optional)
         if conv in frame.columns and MONOMER_LEFT in self.side_columns:
-            # a lab file's conversion is the model's input as measured: the monomer left would need [M]0, a target
             self.side_columns = tuple(conv if c == MONOMER_LEFT else c for c in self.side_columns)
             self.transforms.pop(MONOMER_LEFT, None)
         names = frame_mmd_columns(frame)
