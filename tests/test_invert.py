@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -9,6 +10,7 @@ import yaml
 from polyinv.cli import predict, simulate
 from polyinv.invert import invert_frame
 from polyinv.sim.calibration_file import read_yaml
+from polyinv.sim.grid import MMDAxis, rebin
 
 from tests.cli.helpers import fails
 
@@ -78,6 +80,43 @@ def test_one_reactions_samples_give_back_its_recipe_inside_the_interval(lab_rows
     for name, value in TRUTH.items():
         assert answer[f"{name}_lo"] <= value <= answer[f"{name}_hi"]
     assert fails_again(argv)
+
+
+def test_a_trace_on_another_axis_is_rebinned_onto_the_calibrations(lab_rows, tmp_path, capsys):
+    """The same samples as a 45-point GPC trace on a wider axis, peak-normalised: --axis re-bins it onto the
+    calibration's 30 points and the answer is the one of the calibration's own axis."""
+    cal, samples = lab_rows
+    own, gpc = MMDAxis(2.0005, 6.699, 30, "density"), MMDAxis(1.5, 7.2, 45, "max")
+    names = [f"MMD{i}" for i in range(1, 31)]
+    trace, _ = rebin(samples[names].to_numpy(), own, gpc)
+    back, outside = rebin(trace, gpc, own)
+    assert (
+        outside.max() < 1e-4
+        and np.abs(back - samples[names].to_numpy()).max() < 0.05 * samples[names].max().max()
+    )
+    unknown = samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time", *names])
+    unknown = pd.concat([unknown, pd.DataFrame(trace, columns=[f"MMD{i}" for i in range(1, 46)])], axis=1)
+    unknown.to_csv(tmp_path / "gpc.csv", index=False)
+    out = tmp_path / "inv.csv"
+    argv = [
+        "--calibration",
+        cal,
+        "--input",
+        str(tmp_path / "gpc.csv"),
+        "--group",
+        "reaction",
+        "--output",
+        str(out),
+    ]
+    line = fails(capsys, predict, [*argv, "--quiet"])
+    assert "the MMD has 45 points" in line and "--axis" in line
+    assert predict.main([*argv, "--axis", "1.5", "7.2", "max"]) == 0
+    assert "re-binned from 45 points" in capsys.readouterr().out
+    answer = pd.read_csv(out).iloc[0]
+    assert answer["temp"] == pytest.approx(TRUTH["temp"], abs=1.0)
+    assert answer["cMMA_0"] == pytest.approx(TRUTH["cMMA_0"], rel=0.05)
+    line = fails(capsys, predict, [*argv, "--overwrite", "--axis", "7.2", "1.5", "max"])
+    assert "--axis 7.2 1.5 max" in line and "not increasing" in line
 
 
 def fails_again(argv) -> bool:

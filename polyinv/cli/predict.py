@@ -22,11 +22,13 @@ from polyinv.data.io import read_system_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.inference import predict_table, read_inputs
 from polyinv.invert import invert_frame
-from polyinv.log import quiet
+from polyinv.log import LOG, quiet
 from polyinv.models import load_model, resolve_checkpoint
 from polyinv.plots import plot_candidates, verify_figures
-from polyinv.schema import MN, MONOMER_LEFT, MW, TARGETS, TIME, frame_mmd_columns, system_of
+from polyinv.schema import MN, MONOMER_LEFT, MW, TARGETS, TIME, frame_mmd_columns, mmd_columns, system_of
 from polyinv.sim.calibration_file import read_yaml
+from polyinv.sim.file_info import read_file_metadata, stated_axis
+from polyinv.sim.grid import NORMALISATIONS, MMDAxis, rebin
 from polyinv.trust.report import (
     Verification,
     check_interval,
@@ -56,6 +58,15 @@ def build_parser() -> ArgumentParser:
         "--input", required=True, help=".xlsx, .csv or .parquet with the model's input columns"
     )
     parser.add_argument("--sheet", default=None, help="sheet of an .xlsx input (default: compuesta)")
+    parser.add_argument(
+        "--axis",
+        nargs=3,
+        metavar=("MIN", "MAX", "NORM"),
+        default=None,
+        help="with --calibration: the input's MMD axis (log10 M of its first and last point, normalisation "
+        f"{NORMALISATIONS}); a trace on another axis than the calibration's is re-binned onto it (default: stated "
+        "in the input's metadata, else the calibration's)",
+    )
     parser.add_argument(
         "--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)"
     )
@@ -122,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = output_path(args)
         if args.calibration:
             return predict_from_calibration(args, output)
-        if args.group:
-            raise PolyinvError("--group applies to --calibration (a trained model answers each row)")
+        if args.group or args.axis:
+            flag = "--group" if args.group else "--axis"
+            raise PolyinvError(f"{flag} applies to --calibration (a trained model reads its own training axis)")
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
@@ -217,6 +229,48 @@ def _answer_chunk(chunk, model) -> Verification:
     return verify_table(model, rows, table, requests) if verifying else Verification(table)
 
 
+def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis) -> pd.DataFrame:
+    """The input's MMD on the calibration's ``axis``: re-binned from the input's own axis (``--axis``, else its
+    metadata's) where that differs; a trace of another length on no stated axis is refused."""
+    names = frame_mmd_columns(rows)
+    if not names:
+        return rows
+    if args.axis:
+        try:
+            source = MMDAxis(float(args.axis[0]), float(args.axis[1]), len(names), args.axis[2])
+        except ValueError as exc:
+            raise PolyinvError(f"--axis {' '.join(args.axis)}: {exc}") from None
+    else:
+        source = stated_axis(read_file_metadata(args.input))
+        if source is None or source.n_points != len(names):
+            if len(names) != axis.n_points:
+                raise PolyinvError(
+                    f"{args.input}: the MMD has {len(names)} points; the calibration's axis has {axis.n_points} "
+                    "(give the input's axis with --axis MIN MAX NORM to re-bin it)"
+                )
+            return rows
+    if source == axis:
+        return rows
+    mmd, outside = rebin(rows[list(names)].to_numpy(np.float64), source, axis)
+    worst = int(np.argmax(outside))
+    if outside[worst] > MAX_OUTSIDE:
+        LOG.warning(
+            f"{args.input}: {100 * outside[worst]:.1f} % of data row {worst}'s trace lies outside the calibration's "
+            f"axis (log10 M {axis.log10m_min:g}..{axis.log10m_max:g}) and is dropped by the re-binning"
+        )
+    LOG.info(
+        f"MMD re-binned from {len(names)} points on log10 M {source.log10m_min:g}..{source.log10m_max:g} onto the calibration's {axis.n_points}"
+    )
+    scalars = rows.drop(columns=list(names))
+    return pd.concat(
+        [scalars, pd.DataFrame(mmd, columns=mmd_columns(axis.n_points), index=rows.index)], axis=1
+    )
+
+
+#: share of a trace's mass beyond the calibration's axis above which re-binning warns
+MAX_OUTSIDE = 0.02
+
+
 def predict_from_calibration(args, output: Path) -> int:
     """``predict --calibration``: one recipe per reaction group by inverting the calibrated simulator."""
     for flag, given in (("--refine", args.refine), ("--verify", args.verify), ("--plot-dir", args.plot_dir)):
@@ -244,11 +298,7 @@ def predict_from_calibration(args, output: Path) -> int:
     rows = read_system_table(
         args.input, system, [TIME, MN, MW, MONOMER_LEFT], args.sheet, mmd=None, group=args.group
     )
-    n_mmd = len(frame_mmd_columns(rows))
-    if n_mmd and n_mmd != forward.axis.n_points:
-        raise PolyinvError(
-            f"{args.input}: the MMD has {n_mmd} points; the calibration's axis has {forward.axis.n_points}"
-        )
+    rows = onto_axis(rows, args, forward.axis)
     started = time.perf_counter()
     with batch.parallel_map(batch.cluster_of(args)) as workers:  # one task per reaction group on Dask
         table = invert_frame(forward, rows, args.group, level, system.conversion_name, workers)

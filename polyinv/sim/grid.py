@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 from scipy.optimize import minimize_scalar
 
 from polyinv.schema import N_MMD
@@ -95,6 +96,29 @@ class MMDAxis:
 
 #: polyinv's own axis (the shipped data set's).
 DEFAULT_AXIS = MMDAxis()
+
+
+def rebin(values: np.ndarray, source: MMDAxis, target: MMDAxis) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of an MMD on ``source`` re-binned onto ``target``, and each row's share of mass outside ``target``.
+
+    Each point stands for its cell (width delta, centred on it); the cumulative mass at the target's cell edges
+    is interpolated from the source's (monotone cubic, PCHIP: no negative mass where the trace has none), so mass
+    is conserved whichever axis is finer. The rows are
+    renormalised on the target (mass beyond its ends is dropped: hence the returned share) in its normalisation.
+    """
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    mass = values * source.delta
+    edges = source.log10m_min - source.delta / 2 + source.delta * np.arange(source.n_points + 1)
+    cdf = np.concatenate([np.zeros((len(values), 1)), np.cumsum(mass, axis=1)], axis=1)
+    total = cdf[:, -1:]
+    target_edges = target.log10m_min - target.delta / 2 + target.delta * np.arange(target.n_points + 1)
+    inside = np.clip(target_edges, edges[0], edges[-1])  # the cumulative is flat beyond the source's ends
+    at = PchipInterpolator(edges, cdf, axis=1)(inside)
+    kept = at[:, -1:] - at[:, :1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outside = np.where(total[:, 0] > 0, 1.0 - kept[:, 0] / total[:, 0], 1.0)
+        density = np.diff(at, axis=1) / target.delta / np.where(kept > 0, kept, np.nan)
+    return target.normalise(np.nan_to_num(density)), np.clip(outside, 0.0, 1.0)
 
 
 def log10m_grid() -> np.ndarray:
