@@ -135,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return predict_from_calibration(args, output)
         if args.group or args.axis:
             flag = "--group" if args.group else "--axis"
-            raise PolyinvError(f"{flag} applies to --calibration (a trained model reads its own training axis)")
+            raise PolyinvError(
+                f"{flag} applies to --calibration (a trained model reads its own training axis)"
+            )
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
