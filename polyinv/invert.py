@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.stats import norm, qmc
+from scipy.stats import chi2, norm, qmc
 
 from polyinv.batch import apply
 from polyinv.schema import INITIATOR_0, MN, MONOMER_0, MONOMER_LEFT, MW, TEMP, TIME, frame_mmd_columns
@@ -56,6 +56,8 @@ class Inversion:
     cov: np.ndarray  # 3x3 in z
     rms: float  # root mean square of the weighted residuals (about 1 when the rows fit as well as training rows)
     rows: int
+    #: other optima that reproduce the rows within the noise (``candidates``): (recipe, rms), best first
+    others: tuple = ()
 
 
 def _z(recipe) -> np.ndarray:
@@ -168,25 +170,36 @@ def _sqrt_shape(mmd: np.ndarray) -> np.ndarray:
 
 
 def invert_group(
-    forward: ForwardModel, rows: pd.DataFrame, conversion: str = "conversion", seed: int = 0
+    forward: ForwardModel,
+    rows: pd.DataFrame,
+    conversion: str = "conversion",
+    seed: int = 0,
+    candidates: int = 0,
+    level: float = 0.9,
 ) -> Inversion:
-    """The recipe of one group of rows (internal role names; their ``time`` known) and its Laplace covariance."""
+    """The recipe of one group of rows (internal role names; their ``time`` known) and its Laplace covariance.
+    ``candidates`` K: also refine more starts (3 per candidate) and keep up to K - 1 other optima, distinct from
+    the answer and each other by more than one Laplace sd in some variable, whose cost exceeds the answer's by less
+    than the ``level`` quantile of chi-square with 3 degrees of freedom (the samples counted as one observation,
+    as the intervals count them): recipes the rows cannot tell from the answer."""
     lo, hi = search_box(forward)
     group = _Group(forward, rows, noise(forward), conversion)
     starts = lo + qmc.Sobol(3, scramble=True, seed=seed).random(STARTS) * (hi - lo)
     cost = (group.residuals(starts) ** 2).sum(axis=1)
-    best = None
-    for z0 in starts[np.argsort(cost)[:LOCAL]]:
-        res = least_squares(
-            lambda z: group.residuals(z[None])[0],
-            np.clip(z0, lo + 1e-6, hi - 1e-6 - DIFF_STEP),
-            jac=group.jacobian,
-            bounds=(lo, hi),
-            x_scale=(hi - lo) / 10,
-            max_nfev=40,
+    found = []
+    for z0 in starts[np.argsort(cost)[: LOCAL + 3 * max(candidates - 1, 0)]]:
+        found.append(
+            least_squares(
+                lambda z: group.residuals(z[None])[0],
+                np.clip(z0, lo + 1e-6, hi - 1e-6 - DIFF_STEP),
+                jac=group.jacobian,
+                bounds=(lo, hi),
+                x_scale=(hi - lo) / 10,
+                max_nfev=40,
+            )
         )
-        if best is None or res.cost < best.cost:
-            best = res
+    found.sort(key=lambda res: res.cost)
+    best = found[0]
     jac = best.jac
     n_prior = 0 if group.prior is None else 3  # the prior's rows come last
     data = jac[: len(jac) - n_prior]
@@ -195,9 +208,24 @@ def invert_group(
         prior = jac[len(jac) - n_prior :]
         info = info + prior.T @ prior
     cov = np.linalg.pinv(info)
-    misfit = best.fun[: len(best.fun) - n_prior]
-    rms = float(np.sqrt(np.mean(misfit**2))) if len(misfit) else float("nan")
-    return Inversion(_recipe(best.x), cov, rms, len(rows))
+    rms_of = lambda res: float(np.sqrt(np.mean(res.fun[: len(res.fun) - n_prior] ** 2)))  # noqa: E731
+    others = []
+    if candidates > 1:
+        sd = np.sqrt(np.clip(np.diag(cov), 1e-30, None))
+        kept = [best.x]
+        limit = chi2.ppf(level, 3)
+        for res in found[1:]:
+            close = any(np.all(np.abs(res.x - z) <= sd) for z in kept)
+            if not close and 2.0 * (res.cost - best.cost) / len(rows) <= limit and len(kept) < candidates:
+                kept.append(res.x)
+                others.append((_recipe(res.x), rms_of(res)))
+    return Inversion(
+        _recipe(best.x),
+        cov,
+        rms_of(best) if len(best.fun) > n_prior else float("nan"),
+        len(rows),
+        tuple(others),
+    )
 
 
 def interval_scale(
@@ -240,17 +268,18 @@ def invert_frame(
     level: float = 0.9,
     conversion: str = "conversion",
     workers: Callable | None = None,
+    candidates: int = 0,
 ) -> pd.DataFrame:
     """One answer per group (per row without ``group``): the recipe, ``_lo``/``_hi`` at ``level`` and the fit's
-    rms. ``workers``: a cluster's map for the groups."""
+    rms; with ``candidates`` K, ``candidate<j>_<variable>`` and ``candidate<j>_fit_rms`` (j = 1..K; 1 is the
+    answer, empty where fewer distinct recipes reproduce the rows). ``workers``: a cluster's map for the groups."""
     scale = ((forward.fit or {}).get("inversion") or {}).get("factors")
     labels = pd.unique(frame[group]) if group else np.arange(len(frame))
     z_q = norm.ppf(0.5 + level / 2.0)
     groups = [frame[frame[group] == label] if group else frame.iloc[[int(label)]] for label in labels]
     out = []
-    for label, inv in zip(
-        labels, apply(workers, partial(invert_group, forward, conversion=conversion), groups), strict=True
-    ):
+    solve = partial(invert_group, forward, conversion=conversion, candidates=candidates, level=level)
+    for label, inv in zip(labels, apply(workers, solve, groups), strict=True):
         z = _z(inv.recipe)
         sd = np.sqrt(np.clip(np.diag(inv.cov), 0.0, None))
         factors = np.array([scale[v] for v in VARIABLES]) if scale else np.ones(3)
@@ -261,5 +290,10 @@ def invert_frame(
         for i, v in enumerate(VARIABLES):
             row[v], row[f"{v}_lo"], row[f"{v}_hi"] = inv.recipe[i], lo[i], hi[i]
         row.update({"samples": inv.rows, "fit_rms": inv.rms})
+        found = [(inv.recipe, inv.rms), *inv.others]
+        for j in range(1, candidates + 1):
+            recipe, rms = found[j - 1] if j <= len(found) else (np.full(3, np.nan), np.nan)
+            row.update({f"candidate{j}_{v}": recipe[i] for i, v in enumerate(VARIABLES)})
+            row[f"candidate{j}_fit_rms"] = rms
         out.append(row)
     return pd.DataFrame(out)

@@ -132,6 +132,27 @@ def test_each_row_alone_without_a_group(lab_rows):
     assert len(table) == 2 and list(table["samples"]) == [1, 1]
 
 
+def test_candidates_are_the_answer_first_then_distinct_recipes_the_samples_cannot_tell_apart(
+    lab_rows, tmp_path
+):
+    cal, samples = lab_rows
+    unknown = tmp_path / "unknown.csv"
+    samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]).iloc[[0, 4]].to_csv(unknown, index=False)
+    out = tmp_path / "inv.csv"
+    argv = ["--calibration", cal, "--input", str(unknown), "--output", str(out), "--candidates", "3", "-q"]
+    assert predict.main(argv) == 0
+    table = pd.read_csv(out)
+    names = ["cMMA_0", "cAIBN_0", "temp"]
+    assert {f"candidate{j}_{v}" for j in (1, 2, 3) for v in [*names, "fit_rms"]} <= set(table.columns)
+    for name in names:
+        assert np.allclose(table[f"candidate1_{name}"], table[name])
+    for _, row in table.iterrows():  # every other candidate lies away from the answer, fitting about as well
+        for j in (2, 3):
+            if np.isfinite(row[f"candidate{j}_temp"]):
+                assert any(abs(row[f"candidate{j}_{v}"] / row[v] - 1) > 1e-3 for v in names)
+                assert row[f"candidate{j}_fit_rms"] < 3 * row["fit_rms"] + 1
+
+
 def test_bad_use_is_one_line(lab_rows, tmp_path, capsys):
     cal, samples = lab_rows
     unknown = tmp_path / "unknown.csv"
@@ -141,9 +162,9 @@ def test_bad_use_is_one_line(lab_rows, tmp_path, capsys):
     )
     assert "missing column 'batch'" in line
     line = fails(
-        capsys, predict, ["--calibration", cal, "--input", str(unknown), "--candidates", "3", "--quiet"]
+        capsys, predict, ["--calibration", cal, "--input", str(unknown), "--candidates", "11", "--quiet"]
     )
-    assert "--candidates is not available with --calibration" in line
+    assert "--candidates must lie between 1 and 10" in line
     samples.drop(columns=["MMD30"]).to_csv(unknown, index=False)
     line = fails(capsys, predict, ["--calibration", cal, "--input", str(unknown), "--quiet"])
     assert "the MMD has 29 points; the calibration's axis has 30" in line

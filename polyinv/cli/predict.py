@@ -280,10 +280,6 @@ def predict_from_calibration(args, output: Path) -> int:
             raise PolyinvError(
                 f"{flag} checks a trained model's answers; --calibration answers are fits already"
             )
-    if args.candidates is not None:
-        raise PolyinvError(
-            "--candidates is not available with --calibration (one recipe per group, with intervals)"
-        )
     level = 0.9 if args.interval is None else args.interval
     if not 0 < level < 1:
         raise PolyinvError(f"--interval must lie between 0 and 1, got {args.interval}")
@@ -303,7 +299,9 @@ def predict_from_calibration(args, output: Path) -> int:
     rows = onto_axis(rows, args, forward.axis)
     started = time.perf_counter()
     with batch.parallel_map(batch.cluster_of(args)) as workers:  # one task per reaction group on Dask
-        table = invert_frame(forward, rows, args.group, level, system.conversion_name, workers)
+        table = invert_frame(
+            forward, rows, args.group, level, system.conversion_name, workers, args.candidates or 0
+        )
     table = system.from_internal(table)
     with atomic_path(output, overwrite=args.overwrite) as tmp:
         table.to_csv(tmp, index=False)
