@@ -22,6 +22,7 @@ from polyinv.inference import predict_frame
 from polyinv.metrics import evaluate
 from polyinv.models.base import InverseModel
 from polyinv.plots import importance_figure, write_figure
+from polyinv.schema import system_of
 
 
 def column_groups(model: InverseModel, block: int = 10) -> dict[str, list[str]]:
@@ -116,6 +117,10 @@ def explain(
     groups = column_groups(model, block)
     table = permutation_importance(model, frame, groups, n_repeats, seed)
     impurity = impurity_importance(model, groups)
+    name = system_of(model.system).column  # the model's files' own column names
+    table[["group", "target"]] = table[["group", "target"]].map(name)
+    if impurity is not None:
+        impurity["group"] = impurity["group"].map(name)
     written = {"table": out_dir / "importance.csv", "plot": out_dir / "importance.png"}
     with atomic_path(written["table"], overwrite) as tmp:
         table.to_csv(tmp, index=False)

@@ -23,21 +23,25 @@ def input_columns(model: InverseModel) -> list[str]:
     return list(model.side_names) + list(model.mmd_names)
 
 
-def read_inputs(model: InverseModel, path: str | Path, sheet: str | None = None) -> pd.DataFrame:
+def read_inputs(
+    model: InverseModel, path: str | Path, sheet: str | None = None, targets: bool = False
+) -> pd.DataFrame:
     """Read and validate an input file against the schema stored in the model's checkpoint (in the model's
-    system's column names; returned in the internal names)."""
+    system's column names; returned in the internal names); ``targets``: the true recipe columns too."""
     system = system_of(model.system)
+    wanted = [*model.side_names, *(model.target_names if targets else ())]
     try:
         if system.key == SYSTEM.key:
-            return read_table(path, input_columns(model), sheet=sheet, mmd_columns=model.mmd_names)
-        frame = read_system_table(path, system, model.side_names, sheet)
-        missing = [system.column(c) for c in model.side_names if c not in frame.columns]
+            columns = input_columns(model) + wanted[len(model.side_names) :]
+            return read_table(path, columns, sheet=sheet, mmd_columns=model.mmd_names)
+        frame = read_system_table(path, system, wanted, sheet)
+        missing = [system.column(c) for c in wanted if c not in frame.columns]
         if missing:
             raise PolyinvError(f"{path}: missing column(s) {', '.join(missing)}")
         n = len(frame_mmd_columns(frame))
         if n != len(model.mmd_names):
             raise PolyinvError(f"{path}: the MMD has {n} points")
-        return frame[input_columns(model)]
+        return frame[input_columns(model) + wanted[len(model.side_names) :]]
     except PolyinvError as exc:
         side = ", ".join(system.column(c) for c in model.side_names) or "no scalar inputs"
         raise PolyinvError(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from polyinv.cli import fit, predict, simulate
+from polyinv.cli import explain, fit, predict, simulate
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.models import load_model
@@ -71,6 +71,21 @@ def test_an_mma_file_trains_and_answers_in_mma_names(mma_rows, tmp_path, capsys)
     pred = pd.read_csv(out)
     assert {"cMMA_0", "cAIBN_0", "temp", "time"} <= set(pred.columns) and "cBA_0" not in pred.columns
     assert np.all(np.abs(pred["cMMA_0"] - rows["cMMA_0"]) < 2.5)
+
+    # explain reads the true recipe in MMA names and reports in them
+    argv = [
+        "--ckpt",
+        str(run),
+        "--input",
+        str(mma_rows),
+        "--out",
+        str(tmp_path / "explain"),
+        "--n-repeats",
+        "1",
+    ]
+    assert explain.main(argv) == 0
+    table = pd.read_csv(tmp_path / "explain" / "importance.csv")
+    assert "cMMA_0" in set(table["target"]) and "cMMA_time" in set(table["group"])
 
     # a file in BA's names is not this model's: one line naming the missing MMA column
     ba = tmp_path / "ba.csv"

@@ -12,10 +12,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from polyinv.atomic import check_folder
-from polyinv.data.io import read_table
 from polyinv.errors import ArgumentParser, PolyinvError, run_cli
 from polyinv.explain import OUTPUTS, explain
-from polyinv.inference import input_columns
+from polyinv.inference import read_inputs
 from polyinv.models import load_model
 
 
@@ -39,12 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         check_folder(args.out, "--out", OUTPUTS, overwrite=args.overwrite, inputs=(args.input, args.ckpt))
         model = load_model(args.ckpt)
-        frame = read_table(
-            args.input,
-            input_columns(model) + list(model.target_names),
-            sheet=args.sheet,
-            mmd_columns=model.mmd_names,
-        )
+        frame = read_inputs(model, args.input, args.sheet, targets=True)
         if len(frame) < 2:
             raise PolyinvError(
                 f"{args.input}: {len(frame)} data row(s); permutation importance needs at least 2 "
