@@ -20,7 +20,6 @@ from polyinv.metrics import r2_score
 from polyinv.models.base import InverseModel
 from polyinv.schema import (
     INITIATOR_0,
-    MMD_COLUMNS,
     MN,
     MONOMER_0,
     MW,
@@ -169,7 +168,7 @@ def plot_candidates(
         have = recipes.notna().all(axis=1).to_numpy()
         if have.any():
             sims[k] = (have, resimulate(recipes[have].reset_index(drop=True), forward=forward)[0])
-    grid, mmd = forward.axis.points(), frame[list(MMD_COLUMNS)].to_numpy(np.float64)
+    grid, mmd = forward.axis.points(), frame[list(frame_mmd_columns(frame))].to_numpy(np.float64)
     written = []
     for i in range(len(frame)):
         fig = Figure(figsize=(7.5, 3.8))
@@ -181,7 +180,7 @@ def plot_candidates(
                 r = table.iloc[i]
                 ax.plot(
                     grid,
-                    sim[list(MMD_COLUMNS)].to_numpy()[j],
+                    sim[list(frame_mmd_columns(sim))].to_numpy()[j],
                     "--",
                     lw=1.3,
                     label=f"candidate {k}: {r[f'candidate{k}_cBA_0']:.3g} mol/L, {r[f'candidate{k}_cAIBN_0']:.3g} mol/L, "
@@ -213,7 +212,7 @@ def verify_figures(
     """One PNG per row: requested vs re-simulated MMD, and the predicted (and true) recipe. Atomic writes."""
     out_dir = Path(out_dir)
     grid = (forward or ForwardModel()).axis.points()
-    sim_mmd = sim[list(MMD_COLUMNS)].to_numpy()
+    sim_mmd = sim[list(frame_mmd_columns(sim))].to_numpy()
     written = []
     for i in rows if rows is not None else range(len(recipes)):
         fig = Figure(figsize=(9.5, 3.6))

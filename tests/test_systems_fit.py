@@ -167,3 +167,49 @@ def test_data_module_refuses_an_unknown_system_and_a_second_file_of_another_leng
     dm.setup()
     assert dm.transforms == {"cBA_0": "log", "Mn": "log"}
     assert yaml.safe_load(yaml.safe_dump(dm.system.to_dict()))["key"] == "mma"
+
+
+def test_a_40_point_mma_file_is_verified_on_its_calibrations_axis(tmp_path):
+    """A stop-protocol MMA file on a 40-point axis: the trust checks and --verify use the calibration's axis."""
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(
+        yaml.safe_dump(
+            {
+                "polyinv_calibration": 1,
+                "system": "MMA/AIBN in toluene",
+                "system_key": "mma",
+                "axis": {"log10m_min": 2.0, "log10m_max": 6.7, "n_points": 40, "normalisation": "density"},
+                "protocol": {"kind": "stop", "t_max_s": 7200.0, "x_stop": 0.9},
+                "parameters": {},
+            }
+        )
+    )
+    rows, new = tmp_path / "rows.csv", tmp_path / "new.csv"
+    for out, n, seed in ((rows, 80, "4"), (new, 4, "9")):
+        argv = [
+            "--calibration",
+            str(cal),
+            "--design",
+            "lhs",
+            "--n",
+            str(n),
+            "--seed",
+            seed,
+            "--out",
+            str(out),
+            "-q",
+        ]
+        assert simulate.main(argv) == 0
+    argv = fit_argv(
+        rows, tmp_path, "--data.system", "mma", "--trust.calibration", str(cal), "--trust.refine", "none"
+    )
+    argv.remove("--trust.forward"), argv.remove("none")
+    assert fit.main(argv) == 0
+    run = tmp_path / "run" / "version_0"
+    assert json.loads((run / "run.json").read_text())["forward_model"]
+    out = tmp_path / "pred.csv"
+    assert (
+        predict.main(["--ckpt", str(run), "--input", str(new), "--verify", "--output", str(out), "-q"]) == 0
+    )
+    pred = pd.read_csv(out)
+    assert pred["verify_hellinger"].notna().all() and "verify_rel_err_cMMA_time" in pred.columns

@@ -28,7 +28,7 @@ from polyinv.refine.solver import (
     sqrt_shape,
     to_z,
 )
-from polyinv.schema import MMD_COLUMNS, MN, MONOMER_LEFT, MW, TIME
+from polyinv.schema import MN, MONOMER_LEFT, MW, TIME, frame_mmd_columns
 from polyinv.trust.domain import ApplicabilityDomain, heldout_recipes
 
 #: Bounds of the measured noise widths (a forward model that reproduces its rows exactly measures none).
@@ -48,7 +48,9 @@ def noise_from_truth(
     sim = RefineProblem(forward, observed, z_true, NoiseModel(1.0, 1.0, 0.0, (1.0, 1.0, 1.0))).simulate(
         z_true
     )
-    d = sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
+    d = sqrt_shape(sim[list(frame_mmd_columns(sim))].to_numpy()) - sqrt_shape(
+        observed[list(frame_mmd_columns(observed))].to_numpy()
+    )
     chains = 1.0 / (4.0 * max(float(np.nanmean(d**2)), 1e-12))
     logs = [np.log(sim[c].to_numpy() / observed[c].to_numpy()) for c in (MN, MW) if c in observed.columns]
     if MONOMER_LEFT in observed.columns:
@@ -209,8 +211,11 @@ def check_refinement(
         record = {"use": False, "why": "the refine check was off at fit time (trust.refine none)"}
     elif forward is None:
         record = {"use": False, "why": f"no forward model ({dom.forward_off or 'trust.forward none'})"}
-    elif not all(t in names for t in (*REFINED, TIME)) or len(dom.mmd_names) != len(MMD_COLUMNS):
-        record = {"use": False, "why": "the model does not predict a whole recipe from the 100-point MMD"}
+    elif not all(t in names for t in (*REFINED, TIME)) or len(dom.mmd_names) != forward.axis.n_points:
+        record = {
+            "use": False,
+            "why": "the model does not predict a whole recipe from the forward model's MMD axis",
+        }
     elif len(frame) < 10:
         record = {"use": False, "why": f"only {len(frame)} held-out training rows to check refinement on"}
     else:

@@ -29,13 +29,13 @@ from threadpoolctl import threadpool_limits
 from polyinv.metrics import hellinger
 from polyinv.schema import (
     INITIATOR_0,
-    MMD_COLUMNS,
     MN,
     MONOMER_LEFT,
     MW,
     RECIPE_COLUMNS,
     TIME,
     conversion,
+    frame_mmd_columns,
 )
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.kinetics import DEFAULT_N_STEPS
@@ -144,7 +144,7 @@ class RefineProblem:
         self.prior = np.broadcast_to(
             np.asarray(noise.prior if prior is None else prior, dtype=np.float64), (len(observed),)
         )
-        self.sqrt_p = sqrt_shape(observed[list(MMD_COLUMNS)].to_numpy())
+        self.sqrt_p = sqrt_shape(observed[list(frame_mmd_columns(observed))].to_numpy())
         self.scalars = [c for c in (MN, MW, MONOMER_LEFT) if c in observed.columns]
         self.obs = {c: observed[c].to_numpy(np.float64) for c in self.scalars}
         self.n = len(observed)
@@ -188,7 +188,11 @@ class RefineProblem:
 
     def data_residuals(self, sim: pd.DataFrame) -> np.ndarray:
         noise = self.noise
-        parts = [(sqrt_shape(sim[list(MMD_COLUMNS)].to_numpy()) - self.sqrt_p) * 2.0 * np.sqrt(noise.chains)]
+        parts = [
+            (sqrt_shape(sim[list(frame_mmd_columns(sim))].to_numpy()) - self.sqrt_p)
+            * 2.0
+            * np.sqrt(noise.chains)
+        ]
         for c in self.scalars:
             s = sim[c].to_numpy(np.float64)
             if c == MONOMER_LEFT:
@@ -396,7 +400,10 @@ def _finish(
     return Refined(
         recipe,
         time,
-        hellinger(observed[list(MMD_COLUMNS)].to_numpy(np.float64), sim[list(MMD_COLUMNS)].to_numpy()),
+        hellinger(
+            observed[list(frame_mmd_columns(observed))].to_numpy(np.float64),
+            sim[list(frame_mmd_columns(sim))].to_numpy(),
+        ),
         -0.5 * (data**2).sum(axis=1),
         changed,
         np.asarray(reverted, dtype=bool) & np.ones(len(z), dtype=bool),

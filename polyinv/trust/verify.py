@@ -17,7 +17,15 @@ import pandas as pd
 
 from polyinv.errors import PolyinvError
 from polyinv.metrics import hellinger
-from polyinv.schema import INITIATOR_0, MMD_COLUMNS, MONOMER_0, N_MMD, SIDE_INPUTS, TARGETS, TEMP, TIME
+from polyinv.schema import (
+    INITIATOR_0,
+    MONOMER_0,
+    SIDE_INPUTS,
+    TARGETS,
+    TEMP,
+    TIME,
+    frame_mmd_columns,
+)
 from polyinv.sim import DEFAULT_PARAMETERS
 from polyinv.sim.designs import TEMP_LIMITS
 from polyinv.sim.forward import ForwardModel
@@ -68,21 +76,23 @@ def verify(
     requested: pd.DataFrame | None = None,
     forward: ForwardModel | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Verify predicted ``recipes`` (TARGETS columns) against requested ``mmd`` (N, 100) and scalars.
+    """Verify predicted ``recipes`` (TARGETS columns) against requested ``mmd`` (N, L: the forward model's axis)
+    and scalars.
 
     Returns (per-row verification table with :data:`VERIFY_COLUMNS`, re-simulated compuesta frame).
     """
     mmd = np.asarray(mmd, dtype=np.float64)
-    if mmd.ndim != 2 or mmd.shape[1] != N_MMD:
+    n_points = (forward or ForwardModel()).axis.n_points
+    if mmd.ndim != 2 or mmd.shape[1] != n_points:
         raise PolyinvError(
-            f"forward verification needs the simulator's {N_MMD}-point MMD, got {mmd.shape[1]} points"
+            f"forward verification needs the simulator's {n_points}-point MMD, got {mmd.shape[1]} points"
         )
     missing = [t for t in TARGETS if t not in recipes.columns]
     if missing:
         raise PolyinvError(f"forward verification needs predicted {', '.join(missing)}")
     recipes = recipes.reset_index(drop=True)
     sim, was_clipped = resimulate(recipes, forward=forward)
-    table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[list(MMD_COLUMNS)].to_numpy())})
+    table = pd.DataFrame({"verify_hellinger": hellinger(mmd, sim[list(frame_mmd_columns(sim))].to_numpy())})
     for column in SIDE_INPUTS:
         if requested is not None and column in requested.columns:
             want = requested[column].to_numpy(np.float64)
