@@ -2,11 +2,13 @@
 
 Batches are ``(mmd, side, targets)`` in *physical* units: ``mmd`` shaped (B, 1, L) so a CNN sees
 the MMD as a one-channel signal, ``side`` (B, k) the scalar side inputs (k = 0 for the MMD-only
-feature set), ``targets`` (B, T). A file of another system (``system``) is read in its own column names and
-carries the internal role names from then on (:mod:`polyinv.schema`); its MMD has the file's own number of
-points. Under the ``sampled`` protocol each row's time is an input and the targets are the recipe alone. Scaling happens inside the model, with the statistics this
+feature set), ``targets`` (B, T). Scaling happens inside the model, with the statistics this
 module fitted on the training rows (:meth:`scalers`), so it is applied exactly once and travels
 in the checkpoint.
+
+A file of another system (``system``) is read in its own column names and carries the internal role names
+from then on (:mod:`polyinv.schema`); its MMD has the file's own number of points. Under the ``sampled``
+protocol each row's time is an input and the targets are the recipe alone.
 """
 
 from __future__ import annotations
