@@ -40,6 +40,17 @@ def fit_argv(data, root, *extra) -> list[str]:
     ]
 
 
+def answers(run, unknown: pd.DataFrame, folder) -> pd.DataFrame:
+    """``predict --ckpt run`` on these rows (written to a CSV): its table."""
+    unknown.to_csv(folder / "unknown.csv", index=False)
+    out = folder / "pred.csv"
+    assert (
+        predict.main(["--ckpt", str(run), "--input", str(folder / "unknown.csv"), "--output", str(out), "-q"])
+        == 0
+    )
+    return pd.read_csv(out)
+
+
 @pytest.fixture(scope="module")
 def mma_rows(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mma")
@@ -64,11 +75,7 @@ def test_an_mma_file_trains_and_answers_in_mma_names(mma_rows, tmp_path, capsys)
     assert model.system == "mma" and "cBA_time" in model.side_names  # internal role names inside
 
     rows = pd.read_csv(mma_rows).head(5)
-    unknown = tmp_path / "unknown.csv"
-    rows.drop(columns=["cMMA_0", "cAIBN_0", "temp", "time"]).to_csv(unknown, index=False)
-    out = tmp_path / "pred.csv"
-    assert predict.main(["--ckpt", str(run), "--input", str(unknown), "--output", str(out), "--quiet"]) == 0
-    pred = pd.read_csv(out)
+    pred = answers(run, rows.drop(columns=["cMMA_0", "cAIBN_0", "temp", "time"]), tmp_path)
     assert {"cMMA_0", "cAIBN_0", "temp", "time"} <= set(pred.columns) and "cBA_0" not in pred.columns
     assert np.all(np.abs(pred["cMMA_0"] - rows["cMMA_0"]) < 2.5)
 
@@ -136,11 +143,8 @@ def test_sampled_rows_train_on_time_and_conversion_and_predict_the_recipe(lab_si
     assert forward["protocol"] == "sampled"
 
     samples = pd.read_csv(lab_sim).head(5)
-    unknown = tmp_path / "unknown.csv"
-    samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]).to_csv(unknown, index=False)
+    pred = answers(run, samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]), tmp_path)
     out = tmp_path / "pred.csv"
-    assert predict.main(["--ckpt", str(run), "--input", str(unknown), "--output", str(out), "-q"]) == 0
-    pred = pd.read_csv(out)
     assert list(pred.columns[:4]) == ["row", "cMMA_0", "cAIBN_0", "temp"] and "time" not in pred.columns[:4]
 
     # a 20-point trace is not the model's 30: one line
