@@ -570,6 +570,7 @@ def write_docs(results: str | Path, docs: str | Path) -> Path:
         ("refine", "design_mmd.md"),
         ("lhs432_polyinv_noise20000", "ceiling_box.md"),
         ("lab", "lab.md"),
+        ("lab", "network.md"),
         ("tune", "tune.md"),
         ("batch", "batch.md"),
     ):
