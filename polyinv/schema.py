@@ -187,6 +187,13 @@ def system_of(key: str) -> System:
         raise ValueError(f"unknown system {key!r}; choose one of {', '.join(SYSTEMS)}") from None
 
 
+def system_named_by(columns) -> System | None:
+    """The system whose initial-monomer column a file's header holds (None: none or several)."""
+    header = set(columns)
+    found = [s for s in SYSTEMS.values() if s.monomer_0 in header]
+    return found[0] if len(found) == 1 else None
+
+
 # ---------------------------------------------------------------------------------------------- the default's names
 N_MMD = SYSTEM.n_mmd
 #: Recipe columns: what the inverse model predicts (and what the simulator takes).

@@ -29,6 +29,15 @@ SUPPORTED = (".xlsx", ".xlsm", ".csv", ".parquet", ".pq")
 _MMD_NAME = re.compile(r"^MMD(\d+)$")
 
 
+def header_of(path: str | Path, sheet: str | None = None) -> list[str]:
+    """A readable file's column names, stripped (none where it cannot be read: for hints on an error path)."""
+    try:
+        frame, _ = _read_raw(Path(path), sheet)
+    except PolyinvError:
+        return []
+    return [str(c).strip() for c in frame.columns]
+
+
 def _read_raw(path: Path, sheet: str | None) -> tuple[pd.DataFrame, str]:
     """Read a file into a DataFrame; return it with a short description of where it came from."""
     if not path.exists():

@@ -25,7 +25,7 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from polyinv.data.io import read_system_table, read_table, row_text
+from polyinv.data.io import header_of, read_system_table, read_table, row_text
 from polyinv.errors import PolyinvError
 from polyinv.nn.scaling import MIN_STD, ColumnScaler
 from polyinv.schema import (
@@ -36,6 +36,7 @@ from polyinv.schema import (
     SYSTEM,
     frame_mmd_columns,
     protocol_columns,
+    system_named_by,
     system_of,
 )
 
@@ -183,7 +184,18 @@ class PolyDataModule(L.LightningDataModule):
 
     def _read(self, path: Path, sheet: str | None) -> pd.DataFrame:
         """A validated file in the internal names; outside the study's files the MMD takes the file's length,
-        the same for every file of the run."""
+        the same for every file of the run. A file of another system than ``data.system`` is named in the error."""
+        try:
+            return self._read_validated(path, sheet)
+        except PolyinvError as exc:
+            other = system_named_by(header_of(path, sheet))
+            if other is None or other.key == self.system.key:
+                raise
+            raise PolyinvError(
+                f"{exc} — the file has {other.monomer_0}: set data.system {other.key}"
+            ) from exc
+
+    def _read_validated(self, path: Path, sheet: str | None) -> pd.DataFrame:
         if self.own_names:
             return read_frame(path, self.columns, sheet)
         roles = [*self.target_columns, *self.side_columns]
