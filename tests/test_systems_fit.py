@@ -159,7 +159,7 @@ def test_sampled_rows_train_on_time_and_conversion_and_predict_the_recipe(lab_si
 def test_data_module_refuses_an_unknown_system_and_a_second_file_of_another_length(lab_sim, tmp_path):
     with pytest.raises(PolyinvError, match="data.system"):
         PolyDataModule(str(lab_sim), system="pvac")
-    with pytest.raises(PolyinvError, match="missing column.* the file has cMMA_0: set data.system mma"):
+    with pytest.raises(PolyinvError, match="the file has cMMA_0: set data.system mma"):
         PolyDataModule(str(lab_sim)).setup()  # an MMA file read as the study's BA
     short = pd.read_csv(lab_sim).drop(columns=[f"MMD{i}" for i in range(21, 31)])
     short.to_csv(tmp_path / "short.csv", index=False)
