@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +25,23 @@ def input_columns(model: InverseModel) -> list[str]:
 
 
 def read_inputs(
-    model: InverseModel, path: str | Path, sheet: str | None = None, targets: bool = False
+    model: InverseModel,
+    path: str | Path,
+    sheet: str | None = None,
+    targets: bool = False,
+    onto: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Read and validate an input file against the schema stored in the model's checkpoint (in the model's
-    system's column names; returned in the internal names); ``targets``: the true recipe columns too."""
+    system's column names; returned in the internal names); ``targets``: the true recipe columns too; ``onto``:
+    puts the file's MMD (of any length) on the model's axis (predict --axis)."""
     system = system_of(model.system)
     wanted = [*model.side_names, *(model.target_names if targets else ())]
     try:
-        if system.key == SYSTEM.key:
+        if system.key == SYSTEM.key and onto is None:
             columns = input_columns(model) + wanted[len(model.side_names) :]
             return read_table(path, columns, sheet=sheet, mmd_columns=model.mmd_names)
         frame = read_system_table(path, system, wanted, sheet)
+        frame = frame if onto is None else onto(frame)
         missing = [system.column(c) for c in wanted if c not in frame.columns]
         if missing:
             raise PolyinvError(f"{path}: missing column(s) {', '.join(missing)}")

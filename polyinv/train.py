@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -25,6 +26,8 @@ from polyinv.metrics import evaluate
 from polyinv.models import MODELS, InverseModel, InverseRegressor
 from polyinv.progress import EpochProgress
 from polyinv.runs import check_resumable, sigterm_saves, tb_logger
+from polyinv.sim.file_info import read_file_metadata, stated_axis
+from polyinv.sim.grid import MMDAxis
 
 
 def build_datamodule(config: dict) -> PolyDataModule:
@@ -85,7 +88,7 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
         if isinstance(exc, PolyinvError):
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
-    model.system = dm.system.key
+    model.read_files_info({"system": dm.system.key, "axis": training_axis(dm)})
     rows = len(dm.train_idx)
     if model.family == "network" and model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
@@ -94,6 +97,21 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
             f"the {rows} training rows (set data.batch_size to 0, full batch)"
         )
     return model
+
+
+def training_axis(dm: PolyDataModule) -> dict | None:
+    """The training file's MMD axis (``data.axis``, else its metadata's) as stored in the model; None: unknown."""
+    n = len(dm.mmd_columns)
+    if dm.axis is not None:
+        try:
+            axis = MMDAxis(float(dm.axis[0]), float(dm.axis[1]), n, str(dm.axis[2]))
+        except (ValueError, IndexError, TypeError) as exc:
+            raise PolyinvError(f"data.axis {dm.axis}: {exc}") from None
+    else:
+        axis = stated_axis(read_file_metadata(dm.path))
+        if axis is None or axis.n_points != n:
+            return None
+    return asdict(axis)
 
 
 def fit_rows(dm: PolyDataModule) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from polyinv.cli import explain, fit, predict, simulate
 from polyinv.data.module import PolyDataModule
 from polyinv.errors import PolyinvError
 from polyinv.models import load_model
+from polyinv.sim.grid import MMDAxis, rebin
 
 from tests.cli.helpers import fails
 from tests.test_invert import lab_calibration
@@ -146,6 +147,31 @@ def test_sampled_rows_train_on_time_and_conversion_and_predict_the_recipe(lab_si
     pred = answers(run, samples.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]), tmp_path)
     out = tmp_path / "pred.csv"
     assert list(pred.columns[:4]) == ["row", "cMMA_0", "cAIBN_0", "temp"] and "time" not in pred.columns[:4]
+
+    # the model knows its training axis (the simulated file's metadata): a 45-point GPC trace is re-binned onto it
+    assert model.axis == {
+        "log10m_min": 2.0005,
+        "log10m_max": 6.699,
+        "n_points": 30,
+        "normalisation": "density",
+    }
+    names = [f"MMD{i}" for i in range(1, 31)]
+    gpc, _ = rebin(samples[names].to_numpy(), MMDAxis(**model.axis), MMDAxis(1.5, 7.2, 45, "max"))
+    wide = pd.concat(
+        [samples.drop(columns=names), pd.DataFrame(gpc, columns=[f"MMD{i}" for i in range(1, 46)])], axis=1
+    )
+    wide.drop(columns=["cMMA_0", "cAIBN_0", "temp", "cMMA_time"]).to_csv(tmp_path / "gpc.csv", index=False)
+    argv = [
+        "--ckpt",
+        str(run),
+        "--input",
+        str(tmp_path / "gpc.csv"),
+        "--output",
+        str(tmp_path / "gpc_pred.csv"),
+    ]
+    assert predict.main([*argv, "--axis", "1.5", "7.2", "max", "-q"]) == 0
+    rebinned = pd.read_csv(tmp_path / "gpc_pred.csv")
+    assert np.allclose(rebinned["temp"], pred["temp"], atol=3.0)
 
     # a 20-point trace is not the model's 30: one line
     short = samples.drop(columns=[f"MMD{i}" for i in range(21, 31)])

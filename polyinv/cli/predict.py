@@ -63,9 +63,9 @@ def build_parser() -> ArgumentParser:
         nargs=3,
         metavar=("MIN", "MAX", "NORM"),
         default=None,
-        help="with --calibration: the input's MMD axis (log10 M of its first and last point, normalisation "
-        f"{NORMALISATIONS}); a trace on another axis than the calibration's is re-binned onto it (default: stated "
-        "in the input's metadata, else the calibration's)",
+        help="the input's MMD axis (log10 M of its first and last point, normalisation "
+        f"{NORMALISATIONS}); a trace on another axis than the calibration's (or the model's training axis) is "
+        "re-binned onto it (default: stated in the input's metadata, else the calibration's or model's)",
     )
     parser.add_argument(
         "--output", default=None, help="CSV to write (default: <input stem>_predictions.csv here)"
@@ -133,17 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = output_path(args)
         if args.calibration:
             return predict_from_calibration(args, output)
-        if args.group or args.axis:
-            flag = "--group" if args.group else "--axis"
-            raise PolyinvError(
-                f"{flag} applies to --calibration (a trained model reads its own training axis)"
-            )
+        if args.group:
+            raise PolyinvError("--group applies to --calibration (a trained model answers each row)")
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
         if args.interval is not None:
             check_interval(model, args.interval)
-        frame = read_inputs(model, args.input, args.sheet)
+        frame = read_inputs(model, args.input, args.sheet, onto=model_axis(model, args))
         if args.plot_dir:
             check_folder(
                 args.plot_dir,
@@ -231,9 +228,30 @@ def _answer_chunk(chunk, model) -> Verification:
     return verify_table(model, rows, table, requests) if verifying else Verification(table)
 
 
-def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis) -> pd.DataFrame:
-    """The input's MMD on the calibration's ``axis``: re-binned from the input's own axis (``--axis``, else its
-    metadata's) where that differs; a trace of another length on no stated axis is refused."""
+def model_axis(model, args):
+    """``read_inputs``'s re-binning onto a trained model's training axis, where ``--axis`` or the input's metadata
+    states another axis (None: read the trace as it is, as a file of the model's axis)."""
+    stated = None if args.axis else stated_axis(read_file_metadata(args.input))
+    if model.axis is None:
+        if args.axis:
+            raise PolyinvError(
+                f"--axis: {args.ckpt} does not know its training file's MMD axis (fit it with data.axis, or on a "
+                "file whose metadata states one)"
+            )
+        return None
+    try:
+        axis = MMDAxis(**model.axis)
+    except (TypeError, ValueError) as exc:
+        raise PolyinvError(f"{args.ckpt}: the stored training axis is malformed ({exc})") from None
+    if not args.axis and (stated is None or stated == axis):
+        return None
+    return lambda rows: onto_axis(rows, args, axis, "the model's training")
+
+
+def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis, whose: str = "the calibration's") -> pd.DataFrame:
+    """The input's MMD on ``axis`` (``whose``: the calibration's, the model's): re-binned from the input's own
+    axis (``--axis``, else its metadata's) where that differs; a trace of another length on no stated axis is
+    refused."""
     names = frame_mmd_columns(rows)
     if not names:
         return rows
@@ -247,7 +265,7 @@ def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis) -> pd.DataFrame:
         if source is None or source.n_points != len(names):
             if len(names) != axis.n_points:
                 raise PolyinvError(
-                    f"{args.input}: the MMD has {len(names)} points; the calibration's axis has {axis.n_points} "
+                    f"{args.input}: the MMD has {len(names)} points; {whose} axis has {axis.n_points} "
                     "(give the input's axis with --axis MIN MAX NORM to re-bin it)"
                 )
             return rows
@@ -257,11 +275,11 @@ def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis) -> pd.DataFrame:
     worst = int(np.argmax(outside))
     if outside[worst] > MAX_OUTSIDE:
         LOG.warning(
-            f"{args.input}: {100 * outside[worst]:.1f} % of data row {worst}'s trace lies outside the calibration's "
+            f"{args.input}: {100 * outside[worst]:.1f} % of data row {worst}'s trace lies outside {whose} "
             f"axis (log10 M {axis.log10m_min:g}..{axis.log10m_max:g}) and is dropped by the re-binning"
         )
     LOG.info(
-        f"MMD re-binned from {len(names)} points on log10 M {source.log10m_min:g}..{source.log10m_max:g} onto the calibration's {axis.n_points}"
+        f"MMD re-binned from {len(names)} points on log10 M {source.log10m_min:g}..{source.log10m_max:g} onto {whose} {axis.n_points}"
     )
     scalars = rows.drop(columns=list(names))
     return pd.concat(
@@ -269,7 +287,7 @@ def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis) -> pd.DataFrame:
     )
 
 
-#: share of a trace's mass beyond the calibration's axis above which re-binning warns
+#: share of a trace's mass beyond the calibration's (model's) axis above which re-binning warns
 MAX_OUTSIDE = 0.02
 
 

@@ -67,6 +67,8 @@ class PolyDataModule(L.LightningDataModule):
         protocol: stop (the study's runs: time is when a run stopped, a target) or sampled (lab samples:
             time is when the sample was taken, an input; the model predicts the recipe)
         feature_set: mmd (the MMD values) or composite (monomer left or conversion, Mn, Mw + MMD)
+        axis: the file's MMD axis [log10 M of the first point, of the last, normalisation density|sum|max], stored
+            in the model so that predict --axis can re-bin traces onto it (null: the file's metadata's, if any)
         test_path: a separate file to test on (all its rows); then no test split is cut from path
         transforms: per-column transform of inputs and targets, e.g. {Mn: log, cAIBN_0: log}
         mmd_scaling: column (every MMD point standardised) or pooled (one mean and spread for the MMD)
@@ -86,6 +88,7 @@ class PolyDataModule(L.LightningDataModule):
         feature_set: Literal["mmd", "composite"] = "composite",
         system: str = SYSTEM.key,
         protocol: Literal["stop", "sampled"] = "stop",
+        axis: tuple[float, float, Literal["density", "sum", "max"]] | None = None,
         test_path: str | None = None,
         transforms: dict[str, Literal["log", "none"]] | None = None,
         mmd_scaling: Literal["column", "pooled"] = "column",
@@ -108,6 +111,7 @@ class PolyDataModule(L.LightningDataModule):
         if protocol not in PROTOCOLS:
             raise PolyinvError(f"data.protocol {protocol!r} unknown; choose one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
+        self.axis = axis
         self.target_columns, self.side_columns = protocol_columns(feature_set, protocol)
         #: the study's files have the fixed 100-point MMD; other systems' and lab files their own (set by setup)
         self.mmd_columns = MMD_COLUMNS

@@ -23,7 +23,7 @@ from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseModel, register
 from polyinv.models.intervals import half_width_multiplier
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, SYSTEM, TARGETS
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 
 KIND = "auto"
 MANIFEST = "auto.json"
@@ -209,7 +209,7 @@ class AutoModel(InverseModel):
             "selection": self.selection,
             "calibration": self.calibration,
             "domain": self.domain,
-            "system": self.system,
+            "files": self.files_info(),
         }
         path = folder / MANIFEST
         with atomic_path(path) as tmp:
@@ -232,7 +232,7 @@ class AutoModel(InverseModel):
             manifest.get("calibration") or {},
         )
         model.domain = manifest.get("domain")
-        model.system = manifest.get("system", SYSTEM.key)
+        model.read_files_info(manifest.get("files"))
         return model
 
 

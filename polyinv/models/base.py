@@ -46,6 +46,18 @@ class InverseModel:
     domain: dict | None
     #: the chemistry of the training file (polyinv.schema.SYSTEMS); files before it was stored are the study's
     system: str = SYSTEM.key
+    #: the training file's MMD axis (MMDAxis fields) where it was known (data.axis or the file's metadata), so that
+    #: ``predict --axis`` can re-bin traces onto it; None: unknown
+    axis: dict | None = None
+
+    def files_info(self) -> dict:
+        """What a model file stores about the files the model reads: its system and MMD axis."""
+        return {"system": self.system, "axis": self.axis}
+
+    def read_files_info(self, info: dict | None) -> None:
+        """Set :meth:`files_info` from a model file (the study's system and no axis for files without it)."""
+        info = info or {}
+        self.system, self.axis = str(info.get("system", SYSTEM.key)), info.get("axis")
 
     @property
     def n_side(self) -> int:

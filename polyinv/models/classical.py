@@ -21,7 +21,7 @@ from polyinv import __version__
 from polyinv.atomic import atomic_path
 from polyinv.errors import PolyinvError
 from polyinv.models.base import InverseModel
-from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, SYSTEM, TARGETS
+from polyinv.schema import MMD_COLUMNS, SIDE_INPUTS, TARGETS
 
 MODEL_FILE = "model.skops"
 #: The types beyond skops' defaults that a polyinv model file may hold.
@@ -134,7 +134,7 @@ class ClassicalModel(InverseModel):
             "hparams": self.hparams,
             "state": self.state,
             "polyinv_domain": self.domain,
-            "polyinv_system": self.system,
+            "polyinv_files": self.files_info(),
         }
         with atomic_path(path) as tmp:
             sio.dump(payload, tmp)
@@ -165,5 +165,5 @@ class ClassicalModel(InverseModel):
         model = cls(**payload["hparams"])
         model.state = payload["state"]
         model.domain = payload.get("polyinv_domain")
-        model.system = payload.get("polyinv_system", SYSTEM.key)
+        model.read_files_info(payload.get("polyinv_files"))
         return model

@@ -53,7 +53,7 @@ class EnsembleModel(InverseModel):
         self.side_names = list(first.side_names)
         self.mmd_names = list(first.mmd_names)
         self.domain = domain or first.domain  # the ensemble's own (with consistency) when saved
-        self.system = first.system
+        self.read_files_info(first.files_info())
         self.calibration = dict(calibration or {})
 
     def _scaled(self, mmd: np.ndarray, side: np.ndarray) -> np.ndarray:

@@ -33,7 +33,6 @@ from polyinv.schema import (
     MONOMER_0,
     MONOMER_LEFT,
     SIDE_INPUTS,
-    SYSTEM,
     TARGETS,
     TIME,
     conversion,
@@ -340,13 +339,13 @@ class InverseRegressor(InverseModel, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["polyinv_kind"] = self.kind
-        checkpoint["polyinv_system"] = self.system
+        checkpoint["polyinv_files"] = self.files_info()
         if self.domain:
             checkpoint["polyinv_domain"] = self.domain
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.domain = checkpoint.get("polyinv_domain")
-        self.system = checkpoint.get("polyinv_system", SYSTEM.key)
+        self.read_files_info(checkpoint.get("polyinv_files"))
         weights = [
             v
             for k, v in checkpoint.get("state_dict", {}).items()
