@@ -49,6 +49,8 @@ def fold(frame: pd.DataFrame, system: str, held: str, cal: Path, work: Path, row
     work.mkdir(parents=True, exist_ok=True)
     train, test = frame[frame["reaction"] != held], frame[frame["reaction"] == held]
     paths = {k: work / f"{k}.csv" for k in ("box", "train_sim", "unknown", "pred")}
+    for stale in paths.values():  # a failed step must not read an earlier fold's file
+        stale.unlink(missing_ok=True)
     box_recipes(cal, train, mon.column, rows, seed).to_csv(paths["box"], index=False)
     test.drop(columns=recipe).to_csv(paths["unknown"], index=False)
     seconds, codes = {}, {}
@@ -64,20 +66,16 @@ def fold(frame: pd.DataFrame, system: str, held: str, cal: Path, work: Path, row
         ]
         + ["--overwrite", "-q"]
     )
+    record = {"system": system, "held_out": held, "rows": rows, "seed": seed, "codes": codes}
+    record["seconds"] = seconds
+    if codes["simulate"] != 0:
+        return {**record, "failed": "simulate"}
     runs = work / "runs"
     codes["fit"], seconds["fit"], log = _run(
         ["fit", "--config", "rf.yaml", "--data.path", str(paths["train_sim"]), "--data.system", system]
         + ["--data.protocol", "sampled", "--output.root", str(runs), "--name", held, "--seed", str(seed)]
         + ["--trainer.enable_progress_bar", "false"]
     )
-    record = {
-        "system": system,
-        "held_out": held,
-        "rows": rows,
-        "seed": seed,
-        "codes": codes,
-        "seconds": seconds,
-    }
     run = max((runs / held).glob("version_*"), key=lambda p: int(p.name.split("_")[1]), default=None)
     if codes["fit"] != 0 or run is None:
         return {**record, "failed": f"fit: {log[-500:]}"}
@@ -86,6 +84,8 @@ def fold(frame: pd.DataFrame, system: str, held: str, cal: Path, work: Path, row
         ["predict", "--ckpt", str(run), "--input", str(paths["unknown"]), "--output", str(paths["pred"])]
         + ["--overwrite", "-q"]
     )
+    if codes["predict"] != 0:
+        return {**record, "failed": "predict"}
     pred = pd.read_csv(paths["pred"])
     truth = test[recipe].iloc[0]
     answer = pred[recipe].median()

@@ -34,26 +34,32 @@ def read_inputs(
     """Read and validate an input file against the schema stored in the model's checkpoint (in the model's
     system's column names; returned in the internal names); ``targets``: the true recipe columns too; ``onto``:
     puts the file's MMD (of any length) on the model's axis (predict --axis)."""
-    system = system_of(model.system)
+    try:
+        system = system_of(model.system)
+    except ValueError as exc:
+        raise PolyinvError(f"the model file names {exc}") from None
     wanted = [*model.side_names, *(model.target_names if targets else ())]
+    columns = input_columns(model) + wanted[len(model.side_names) :]
+
+    def expects(exc: PolyinvError) -> PolyinvError:
+        side = ", ".join(system.column(c) for c in model.side_names) or "no scalar inputs"
+        return PolyinvError(
+            f"{exc} — the checkpoint expects {side} + {model.mmd_names[0]}..{model.mmd_names[-1]} ({system.name})"
+        )
+
     try:
         if system.key == SYSTEM.key and onto is None:
-            columns = input_columns(model) + wanted[len(model.side_names) :]
             return read_table(path, columns, sheet=sheet, mmd_columns=model.mmd_names)
         frame = read_system_table(path, system, wanted, sheet)
-        frame = frame if onto is None else onto(frame)
-        missing = [system.column(c) for c in wanted if c not in frame.columns]
-        if missing:
-            raise PolyinvError(f"{path}: missing column(s) {', '.join(missing)}")
-        n = len(frame_mmd_columns(frame))
-        if n != len(model.mmd_names):
-            raise PolyinvError(f"{path}: the MMD has {n} points")
-        return frame[input_columns(model) + wanted[len(model.side_names) :]]
     except PolyinvError as exc:
-        side = ", ".join(system.column(c) for c in model.side_names) or "no scalar inputs"
-        raise PolyinvError(
-            f"{exc} — the checkpoint expects {side} + {model.mmd_names[0]}..{model.mmd_names[-1]} ({system.name})"
-        ) from exc
+        raise expects(exc) from exc
+    frame = frame if onto is None else onto(frame)  # its own errors (the axis) need no hint on the columns
+    missing = [system.column(c) for c in wanted if c not in frame.columns]
+    n = len(frame_mmd_columns(frame))
+    if missing or n != len(model.mmd_names):
+        what = f"missing column(s) {', '.join(missing)}" if missing else f"the MMD has {n} points"
+        raise expects(PolyinvError(f"{path}: {what}"))
+    return frame[columns]
 
 
 def predict_frame(model: InverseModel, frame: pd.DataFrame) -> np.ndarray:

@@ -44,6 +44,7 @@ from polyinv.runs import (
 from polyinv.select import check_candidates, select
 from polyinv.sim.calibration_file import forward_for_training
 from polyinv.sim.forward import ForwardChoice
+from polyinv.sim.grid import MMDAxis
 from polyinv.train import (
     build_datamodule,
     build_model,
@@ -51,6 +52,7 @@ from polyinv.train import (
     fit_network,
     fit_rows,
     self_check_lines,
+    training_axis,
     training_fit_check,
 )
 from polyinv.trust.domain import ApplicabilityDomain, fit_domain, fit_model_consistency
@@ -189,6 +191,7 @@ def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> ForwardChoic
             progress=verbose,
             system=dm.system.key,
             protocol=dm.protocol,
+            axis=MMDAxis(**stated) if dm.axis is not None and (stated := training_axis(dm)) else None,
         )
         if verbose and forward.model is not None:
             LOG.info(f"forward model of the trust checks: {forward.how}")

@@ -17,6 +17,7 @@ stop time an outcome) and ``sampled`` (lab samples: each row is a sample taken a
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -93,6 +94,12 @@ class System:
     def column(self, role: str) -> str:
         """This system's name of an internal role name (the default system's)."""
         return {r: mine for mine, r in self.renames.items()}.get(role, role)
+
+    def name_text(self, text: str) -> str:
+        """A message or note with the internal role names written in this system's names."""
+        for mine, role in self.renames.items():
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(role)}(?![A-Za-z0-9_])", mine, text)
+        return text
 
     def to_internal(self, table):
         """A frame with this system's columns renamed to the internal role names; a ``conversion`` column

@@ -148,7 +148,7 @@ def select(
         heldout[name] = pred
         say(
             f"auto: {name} {hp['folds']}-fold held-out R² "
-            + ", ".join(f"{t} {r:.4f}" for t, r in scores[name].items())
+            + ", ".join(f"{dm.system.column(t)} {r:.4f}" for t, r in scores[name].items())
             + f" ({seconds[name]:.0f} s)"
         )
     choice = {t: max(scores, key=lambda n, t=t: scores[n][t]) for t in targets}

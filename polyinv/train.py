@@ -26,6 +26,7 @@ from polyinv.metrics import evaluate
 from polyinv.models import MODELS, InverseModel, InverseRegressor
 from polyinv.progress import EpochProgress
 from polyinv.runs import check_resumable, sigterm_saves, tb_logger
+from polyinv.schema import system_of
 from polyinv.sim.file_info import read_file_metadata, stated_axis
 from polyinv.sim.grid import MMDAxis
 
@@ -251,7 +252,8 @@ def training_fit_check(model: InverseModel, train: pd.DataFrame) -> dict:
     (a fit that diverged or stalled: its test figures cannot be better)."""
     targets = list(model.target_names)
     scores = evaluate(train[targets].to_numpy(np.float64), predict_frame(model, train), targets)
-    r2 = {t: scores["targets"][t]["r2"] for t in targets}
+    name = system_of(model.system).column
+    r2 = {name(t): scores["targets"][t]["r2"] for t in targets}
     warnings = [
         f"training-fit check: {t} R² on the training rows {v:.3f} (below {TRAIN_FIT_R2}): the network did not fit "
         "its own rows; try more steps (trainer.max_epochs) or another seed"

@@ -117,6 +117,11 @@ def test_a_trace_on_another_axis_is_rebinned_onto_the_calibrations(lab_rows, tmp
     assert answer["cMMA_0"] == pytest.approx(TRUTH["cMMA_0"], rel=0.05)
     line = fails(capsys, predict, [*argv, "--overwrite", "--axis", "7.2", "1.5", "max"])
     assert "--axis 7.2 1.5 max" in line and "not increasing" in line
+    # an axis that puts the traces beyond the calibration's: refused, the rows named
+    line = fails(capsys, predict, [*argv, "--overwrite", "--axis", "7.0", "9.0", "max"])
+    assert (
+        "data row(s) 0, 1, 2, 3, 4" in line and "outside the calibration's axis" in line and "--axis" in line
+    )
 
 
 def fails_again(argv) -> bool:

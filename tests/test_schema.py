@@ -42,3 +42,13 @@ def test_a_calibration_of_an_unknown_system_is_refused(tmp_path):
         ValueError, match="a calibration of system 'VCM/peroxide in water'; polyinv knows ba, mma"
     ):
         read_yaml(path)
+
+
+def test_notes_name_the_systems_columns():
+    from polyinv.schema import MMA_AIBN
+
+    note = "cBA_0 outside training range; predicted recipe does not reproduce the input (cBA_time 2.0x threshold)"
+    assert MMA_AIBN.name_text(note) == note.replace("cBA_0", "cMMA_0").replace("cBA_time", "cMMA_time")
+    assert (
+        MMA_AIBN.name_text("model_cBA_0") == "model_cBA_0"
+    )  # a column name is from_internal's, not a note's

@@ -173,6 +173,20 @@ def test_sampled_rows_train_on_time_and_conversion_and_predict_the_recipe(lab_si
     rebinned = pd.read_csv(tmp_path / "gpc_pred.csv")
     assert np.allclose(rebinned["temp"], pred["temp"], atol=3.0)
 
+    # --verify simulates whole runs: a sampled model's line says so in MMA names
+    capsys.readouterr()
+    argv = [
+        "--ckpt",
+        str(run),
+        "--input",
+        str(tmp_path / "unknown.csv"),
+        "--verify",
+        "--output",
+        str(tmp_path / "v.csv"),
+    ]
+    line = fails(capsys, predict, argv)
+    assert "cMMA_0" in line and "predict --calibration" in line and "cBA_0" not in line
+
     # a 20-point trace is not the model's 30: one line
     short = samples.drop(columns=[f"MMD{i}" for i in range(21, 31)])
     short.to_csv(tmp_path / "short.csv", index=False)
@@ -192,6 +206,16 @@ def test_data_module_refuses_an_unknown_system_and_a_second_file_of_another_leng
     dm = PolyDataModule(str(lab_sim), system="mma", protocol="sampled", test_path=str(tmp_path / "short.csv"))
     with pytest.raises(PolyinvError, match="the MMD has 20 points"):
         dm.setup()
+    # the training file decides the input: no conversion there, the monomer left, whatever a test file holds
+    samples = pd.read_csv(lab_sim)
+    samples.drop(columns=["conversion"]).to_csv(tmp_path / "left.csv", index=False)
+    dm = PolyDataModule(str(tmp_path / "left.csv"), system="mma", protocol="sampled", test_path=str(lab_sim))
+    dm.setup()
+    assert (
+        "cBA_time" in dm.side_columns
+        and "conversion" not in dm.side_columns
+        and len(dm.test_idx) == len(samples)
+    )
     # transforms may name the system's own columns
     dm = PolyDataModule(
         str(lab_sim), system="mma", protocol="sampled", transforms={"cMMA_0": "log", "Mn": "log"}

@@ -159,13 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checked.sim,
                 checked.predictions,
                 checked.checks,
-                optional_columns(args.input, args.sheet, TARGETS),  # true recipes where the file has them
+                # true recipes where the file has them
+                optional_columns(args.input, args.sheet, TARGETS, system_of(model.system)),
                 forward=checked.forward,
                 overwrite=args.overwrite,
             )
         if args.plot_dir and args.candidates:
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
-        table = system_of(model.system).from_internal(table)  # the model's system's column names
+        system = system_of(model.system)
+        table = system.from_internal(table)  # the model's system's column names, in the notes too
+        if "domain_note" in table.columns:
+            table["domain_note"] = table["domain_note"].map(
+                lambda note: system.name_text(str(note)) if isinstance(note, str) else note
+            )
         with atomic_path(output, overwrite=args.overwrite) as tmp:
             table.to_csv(tmp, index=False)
         print(f"{len(table)} rows predicted by {ckpt} ({model.kind})")
@@ -272,12 +278,19 @@ def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis, whose: str = "the calibra
     if source == axis:
         return rows
     mmd, outside = rebin(rows[list(names)].to_numpy(np.float64), source, axis)
-    worst = int(np.argmax(outside))
-    if outside[worst] > MAX_OUTSIDE:
-        LOG.warning(
-            f"{args.input}: {100 * outside[worst]:.1f} % of data row {worst}'s trace lies outside {whose} "
-            f"axis (log10 M {axis.log10m_min:g}..{axis.log10m_max:g}) and is dropped by the re-binning"
-        )
+    where = f"{whose} axis (log10 M {axis.log10m_min:g}..{axis.log10m_max:g})"
+    for limit, say in ((MAX_LOST, None), (MAX_OUTSIDE, LOG.warning)):
+        bad = np.flatnonzero(~(outside <= limit))  # NaN: a trace with no mass
+        if len(bad):
+            shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            line = (
+                f"{args.input}: data row(s) {shown}: up to {100 * float(np.nanmax(outside[bad])):.0f} % of the "
+                f"trace lies outside {where}"
+            )
+            if say is None:
+                raise PolyinvError(f"{line}, or it has no mass: check --axis and the trace")
+            say(f"{line} and is dropped by the re-binning")
+            break
     LOG.info(
         f"MMD re-binned from {len(names)} points on log10 M {source.log10m_min:g}..{source.log10m_max:g} onto {whose} {axis.n_points}"
     )
@@ -287,8 +300,8 @@ def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis, whose: str = "the calibra
     )
 
 
-#: share of a trace's mass beyond the calibration's (model's) axis above which re-binning warns
-MAX_OUTSIDE = 0.02
+#: share of a trace's mass beyond the calibration's (model's) axis above which re-binning warns, and refuses
+MAX_OUTSIDE, MAX_LOST = 0.02, 0.5
 
 
 def predict_from_calibration(args, output: Path) -> int:

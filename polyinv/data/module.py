@@ -204,14 +204,17 @@ class PolyDataModule(L.LightningDataModule):
             return read_frame(path, self.columns, sheet)
         roles = [*self.target_columns, *self.side_columns]
         conv = self.system.conversion_name
-        # a sampled file's conversion is the model's input as measured: the monomer left would need [M]0, a target
-        optional = [conv] if self.protocol == "sampled" else []
+        training = self.frame is None and path == self.path  # the training file decides the inputs
+        # the conversion is the model's input where the training file has it under the sampled protocol (as
+        # measured: the monomer left would need [M]0, a target), or has no monomer left (either protocol); the
+        # monomer left otherwise. Every later file must hold the same column.
+        optional = [conv] if self.protocol == "sampled" and training else []
         frame = read_system_table(path, self.system, roles, sheet, optional=optional)
-        if conv in frame.columns and MONOMER_LEFT in self.side_columns:
+        if training and conv in frame.columns and MONOMER_LEFT in self.side_columns:
             self.side_columns = tuple(conv if c == MONOMER_LEFT else c for c in self.side_columns)
             self.transforms.pop(MONOMER_LEFT, None)
         names = frame_mmd_columns(frame)
-        if self.frame is None and path == self.path:
+        if training:
             self.mmd_columns = names
         elif names != tuple(self.mmd_columns):
             raise PolyinvError(

@@ -220,11 +220,13 @@ def forward_for_training(
     progress: bool = False,
     system: str = SYSTEM.key,
     protocol: str = "stop",
+    axis: MMDAxis | None = None,
 ) -> ForwardChoice:
     """The forward model of a training file's trust checks (``trust.forward`` / ``trust.calibration`` of a
     run), from its training rows only; (None, why) when the checks must be off. A file of ``system`` uses that
     system's literature kinetics. The checks simulate whole runs (the stop protocol): a model of sampled rows
-    has none (``predict --calibration`` answers such rows against a calibration)."""
+    has none (``predict --calibration`` answers such rows against a calibration). ``axis``: the file's MMD axis as
+    the run states it (``data.axis``), before its metadata's or one inferred from Mn/Mw."""
 
     say = log or (lambda _m: None)
     if protocol != "stop":
@@ -243,6 +245,10 @@ def forward_for_training(
                 f"{forward.protocol}, {forward.axis.n_points} MMD points; the training file is {system}, stop, "
                 f"{n_mmd} points"
             )
+        if axis is not None and forward.axis != axis:
+            raise ValueError(
+                f"trust.calibration {calibration}: its MMD axis {forward.axis} is not data.axis {axis}"
+            )
         quality = (forward.fit or {}).get("quality") or {}
         if quality.get("good") is False and not quality.get("usable_for_checks"):
             why = f"trust.calibration {calibration}: {quality.get('text')}"
@@ -254,7 +260,7 @@ def forward_for_training(
     if setting == "none":
         return ForwardChoice(None, "trust.forward is none")
     meta = read_file_metadata(data_path)
-    axis, how = file_axis(meta, fit_frame)
+    axis, how = (axis, "given with data.axis") if axis is not None else file_axis(meta, fit_frame)
     if axis is None:
         say(f"warning: forward checks off (domain consistency, --verify): {how}")
         return ForwardChoice(None, how)

@@ -73,9 +73,13 @@ class MMDAxis:
         density = np.asarray(density, dtype=float)
         if self.normalisation == "density":
             return density
-        if self.normalisation == "sum":
-            return density / density.sum(axis=-1, keepdims=True)
-        return density / density.max(axis=-1, keepdims=True)
+        scale = (
+            density.sum(axis=-1, keepdims=True)
+            if self.normalisation == "sum"
+            else density.max(axis=-1, keepdims=True)
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(scale != 0, density / scale, 0.0)  # a row with no mass stays zero, not NaN
 
     def metadata(self) -> list[tuple[str, str]]:
         """Key/value rows describing the axis (a data file's metadata)."""
@@ -116,9 +120,9 @@ def rebin(values: np.ndarray, source: MMDAxis, target: MMDAxis) -> tuple[np.ndar
     at = PchipInterpolator(edges, cdf, axis=1)(inside)
     kept = at[:, -1:] - at[:, :1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        outside = np.where(total[:, 0] > 0, 1.0 - kept[:, 0] / total[:, 0], 1.0)
+        outside = np.where(total[:, 0] > 0, 1.0 - kept[:, 0] / total[:, 0], np.nan)  # NaN: no mass
         density = np.diff(at, axis=1) / target.delta / np.where(kept > 0, kept, np.nan)
-    return target.normalise(np.nan_to_num(density)), np.clip(outside, 0.0, 1.0)
+    return target.normalise(np.nan_to_num(density)), np.clip(outside, 0.0, 1.0)  # NaN stays NaN
 
 
 def log10m_grid() -> np.ndarray:

@@ -12,7 +12,7 @@ from polyinv.data.io import read_table
 from polyinv.errors import PolyinvError
 from polyinv.log import LOG
 from polyinv.models.base import InverseModel
-from polyinv.schema import SIDE_INPUTS, TARGETS
+from polyinv.schema import SIDE_INPUTS, SYSTEM, TARGETS, System, system_of
 from polyinv.sim.forward import ForwardModel
 from polyinv.trust.domain import model_domain, model_forward
 from polyinv.trust.verify import verify
@@ -64,11 +64,14 @@ def warn_outside(table: pd.DataFrame) -> None:
     )
 
 
-def optional_columns(path: str | Path, sheet: str | None, columns) -> pd.DataFrame | None:
-    """The given columns of an input file when it holds them all (validated), else None."""
+def optional_columns(
+    path: str | Path, sheet: str | None, columns, system: System = SYSTEM
+) -> pd.DataFrame | None:
+    """The given columns (internal names) of an input file of ``system`` when it holds them all (validated), else
+    None."""
 
     try:
-        return read_table(path, list(columns), sheet=sheet)
+        return system.to_internal(read_table(path, [system.column(c) for c in columns], sheet=sheet))
     except PolyinvError:
         return None
 
@@ -88,7 +91,8 @@ class Verification:
 def verify_requests(model: InverseModel, path: str | Path, sheet: str | None) -> pd.DataFrame | None:
     """The requested outcomes the model does not take as inputs (Mn, Mw, cBA_time) where the input file holds
     them: verify_table compares the re-simulated ones with them."""
-    return optional_columns(path, sheet, [c for c in SIDE_INPUTS if c not in model.side_names])
+    wanted = [c for c in SIDE_INPUTS if c not in model.side_names]
+    return optional_columns(path, sheet, wanted, system_of(model.system))
 
 
 def verify_table(
@@ -104,7 +108,11 @@ def verify_table(
 
     missing = [t for t in TARGETS if t not in table.columns]
     if missing:
-        raise PolyinvError(f"--verify needs a model that predicts {', '.join(TARGETS)}")
+        names = ", ".join(map(system_of(model.system).column, TARGETS))
+        raise PolyinvError(
+            f"--verify simulates whole runs: it needs a model that predicts {names} (a model of sampled rows "
+            "predicts no time; `polyinv predict --calibration` answers those against a calibration)"
+        )
     forward, why = model_forward(model)
     if forward is None:
         LOG.warning(f"forward verification is off for this model: {why}")
