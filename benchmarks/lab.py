@@ -182,7 +182,7 @@ def summary(records: list[dict]) -> dict:
 def report(out: Path) -> Path:
     rows = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        records = [json.loads(p.read_text()) for p in sorted(folder.glob("R*.json"))]
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob("R*.json")) if "_" not in p.stem]
         if records:
             rows.append({"set": folder.name, **summary(records)})
     table = pd.DataFrame(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,14 @@ def pytest_collection_modifyitems(items):
     worksteal the first process starts the longest test at once while the other works through the rest, so the
     run ends when its work does."""
     items.sort(key=lambda item: (item.name not in LONGEST, item.get_closest_marker("slow") is None))
+
+
+def pytest_configure(config):
+    """Each pytest-xdist worker computes on one BLAS/OpenMP and one torch thread: two workers on two cores with
+    two threads each would oversubscribe the cores (a test that needs more sets them itself)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        torch.set_num_threads(1)
