@@ -44,7 +44,6 @@ from polyinv.runs import (
 from polyinv.select import check_candidates, select
 from polyinv.sim.calibration_file import forward_for_training
 from polyinv.sim.forward import ForwardChoice
-from polyinv.sim.grid import MMDAxis
 from polyinv.train import (
     build_datamodule,
     build_model,
@@ -191,7 +190,7 @@ def run_forward(config: dict, dm: PolyDataModule, verbose: bool) -> ForwardChoic
             progress=verbose,
             system=dm.system.key,
             protocol=dm.protocol,
-            axis=MMDAxis(**stated) if dm.axis is not None and (stated := training_axis(dm)) else None,
+            axis=training_axis(dm) if dm.axis is not None else None,  # the metadata's is file_axis's
         )
         if verbose and forward.model is not None:
             LOG.info(f"forward model of the trust checks: {forward.how}")

@@ -89,7 +89,8 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
         if isinstance(exc, PolyinvError):
             raise
         raise PolyinvError(f"model settings: {str(exc).splitlines()[0]}") from exc
-    model.read_files_info({"system": dm.system.key, "axis": training_axis(dm)})
+    axis = training_axis(dm)
+    model.read_files_info({"system": dm.system.key, "axis": None if axis is None else asdict(axis)})
     rows = len(dm.train_idx)
     if model.family == "network" and model.hparams.optimizer == "lbfgs" and 0 < dm.batch_size < rows:
         # L-BFGS builds its curvature estimate from one objective: mini-batches would change it every step
@@ -100,19 +101,13 @@ def build_model(config: dict, dm: PolyDataModule, progress: bool | None = None) 
     return model
 
 
-def training_axis(dm: PolyDataModule) -> dict | None:
-    """The training file's MMD axis (``data.axis``, else its metadata's) as stored in the model; None: unknown."""
+def training_axis(dm: PolyDataModule) -> MMDAxis | None:
+    """The training file's MMD axis (``data.axis``, else its metadata's), stored in the model; None: unknown."""
     n = len(dm.mmd_columns)
     if dm.axis is not None:
-        try:
-            axis = MMDAxis(float(dm.axis[0]), float(dm.axis[1]), n, str(dm.axis[2]))
-        except (ValueError, IndexError, TypeError) as exc:
-            raise PolyinvError(f"data.axis {dm.axis}: {exc}") from None
-    else:
-        axis = stated_axis(read_file_metadata(dm.path))
-        if axis is None or axis.n_points != n:
-            return None
-    return asdict(axis)
+        return MMDAxis.from_option(dm.axis, n, "data.axis")
+    axis = stated_axis(read_file_metadata(dm.path))
+    return axis if axis is not None and axis.n_points == n else None
 
 
 def fit_rows(dm: PolyDataModule) -> pd.DataFrame:

@@ -105,10 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         group = system.reaction_name if system.reaction_name in frame.columns else None
         n_mmd = len(frame_mmd_columns(frame))
         if args.axis:
-            try:
-                axis = MMDAxis(float(args.axis[0]), float(args.axis[1]), n_mmd, args.axis[2])
-            except ValueError as exc:
-                raise PolyinvError(f"--axis {' '.join(args.axis)}: {exc}") from None
+            axis = MMDAxis.from_option(args.axis, n_mmd, "--axis")
             how = "given with --axis"
         else:
             axis, how = file_axis(read_file_metadata(args.data), frame)

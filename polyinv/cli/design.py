@@ -161,7 +161,7 @@ def forward_and_bounds(args) -> tuple:
             forward = read_yaml(args.calibration)
         except ValueError as exc:
             raise PolyinvError(f"--calibration {exc}") from None
-        if forward.system == "ba":  # the study's chemistry: its ranges, as always
+        if forward.system == SYSTEM.key:  # the study's chemistry: its ranges, as always
             return forward, bounds, "the study's ranges", None
         system, box = system_of(forward.system), (forward.fit or {}).get("box")
         if box:  # another chemistry: where the calibration was made (a lab's recipes)
@@ -177,7 +177,7 @@ def read_target_mmds(path: str, sheet: str | None, forward) -> tuple:
     file has no such columns. A calibration of another chemistry reads the file in that system's names, its
     Mn and Mw columns required, its MMD on the calibration's axis."""
 
-    if forward.system == "ba":
+    if forward.system == SYSTEM.key:
         frame = read_table(path, list(MMD_COLUMNS), sheet=sheet, optional=(MN, MW))
         columns = list(MMD_COLUMNS)
     else:

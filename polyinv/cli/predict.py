@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ckpt = resolve_checkpoint(args.ckpt)
         model = load_model(ckpt)
+        system = system_of(model.system)
         if args.interval is not None:
             check_interval(model, args.interval)
         frame = read_inputs(model, args.input, args.sheet, onto=model_axis(model, args))
@@ -159,18 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checked.sim,
                 checked.predictions,
                 checked.checks,
-                # true recipes where the file has them
-                optional_columns(args.input, args.sheet, TARGETS, system_of(model.system)),
+                optional_columns(
+                    args.input, args.sheet, TARGETS, system
+                ),  # true recipes where the file has them
                 forward=checked.forward,
                 overwrite=args.overwrite,
             )
         if args.plot_dir and args.candidates:
             plot_candidates(args.plot_dir, model, frame, table, args.overwrite)
-        system = system_of(model.system)
         table = system.from_internal(table)  # the model's system's column names, in the notes too
         if "domain_note" in table.columns:
             table["domain_note"] = table["domain_note"].map(
-                lambda note: system.name_text(str(note)) if isinstance(note, str) else note
+                lambda note: system.name_text(note) if isinstance(note, str) else note
             )
         with atomic_path(output, overwrite=args.overwrite) as tmp:
             table.to_csv(tmp, index=False)
@@ -237,7 +238,6 @@ def _answer_chunk(chunk, model) -> Verification:
 def model_axis(model, args):
     """``read_inputs``'s re-binning onto a trained model's training axis, where ``--axis`` or the input's metadata
     states another axis (None: read the trace as it is, as a file of the model's axis)."""
-    stated = None if args.axis else stated_axis(read_file_metadata(args.input))
     if model.axis is None:
         if args.axis:
             raise PolyinvError(
@@ -249,25 +249,28 @@ def model_axis(model, args):
         axis = MMDAxis(**model.axis)
     except (TypeError, ValueError) as exc:
         raise PolyinvError(f"{args.ckpt}: the stored training axis is malformed ({exc})") from None
+    stated = input_axis(args)
     if not args.axis and (stated is None or stated == axis):
         return None
-    return lambda rows: onto_axis(rows, args, axis, "the model's training")
+    return lambda rows: onto_axis(rows, args, axis, "the model's training", stated)
 
 
-def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis, whose: str = "the calibration's") -> pd.DataFrame:
+def input_axis(args) -> MMDAxis | None:
+    """The axis the input's metadata states (None with --axis, which :func:`onto_axis` reads itself)."""
+    return None if args.axis else stated_axis(read_file_metadata(args.input))
+
+
+def onto_axis(rows: pd.DataFrame, args, axis: MMDAxis, whose: str, stated: MMDAxis | None) -> pd.DataFrame:
     """The input's MMD on ``axis`` (``whose``: the calibration's, the model's): re-binned from the input's own
-    axis (``--axis``, else its metadata's) where that differs; a trace of another length on no stated axis is
-    refused."""
+    axis (``--axis``, else ``stated``, its metadata's) where that differs; a trace of another length on no
+    stated axis is refused."""
     names = frame_mmd_columns(rows)
     if not names:
         return rows
     if args.axis:
-        try:
-            source = MMDAxis(float(args.axis[0]), float(args.axis[1]), len(names), args.axis[2])
-        except ValueError as exc:
-            raise PolyinvError(f"--axis {' '.join(args.axis)}: {exc}") from None
+        source = MMDAxis.from_option(args.axis, len(names), "--axis")
     else:
-        source = stated_axis(read_file_metadata(args.input))
+        source = stated
         if source is None or source.n_points != len(names):
             if len(names) != axis.n_points:
                 raise PolyinvError(
@@ -327,7 +330,7 @@ def predict_from_calibration(args, output: Path) -> int:
     rows = read_system_table(
         args.input, system, [TIME, MN, MW, MONOMER_LEFT], args.sheet, mmd=None, group=args.group
     )
-    rows = onto_axis(rows, args, forward.axis)
+    rows = onto_axis(rows, args, forward.axis, "the calibration's", input_axis(args))
     started = time.perf_counter()
     with batch.parallel_map(batch.cluster_of(args)) as workers:  # one task per reaction group on Dask
         table = invert_frame(

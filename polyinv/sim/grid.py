@@ -16,6 +16,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.optimize import minimize_scalar
 
+from polyinv.errors import PolyinvError
 from polyinv.schema import N_MMD
 
 #: Grid range in log10(M / (g/mol)): chosen so every distribution of the 432-recipe grid and of the
@@ -58,6 +59,16 @@ class MMDAxis:
             raise ValueError(
                 f"MMD axis: normalisation {self.normalisation!r} unknown; choose one of {NORMALISATIONS}"
             )
+
+    @classmethod
+    def from_option(cls, values, n_points: int, option: str) -> MMDAxis:
+        """The axis of an option's ``MIN MAX NORM`` (``--axis``, ``data.axis``) for ``n_points`` MMD columns;
+        a bad value is one line naming the option."""
+        try:
+            low, high, norm = values
+            return cls(float(low), float(high), int(n_points), str(norm))
+        except (TypeError, ValueError) as exc:
+            raise PolyinvError(f"{option} {' '.join(map(str, values))}: {exc}") from None
 
     @property
     def delta(self) -> float:
