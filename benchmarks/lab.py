@@ -54,6 +54,14 @@ def _run(argv: list[str]) -> tuple[int, float, str]:
     return code, time.perf_counter() - started, out.getvalue()
 
 
+def simulate(recipes: Path, cal: Path, out: Path) -> tuple[int, float]:
+    """``polyinv simulate --recipes RECIPES --calibration CAL --out OUT``: (exit code, seconds)."""
+    code, seconds, _ = _run(
+        ["simulate", "--recipes", str(recipes), "--calibration", str(cal), "--out", str(out), "-q"]
+    )
+    return code, seconds
+
+
 def fold(
     frame: pd.DataFrame, system: str, held: str, work: Path, keep: Path | None = None, recheck: bool = False
 ) -> dict:
@@ -89,18 +97,7 @@ def fold(
     record = {"system": system, "held_out": held, "samples": int(len(test)), "calibrate_log": log[-2000:]}
     if not cal.exists():
         return {**record, "codes": codes, "seconds": seconds, "failed": "calibrate wrote no calibration"}
-    codes["simulate"], seconds["simulate"], _ = _run(
-        [
-            "simulate",
-            "--recipes",
-            str(paths["test"]),
-            "--calibration",
-            str(cal),
-            "--out",
-            str(paths["fwd"]),
-            "-q",
-        ]
-    )
+    codes["simulate"], seconds["simulate"] = simulate(paths["test"], cal, paths["fwd"])
     codes["predict"], seconds["predict"], _ = _run(
         [
             "predict",
@@ -179,6 +176,12 @@ def summary(records: list[dict]) -> dict:
     }
 
 
+def table_lines(table: pd.DataFrame) -> list[str]:
+    """A frame as the lines of a markdown table, cells as they are."""
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns), *rows]
+
+
 def report(out: Path) -> Path:
     rows = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
@@ -207,9 +210,7 @@ def report(out: Path) -> Path:
             shown[c] = shown[c].map(lambda v: f"{v:.1f}")
         for c in ("m0_rel_median", "i0_rel_median"):
             shown[c] = shown[c].map(lambda v: f"{100 * v:.0f} %")
-        lines.append("| " + " | ".join(shown.columns) + " |")
-        lines.append("|" + "---|" * len(shown.columns))
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+        lines += table_lines(shown)
     path = out / "lab.md"
     path.write_text("\n".join(lines) + "\n")
     return path

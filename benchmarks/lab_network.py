@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from scipy.stats import qmc
 
-from benchmarks.lab import _run, data_set
+from benchmarks.lab import _run, data_set, simulate, table_lines
 from benchmarks.lab_sim import MONOMERS
 
 
@@ -54,18 +54,7 @@ def fold(frame: pd.DataFrame, system: str, held: str, cal: Path, work: Path, row
     box_recipes(cal, train, mon.column, rows, seed).to_csv(paths["box"], index=False)
     test.drop(columns=recipe).to_csv(paths["unknown"], index=False)
     seconds, codes = {}, {}
-    codes["simulate"], seconds["simulate"], _ = _run(
-        [
-            "simulate",
-            "--recipes",
-            str(paths["box"]),
-            "--calibration",
-            str(cal),
-            "--out",
-            str(paths["train_sim"]),
-        ]
-        + ["--overwrite", "-q"]
-    )
+    codes["simulate"], seconds["simulate"] = simulate(paths["box"], cal, paths["train_sim"])
     record = {"system": system, "held_out": held, "rows": rows, "seed": seed, "codes": codes}
     record["seconds"] = seconds
     if codes["simulate"] != 0:
@@ -134,10 +123,7 @@ def report(out: Path) -> Path:
         "",
     ]
     if rows:
-        table = pd.DataFrame(rows)
-        lines.append("| " + " | ".join(table.columns) + " |")
-        lines.append("|" + "---|" * len(table.columns))
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+        lines += table_lines(pd.DataFrame(rows))
     path = out / "network.md"
     path.write_text("\n".join(lines) + "\n")
     return path
